@@ -1,0 +1,277 @@
+/*
+ * The control file: an LMDB environment with three named databases.
+ *   meta      "meta"                   -> struct snap__meta
+ *   datasets  name (UTF-8 bytes)       -> struct snap__dsrec
+ *   versions  dataset id, version (BE) -> struct snap__verrec
+ * This is the only file that includes <lmdb.h>. Transactions are short: no
+ * caller holds one across user code (a held read transaction stops LMDB from
+ * reusing pages, and a reader's query may last minutes).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+#define CONTROL_MAPSIZE ((size_t)64 << 20)
+#define CONTROL_MAXREADERS 1024
+
+struct snap__control {
+  MDB_env *env;
+  MDB_dbi meta, datasets, versions;
+  char *path;
+};
+
+struct snap__txn {
+  MDB_txn *txn;
+  struct snap__control *c;
+};
+
+static int lmdb_status(struct snap_error *err, int rc, const char *path,
+                       const char *what) {
+  if (rc == MDB_NOTFOUND) return snap__err(err, SNAP_ENOTFOUND, "%s: %s", path, what);
+  if (rc == MDB_MAP_FULL || rc == MDB_READERS_FULL)
+    return snap__err(err, SNAP_EMAPFULL, "%s: %s: %s (grow the store's control file)",
+                     path, what, mdb_strerror(rc));
+  if (rc > 0) return snap__errno(err, -rc, "%s: %s", path, what);
+  return snap__err(err, SNAP_ECONTROL, "%s: %s: %s", path, what, mdb_strerror(rc));
+}
+
+int snap__control_open(const char *path, bool create, bool rdonly,
+                       struct snap__control **out, struct snap_error *err) {
+  *out = NULL;
+  struct stat st;
+  if (!create && stat(path, &st) != 0) {
+    if (errno == ENOENT) return snap__err(err, SNAP_ENOTFOUND, "%s: no control file", path);
+    return snap__errno(err, -errno, "%s", path);
+  }
+  struct snap__control *c = calloc(1, sizeof *c);
+  if (!c || !(c->path = strdup(path))) {
+    free(c);
+    return snap__errno(err, -ENOMEM, "%s", path);
+  }
+  int rc = mdb_env_create(&c->env);
+  if (rc) goto fail_nocreate;
+  if ((rc = mdb_env_set_maxdbs(c->env, 4)) ||
+      (rc = mdb_env_set_mapsize(c->env, CONTROL_MAPSIZE)) ||
+      (rc = mdb_env_set_maxreaders(c->env, CONTROL_MAXREADERS)))
+    goto fail;
+  /* NOSYNC: the file lives on tmpfs, where there is no power-loss case and
+   * LMDB stays consistent across process crashes. NOTLS: read transactions
+   * are not tied to threads. */
+  unsigned envflags = MDB_NOSUBDIR | MDB_NOTLS | MDB_NOSYNC | (rdonly ? MDB_RDONLY : 0);
+  if ((rc = mdb_env_open(c->env, path, envflags, 0644))) goto fail;
+  MDB_txn *txn;
+  if ((rc = mdb_txn_begin(c->env, NULL, rdonly ? MDB_RDONLY : 0, &txn))) goto fail;
+  unsigned dbflags = rdonly ? 0 : MDB_CREATE;
+  if ((rc = mdb_dbi_open(txn, "meta", dbflags, &c->meta)) ||
+      (rc = mdb_dbi_open(txn, "datasets", dbflags, &c->datasets)) ||
+      (rc = mdb_dbi_open(txn, "versions", dbflags, &c->versions))) {
+    mdb_txn_abort(txn);
+    goto fail;
+  }
+  if ((rc = mdb_txn_commit(txn))) goto fail;
+  *out = c;
+  return 0;
+fail:
+  mdb_env_close(c->env);
+fail_nocreate:
+  rc = lmdb_status(err, rc, path, "open");
+  free(c->path);
+  free(c);
+  return rc == SNAP_ENOTFOUND ? snap__err(err, SNAP_ENOTFOUND,
+                                          "%s: not a libsnap control file", path)
+                              : rc;
+}
+
+void snap__control_close(struct snap__control *c) {
+  if (!c) return;
+  mdb_env_close(c->env);
+  free(c->path);
+  free(c);
+}
+
+void snap__control_reader_check(struct snap__control *c) {
+  int dead;
+  mdb_reader_check(c->env, &dead);
+}
+
+int snap__txn_begin(struct snap__control *c, bool write, struct snap__txn **out,
+                    struct snap_error *err) {
+  *out = NULL;
+  struct snap__txn *t = malloc(sizeof *t);
+  if (!t) return snap__errno(err, -ENOMEM, "%s: transaction", c->path);
+  int rc = mdb_txn_begin(c->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+  if (rc) {
+    free(t);
+    return lmdb_status(err, rc, c->path, write ? "begin write" : "begin read");
+  }
+  t->c = c;
+  *out = t;
+  return 0;
+}
+
+int snap__txn_commit(struct snap__txn *t, struct snap_error *err) {
+  int rc = mdb_txn_commit(t->txn);
+  struct snap__control *c = t->c;
+  free(t);
+  return rc ? lmdb_status(err, rc, c->path, "commit") : 0;
+}
+
+void snap__txn_abort(struct snap__txn *t) {
+  if (!t) return;
+  mdb_txn_abort(t->txn);
+  free(t);
+}
+
+static int get_exact(struct snap__txn *t, MDB_dbi dbi, MDB_val *k, void *out, size_t size,
+                     const char *what, struct snap_error *err) {
+  MDB_val v;
+  int rc = mdb_get(t->txn, dbi, k, &v);
+  if (rc == MDB_NOTFOUND) return SNAP_ENOTFOUND; /* callers word the message */
+  if (rc) return lmdb_status(err, rc, t->c->path, what);
+  if (v.mv_size != size)
+    return snap__err(err, SNAP_ECONTROL, "%s: %s record has %zu bytes, expected %zu",
+                     t->c->path, what, v.mv_size, size);
+  memcpy(out, v.mv_data, size);
+  return 0;
+}
+
+static int put(struct snap__txn *t, MDB_dbi dbi, MDB_val *k, const void *val, size_t size,
+               const char *what, struct snap_error *err) {
+  MDB_val v = {size, (void *)val};
+  int rc = mdb_put(t->txn, dbi, k, &v, 0);
+  return rc ? lmdb_status(err, rc, t->c->path, what) : 0;
+}
+
+int snap__meta_get(struct snap__txn *t, struct snap__meta *m, struct snap_error *err) {
+  MDB_val k = {4, "meta"};
+  int rc = get_exact(t, t->c->meta, &k, m, sizeof *m, "meta", err);
+  if (rc == SNAP_ENOTFOUND)
+    return snap__err(err, SNAP_ENOTFOUND, "%s: meta record missing", t->c->path);
+  return rc;
+}
+
+int snap__meta_put(struct snap__txn *t, const struct snap__meta *m,
+                   struct snap_error *err) {
+  MDB_val k = {4, "meta"};
+  return put(t, t->c->meta, &k, m, sizeof *m, "meta", err);
+}
+
+int snap__ds_get(struct snap__txn *t, const char *name, struct snap__dsrec *rec,
+                 struct snap_error *err) {
+  MDB_val k = {strlen(name), (void *)name};
+  int rc = get_exact(t, t->c->datasets, &k, rec, sizeof *rec, "datasets", err);
+  if (rc == SNAP_ENOTFOUND)
+    return snap__err(err, SNAP_ENOTFOUND, "dataset \"%s\" not found in %s", name,
+                     t->c->path);
+  return rc;
+}
+
+int snap__ds_put(struct snap__txn *t, const char *name, const struct snap__dsrec *rec,
+                 struct snap_error *err) {
+  MDB_val k = {strlen(name), (void *)name};
+  return put(t, t->c->datasets, &k, rec, sizeof *rec, "datasets", err);
+}
+
+int snap__ds_each(struct snap__txn *t,
+                  int (*cb)(const char *name, size_t len, const struct snap__dsrec *rec,
+                            void *arg),
+                  void *arg, struct snap_error *err) {
+  MDB_cursor *cur;
+  int rc = mdb_cursor_open(t->txn, t->c->datasets, &cur);
+  if (rc) return lmdb_status(err, rc, t->c->path, "datasets cursor");
+  MDB_val k, v;
+  int ret = 0;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    struct snap__dsrec rec;
+    if (v.mv_size != sizeof rec || k.mv_size > SNAP_DATASET_NAME_MAX) {
+      ret = snap__err(err, SNAP_ECONTROL, "%s: datasets record of %zu bytes", t->c->path,
+                      v.mv_size);
+      break;
+    }
+    memcpy(&rec, v.mv_data, sizeof rec);
+    char name[SNAP_DATASET_NAME_MAX + 1];
+    memcpy(name, k.mv_data, k.mv_size);
+    name[k.mv_size] = 0;
+    if ((ret = cb(name, k.mv_size, &rec, arg))) break;
+  }
+  if (!ret && rc != MDB_NOTFOUND) ret = lmdb_status(err, rc, t->c->path, "datasets scan");
+  mdb_cursor_close(cur);
+  return ret;
+}
+
+static void ver_key(uint8_t key[16], uint64_t ds, uint64_t version) {
+  for (int i = 0; i < 8; i++) {
+    key[i] = (uint8_t)(ds >> (56 - 8 * i));
+    key[8 + i] = (uint8_t)(version >> (56 - 8 * i));
+  }
+}
+
+static uint64_t be64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+
+int snap__ver_get(struct snap__txn *t, uint64_t ds, uint64_t version,
+                  struct snap__verrec *rec, struct snap_error *err) {
+  uint8_t key[16];
+  ver_key(key, ds, version);
+  MDB_val k = {16, key};
+  int rc = get_exact(t, t->c->versions, &k, rec, sizeof *rec, "versions", err);
+  if (rc == SNAP_ENOTFOUND)
+    return snap__err(err, SNAP_ENOTFOUND, "version %llu not found in %s",
+                     (unsigned long long)version, t->c->path);
+  return rc;
+}
+
+int snap__ver_put(struct snap__txn *t, uint64_t ds, uint64_t version,
+                  const struct snap__verrec *rec, struct snap_error *err) {
+  uint8_t key[16];
+  ver_key(key, ds, version);
+  MDB_val k = {16, key};
+  return put(t, t->c->versions, &k, rec, sizeof *rec, "versions", err);
+}
+
+int snap__ver_del(struct snap__txn *t, uint64_t ds, uint64_t version,
+                  struct snap_error *err) {
+  uint8_t key[16];
+  ver_key(key, ds, version);
+  MDB_val k = {16, key};
+  int rc = mdb_del(t->txn, t->c->versions, &k, NULL);
+  if (rc == MDB_NOTFOUND) return 0;
+  return rc ? lmdb_status(err, rc, t->c->path, "delete version") : 0;
+}
+
+int snap__ver_each(struct snap__txn *t, uint64_t ds,
+                   int (*cb)(uint64_t version, const struct snap__verrec *rec, void *arg),
+                   void *arg, struct snap_error *err) {
+  MDB_cursor *cur;
+  int rc = mdb_cursor_open(t->txn, t->c->versions, &cur);
+  if (rc) return lmdb_status(err, rc, t->c->path, "versions cursor");
+  uint8_t key[16];
+  ver_key(key, ds, 0);
+  MDB_val k = {16, key}, v;
+  int ret = 0;
+  for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+       rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    if (k.mv_size != 16 || be64(k.mv_data) != ds) break;
+    struct snap__verrec rec;
+    if (v.mv_size != sizeof rec) {
+      ret = snap__err(err, SNAP_ECONTROL, "%s: versions record of %zu bytes", t->c->path,
+                      v.mv_size);
+      break;
+    }
+    memcpy(&rec, v.mv_data, sizeof rec);
+    if ((ret = cb(be64((const uint8_t *)k.mv_data + 8), &rec, arg))) break;
+  }
+  if (!ret && rc && rc != MDB_NOTFOUND)
+    ret = lmdb_status(err, rc, t->c->path, "versions scan");
+  mdb_cursor_close(cur);
+  return ret;
+}

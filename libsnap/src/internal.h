@@ -1,0 +1,242 @@
+/* Internal interfaces shared by the library's source files. Not installed. */
+#ifndef LIBSNAP_INTERNAL_H
+#define LIBSNAP_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "libsnap/libsnap.h"
+
+#define SNAP__INTERNAL __attribute__((visibility("hidden")))
+
+/* ---------------------------------------------------------------- errors */
+
+/* Fill err (if any) with status and a printf-style message; returns status. */
+SNAP__INTERNAL int snap__err(struct snap_error *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Same, for -errno: appends ": <strerror>" to the message. */
+SNAP__INTERNAL int snap__errno(struct snap_error *err, int neg_errno, const char *fmt,
+                               ...) __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------ segment format v1 */
+
+#define SNAP__HEADER_SIZE 4096u
+#define SNAP__ALIGN 64u
+#define SNAP__MAGIC "\x89SNP\r\n\x1a\n"
+#define SNAP__NBUF 4 /* values, validity, offsets, data */
+enum { SNAP__BUF_VALUES, SNAP__BUF_VALIDITY, SNAP__BUF_OFFSETS, SNAP__BUF_DATA };
+
+/* Header field offsets (docs/format.md is the normative description). */
+enum {
+  SNAP__H_MAGIC = 0,
+  SNAP__H_FORMAT = 8,
+  SNAP__H_HEADER_SIZE = 12,
+  SNAP__H_FLAGS = 16,
+  SNAP__H_TOTAL_SIZE = 24,
+  SNAP__H_VERSION = 32,
+  SNAP__H_NROWS = 40,
+  SNAP__H_NCOLS = 48,
+  SNAP__H_NBLOCKS = 52,
+  SNAP__H_MANIFEST_OFFSET = 56,
+  SNAP__H_MANIFEST_SIZE = 64,
+  SNAP__H_DATA_OFFSET = 72,
+  SNAP__H_DATA_SIZE = 80,
+  SNAP__H_STORE_ID = 88,
+  SNAP__H_CREATED_NS = 104,
+  SNAP__H_DATA_HASH_LO = 112,
+  SNAP__H_DATA_HASH_HI = 120,
+  SNAP__H_HEADER_HASH = 128,
+  SNAP__H_METADATA_OFFSET = 136,
+  SNAP__H_METADATA_SIZE = 144,
+  SNAP__H_NAME_LEN = 152,
+  SNAP__H_NAME = 160,
+};
+#define SNAP__BLOCK_ENTRY 32u
+#define SNAP__COLUMN_FIXED 144u
+#define SNAP__BUFREF 24u
+
+/* A parsed, validated segment: private copies of everything the reader uses,
+ * with pointers into the mapping that have all been bounds-checked. */
+struct snap__segment {
+  const uint8_t *base;
+  uint64_t size;
+  uint64_t version, nrows, created_ns;
+  uint64_t data_offset, data_size;
+  uint64_t data_hash[2];
+  uint64_t header_hash;
+  uint32_t ncols, nblocks;
+  uint8_t store_id[16];
+  char dataset[SNAP_DATASET_NAME_MAX + 1];
+  const void *metadata;
+  size_t metadata_len;
+  struct snap_column *cols;
+  struct snap_block *blocks;
+  uint32_t *block_cols; /* storage for snap_block.columns */
+  char *strings;        /* storage for names and time zones */
+};
+
+/* What snap__segment_parse() checks. */
+#define SNAP__SEG_NO_HASH 0x1u  /* header not sealed yet (publish in progress) */
+#define SNAP__SEG_NO_DATA 0x2u  /* skip reading string/dictionary offsets */
+
+/* Size of the segment @p schema needs; fills *manifest_size and *data_offset. */
+SNAP__INTERNAL int snap__segment_plan(const struct snap_schema *schema, uint64_t *total,
+                                      struct snap_error *err);
+/* Write header (unsealed) and manifest into a zeroed mapping of plan size. */
+SNAP__INTERNAL void snap__segment_write(uint8_t *base, uint64_t total,
+                                        const struct snap_schema *schema,
+                                        const char *dataset, uint64_t version,
+                                        const uint8_t store_id[16], uint64_t created_ns);
+/* Validate @p base / @p size and fill @p seg. @p what names the file in messages.
+ * Expected name/version are checked when non-NULL/non-zero. */
+SNAP__INTERNAL int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
+                                       const char *what, const char *dataset,
+                                       uint64_t version, struct snap__segment *seg,
+                                       struct snap_error *err);
+SNAP__INTERNAL void snap__segment_free(struct snap__segment *seg);
+/* Check category codes; string offsets were checked by parse. */
+SNAP__INTERNAL int snap__segment_check_codes(const struct snap__segment *seg,
+                                             const char *what, struct snap_error *err);
+/* Compute the data hash and seal the header (writes both hashes). */
+/* XXH3-64 of the header (its own hash field as zero) and the manifest. */
+SNAP__INTERNAL uint64_t snap__header_hash(const uint8_t *base, uint64_t manifest_size);
+SNAP__INTERNAL void snap__segment_seal(uint8_t *base, uint64_t size);
+SNAP__INTERNAL void snap__data_hash(const uint8_t *base, uint64_t data_offset,
+                                    uint64_t data_size, uint64_t out[2]);
+SNAP__INTERNAL bool snap__utf8_valid(const char *s, size_t len);
+SNAP__INTERNAL int snap__dataset_name_check(const char *name, struct snap_error *err);
+
+/* ------------------------------------------------------ control file (LMDB) */
+
+struct snap__control;
+struct snap__txn;
+
+struct snap__dsrec {
+  uint64_t id;
+  uint64_t current; /* 0 = none */
+  uint64_t next_version;
+  uint32_t keep;
+  uint32_t flags;
+};
+
+struct snap__verrec {
+  uint32_t state;
+  uint32_t ncols;
+  uint64_t nrows;
+  uint64_t bytes;
+  uint64_t created_ns;
+  uint64_t data_hash[2];
+  uint64_t header_hash;
+};
+
+struct snap__meta {
+  uint8_t store_id[16];
+  uint32_t format;
+  uint32_t default_keep;
+  uint64_t next_dataset_id;
+  char boot_id[40];
+};
+
+#define SNAP__CONTROL_FORMAT 1u
+
+SNAP__INTERNAL int snap__control_open(const char *path, bool create, bool rdonly,
+                                      struct snap__control **out, struct snap_error *err);
+SNAP__INTERNAL void snap__control_close(struct snap__control *c);
+/* Clear reader slots of dead processes. */
+SNAP__INTERNAL void snap__control_reader_check(struct snap__control *c);
+
+SNAP__INTERNAL int snap__txn_begin(struct snap__control *c, bool write,
+                                   struct snap__txn **out, struct snap_error *err);
+SNAP__INTERNAL int snap__txn_commit(struct snap__txn *t, struct snap_error *err);
+SNAP__INTERNAL void snap__txn_abort(struct snap__txn *t);
+
+/* Each returns 0, SNAP_ENOTFOUND, or an error. */
+SNAP__INTERNAL int snap__meta_get(struct snap__txn *t, struct snap__meta *m,
+                                  struct snap_error *err);
+SNAP__INTERNAL int snap__meta_put(struct snap__txn *t, const struct snap__meta *m,
+                                  struct snap_error *err);
+SNAP__INTERNAL int snap__ds_get(struct snap__txn *t, const char *name,
+                                struct snap__dsrec *rec, struct snap_error *err);
+SNAP__INTERNAL int snap__ds_put(struct snap__txn *t, const char *name,
+                                const struct snap__dsrec *rec, struct snap_error *err);
+/* Calls cb for each dataset in name order; cb returning non-zero stops with it. */
+SNAP__INTERNAL int snap__ds_each(struct snap__txn *t,
+                                 int (*cb)(const char *name, size_t len,
+                                           const struct snap__dsrec *rec, void *arg),
+                                 void *arg, struct snap_error *err);
+SNAP__INTERNAL int snap__ver_get(struct snap__txn *t, uint64_t ds, uint64_t version,
+                                 struct snap__verrec *rec, struct snap_error *err);
+SNAP__INTERNAL int snap__ver_put(struct snap__txn *t, uint64_t ds, uint64_t version,
+                                 const struct snap__verrec *rec, struct snap_error *err);
+SNAP__INTERNAL int snap__ver_del(struct snap__txn *t, uint64_t ds, uint64_t version,
+                                 struct snap_error *err);
+/* Versions of dataset @p ds in increasing order. */
+SNAP__INTERNAL int snap__ver_each(struct snap__txn *t, uint64_t ds,
+                                  int (*cb)(uint64_t version,
+                                            const struct snap__verrec *rec, void *arg),
+                                  void *arg, struct snap_error *err);
+
+/* ------------------------------------------------------------------ store */
+
+struct snap__slot; /* per-dataset reader cache, pin.c */
+
+struct snap_store {
+  atomic_int refs; /* the user's handle + one per live mapping */
+  char *path;
+  unsigned flags;
+  int dirfd;            /* the store directory */
+  int segfd;            /* segments/ */
+  struct snap__control *control;
+  pid_t control_pid;    /* LMDB handles must not cross fork: reopen in a child */
+  const _Atomic uint64_t *flips; /* shared counter, read-only mapping for readers */
+  _Atomic uint64_t *flips_rw;    /* writable mapping (writers) */
+  uint8_t store_id[16];
+  pthread_mutex_t lock;      /* slow paths: slots, control reopen, sweep */
+  pthread_mutex_t maps_lock; /* the maps list; never held while calling out */
+  bool swept;                /* orphan sweep done by this handle */
+  _Atomic(struct snap__slot *) slots; /* push-only list, freed with the store */
+  struct snap_snapshot *maps; /* every live mapping of this store */
+  struct snap_store *next_store, *prev_store; /* global list for atfork */
+};
+
+/* Control handle valid in this process (reopened after fork). Call with lock held. */
+SNAP__INTERNAL int snap__store_control(snap_store *s, struct snap__control **out,
+                                       struct snap_error *err);
+/* Begin a transaction on the store's control file (handles fork, locks briefly). */
+SNAP__INTERNAL int snap__store_txn(snap_store *s, bool write, struct snap__txn **out,
+                                   struct snap_error *err);
+/* Writable operations: refuse read-only handles, run the orphan sweep once. */
+SNAP__INTERNAL int snap__store_writable(snap_store *s, struct snap_error *err);
+SNAP__INTERNAL void snap__store_unref(snap_store *s);
+SNAP__INTERNAL void snap__flips_bump(snap_store *s);
+/* "segments/<dataset>/<version>.seg" relative to the store directory. */
+SNAP__INTERNAL void snap__seg_relpath(char *buf, size_t len, const char *dataset,
+                                      uint64_t version);
+SNAP__INTERNAL uint64_t snap__now_ns(void);
+
+/* Retention: retire versions beyond keep inside write txn @p t. */
+SNAP__INTERNAL int snap__retain(struct snap__txn *t, const struct snap__dsrec *ds,
+                                struct snap_error *err);
+/* Try to reclaim draining versions of one dataset (or all when NULL). */
+SNAP__INTERNAL int snap__gc(snap_store *s, const char *dataset, unsigned flags,
+                            snap_gc_cb cb, void *arg, struct snap_gc_stats *stats,
+                            struct snap_error *err);
+SNAP__INTERNAL int snap__sweep_orphans(snap_store *s, struct snap_error *err);
+/* Count flock holders of the file with @p dev/@p ino (from /proc/locks). */
+SNAP__INTERNAL int snap__lock_holders(dev_t dev, ino_t ino, pid_t *pids, size_t cap,
+                                      size_t *count);
+
+SNAP__INTERNAL void snap__store_ref(snap_store *s);
+
+/* pin.c */
+SNAP__INTERNAL void snap__library_init(void);
+SNAP__INTERNAL void snap__store_register(snap_store *s);
+/* Unregister and drop this handle's cached mappings (waits for a grace period). */
+SNAP__INTERNAL void snap__store_closing(snap_store *s);
+SNAP__INTERNAL void snap__slots_free(snap_store *s);
+/* Map @p size bytes of @p fd at a 2 MiB-aligned address (PMD-mappable). */
+SNAP__INTERNAL int snap__map_aligned(int fd, uint64_t size, bool writable, void **out);
+SNAP__INTERNAL void snap__unmap(void *addr, uint64_t size);
+
+#endif /* LIBSNAP_INTERNAL_H */

@@ -1,0 +1,235 @@
+/*
+ * Publishing a version: atomic appearance, no leaks.
+ *
+ *  begin:  reserve the version number (short write txn); open an O_TMPFILE in
+ *          segments/<dataset>/, fallocate the whole size (a full tmpfs fails
+ *          here with ENOSPC, not later with SIGBUS), map it, write the header
+ *          and manifest. The caller fills the buffers in place.
+ *  commit: validate the fill, checksum, seal the header, unmap, make the file
+ *          read-only; then in one write txn link it in as <version>.seg,
+ *          record it, make it current and apply retention; then bump flips.
+ *
+ * A crash before the final txn leaves nothing: the O_TMPFILE file dies with
+ * its process. A crash between linkat and commit leaves a named file no
+ * record mentions; the next writable open sweeps it (gc.c), inside a write
+ * txn, so no publisher can be between those two steps then.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct snap_publish {
+  snap_store *store;
+  char dataset[SNAP_DATASET_NAME_MAX + 1];
+  char what[SNAP_DATASET_NAME_MAX + 64]; /* "segments/<dataset>/<version>.seg" */
+  uint64_t version, total;
+  int dsfd, fd;
+  uint8_t *base;
+  struct snap__segment seg; /* parsed header: the fill pointers */
+};
+
+/* Reserve the next version number, creating the dataset on first use. */
+static int reserve_version(snap_store *s, const char *dataset, uint64_t *version,
+                           struct snap_error *err) {
+  struct snap__txn *t;
+  int rc = snap__store_txn(s, true, &t, err);
+  if (rc) return rc;
+  struct snap__dsrec ds;
+  rc = snap__ds_get(t, dataset, &ds, err);
+  if (rc == SNAP_ENOTFOUND) {
+    struct snap__meta m;
+    if ((rc = snap__meta_get(t, &m, err))) goto fail;
+    memset(&ds, 0, sizeof ds);
+    ds.id = m.next_dataset_id++;
+    ds.next_version = 1;
+    ds.keep = m.default_keep;
+    if ((rc = snap__meta_put(t, &m, err))) goto fail;
+  } else if (rc) {
+    goto fail;
+  }
+  *version = ds.next_version++;
+  if ((rc = snap__ds_put(t, dataset, &ds, err))) goto fail;
+  return snap__txn_commit(t, err);
+fail:
+  snap__txn_abort(t);
+  return rc;
+}
+
+int snap_publish_begin(snap_store *s, const char *dataset,
+                       const struct snap_schema *schema, snap_publish **out,
+                       struct snap_error *err) {
+  *out = NULL;
+  int rc = snap__dataset_name_check(dataset, err);
+  if (rc) return rc;
+  uint64_t total;
+  if ((rc = snap__segment_plan(schema, &total, err))) return rc;
+  if ((rc = snap__store_writable(s, err))) return rc;
+  snap_publish *p = calloc(1, sizeof *p);
+  if (!p) return snap__errno(err, -ENOMEM, "publish \"%s\"", dataset);
+  p->store = s;
+  p->dsfd = p->fd = -1;
+  p->total = total;
+  strcpy(p->dataset, dataset);
+  if ((rc = reserve_version(s, dataset, &p->version, err))) goto fail;
+  snprintf(p->what, sizeof p->what, "segments/%s/%llu.seg", dataset,
+           (unsigned long long)p->version);
+  if (mkdirat(s->segfd, dataset, 0755) && errno != EEXIST) {
+    rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
+    goto fail;
+  }
+  p->dsfd = openat(s->segfd, dataset, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (p->dsfd < 0) {
+    rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
+    goto fail;
+  }
+  p->fd = openat(p->dsfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+  if (p->fd < 0) {
+    rc = snap__errno(err, -errno, "%s/segments/%s: O_TMPFILE", s->path, dataset);
+    goto fail;
+  }
+  if ((rc = posix_fallocate(p->fd, 0, (off_t)total))) {
+    rc = snap__errno(err, -rc, "%s/%s: allocating %llu bytes for version %llu", s->path,
+                     p->what, (unsigned long long)total, (unsigned long long)p->version);
+    goto fail;
+  }
+  void *addr;
+  if ((rc = snap__map_aligned(p->fd, total, true, &addr))) {
+    rc = snap__errno(err, rc, "%s/%s: mmap %llu bytes", s->path, p->what,
+                     (unsigned long long)total);
+    goto fail;
+  }
+  p->base = addr;
+  madvise(p->base, total, MADV_HUGEPAGE); /* honoured on huge=advise mounts */
+  snap__segment_write(p->base, total, schema, dataset, p->version, s->store_id,
+                      snap__now_ns());
+  if ((rc = snap__segment_parse(p->base, total, SNAP__SEG_NO_HASH | SNAP__SEG_NO_DATA,
+                                p->what, dataset, p->version, &p->seg, err)))
+    abort(); /* we just wrote it: a failure is a bug in the writer or parser */
+  snap__store_ref(s);
+  *out = p;
+  return 0;
+fail:
+  snap__unmap(p->base, p->total);
+  if (p->fd >= 0) close(p->fd);
+  if (p->dsfd >= 0) close(p->dsfd);
+  free(p);
+  return rc;
+}
+
+uint64_t snap_publish_version(const snap_publish *p) { return p->version; }
+
+int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out) {
+  memset(out, 0, sizeof *out);
+  if (!p || !p->base || col >= p->seg.ncols) return SNAP_EINVAL;
+  const struct snap_column *c = &p->seg.cols[col];
+  out->values = (void *)c->values;
+  out->validity = (uint8_t *)c->validity;
+  out->offsets = (int64_t *)c->offsets;
+  out->data = (char *)c->data;
+  return 0;
+}
+
+void *snap_publish_block(snap_publish *p, uint32_t block) {
+  if (!p || !p->base || block >= p->seg.nblocks) return NULL;
+  return (void *)p->seg.blocks[block].data;
+}
+
+static void publish_free(snap_publish *p) {
+  snap__segment_free(&p->seg);
+  snap__unmap(p->base, p->total);
+  if (p->fd >= 0) close(p->fd);
+  if (p->dsfd >= 0) close(p->dsfd);
+  snap__store_unref(p->store);
+  free(p);
+}
+
+void snap_publish_abort(snap_publish *p) {
+  if (p) publish_free(p);
+}
+
+/* Link the sealed file in and make it current, all in one transaction. */
+static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_error *err) {
+  snap_store *s = p->store;
+  struct snap__txn *t;
+  int rc = snap__store_txn(s, true, &t, err);
+  if (rc) return rc;
+  struct snap__dsrec ds;
+  struct snap__verrec old;
+  char name[32], proc[64];
+  snprintf(name, sizeof name, "%llu.seg", (unsigned long long)p->version);
+  if ((rc = snap__ds_get(t, p->dataset, &ds, err))) goto fail;
+  if (ds.current && !snap__ver_get(t, ds.id, ds.current, &old, NULL)) {
+    old.state = SNAP_STATE_RETAINED;
+    if ((rc = snap__ver_put(t, ds.id, ds.current, &old, err))) goto fail;
+  }
+  if ((rc = snap__ver_put(t, ds.id, p->version, vr, err))) goto fail;
+  ds.current = p->version;
+  if ((rc = snap__ds_put(t, p->dataset, &ds, err))) goto fail;
+  if ((rc = snap__retain(t, &ds, err))) goto fail;
+  /* Link last, just before the commit: a failure above leaves no name. */
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", p->fd);
+  if (linkat(AT_FDCWD, proc, p->dsfd, name, AT_SYMLINK_FOLLOW) &&
+      linkat(p->fd, "", p->dsfd, name, AT_EMPTY_PATH)) {
+    rc = snap__errno(err, -errno, "%s/%s: linkat", s->path, p->what);
+    goto fail;
+  }
+  if ((rc = snap__txn_commit(t, err))) {
+    unlinkat(p->dsfd, name, 0);
+    return rc;
+  }
+  snap__flips_bump(s);
+  return 0;
+fail:
+  snap__txn_abort(t);
+  return rc;
+}
+
+int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *err) {
+  if (version) *version = 0;
+  if (!p) return snap__err(err, SNAP_EINVAL, "snap_publish_commit: NULL publish");
+  snap_store *s = p->store;
+  struct snap__segment check;
+  /* Untrusted fill: string and dictionary offsets, category codes. */
+  int rc = snap__segment_parse(p->base, p->total, SNAP__SEG_NO_HASH, p->what, p->dataset,
+                               p->version, &check, err);
+  if (!rc) {
+    rc = snap__segment_check_codes(&check, p->what, err);
+    snap__segment_free(&check);
+  }
+  if (rc) {
+    if (err) err->code = SNAP_EINVAL;
+    rc = SNAP_EINVAL;
+    goto out;
+  }
+  snap__segment_seal(p->base, p->total);
+  struct snap__verrec vr = {
+      .state = SNAP_STATE_CURRENT,
+      .ncols = p->seg.ncols,
+      .nrows = p->seg.nrows,
+      .bytes = p->total,
+      .created_ns = p->seg.created_ns,
+  };
+  memcpy(&vr.data_hash[0], p->base + SNAP__H_DATA_HASH_LO, 8);
+  memcpy(&vr.data_hash[1], p->base + SNAP__H_DATA_HASH_HI, 8);
+  memcpy(&vr.header_hash, p->base + SNAP__H_HEADER_HASH, 8);
+  snap__unmap(p->base, p->total);
+  p->base = NULL;
+  if (fchmod(p->fd, 0444)) {
+    rc = snap__errno(err, -errno, "%s/%s: fchmod", s->path, p->what);
+    goto out;
+  }
+  if ((rc = flip(p, &vr, err))) goto out;
+  if (version) *version = p->version;
+  snap__gc(s, p->dataset, 0, NULL, NULL, NULL, NULL); /* best effort */
+out:
+  publish_free(p);
+  return rc;
+}

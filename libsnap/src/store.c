@@ -1,0 +1,412 @@
+/*
+ * Store handles: the directory, the control file, the shared flips page, and
+ * the read-only queries over datasets and versions.
+ *
+ * The flips page is one 4 KiB file mapped by every process. Writers bump the
+ * counter after every committed change of a current version; readers compare
+ * it with what they last saw using one atomic load and only then look at the
+ * control file. LMDB is the single source of truth; the counter is a hint
+ * that can only be late, never wrong (it is bumped after the commit).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define FLIPS_SIZE 4096
+#define FLIPS_COUNTER 64 /* own cache line */
+#define DEFAULT_KEEP 2
+
+uint64_t snap__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void snap__seg_relpath(char *buf, size_t len, const char *dataset, uint64_t version) {
+  snprintf(buf, len, "segments/%s/%llu.seg", dataset, (unsigned long long)version);
+}
+
+/* mkdir -p for the store directory itself. */
+static int mkdirs(const char *path) {
+  char *tmp = strdup(path);
+  if (!tmp) return -ENOMEM;
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, 0755) && errno != EEXIST) {
+      int e = errno;
+      free(tmp);
+      return -e;
+    }
+    *p = '/';
+  }
+  int rc = mkdir(tmp, 0755) && errno != EEXIST ? -errno : 0;
+  free(tmp);
+  return rc;
+}
+
+static void read_boot_id(char out[40]) {
+  memset(out, 0, 40);
+  FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+  if (!f) return;
+  if (fgets(out, 40, f)) out[strcspn(out, "\n")] = 0;
+  fclose(f);
+}
+
+/* Read the meta record, creating it when the store is new. */
+static int meta_init(snap_store *s, bool create, struct snap_error *err) {
+  struct snap__txn *t;
+  int rc = snap__txn_begin(s->control, create, &t, err);
+  if (rc) return rc;
+  struct snap__meta m;
+  rc = snap__meta_get(t, &m, err);
+  if (rc == SNAP_ENOTFOUND && create) {
+    memset(&m, 0, sizeof m);
+    if (getrandom(m.store_id, sizeof m.store_id, 0) != (ssize_t)sizeof m.store_id) {
+      snap__txn_abort(t);
+      return snap__errno(err, -errno, "%s: getrandom for the store id", s->path);
+    }
+    m.format = SNAP__CONTROL_FORMAT;
+    m.default_keep = DEFAULT_KEEP;
+    m.next_dataset_id = 1;
+    read_boot_id(m.boot_id);
+    if ((rc = snap__meta_put(t, &m, err))) {
+      snap__txn_abort(t);
+      return rc;
+    }
+    if ((rc = snap__txn_commit(t, err))) return rc;
+    memcpy(s->store_id, m.store_id, 16);
+    return 0;
+  }
+  snap__txn_abort(t);
+  if (rc == SNAP_ENOTFOUND)
+    return snap__err(err, SNAP_ENOTFOUND, "%s: control file has no meta record (not "
+                     "initialised; run snapctl init)", s->path);
+  if (rc) return rc;
+  if (m.format != SNAP__CONTROL_FORMAT)
+    return snap__err(err, SNAP_EFORMAT, "%s/control.mdb: meta format = %u, expected %u",
+                     s->path, m.format, SNAP__CONTROL_FORMAT);
+  memcpy(s->store_id, m.store_id, 16);
+  return 0;
+}
+
+static int flips_open(snap_store *s, bool create, bool rdonly, struct snap_error *err) {
+  int fd = openat(s->dirfd, "flips",
+                  (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+  if (fd < 0) return snap__errno(err, -errno, "%s/flips", s->path);
+  struct stat st;
+  if (fstat(fd, &st)) {
+    int e = errno;
+    close(fd);
+    return snap__errno(err, -e, "%s/flips", s->path);
+  }
+  if (st.st_size < FLIPS_SIZE) {
+    if (rdonly || ftruncate(fd, FLIPS_SIZE)) {
+      int e = rdonly ? EINVAL : errno;
+      close(fd);
+      return snap__errno(err, -e, "%s/flips: size %lld, expected %d", s->path,
+                         (long long)st.st_size, FLIPS_SIZE);
+    }
+  }
+  void *p = mmap(NULL, FLIPS_SIZE, PROT_READ | (rdonly ? 0 : PROT_WRITE), MAP_SHARED, fd,
+                 0);
+  int e = errno;
+  close(fd);
+  if (p == MAP_FAILED) return snap__errno(err, -e, "%s/flips: mmap", s->path);
+  s->flips = (const _Atomic uint64_t *)((char *)p + FLIPS_COUNTER);
+  if (!rdonly) s->flips_rw = (_Atomic uint64_t *)((char *)p + FLIPS_COUNTER);
+  return 0;
+}
+
+static void store_free(snap_store *s) {
+  snap__slots_free(s);
+  snap__control_close(s->control);
+  if (s->flips) munmap((char *)s->flips - FLIPS_COUNTER, FLIPS_SIZE);
+  if (s->segfd >= 0) close(s->segfd);
+  if (s->dirfd >= 0) close(s->dirfd);
+  pthread_mutex_destroy(&s->lock);
+  pthread_mutex_destroy(&s->maps_lock);
+  free(s->path);
+  free(s);
+}
+
+void snap__store_ref(snap_store *s) { atomic_fetch_add(&s->refs, 1); }
+
+void snap__store_unref(snap_store *s) {
+  if (atomic_fetch_sub(&s->refs, 1) == 1) store_free(s);
+}
+
+int snap_store_open(const char *path, unsigned flags, snap_store **out,
+                    struct snap_error *err) {
+  *out = NULL;
+  snap__library_init();
+  if (flags & ~(SNAP_CREATE | SNAP_RDONLY))
+    return snap__err(err, SNAP_EINVAL, "snap_store_open: flags 0x%x unknown", flags);
+  if ((flags & SNAP_CREATE) && (flags & SNAP_RDONLY))
+    return snap__err(err, SNAP_EINVAL, "snap_store_open: SNAP_CREATE with SNAP_RDONLY");
+  if (!path || !*path) path = getenv(SNAP_STORE_ENV);
+  if (!path || !*path) path = SNAP_STORE_DEFAULT;
+  bool create = flags & SNAP_CREATE, rdonly = flags & SNAP_RDONLY;
+  snap_store *s = calloc(1, sizeof *s);
+  if (!s || !(s->path = strdup(path))) {
+    free(s);
+    return snap__errno(err, -ENOMEM, "%s", path);
+  }
+  atomic_init(&s->refs, 1);
+  s->flags = flags;
+  s->dirfd = s->segfd = -1;
+  s->control_pid = getpid();
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->maps_lock, NULL);
+  int rc;
+  char buf[4096];
+  if (create && (rc = mkdirs(path))) {
+    rc = snap__errno(err, rc, "%s: creating the store directory", path);
+    goto fail;
+  }
+  s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (s->dirfd < 0) {
+    rc = errno == ENOENT
+             ? snap__err(err, SNAP_ENOTFOUND, "%s: no store (create it with snapctl init)",
+                         path)
+             : snap__errno(err, -errno, "%s", path);
+    goto fail;
+  }
+  if (create && mkdirat(s->dirfd, "segments", 0755) && errno != EEXIST) {
+    rc = snap__errno(err, -errno, "%s/segments", path);
+    goto fail;
+  }
+  s->segfd = openat(s->dirfd, "segments", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (s->segfd < 0) {
+    rc = errno == ENOENT ? snap__err(err, SNAP_ENOTFOUND, "%s: no segments directory "
+                                     "(not a store?)", path)
+                         : snap__errno(err, -errno, "%s/segments", path);
+    goto fail;
+  }
+  snprintf(buf, sizeof buf, "%s/control.mdb", path);
+  if ((rc = snap__control_open(buf, create, rdonly, &s->control, err))) goto fail;
+  if ((rc = meta_init(s, create, err))) goto fail;
+  if ((rc = flips_open(s, create, rdonly, err))) goto fail;
+  snap__store_register(s);
+  *out = s;
+  return 0;
+fail:
+  store_free(s);
+  return rc;
+}
+
+void snap_store_close(snap_store *s) {
+  if (!s) return;
+  snap__store_closing(s);
+  snap__store_unref(s);
+}
+
+const char *snap_store_path(const snap_store *s) { return s->path; }
+
+void snap_store_id(const snap_store *s, uint8_t id[16]) { memcpy(id, s->store_id, 16); }
+
+int snap__store_control(snap_store *s, struct snap__control **out,
+                        struct snap_error *err) {
+  /* LMDB forbids using an environment opened by the parent after fork():
+   * a child opens its own on first use. */
+  if (s->control_pid != getpid()) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s/control.mdb", s->path);
+    struct snap__control *c;
+    int rc = snap__control_open(buf, false, s->flags & SNAP_RDONLY, &c, err);
+    if (rc) return rc;
+    snap__control_close(s->control);
+    s->control = c;
+    s->control_pid = getpid();
+  }
+  *out = s->control;
+  return 0;
+}
+
+int snap__store_txn(snap_store *s, bool write, struct snap__txn **out,
+                    struct snap_error *err) {
+  struct snap__control *c;
+  pthread_mutex_lock(&s->lock);
+  int rc = snap__store_control(s, &c, err);
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    *out = NULL;
+    return rc;
+  }
+  return snap__txn_begin(c, write, out, err);
+}
+
+int snap__store_writable(snap_store *s, struct snap_error *err) {
+  if (s->flags & SNAP_RDONLY)
+    return snap__err(err, SNAP_ERDONLY, "%s: store handle is read-only", s->path);
+  pthread_mutex_lock(&s->lock);
+  bool swept = s->swept;
+  pthread_mutex_unlock(&s->lock);
+  if (swept) return 0;
+  int rc = snap__sweep_orphans(s, err);
+  if (rc) return rc;
+  pthread_mutex_lock(&s->lock);
+  s->swept = true;
+  pthread_mutex_unlock(&s->lock);
+  return 0;
+}
+
+void snap__flips_bump(snap_store *s) {
+  atomic_fetch_add_explicit(s->flips_rw, 1, memory_order_release);
+}
+
+/* ------------------------------------------------------------- queries */
+
+int snap_current_version(snap_store *s, const char *dataset, uint64_t *version,
+                         struct snap_error *err) {
+  *version = 0;
+  struct snap__txn *t;
+  int rc = snap__store_txn(s, false, &t, err);
+  if (rc) return rc;
+  struct snap__dsrec ds;
+  rc = snap__ds_get(t, dataset, &ds, err);
+  snap__txn_abort(t);
+  if (rc) return rc;
+  if (!ds.current)
+    return snap__err(err, SNAP_ENOTFOUND, "dataset \"%s\" has no version yet", dataset);
+  *version = ds.current;
+  return 0;
+}
+
+struct vlist {
+  struct snap_version_info *v;
+  size_t n, cap;
+};
+
+static int vlist_add(uint64_t version, const struct snap__verrec *rec, void *arg) {
+  struct vlist *l = arg;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 8;
+    void *p = realloc(l->v, cap * sizeof *l->v);
+    if (!p) return -ENOMEM;
+    l->v = p;
+    l->cap = cap;
+  }
+  struct snap_version_info *i = &l->v[l->n++];
+  memset(i, 0, sizeof *i);
+  i->version = version;
+  i->state = rec->state;
+  i->ncols = rec->ncols;
+  i->nrows = rec->nrows;
+  i->bytes = rec->bytes;
+  i->created_ns = rec->created_ns;
+  i->data_hash[0] = rec->data_hash[0];
+  i->data_hash[1] = rec->data_hash[1];
+  i->holders = -1;
+  return 0;
+}
+
+int snap_version_list(snap_store *s, const char *dataset, struct snap_version_info **out,
+                      size_t *count, struct snap_error *err) {
+  *out = NULL;
+  *count = 0;
+  struct snap__txn *t;
+  int rc = snap__store_txn(s, false, &t, err);
+  if (rc) return rc;
+  struct snap__dsrec ds;
+  struct vlist l = {0};
+  rc = snap__ds_get(t, dataset, &ds, err);
+  if (!rc) rc = snap__ver_each(t, ds.id, vlist_add, &l, err);
+  snap__txn_abort(t);
+  if (rc == -ENOMEM) rc = snap__errno(err, rc, "listing versions of \"%s\"", dataset);
+  if (rc) {
+    free(l.v);
+    return rc;
+  }
+  for (size_t i = 0; i < l.n; i++) {
+    char rel[512];
+    struct stat st;
+    snap__seg_relpath(rel, sizeof rel, dataset, l.v[i].version);
+    size_t n;
+    if (fstatat(s->dirfd, rel, &st, 0) == 0 &&
+        snap__lock_holders(st.st_dev, st.st_ino, NULL, 0, &n) == 0)
+      l.v[i].holders = (int32_t)n;
+  }
+  *out = l.v;
+  *count = l.n;
+  return 0;
+}
+
+struct dlist {
+  struct snap__txn *t;
+  struct snap_dataset_info *d;
+  size_t n, cap;
+  struct snap_error *err;
+};
+
+static int ver_sum(uint64_t version, const struct snap__verrec *rec, void *arg) {
+  (void)version;
+  struct snap_dataset_info *d = arg;
+  d->nversions++;
+  d->bytes += rec->bytes;
+  return 0;
+}
+
+static int dlist_add(const char *name, size_t len, const struct snap__dsrec *rec,
+                     void *arg) {
+  struct dlist *l = arg;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 8;
+    void *p = realloc(l->d, cap * sizeof *l->d);
+    if (!p) return snap__errno(l->err, -ENOMEM, "listing datasets");
+    l->d = p;
+    l->cap = cap;
+  }
+  struct snap_dataset_info *d = &l->d[l->n++];
+  memset(d, 0, sizeof *d);
+  memcpy(d->name, name, len);
+  d->current = rec->current;
+  d->next_version = rec->next_version;
+  d->keep = rec->keep;
+  return snap__ver_each(l->t, rec->id, ver_sum, d, l->err);
+}
+
+int snap_dataset_list(snap_store *s, struct snap_dataset_info **out, size_t *count,
+                      struct snap_error *err) {
+  *out = NULL;
+  *count = 0;
+  struct dlist l = {.err = err};
+  int rc = snap__store_txn(s, false, &l.t, err);
+  if (rc) return rc;
+  rc = snap__ds_each(l.t, dlist_add, &l, err);
+  snap__txn_abort(l.t);
+  if (rc) {
+    free(l.d);
+    return rc;
+  }
+  *out = l.d;
+  *count = l.n;
+  return 0;
+}
+
+int snap_version_holders(snap_store *s, const char *dataset, uint64_t version,
+                         pid_t *pids, size_t cap, size_t *count, struct snap_error *err) {
+  *count = 0;
+  char rel[512];
+  struct stat st;
+  int rc = snap__dataset_name_check(dataset, err);
+  if (rc) return rc;
+  snap__seg_relpath(rel, sizeof rel, dataset, version);
+  if (fstatat(s->dirfd, rel, &st, 0)) {
+    if (errno == ENOENT)
+      return snap__err(err, SNAP_ENOTFOUND, "%s/%s: no such version", s->path, rel);
+    return snap__errno(err, -errno, "%s/%s", s->path, rel);
+  }
+  rc = snap__lock_holders(st.st_dev, st.st_ino, pids, cap, count);
+  return rc ? snap__errno(err, rc, "/proc/locks") : 0;
+}

@@ -1,0 +1,96 @@
+#define _GNU_SOURCE
+#include "test_util.h"
+
+#include <CUnit/Basic.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *tu_store_dir(const char *tag) {
+  const char *base = getenv("SNAP_TEST_DIR");
+  char *path;
+  if (asprintf(&path, "%s/snaptest-%s-XXXXXX", base ? base : "/dev/shm", tag) < 0)
+    abort();
+  if (!mkdtemp(path)) abort();
+  return path;
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(p);
+}
+
+void tu_store_remove(const char *dir) {
+  if (dir) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int files;
+static int count_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)p;
+  (void)st;
+  (void)ftw;
+  if (flag == FTW_F) files++;
+  return 0;
+}
+
+int tu_count_files(const char *dir) {
+  files = 0;
+  nftw(dir, count_one, 16, FTW_PHYS);
+  return files;
+}
+
+int tu_publish_f64(snap_store *s, const char *dataset, uint64_t nrows, uint32_t ncols,
+                   uint64_t seed, uint64_t *version) {
+  struct snap_field *f = calloc(ncols ? ncols : 1, sizeof *f);
+  char(*names)[16] = calloc(ncols ? ncols : 1, 16);
+  for (uint32_t c = 0; c < ncols; c++) {
+    snprintf(names[c], 16, "c%u", c);
+    f[c].name = names[c];
+    f[c].type = SNAP_FLOAT64;
+  }
+  struct snap_schema schema = {nrows, ncols, f, &seed, sizeof seed};
+  snap_publish *p;
+  struct snap_error err = {0};
+  int rc = snap_publish_begin(s, dataset, &schema, &p, &err);
+  if (!rc) {
+    double *m = ncols ? snap_publish_block(p, 0) : NULL;
+    for (uint32_t c = 0; c < ncols && m; c++)
+      for (uint64_t r = 0; r < nrows; r++) m[c * nrows + r] = tu_cell(seed, r, c);
+    rc = snap_publish_commit(p, version, &err);
+  }
+  if (rc) fprintf(stderr, "tu_publish_f64: %s\n", err.message);
+  free(f);
+  free(names);
+  return rc;
+}
+
+int64_t tu_check_f64(const snap_snapshot *snap) {
+  size_t len;
+  const void *meta = snap_snapshot_metadata(snap, &len);
+  uint64_t seed;
+  if (len != sizeof seed) return -1;
+  memcpy(&seed, meta, sizeof seed);
+  uint64_t nrows = snap_snapshot_nrows(snap);
+  for (uint32_t c = 0; c < snap_snapshot_ncols(snap); c++) {
+    const double *v = snap_snapshot_column(snap, c)->values;
+    for (uint64_t r = 0; r < nrows; r++)
+      if (v[r] != tu_cell(seed, r, c)) return -1;
+  }
+  return (int64_t)seed;
+}
+
+int tu_run(const char *suite, const tu_test *tests) {
+  if (CU_initialize_registry() != CUE_SUCCESS) return 2;
+  CU_pSuite s = CU_add_suite(suite, NULL, NULL);
+  for (const tu_test *t = tests; t->name; t++) CU_add_test(s, t->name, t->fn);
+  CU_basic_set_mode(CU_BRM_VERBOSE);
+  CU_basic_run_tests();
+  /* CU_get_error() is 0 even when assertions fail: count failure records. */
+  unsigned failed = CU_get_number_of_failure_records();
+  CU_cleanup_registry();
+  return failed ? 1 : 0;
+}

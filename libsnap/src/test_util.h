@@ -1,0 +1,32 @@
+/* Helpers shared by the CUnit tests: temporary stores, tables, processes. */
+#ifndef SNAP_TEST_UTIL_H
+#define SNAP_TEST_UTIL_H
+#include <CUnit/CUnit.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "libsnap/libsnap.h"
+
+/* A fresh store directory under /dev/shm (or $SNAP_TEST_DIR); removed by
+ * tu_store_remove(). Returns a malloc'd path. */
+char *tu_store_dir(const char *tag);
+void tu_store_remove(const char *dir);
+/* Number of regular files below dir (recursive). */
+int tu_count_files(const char *dir);
+
+/* Publish a float64 table of nrows x ncols whose cell (r, c) = tu_cell(seed, r, c). */
+int tu_publish_f64(snap_store *s, const char *dataset, uint64_t nrows, uint32_t ncols,
+                   uint64_t seed, uint64_t *version);
+static inline double tu_cell(uint64_t seed, uint64_t r, uint32_t c) {
+  return (double)(seed * 1000003u + r * 131u + c);
+}
+/* Check every cell of a pinned tu_publish_f64 table; returns the seed or -1. */
+int64_t tu_check_f64(const snap_snapshot *snap);
+
+/* Register the suite's tests and run everything; returns the exit code. */
+typedef struct {
+  const char *name;
+  void (*fn)(void);
+} tu_test;
+int tu_run(const char *suite, const tu_test *tests);
+#endif
