@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <signal.h>
 #include <string.h>
 
 #include "internal.h"
@@ -84,4 +85,19 @@ const char *snap_state_name(enum snap_state state) {
       return "draining";
   }
   return "unknown";
+}
+
+int snap__crash_countdown;
+static int crash_hits;
+
+void snap__crash_arm(int n) {
+  snap__crash_countdown = n;
+  crash_hits = 0;
+}
+
+int snap__crash_points_hit(void) { return crash_hits; }
+
+void snap__crash_point_slow(void) {
+  crash_hits++;
+  if (snap__crash_countdown > 0 && --snap__crash_countdown == 0) raise(SIGKILL);
 }

@@ -172,6 +172,7 @@ static int reclaim_locked(snap_store *s, const struct drain *d, struct snap_erro
     return rc == SNAP_ENOTFOUND ? 0 : SNAP_EBUSY;
   }
   if (!rc) rc = snap__ver_del(t, d->id, d->version, err);
+  snap__crash_point();
   if (rc) {
     snap__txn_abort(t);
     return rc;
@@ -183,6 +184,7 @@ static int reclaim_locked(snap_store *s, const struct drain *d, struct snap_erro
     snap__txn_abort(t);
     return rc;
   }
+  snap__crash_point(); /* unlinked, record not yet dropped */
   return snap__txn_commit(t, err);
 }
 
@@ -299,6 +301,7 @@ static int ds_update(snap_store *s, const char *dataset,
   }
   if ((rc = snap__txn_commit(t, err))) return rc;
   snap__flips_bump(s);
+  snap__pin_trim(s, dataset);
   snap__gc(s, dataset, 0, NULL, NULL, NULL, NULL);
   return 0;
 }

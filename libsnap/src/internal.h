@@ -229,12 +229,26 @@ SNAP__INTERNAL int snap__lock_holders(dev_t dev, ino_t ino, pid_t *pids, size_t 
 
 SNAP__INTERNAL void snap__store_ref(snap_store *s);
 
+/* Crash points for the fault-injection tests: the Nth point reached after
+ * snap__crash_arm(N) kills the process with SIGKILL. Costs one load when
+ * unarmed. */
+SNAP__INTERNAL extern int snap__crash_countdown;
+SNAP__INTERNAL void snap__crash_arm(int n);
+SNAP__INTERNAL int snap__crash_points_hit(void);
+SNAP__INTERNAL void snap__crash_point_slow(void);
+static inline void snap__crash_point(void) {
+  if (__builtin_expect(snap__crash_countdown != 0, 0)) snap__crash_point_slow();
+}
+
 /* pin.c */
 SNAP__INTERNAL void snap__library_init(void);
 SNAP__INTERNAL void snap__store_register(snap_store *s);
 /* Unregister and drop this handle's cached mappings (waits for a grace period). */
 SNAP__INTERNAL void snap__store_closing(snap_store *s);
 SNAP__INTERNAL void snap__slots_free(snap_store *s);
+/* After this process changed @p dataset's current version: drop its cached
+ * mapping of the old one, so that reclamation need not wait for a pin. */
+SNAP__INTERNAL void snap__pin_trim(snap_store *s, const char *dataset);
 /* Map @p size bytes of @p fd at a 2 MiB-aligned address (PMD-mappable). */
 SNAP__INTERNAL int snap__map_aligned(int fd, uint64_t size, bool writable, void **out);
 SNAP__INTERNAL void snap__unmap(void *addr, uint64_t size);

@@ -398,8 +398,11 @@ snap_snapshot *snap_snapshot_ref(snap_snapshot *m) {
   return m;
 }
 
-/* Drop the slot's mapping if it is no longer current. */
+/* Drop the slot's mapping if it is no longer current. The release waits for
+ * a grace period here, outside the store lock, so that when this returns the
+ * process no longer pins the old version. */
 static void slot_trim(snap_store *s, struct snap__slot *sl) {
+  struct snap__map *old = NULL;
   pthread_mutex_lock(&s->lock);
   uint64_t flips = atomic_load_explicit(s->flips, memory_order_acquire);
   struct snap__control *c;
@@ -410,11 +413,15 @@ static void slot_trim(snap_store *s, struct snap__slot *sl) {
     int rc = snap__ds_get(t, sl->name, &ds, NULL);
     snap__txn_abort(t);
     if (!rc) {
-      if (sl->cur->version != ds.current) slot_set(sl, NULL);
+      if (sl->cur->version != ds.current) old = rcu_xchg_pointer(&sl->cur, NULL);
       atomic_store_explicit(&sl->checked, flips, memory_order_release);
     }
   }
   pthread_mutex_unlock(&s->lock);
+  if (old) {
+    urcu_bp_synchronize_rcu();
+    map_unref(old);
+  }
 }
 
 void snap_unpin(snap_snapshot *m) {
@@ -433,10 +440,16 @@ void snap_unpin(snap_snapshot *m) {
   }
 }
 
+void snap__pin_trim(snap_store *s, const char *dataset) {
+  struct snap__slot *sl = slot_find(s, dataset);
+  if (sl) slot_trim(s, sl);
+}
+
 void snap_store_trim(snap_store *s) {
   for (struct snap__slot *sl = atomic_load_explicit(&s->slots, memory_order_acquire); sl;
        sl = sl->next)
     slot_trim(s, sl);
+  urcu_bp_barrier(); /* mappings already queued for release by call_rcu */
 }
 
 void snap__store_closing(snap_store *s) {

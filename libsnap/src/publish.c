@@ -79,6 +79,7 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   p->total = total;
   strcpy(p->dataset, dataset);
   if ((rc = reserve_version(s, dataset, &p->version, err))) goto fail;
+  snap__crash_point();
   snprintf(p->what, sizeof p->what, "segments/%s/%llu.seg", dataset,
            (unsigned long long)p->version);
   if (mkdirat(s->segfd, dataset, 0755) && errno != EEXIST) {
@@ -95,11 +96,13 @@ int snap_publish_begin(snap_store *s, const char *dataset,
     rc = snap__errno(err, -errno, "%s/segments/%s: O_TMPFILE", s->path, dataset);
     goto fail;
   }
+  snap__crash_point();
   if ((rc = posix_fallocate(p->fd, 0, (off_t)total))) {
     rc = snap__errno(err, -rc, "%s/%s: allocating %llu bytes for version %llu", s->path,
                      p->what, (unsigned long long)total, (unsigned long long)p->version);
     goto fail;
   }
+  snap__crash_point();
   void *addr;
   if ((rc = snap__map_aligned(p->fd, total, true, &addr))) {
     rc = snap__errno(err, rc, "%s/%s: mmap %llu bytes", s->path, p->what,
@@ -113,6 +116,7 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   if ((rc = snap__segment_parse(p->base, total, SNAP__SEG_NO_HASH | SNAP__SEG_NO_DATA,
                                 p->what, dataset, p->version, &p->seg, err)))
     abort(); /* we just wrote it: a failure is a bug in the writer or parser */
+  snap__crash_point();
   snap__store_ref(s);
   *out = p;
   return 0;
@@ -170,10 +174,12 @@ static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_erro
     old.state = SNAP_STATE_RETAINED;
     if ((rc = snap__ver_put(t, ds.id, ds.current, &old, err))) goto fail;
   }
+  snap__crash_point();
   if ((rc = snap__ver_put(t, ds.id, p->version, vr, err))) goto fail;
   ds.current = p->version;
   if ((rc = snap__ds_put(t, p->dataset, &ds, err))) goto fail;
   if ((rc = snap__retain(t, &ds, err))) goto fail;
+  snap__crash_point();
   /* Link last, just before the commit: a failure above leaves no name. */
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", p->fd);
   if (linkat(AT_FDCWD, proc, p->dsfd, name, AT_SYMLINK_FOLLOW) &&
@@ -181,10 +187,12 @@ static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_erro
     rc = snap__errno(err, -errno, "%s/%s: linkat", s->path, p->what);
     goto fail;
   }
+  snap__crash_point(); /* linked, not committed: the orphan case */
   if ((rc = snap__txn_commit(t, err))) {
     unlinkat(p->dsfd, name, 0);
     return rc;
   }
+  snap__crash_point(); /* committed, flips not bumped yet */
   snap__flips_bump(s);
   return 0;
 fail:
@@ -209,7 +217,9 @@ int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *e
     rc = SNAP_EINVAL;
     goto out;
   }
+  snap__crash_point();
   snap__segment_seal(p->base, p->total);
+  snap__crash_point();
   struct snap__verrec vr = {
       .state = SNAP_STATE_CURRENT,
       .ncols = p->seg.ncols,
@@ -226,8 +236,11 @@ int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *e
     rc = snap__errno(err, -errno, "%s/%s: fchmod", s->path, p->what);
     goto out;
   }
+  snap__crash_point();
   if ((rc = flip(p, &vr, err))) goto out;
+  snap__crash_point();
   if (version) *version = p->version;
+  snap__pin_trim(s, p->dataset);
   snap__gc(s, p->dataset, 0, NULL, NULL, NULL, NULL); /* best effort */
 out:
   publish_free(p);

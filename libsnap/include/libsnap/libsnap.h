@@ -345,7 +345,9 @@ SNAP_API int snap_snapshot_verify(const snap_snapshot *snap, struct snap_error *
  * Drop this process's cached mappings of versions that are no longer current
  * and not pinned by the caller. Unpinning does this on its own after a flip;
  * call it from an idle process so that a retired version can be reclaimed
- * without waiting for the next pin. Thread-safe.
+ * without waiting for the next pin. When it returns, this process pins only
+ * what its callers pin plus the current versions. Thread-safe; may block
+ * for an RCU grace period.
  */
 SNAP_API void snap_store_trim(snap_store *store);
 

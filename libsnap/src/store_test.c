@@ -1,0 +1,380 @@
+/* Store, publish, pins, retention, rollback, gc and the orphan sweep, in one process. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "test_util.h"
+
+static char *g_dir;
+static snap_store *g_store;
+
+static void open_store(void) {
+  g_dir = tu_store_dir("store");
+  struct snap_error err;
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, SNAP_CREATE, &g_store, &err), 0);
+}
+
+static void close_store(void) {
+  snap_store_close(g_store);
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
+static int seg_files(void) { return tu_count_files(g_dir) - 3; }
+
+static bool seg_exists(const char *ds, uint64_t v) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/segments/%s/%llu.seg", g_dir, ds, (unsigned long long)v);
+  return access(path, F_OK) == 0;
+}
+
+static enum snap_state state_of(const char *ds, uint64_t v) {
+  struct snap_version_info *vi;
+  size_t n;
+  enum snap_state st = 0;
+  if (snap_version_list(g_store, ds, &vi, &n, NULL)) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (vi[i].version == v) st = vi[i].state;
+  free(vi);
+  return st;
+}
+
+static void test_open_errors(void) {
+  snap_store *s;
+  struct snap_error err;
+  char *dir = tu_store_dir("open");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/missing", dir);
+  CU_ASSERT_EQUAL(snap_store_open(path, 0, &s, &err), SNAP_ENOTFOUND);
+  CU_ASSERT_PTR_NULL(s);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, path));
+  CU_ASSERT_EQUAL(snap_store_open(path, SNAP_CREATE | SNAP_RDONLY, &s, &err), SNAP_EINVAL);
+  /* a directory that is not a store */
+  CU_ASSERT_EQUAL(snap_store_open(dir, 0, &s, &err), SNAP_ENOTFOUND);
+  /* the environment variable names the default store */
+  setenv(SNAP_STORE_ENV, path, 1);
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(NULL, SNAP_CREATE, &s, &err), 0);
+  CU_ASSERT_STRING_EQUAL(snap_store_path(s), path);
+  snap_store_close(s);
+  unsetenv(SNAP_STORE_ENV);
+  /* read-only handles read but do not write */
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(path, SNAP_RDONLY, &s, &err), 0);
+  struct snap_schema schema = {0};
+  snap_publish *p;
+  CU_ASSERT_EQUAL(snap_publish_begin(s, "d", &schema, &p, &err), SNAP_ERDONLY);
+  CU_ASSERT_EQUAL(snap_gc(s, NULL, 0, NULL, NULL, NULL, &err), SNAP_ERDONLY);
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL(snap_pin(s, "d", &snap, &err), SNAP_ENOTFOUND);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "\"d\""));
+  snap_store_close(s);
+  snap_store_close(NULL);
+  tu_store_remove(dir);
+  free(dir);
+}
+
+static void test_publish_pin_flip(void) {
+  open_store();
+  snap_snapshot *a, *b, *c;
+  struct snap_error err;
+  CU_ASSERT_EQUAL(snap_pin(g_store, "prices", &a, &err), SNAP_ENOTFOUND);
+  uint64_t v1, v2;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "prices", 1000, 4, 11, &v1), 0);
+  CU_ASSERT_EQUAL(v1, 1);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "prices", &a, &err), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(a), 1);
+  CU_ASSERT_EQUAL(tu_check_f64(a), 11);
+  /* the fast path hands out the same mapping */
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "prices", &b, &err), 0);
+  CU_ASSERT_PTR_EQUAL(a, b);
+  CU_ASSERT_EQUAL((uintptr_t)snap_snapshot_segment(a, NULL) % (2u << 20), 0);
+  snap_unpin(b);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "prices", 500, 3, 22, &v2), 0);
+  CU_ASSERT_EQUAL(v2, 2);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "prices", &c, &err), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(c), 2);
+  CU_ASSERT_EQUAL(tu_check_f64(c), 22);
+  /* the old pin is untouched by the flip */
+  CU_ASSERT_EQUAL(tu_check_f64(a), 11);
+  CU_ASSERT_EQUAL(snap_snapshot_nrows(a), 1000);
+  uint64_t cur;
+  CU_ASSERT_EQUAL(snap_current_version(g_store, "prices", &cur, NULL), 0);
+  CU_ASSERT_EQUAL(cur, 2);
+  /* pinning a retained version by number */
+  CU_ASSERT_EQUAL_FATAL(snap_pin_version(g_store, "prices", 1, &b, &err), 0);
+  CU_ASSERT_PTR_EQUAL(a, b); /* one mapping per version per process */
+  snap_unpin(b);
+  CU_ASSERT_EQUAL(snap_pin_version(g_store, "prices", 9, &b, &err), SNAP_ENOTFOUND);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "version 9"));
+  snap_unpin(a);
+  snap_unpin(c);
+  close_store();
+}
+
+static void test_retention_and_gc(void) {
+  open_store();
+  uint64_t v;
+  for (int i = 1; i <= 4; i++) CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 100, 2, i, &v), 0);
+  /* default keep 2: current + one previous; unpinned ones are gone at once */
+  CU_ASSERT_EQUAL(seg_files(), 2);
+  CU_ASSERT_EQUAL(state_of("d", 4), SNAP_STATE_CURRENT);
+  CU_ASSERT_EQUAL(state_of("d", 3), SNAP_STATE_RETAINED);
+  CU_ASSERT_EQUAL(state_of("d", 2), 0);
+  /* a pinned version drains instead of vanishing */
+  snap_snapshot *held;
+  CU_ASSERT_EQUAL_FATAL(snap_pin_version(g_store, "d", 3, &held, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 100, 2, 5, &v), 0);
+  CU_ASSERT_EQUAL(state_of("d", 3), SNAP_STATE_DRAINING);
+  CU_ASSERT(seg_exists("d", 3));
+  CU_ASSERT_EQUAL(tu_check_f64(held), 3);
+  snap_snapshot *s;
+  struct snap_error err;
+  CU_ASSERT_EQUAL(snap_pin_version(g_store, "d", 3, &s, &err), SNAP_EDRAINING);
+  struct snap_version_info *vi;
+  size_t n;
+  CU_ASSERT_EQUAL_FATAL(snap_version_list(g_store, "d", &vi, &n, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(n, 3);
+  CU_ASSERT_EQUAL(vi[0].version, 3);
+  CU_ASSERT_EQUAL(vi[0].holders, 1);
+  CU_ASSERT_EQUAL(vi[0].nrows, 100);
+  CU_ASSERT_EQUAL(vi[0].ncols, 2);
+  CU_ASSERT(vi[0].bytes >= 4096 + 1600);
+  CU_ASSERT_EQUAL(vi[2].state, SNAP_STATE_CURRENT);
+  free(vi);
+  pid_t pids[4];
+  CU_ASSERT_EQUAL(snap_version_holders(g_store, "d", 3, pids, 4, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 1);
+  CU_ASSERT_EQUAL(pids[0], getpid());
+  struct snap_gc_stats st;
+  CU_ASSERT_EQUAL(snap_gc(g_store, NULL, 0, NULL, NULL, &st, NULL), 0);
+  CU_ASSERT_EQUAL(st.freed_versions, 0);
+  CU_ASSERT_EQUAL(st.draining_versions, 1);
+  snap_unpin(held);
+  /* dry run reports, changes nothing */
+  CU_ASSERT_EQUAL(snap_gc(g_store, "d", SNAP_GC_DRY_RUN, NULL, NULL, &st, NULL), 0);
+  CU_ASSERT_EQUAL(st.freed_versions, 1);
+  CU_ASSERT(seg_exists("d", 3));
+  CU_ASSERT_EQUAL(snap_gc(g_store, NULL, 0, NULL, NULL, &st, NULL), 0);
+  CU_ASSERT_EQUAL(st.freed_versions, 1);
+  CU_ASSERT(st.freed_bytes > 0);
+  CU_ASSERT(!seg_exists("d", 3));
+  CU_ASSERT_EQUAL(seg_files(), 2);
+  /* keep 1: the previous version is released */
+  CU_ASSERT_EQUAL(snap_store_set_keep(g_store, "d", 1, NULL), 0);
+  CU_ASSERT_EQUAL(seg_files(), 1);
+  CU_ASSERT_EQUAL(snap_store_set_keep(g_store, "d", 0, &err), SNAP_EINVAL);
+  CU_ASSERT_EQUAL(snap_store_set_keep(g_store, NULL, 3, NULL), 0);
+  for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "e", 10, 1, i, &v), 0);
+  CU_ASSERT_EQUAL(seg_files(), 1 + 3);
+  close_store();
+}
+
+static void test_rollback(void) {
+  open_store();
+  uint64_t v;
+  for (int i = 1; i <= 3; i++) CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 64, 1, i * 10, &v), 0);
+  CU_ASSERT_EQUAL(snap_store_set_keep(g_store, "d", 3, NULL), 0);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(s), 3);
+  snap_unpin(s);
+  struct snap_error err;
+  /* v1 fell out of keep-2 before keep became 3 */
+  CU_ASSERT_EQUAL(snap_rollback(g_store, "d", 1, &err), SNAP_ENOTFOUND);
+  CU_ASSERT_EQUAL(snap_rollback(g_store, "d", 2, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(s), 2);
+  CU_ASSERT_EQUAL(tu_check_f64(s), 20);
+  snap_unpin(s);
+  CU_ASSERT_EQUAL(state_of("d", 3), SNAP_STATE_RETAINED);
+  CU_ASSERT_EQUAL(snap_rollback(g_store, "nope", 2, &err), SNAP_ENOTFOUND);
+  /* a new publish after a rollback takes the next number, never reuses one */
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 64, 1, 40, &v), 0);
+  CU_ASSERT_EQUAL(v, 4);
+  CU_ASSERT_EQUAL(snap_rollback(g_store, "d", 3, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(tu_check_f64(s), 30);
+  snap_unpin(s);
+  close_store();
+}
+
+static void test_abort_and_numbers(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 1, &v), 0);
+  struct snap_field f = {.name = "x", .type = SNAP_FLOAT64};
+  struct snap_schema schema = {1 << 20, 1, &f, NULL, 0};
+  snap_publish *p;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "d", &schema, &p, NULL), 0);
+  CU_ASSERT_EQUAL(snap_publish_version(p), 2);
+  memset(snap_publish_block(p, 0), 0xab, 8 << 20);
+  CU_ASSERT_PTR_NULL(snap_publish_block(p, 1));
+  struct snap_fill fill;
+  CU_ASSERT_EQUAL(snap_publish_fill(p, 1, &fill), SNAP_EINVAL);
+  snap_publish_abort(p);
+  snap_publish_abort(NULL);
+  CU_ASSERT_EQUAL(seg_files(), 1);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 3, &v), 0);
+  CU_ASSERT_EQUAL(v, 3);
+  struct snap_dataset_info *di;
+  size_t n;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "a", 10, 1, 3, &v), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_dataset_list(g_store, &di, &n, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(n, 2);
+  CU_ASSERT_STRING_EQUAL(di[0].name, "a");
+  CU_ASSERT_STRING_EQUAL(di[1].name, "d");
+  CU_ASSERT_EQUAL(di[1].current, 3);
+  CU_ASSERT_EQUAL(di[1].next_version, 4);
+  CU_ASSERT_EQUAL(di[1].nversions, 2);
+  CU_ASSERT_EQUAL(di[1].keep, 2);
+  free(di);
+  close_store();
+}
+
+static void test_orphan_sweep(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 1, &v), 0);
+  /* Files no record names: what a publisher killed between linkat and
+   * commit leaves, and a dataset directory the control file never saw. */
+  char src[4096], dst[4096];
+  snprintf(src, sizeof src, "%s/segments/d/1.seg", g_dir);
+  snprintf(dst, sizeof dst, "%s/segments/d/7.seg", g_dir);
+  CU_ASSERT_EQUAL(link(src, dst), 0);
+  snprintf(dst, sizeof dst, "%s/segments/ghost", g_dir);
+  mkdir(dst, 0755);
+  snprintf(dst, sizeof dst, "%s/segments/ghost/3.seg", g_dir);
+  CU_ASSERT_EQUAL(link(src, dst), 0);
+  snprintf(dst, sizeof dst, "%s/segments/d/notes.txt", g_dir);
+  close(open(dst, O_CREAT | O_WRONLY, 0644));
+  CU_ASSERT_EQUAL(seg_files(), 4);
+  snap_store *w;
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, 0, &w, NULL), 0);
+  CU_ASSERT_EQUAL(seg_files(), 4); /* opening alone writes nothing */
+  CU_ASSERT_EQUAL(snap_gc(w, NULL, 0, NULL, NULL, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(seg_files(), 2); /* 1.seg and notes.txt */
+  CU_ASSERT(seg_exists("d", 1));
+  snap_store_close(w);
+  close_store();
+}
+
+static void test_pins_outlive_close(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 1000, 2, 5, &v), 0);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  snap_snapshot *r = snap_snapshot_ref(s);
+  snap_store_close(g_store);
+  CU_ASSERT_EQUAL(tu_check_f64(s), 5);
+  snap_unpin(s);
+  CU_ASSERT_EQUAL(tu_check_f64(r), 5);
+  snap_unpin(r);
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
+struct reader_arg {
+  long reads, bad;
+  atomic_int *stop;
+};
+
+static void *reader_thread(void *p) {
+  struct reader_arg *a = p;
+  while (!atomic_load(a->stop)) {
+    snap_snapshot *s;
+    if (snap_pin(g_store, "t", &s, NULL)) {
+      a->bad++;
+      continue;
+    }
+    /* content is a function of the version: a torn or wrong version fails */
+    if (tu_check_f64(s) != (int64_t)snap_snapshot_version(s)) a->bad++;
+    a->reads++;
+    snap_unpin(s);
+  }
+  return NULL;
+}
+
+static void test_threads_see_whole_versions(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "t", 2000, 3, 1, &v), 0);
+  atomic_int stop = 0;
+  pthread_t th[4];
+  struct reader_arg args[4];
+  for (int i = 0; i < 4; i++) {
+    args[i] = (struct reader_arg){0, 0, &stop};
+    pthread_create(&th[i], NULL, reader_thread, &args[i]);
+  }
+  for (uint64_t i = 2; i <= 60; i++) {
+    CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "t", 2000, 3, i, &v), 0);
+    CU_ASSERT_EQUAL(v, i);
+  }
+  atomic_store(&stop, 1);
+  long reads = 0;
+  for (int i = 0; i < 4; i++) {
+    pthread_join(th[i], NULL);
+    CU_ASSERT_EQUAL(args[i].bad, 0);
+    reads += args[i].reads;
+  }
+  CU_ASSERT(reads > 0);
+  snap_store_trim(g_store);
+  struct snap_gc_stats st;
+  CU_ASSERT_EQUAL(snap_gc(g_store, NULL, 0, NULL, NULL, &st, NULL), 0);
+  CU_ASSERT_EQUAL(st.draining_versions, 0);
+  CU_ASSERT_EQUAL(seg_files(), 2);
+  close_store();
+}
+
+static snap_store *g_waiter_store;
+static void *waiter(void *p) {
+  (void)p;
+  long rc = snap_reclaim_wait(g_waiter_store, "d", 1, NULL);
+  return (void *)rc;
+}
+
+static void test_reclaim_wait(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 1, &v), 0);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 2, &v), 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 3, &v), 0);
+  CU_ASSERT_EQUAL(state_of("d", 1), SNAP_STATE_DRAINING);
+  /* A second handle, as writerd's reaper would have, blocks in LOCK_EX. */
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, 0, &g_waiter_store, NULL), 0);
+  pthread_t th;
+  pthread_create(&th, NULL, waiter, NULL);
+  CU_ASSERT(seg_exists("d", 1)); /* cannot be reclaimed while pinned */
+  snap_unpin(s);
+  snap_store_trim(g_store);
+  void *ret;
+  pthread_join(th, &ret);
+  CU_ASSERT_EQUAL((long)ret, 0);
+  CU_ASSERT(!seg_exists("d", 1));
+  CU_ASSERT_EQUAL(state_of("d", 1), 0);
+  snap_store_close(g_waiter_store);
+  close_store();
+}
+
+int main(void) {
+  static const tu_test tests[] = {
+      {"open errors, env default, read-only", test_open_errors},
+      {"publish, pin, flip", test_publish_pin_flip},
+      {"retention and gc", test_retention_and_gc},
+      {"rollback", test_rollback},
+      {"abort leaves nothing; numbers never reused", test_abort_and_numbers},
+      {"orphan sweep at first write", test_orphan_sweep},
+      {"pins outlive store close", test_pins_outlive_close},
+      {"threads see whole versions", test_threads_see_whole_versions},
+      {"reclaim_wait blocks until unpinned", test_reclaim_wait},
+      {NULL, NULL}};
+  return tu_run("store", tests);
+}

@@ -1,0 +1,515 @@
+/*
+ * Multi-process behaviour with real processes: readers in other processes see
+ * every flip and never a torn version; SIGKILLed readers leave no pins;
+ * publishers SIGKILLed at every crash point leave a valid store and, after
+ * the next writer open, no orphan files and no leaked memory; forked
+ * children keep using their parent's pins; a full tmpfs gives ENOSPC.
+ *
+ * Children report through exit codes and pipes, never through CUnit.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "test_util.h"
+
+static char *g_dir;
+
+static void xwrite(int fd, const void *buf, size_t n) {
+  if (write(fd, buf, n) != (ssize_t)n) _exit(90);
+}
+static int xread(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r <= 0) return -1;
+    got += (size_t)r;
+  }
+  return 0;
+}
+
+static int wait_exit(pid_t pid) {
+  int st;
+  if (waitpid(pid, &st, 0) != pid) return -1;
+  if (WIFSIGNALED(st)) return 1000 + WTERMSIG(st);
+  return WEXITSTATUS(st);
+}
+
+static snap_store *open_store(unsigned flags) {
+  snap_store *s;
+  struct snap_error err;
+  if (snap_store_open(g_dir, flags, &s, &err)) {
+    fprintf(stderr, "open %s: %s\n", g_dir, err.message);
+    return NULL;
+  }
+  return s;
+}
+
+/* ----------------------------------------------------- lockstep readers */
+
+#define NREADERS 4
+#define LOCKSTEP_VERSIONS 40
+
+/* Reader: for every version number v sent by the parent, pin current and
+ * answer 0 if it is exactly v with the content of v, else 1. */
+static void lockstep_reader(int in, int out) {
+  snap_store *s = open_store(SNAP_RDONLY);
+  if (!s) _exit(2);
+  uint64_t v;
+  while (xread(in, &v, sizeof v) == 0 && v) {
+    snap_snapshot *snap;
+    uint8_t ok = 1;
+    if (snap_pin(s, "t", &snap, NULL) == 0) {
+      ok = !(snap_snapshot_version(snap) == v && tu_check_f64(snap) == (int64_t)v);
+      snap_unpin(snap);
+    }
+    xwrite(out, &ok, 1);
+  }
+  snap_store_close(s);
+  _exit(0);
+}
+
+static void test_readers_see_every_flip(void) {
+  g_dir = tu_store_dir("lockstep");
+  snap_store *w = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(w, "t", 3000, 5, 1, &v), 0);
+  int to[NREADERS][2], from[NREADERS][2];
+  pid_t pids[NREADERS];
+  for (int i = 0; i < NREADERS; i++) {
+    CU_ASSERT_EQUAL_FATAL(pipe(to[i]), 0);
+    CU_ASSERT_EQUAL_FATAL(pipe(from[i]), 0);
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      close(to[i][1]);
+      close(from[i][0]);
+      lockstep_reader(to[i][0], from[i][1]);
+    }
+    close(to[i][0]);
+    close(from[i][1]);
+  }
+  int wrong = 0;
+  for (uint64_t n = 1; n <= LOCKSTEP_VERSIONS; n++) {
+    if (n > 1) CU_ASSERT_EQUAL_FATAL(tu_publish_f64(w, "t", 3000, 5, n, &v), 0);
+    CU_ASSERT_EQUAL(v, n);
+    for (int i = 0; i < NREADERS; i++) xwrite(to[i][1], &v, sizeof v);
+    for (int i = 0; i < NREADERS; i++) {
+      uint8_t ok = 1;
+      CU_ASSERT_EQUAL(xread(from[i][0], &ok, 1), 0);
+      wrong += ok;
+    }
+  }
+  CU_ASSERT_EQUAL(wrong, 0);
+  uint64_t zero = 0;
+  for (int i = 0; i < NREADERS; i++) {
+    xwrite(to[i][1], &zero, sizeof zero);
+    CU_ASSERT_EQUAL(wait_exit(pids[i]), 0);
+    close(to[i][1]);
+    close(from[i][0]);
+  }
+  snap_store_close(w);
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
+/* ------------------------------------------------ free-running readers */
+
+/* Reader: pin in a loop until it sees version @p last; exit 0 only if every
+ * read was whole and versions never went backwards. */
+static void loop_reader(uint64_t last) {
+  snap_store *s = open_store(SNAP_RDONLY);
+  if (!s) _exit(2);
+  uint64_t prev = 0, reads = 0;
+  for (;;) {
+    snap_snapshot *snap;
+    if (snap_pin(s, "t", &snap, NULL)) _exit(3);
+    uint64_t v = snap_snapshot_version(snap);
+    if (tu_check_f64(snap) != (int64_t)v) _exit(4);
+    if (v < prev) _exit(5);
+    prev = v;
+    reads++;
+    snap_unpin(snap);
+    if (v == last) break;
+  }
+  snap_store_close(s);
+  _exit(reads ? 0 : 6);
+}
+
+static void test_free_running_readers(void) {
+  g_dir = tu_store_dir("loop");
+  snap_store *w = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+  uint64_t v, last = 150;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(w, "t", 20000, 4, 1, &v), 0);
+  pid_t pids[NREADERS];
+  for (int i = 0; i < NREADERS; i++)
+    if ((pids[i] = fork()) == 0) loop_reader(last);
+  for (uint64_t n = 2; n <= last; n++)
+    CU_ASSERT_EQUAL_FATAL(tu_publish_f64(w, "t", 20000, 4, n, &v), 0);
+  for (int i = 0; i < NREADERS; i++) CU_ASSERT_EQUAL(wait_exit(pids[i]), 0);
+  /* every reader is gone: nothing may stay pinned, only keep-2 remain */
+  struct snap_gc_stats st;
+  CU_ASSERT_EQUAL(snap_gc(w, NULL, 0, NULL, NULL, &st, NULL), 0);
+  CU_ASSERT_EQUAL(st.draining_versions, 0);
+  CU_ASSERT_EQUAL(tu_count_files(g_dir) - 3, 2);
+  snap_store_close(w);
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
+/* -------------------------------------------------- SIGKILLed readers */
+
+static void test_killed_reader_leaves_no_pin(void) {
+  g_dir = tu_store_dir("killreader");
+  snap_store *w = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(w, "d", 1000, 2, 1, &v), 0);
+  int p[2];
+  CU_ASSERT_EQUAL_FATAL(pipe(p), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(p[0]);
+    snap_store *s = open_store(SNAP_RDONLY);
+    snap_snapshot *snap;
+    if (!s || snap_pin(s, "d", &snap, NULL)) _exit(2);
+    xwrite(p[1], "p", 1);
+    for (;;) pause(); /* holds the pin until killed */
+  }
+  close(p[1]);
+  char c;
+  CU_ASSERT_EQUAL_FATAL(xread(p[0], &c, 1), 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(w, "d", 1000, 2, 2, &v), 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(w, "d", 1000, 2, 3, &v), 0);
+  pid_t holders[4];
+  size_t n;
+  CU_ASSERT_EQUAL(snap_version_holders(w, "d", 1, holders, 4, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 1);
+  CU_ASSERT_EQUAL(holders[0], pid);
+  struct snap_gc_stats st;
+  CU_ASSERT_EQUAL(snap_gc(w, NULL, 0, NULL, NULL, &st, NULL), 0);
+  CU_ASSERT_EQUAL(st.draining_versions, 1);
+  kill(pid, SIGKILL);
+  CU_ASSERT_EQUAL(wait_exit(pid), 1000 + SIGKILL);
+  CU_ASSERT_EQUAL(snap_gc(w, NULL, 0, NULL, NULL, &st, NULL), 0);
+  CU_ASSERT_EQUAL(st.freed_versions, 1);
+  CU_ASSERT_EQUAL(st.draining_versions, 0);
+  CU_ASSERT_EQUAL(tu_count_files(g_dir) - 3, 2);
+  close(p[0]);
+  snap_store_close(w);
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
+/* ------------------------------------------- SIGKILLed publishers */
+
+/* tmpfs usage in bytes, for leak checks on a private mount. */
+static uint64_t fs_used(const char *dir) {
+  struct statvfs sv;
+  if (statvfs(dir, &sv)) return 0;
+  return (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
+}
+
+static uint64_t seg_bytes_and_check(const char *dir, snap_store *s, int *orphans) {
+  /* every .seg file must have a record, every record a file */
+  uint64_t bytes = 0;
+  *orphans = 0;
+  struct snap_dataset_info *di;
+  size_t nd;
+  if (snap_dataset_list(s, &di, &nd, NULL)) return 0;
+  char path[4096];
+  for (size_t d = 0; d < nd; d++) {
+    struct snap_version_info *vi;
+    size_t nv;
+    if (snap_version_list(s, di[d].name, &vi, &nv, NULL)) continue;
+    for (size_t i = 0; i < nv; i++) {
+      struct stat st;
+      snprintf(path, sizeof path, "%s/segments/%s/%llu.seg", dir, di[d].name,
+               (unsigned long long)vi[i].version);
+      if (stat(path, &st)) (*orphans)++; /* a record without a file */
+      else bytes += (uint64_t)st.st_blocks * 512;
+    }
+    free(vi);
+    snprintf(path, sizeof path, "%s/segments/%s", dir, di[d].name);
+    DIR *dd = opendir(path);
+    struct dirent *e;
+    int files = 0;
+    while (dd && (e = readdir(dd)))
+      if (e->d_name[0] != '.') files++;
+    if (dd) closedir(dd);
+    *orphans += files - (int)nv;
+  }
+  free(di);
+  return bytes;
+}
+
+#define CRASH_ROWS 100000
+#define CRASH_COLS 4
+
+/* Child: publish versions while armed to die at the Nth crash point; each
+ * committed version is reported through @p out. Also crash points in the
+ * fill itself, one per column. */
+static void crashing_publisher(int n, int out) {
+  snap_store *s = open_store(0);
+  if (!s) _exit(2);
+  snap__crash_arm(n);
+  for (int k = 0; k < 3; k++) {
+    struct snap_field f[CRASH_COLS] = {{.name = "a", .type = SNAP_FLOAT64},
+                                       {.name = "b", .type = SNAP_FLOAT64},
+                                       {.name = "c", .type = SNAP_FLOAT64},
+                                       {.name = "d", .type = SNAP_FLOAT64}};
+    snap_publish *p;
+    struct snap_schema schema = {CRASH_ROWS, CRASH_COLS, f, NULL, 0};
+    if (snap_publish_begin(s, "d", &schema, &p, NULL)) _exit(3);
+    uint64_t seed = snap_publish_version(p); /* content is a function of the version */
+    double *m = snap_publish_block(p, 0);
+    for (uint32_t c = 0; c < CRASH_COLS; c++) {
+      for (uint64_t r = 0; r < CRASH_ROWS; r++) m[c * CRASH_ROWS + r] = tu_cell(seed, r, c);
+      snap__crash_point();
+    }
+    uint64_t v;
+    if (snap_publish_commit(p, &v, NULL)) _exit(4);
+    xwrite(out, &v, sizeof v);
+  }
+  snap_gc(s, NULL, 0, NULL, NULL, NULL, NULL);
+  int hits = snap__crash_points_hit();
+  xwrite(out, &(uint64_t){0}, sizeof(uint64_t));
+  xwrite(out, &hits, sizeof hits);
+  snap_store_close(s);
+  _exit(0);
+}
+
+static bool check_current(snap_store *s, uint64_t *cur) {
+  snap_snapshot *snap;
+  *cur = 0;
+  if (snap_pin(s, "d", &snap, NULL)) return false;
+  *cur = snap_snapshot_version(snap);
+  uint64_t nrows = snap_snapshot_nrows(snap);
+  bool ok = nrows == CRASH_ROWS && snap_snapshot_ncols(snap) == CRASH_COLS;
+  for (uint32_t c = 0; ok && c < CRASH_COLS; c++) {
+    const double *v = snap_snapshot_column(snap, c)->values;
+    for (uint64_t r = 0; ok && r < nrows; r++) ok = v[r] == tu_cell(*cur, r, c);
+  }
+  ok = ok && snap_snapshot_verify(snap, NULL) == 0;
+  snap_unpin(snap);
+  return ok;
+}
+
+static char *mount_tmpfs(const char *tag, const char *size) {
+  char *dir = tu_store_dir(tag);
+  char opts[64];
+  snprintf(opts, sizeof opts, "size=%s,mode=0755", size);
+  if (mount("libsnap-test", dir, "tmpfs", 0, opts)) {
+    fprintf(stderr, "\n  mount tmpfs on %s: %s (these tests need root)\n", dir,
+            strerror(errno));
+    rmdir(dir);
+    free(dir);
+    return NULL;
+  }
+  return dir;
+}
+
+static void unmount_tmpfs(char *dir) {
+  umount2(dir, MNT_DETACH);
+  rmdir(dir);
+  free(dir);
+}
+
+static void test_killed_publisher(void) {
+  char *mnt = mount_tmpfs("crash", "256m");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mnt);
+  if (asprintf(&g_dir, "%s/store", mnt) < 0) abort();
+  snap_store *w = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+  snap_store_close(w);
+  uint64_t last_committed = 0, prev_current = 0;
+  int kills = 0, total_points = 0, bad = 0;
+  for (int n = 1; n < 200; n++) {
+    int p[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(p), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(p[0]);
+      crashing_publisher(n, p[1]);
+    }
+    close(p[1]);
+    uint64_t v;
+    bool finished = false;
+    while (xread(p[0], &v, sizeof v) == 0) {
+      if (v == 0) {
+        CU_ASSERT_EQUAL(xread(p[0], &total_points, sizeof total_points), 0);
+        finished = true;
+        break;
+      }
+      CU_ASSERT(v > last_committed); /* numbers increase, never reused */
+      last_committed = v;
+    }
+    close(p[0]);
+    int st = wait_exit(pid);
+    /* The state after the crash, through a fresh writer handle (which
+     * sweeps orphans at its first write operation). */
+    snap_store *s = open_store(0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(snap_gc(s, NULL, 0, NULL, NULL, NULL, NULL), 0);
+    uint64_t cur;
+    if (last_committed) {
+      bool ok = check_current(s, &cur);
+      /* current is whole, at least the last one reported committed (a crash
+       * after commit but before the report may leave a newer one), and
+       * never goes back */
+      if (!ok || cur < last_committed || cur < prev_current) {
+        bad++;
+        fprintf(stderr, "\n  crash point %d: current %llu ok=%d last committed %llu", n,
+                (unsigned long long)cur, ok, (unsigned long long)last_committed);
+      }
+      prev_current = cur;
+    }
+    int orphans;
+    uint64_t bytes = seg_bytes_and_check(g_dir, s, &orphans);
+    CU_ASSERT_EQUAL(orphans, 0);
+    /* no leaked memory: the tmpfs holds the segments plus the control files */
+    uint64_t used = fs_used(mnt);
+    CU_ASSERT(used >= bytes && used - bytes < (2u << 20));
+    if (!(used >= bytes && used - bytes < (2u << 20)))
+      fprintf(stderr, "\n  crash point %d: tmpfs used %llu, segments %llu", n,
+              (unsigned long long)used, (unsigned long long)bytes);
+    snap_store_close(s);
+    if (finished) {
+      CU_ASSERT_EQUAL(st, 0);
+      break;
+    }
+    CU_ASSERT_EQUAL(st, 1000 + SIGKILL);
+    kills++;
+  }
+  CU_ASSERT_EQUAL(bad, 0);
+  CU_ASSERT(kills >= 50);
+  CU_ASSERT_EQUAL(kills, total_points);
+  printf("\n  %d crash points, each killed once, store valid after every one ", kills);
+  free(g_dir);
+  unmount_tmpfs(mnt);
+}
+
+/* ------------------------------------------------------------- fork */
+
+static void test_fork_children(void) {
+  g_dir = tu_store_dir("fork");
+  snap_store *s = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(s, "d", 5000, 3, 1, &v), 0);
+  snap_snapshot *held;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(s, "d", &held, NULL), 0);
+  int go[2], ready[2];
+  CU_ASSERT_EQUAL_FATAL(pipe(go), 0);
+  CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* the child keeps using its parent's pin, after the parent dropped it */
+    close(go[1]);
+    close(ready[0]);
+    char c;
+    if (xread(go[0], &c, 1)) _exit(2);
+    if (tu_check_f64(held) != 1) _exit(3);
+    /* it can pin new versions (its own control handle, its own RCU state) */
+    snap_snapshot *cur;
+    if (snap_pin(s, "d", &cur, NULL) || snap_snapshot_version(cur) != 2 ||
+        tu_check_f64(cur) != 2)
+      _exit(4);
+    /* and publish */
+    uint64_t cv;
+    if (tu_publish_f64(s, "d", 5000, 3, 3, &cv) || cv != 3) _exit(5);
+    snap_unpin(cur);
+    xwrite(ready[1], "r", 1);
+    if (xread(go[0], &c, 1)) _exit(6); /* parent checks v1 is still pinned */
+    snap_unpin(held);
+    snap_store_close(s);
+    _exit(0);
+  }
+  close(go[0]);
+  close(ready[1]);
+  snap_unpin(held);
+  snap_store_trim(s);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(s, "d", 5000, 3, 2, &v), 0);
+  xwrite(go[1], "g", 1);
+  char c;
+  CU_ASSERT_EQUAL_FATAL(xread(ready[0], &c, 1), 0);
+  /* v1 is out of keep-2 now (v3 current, v2 retained), but the child still
+   * holds the pin it inherited */
+  struct snap_gc_stats st;
+  CU_ASSERT_EQUAL(snap_gc(s, NULL, 0, NULL, NULL, &st, NULL), 0);
+  CU_ASSERT_EQUAL(st.draining_versions, 1);
+  xwrite(go[1], "g", 1);
+  CU_ASSERT_EQUAL(wait_exit(pid), 0);
+  CU_ASSERT_EQUAL(snap_gc(s, NULL, 0, NULL, NULL, &st, NULL), 0);
+  CU_ASSERT_EQUAL(st.draining_versions, 0);
+  CU_ASSERT_EQUAL(st.freed_versions, 1);
+  snap_snapshot *cur;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(s, "d", &cur, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(cur), 3);
+  CU_ASSERT_EQUAL(tu_check_f64(cur), 3);
+  snap_unpin(cur);
+  close(go[1]);
+  close(ready[0]);
+  snap_store_close(s);
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
+/* ------------------------------------------------------------- ENOSPC */
+
+static void test_full_tmpfs(void) {
+  char *mnt = mount_tmpfs("enospc", "8m");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mnt);
+  if (asprintf(&g_dir, "%s/store", mnt) < 0) abort();
+  snap_store *s = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(s, "d", 100000, 2, 1, &v), 0); /* 1.6 MB */
+  uint64_t before = fs_used(mnt);
+  struct snap_field f = {.name = "x", .type = SNAP_FLOAT64};
+  struct snap_schema schema = {2000000, 1, &f, NULL, 0}; /* 16 MB: does not fit */
+  snap_publish *p;
+  struct snap_error err;
+  CU_ASSERT_EQUAL(snap_publish_begin(s, "d", &schema, &p, &err), -ENOSPC);
+  CU_ASSERT_PTR_NULL(p);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "segments/d/2.seg"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "No space left"));
+  CU_ASSERT_EQUAL(fs_used(mnt), before); /* nothing held back */
+  uint64_t cur;
+  CU_ASSERT_EQUAL(snap_current_version(s, "d", &cur, NULL), 0);
+  CU_ASSERT_EQUAL(cur, 1);
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(s, "d", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(tu_check_f64(snap), 1);
+  snap_unpin(snap);
+  /* a version that fits still publishes afterwards */
+  CU_ASSERT_EQUAL(tu_publish_f64(s, "d", 100000, 2, 3, &v), 0);
+  CU_ASSERT_EQUAL(v, 3);
+  snap_store_close(s);
+  free(g_dir);
+  unmount_tmpfs(mnt);
+}
+
+int main(void) {
+  static const tu_test tests[] = {
+      {"readers in other processes see every flip", test_readers_see_every_flip},
+      {"free-running readers never see a torn version", test_free_running_readers},
+      {"SIGKILLed reader leaves nothing pinned", test_killed_reader_leaves_no_pin},
+      {"publisher SIGKILLed at every crash point", test_killed_publisher},
+      {"forked children use and drop inherited pins", test_fork_children},
+      {"full tmpfs: ENOSPC, old version stays", test_full_tmpfs},
+      {NULL, NULL}};
+  return tu_run("process", tests);
+}
