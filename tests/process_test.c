@@ -238,8 +238,10 @@ static uint64_t seg_bytes_and_check(const char *dir, snap_store *s, int *orphans
       struct stat st;
       snprintf(path, sizeof path, "%s/segments/%s/%llu.seg", dir, di[d].name,
                (unsigned long long)vi[i].version);
-      if (stat(path, &st)) (*orphans)++; /* a record without a file */
-      else bytes += (uint64_t)st.st_blocks * 512;
+      if (stat(path, &st))
+        (*orphans)++; /* a record without a file */
+      else
+        bytes += (uint64_t)st.st_blocks * 512;
     }
     free(vi);
     snprintf(path, sizeof path, "%s/segments/%s", dir, di[d].name);
@@ -276,7 +278,8 @@ static void crashing_publisher(int n, int out) {
     uint64_t seed = snap_publish_version(p); /* content is a function of the version */
     double *m = snap_publish_block(p, 0);
     for (uint32_t c = 0; c < CRASH_COLS; c++) {
-      for (uint64_t r = 0; r < CRASH_ROWS; r++) m[c * CRASH_ROWS + r] = tu_cell(seed, r, c);
+      for (uint64_t r = 0; r < CRASH_ROWS; r++)
+        m[c * CRASH_ROWS + r] = tu_cell(seed, r, c);
       snap__crash_point();
     }
     uint64_t v;

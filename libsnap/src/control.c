@@ -45,7 +45,8 @@ int snap__control_open(const char *path, bool create, bool rdonly,
   *out = NULL;
   struct stat st;
   if (!create && stat(path, &st) != 0) {
-    if (errno == ENOENT) return snap__err(err, SNAP_ENOTFOUND, "%s: no control file", path);
+    if (errno == ENOENT)
+      return snap__err(err, SNAP_ENOTFOUND, "%s: no control file", path);
     return snap__errno(err, -errno, "%s", path);
   }
   struct snap__control *c = calloc(1, sizeof *c);
@@ -82,9 +83,9 @@ fail_nocreate:
   rc = lmdb_status(err, rc, path, "open");
   free(c->path);
   free(c);
-  return rc == SNAP_ENOTFOUND ? snap__err(err, SNAP_ENOTFOUND,
-                                          "%s: not a libsnap control file", path)
-                              : rc;
+  return rc == SNAP_ENOTFOUND
+             ? snap__err(err, SNAP_ENOTFOUND, "%s: not a libsnap control file", path)
+             : rc;
 }
 
 void snap__control_close(struct snap__control *c) {

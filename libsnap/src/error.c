@@ -1,9 +1,9 @@
 /* The error table: one X-macro feeds the status codes, names and messages. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <signal.h>
 #include <string.h>
 
 #include "internal.h"

@@ -100,8 +100,8 @@ int snap__lock_holders(dev_t dev, ino_t ino, pid_t *pids, size_t cap, size_t *co
     if (sscanf(p + 1, "%15s %15s %15s %d %x:%x:%llu", type, adv, mode, &pid, &maj, &min,
                &inode) != 7)
       continue;
-    if (strcmp(type, "FLOCK") || inode != (unsigned long long)ino ||
-        maj != major(dev) || min != minor(dev))
+    if (strcmp(type, "FLOCK") || inode != (unsigned long long)ino || maj != major(dev) ||
+        min != minor(dev))
       continue;
     bool dup = false;
     for (size_t i = 0; i < n && i < cap; i++) dup |= pids[i] == pid;
@@ -226,8 +226,8 @@ static int collect(snap_store *s, const char *dataset, struct drains *l,
   return rc;
 }
 
-int snap__gc(snap_store *s, const char *dataset, unsigned flags, snap_gc_cb cb,
-             void *arg, struct snap_gc_stats *stats, struct snap_error *err) {
+int snap__gc(snap_store *s, const char *dataset, unsigned flags, snap_gc_cb cb, void *arg,
+             struct snap_gc_stats *stats, struct snap_error *err) {
   struct snap_gc_stats st = {0};
   struct drains l;
   int rc = collect(s, dataset, &l, err);
@@ -314,8 +314,9 @@ static int rollback_fn(struct snap__txn *t, struct snap__dsrec *ds, void *arg,
   if (rc == SNAP_ENOTFOUND)
     return snap__err(err, SNAP_ENOTFOUND, "rollback: version %llu does not exist",
                      (unsigned long long)version);
-  if (rc) return snap__err(err, rc, "rollback: reading version %llu",
-                           (unsigned long long)version);
+  if (rc)
+    return snap__err(err, rc, "rollback: reading version %llu",
+                     (unsigned long long)version);
   if (vr.state == SNAP_STATE_DRAINING)
     return snap__err(err, SNAP_EDRAINING,
                      "rollback: version %llu is draining (retired); it cannot be current",
@@ -381,8 +382,9 @@ static bool parse_seg_name(const char *name, uint64_t *version) {
 static int sweep_dir(snap_store *s, struct snap__txn *t, const char *dataset,
                      const struct snap__dsrec *ds, struct snap_error *err) {
   int dfd = openat(s->segfd, dataset, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return errno == ENOENT ? 0 : snap__errno(err, -errno, "%s/segments/%s",
-                                                        s->path, dataset);
+  if (dfd < 0)
+    return errno == ENOENT ? 0
+                           : snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
   DIR *d = fdopendir(dfd);
   if (!d) {
     int e = errno;

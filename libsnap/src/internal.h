@@ -77,8 +77,8 @@ struct snap__segment {
 };
 
 /* What snap__segment_parse() checks. */
-#define SNAP__SEG_NO_HASH 0x1u  /* header not sealed yet (publish in progress) */
-#define SNAP__SEG_NO_DATA 0x2u  /* skip reading string/dictionary offsets */
+#define SNAP__SEG_NO_HASH 0x1u /* header not sealed yet (publish in progress) */
+#define SNAP__SEG_NO_DATA 0x2u /* skip reading string/dictionary offsets */
 
 /* Size of the segment @p schema needs; fills *manifest_size and *data_offset. */
 SNAP__INTERNAL int snap__segment_plan(const struct snap_schema *schema, uint64_t *total,
@@ -185,18 +185,18 @@ struct snap_store {
   atomic_int refs; /* the user's handle + one per live mapping */
   char *path;
   unsigned flags;
-  int dirfd;            /* the store directory */
-  int segfd;            /* segments/ */
+  int dirfd; /* the store directory */
+  int segfd; /* segments/ */
   struct snap__control *control;
-  pid_t control_pid;    /* LMDB handles must not cross fork: reopen in a child */
+  pid_t control_pid;             /* LMDB handles must not cross fork: reopen in a child */
   const _Atomic uint64_t *flips; /* shared counter, read-only mapping for readers */
   _Atomic uint64_t *flips_rw;    /* writable mapping (writers) */
   uint8_t store_id[16];
-  pthread_mutex_t lock;      /* slow paths: slots, control reopen, sweep */
-  pthread_mutex_t maps_lock; /* the maps list; never held while calling out */
-  bool swept;                /* orphan sweep done by this handle */
+  pthread_mutex_t lock;               /* slow paths: slots, control reopen, sweep */
+  pthread_mutex_t maps_lock;          /* the maps list; never held while calling out */
+  bool swept;                         /* orphan sweep done by this handle */
   _Atomic(struct snap__slot *) slots; /* push-only list, freed with the store */
-  struct snap_snapshot *maps; /* every live mapping of this store */
+  struct snap_snapshot *maps;         /* every live mapping of this store */
   struct snap_store *next_store, *prev_store; /* global list for atfork */
 };
 

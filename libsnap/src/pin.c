@@ -97,9 +97,9 @@ static void fork_child(void) {
 }
 
 static void library_init_once(void) {
-  /* Start the call_rcu worker now, so that call_rcu() never has to create it
-   * (under urcu's own mutex) while we hold a store lock. */
-  (void)urcu_bp_get_default_call_rcu_data();
+  /* The call_rcu worker thread is created by urcu on the first call_rcu(),
+   * under a store lock; that respects the lock order above (store lock, then
+   * urcu's), so it need not be started here, where attach time is spent. */
   pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
@@ -120,8 +120,8 @@ int snap__map_aligned(int fd, uint64_t size, bool writable, void **out) {
   /* Reserve size + 2 MiB of address space, then map the file at the first
    * 2 MiB boundary inside it, so that huge-page tmpfs files get PMD mappings. */
   size_t span = size + HUGE_ALIGN;
-  char *res = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+  char *res =
+      mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (res == MAP_FAILED) return -errno;
   char *aligned = (char *)(((uintptr_t)res + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1));
   void *p = mmap(aligned, size, PROT_READ | (writable ? PROT_WRITE : 0),
@@ -235,8 +235,8 @@ static int map_open(snap_store *s, struct snap__slot *slot, uint64_t version,
     goto fail;
   }
   if ((rc = snap__map_aligned(fd, m->size, false, &m->addr))) {
-    rc = snap__errno(err, rc, "%s: mmap %llu bytes", m->path,
-                     (unsigned long long)m->size);
+    rc =
+        snap__errno(err, rc, "%s: mmap %llu bytes", m->path, (unsigned long long)m->size);
     goto fail;
   }
   if ((rc = snap__segment_parse(m->addr, m->size, 0, m->path, slot->name, version,
@@ -357,8 +357,9 @@ static int pin_slow(snap_store *s, const char *dataset, uint64_t want,
     *out = m;
     goto out;
   }
-  rc = snap__err(err, SNAP_EBUSY, "dataset \"%s\": version changed %d times while pinning",
-                 dataset, PIN_RETRIES);
+  rc =
+      snap__err(err, SNAP_EBUSY, "dataset \"%s\": version changed %d times while pinning",
+                dataset, PIN_RETRIES);
 out:
   pthread_mutex_unlock(&s->lock);
   return rc;
@@ -408,8 +409,8 @@ static void slot_trim(snap_store *s, struct snap__slot *sl) {
   struct snap__control *c;
   struct snap__txn *t;
   struct snap__dsrec ds;
-  if (sl->cur && atomic_load(&sl->checked) != flips && !snap__store_control(s, &c, NULL) &&
-      !snap__txn_begin(c, false, &t, NULL)) {
+  if (sl->cur && atomic_load(&sl->checked) != flips &&
+      !snap__store_control(s, &c, NULL) && !snap__txn_begin(c, false, &t, NULL)) {
     int rc = snap__ds_get(t, sl->name, &ds, NULL);
     snap__txn_abort(t);
     if (!rc) {

@@ -61,9 +61,9 @@ size_t snap_type_size(enum snap_type type) {
 
 const char *snap_type_name(enum snap_type type) {
   static const char *const names[] = {
-      NULL,      "int8",   "int16",   "int32",   "int64",         "uint8",
-      "uint16",  "uint32", "uint64",  "float32", "float64",       "bool",
-      "timestamp[ns]",     "duration[ns]",       "string",        "category"};
+      NULL,     "int8",    "int16",   "int32",   "int64", "uint8",         "uint16",
+      "uint32", "uint64",  "float32", "float64", "bool",  "timestamp[ns]", "duration[ns]",
+      "string", "category"};
   if ((unsigned)type >= sizeof names / sizeof names[0] || !names[type]) return "unknown";
   return names[type];
 }
@@ -132,12 +132,12 @@ struct bufref {
 
 struct layout {
   uint32_t nblocks;
-  uint32_t *col_block, *col_pos;  /* per column */
-  uint32_t *col_code;             /* per column: code type of categories */
-  struct bufref *bufs;            /* ncols * SNAP__NBUF */
-  uint32_t *blk_first;            /* per block: its first column (type, tz, flags) */
+  uint32_t *col_block, *col_pos; /* per column */
+  uint32_t *col_code;            /* per column: code type of categories */
+  struct bufref *bufs;           /* ncols * SNAP__NBUF */
+  uint32_t *blk_first;           /* per block: its first column (type, tz, flags) */
   uint32_t *blk_ncols;
-  struct bufref *blk;             /* per block */
+  struct bufref *blk; /* per block */
   uint64_t manifest_size, data_offset, total, metadata_offset;
 };
 
@@ -419,10 +419,10 @@ void snap__segment_free(struct snap__segment *seg) {
   seg->strings = NULL;
 }
 
-#define CORRUPT(...)                                \
-  do {                                              \
+#define CORRUPT(...)                                 \
+  do {                                               \
     rc = snap__err(err, SNAP_ECORRUPT, __VA_ARGS__); \
-    goto fail;                                      \
+    goto fail;                                       \
   } while (0)
 
 /* A buffer reference must lie inside the data region, aligned, file index 0. */
@@ -443,8 +443,7 @@ static int ref_check(const uint8_t *p, const struct snap__segment *seg, uint64_t
                      "%s: column %u %s buffer: length = %llu, expected %llu", what, col,
                      buf, (unsigned long long)len, (unsigned long long)want);
   if (len == 0) return 0;
-  if (off < seg->data_offset || off > seg->size || len > seg->size - off ||
-      off % align)
+  if (off < seg->data_offset || off > seg->size || len > seg->size - off || off % align)
     return snap__err(err, SNAP_ECORRUPT,
                      "%s: column %u %s buffer: offset = %llu length %llu outside data "
                      "[%llu, %llu) or misaligned",
@@ -505,7 +504,8 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
                      "%s: manifest at %llu size %llu lies outside the file", what,
                      (unsigned long long)moff, (unsigned long long)msize);
   if (!(flags & SNAP__SEG_NO_HASH)) {
-    uint64_t want = get64(base + SNAP__H_HEADER_HASH), got = snap__header_hash(base, msize);
+    uint64_t want = get64(base + SNAP__H_HEADER_HASH),
+             got = snap__header_hash(base, msize);
     if (want != got)
       return snap__err(err, SNAP_ECORRUPT,
                        "%s: header checksum = %016llx, computed %016llx", what,
@@ -550,8 +550,8 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
   uint64_t meta_off = get64(base + SNAP__H_METADATA_OFFSET);
   uint64_t meta_len = get64(base + SNAP__H_METADATA_SIZE);
   uint64_t mend = SNAP__HEADER_SIZE + msize;
-  if (meta_len && (meta_off < SNAP__HEADER_SIZE || meta_off > mend ||
-                   meta_len > mend - meta_off))
+  if (meta_len &&
+      (meta_off < SNAP__HEADER_SIZE || meta_off > mend || meta_len > mend - meta_off))
     return snap__err(err, SNAP_ECORRUPT,
                      "%s: metadata at %llu length %llu outside the manifest", what,
                      (unsigned long long)meta_off, (unsigned long long)meta_len);
@@ -559,10 +559,9 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
   seg->metadata_len = meta_len;
   /* Every entry is at least SNAP__COLUMN_FIXED / SNAP__BLOCK_ENTRY bytes, so the
    * counts are bounded by the manifest size before anything is allocated. */
-  if (seg->nblocks > seg->ncols ||
-      (uint64_t)seg->nblocks * SNAP__BLOCK_ENTRY +
-              (uint64_t)seg->ncols * SNAP__COLUMN_FIXED >
-          msize)
+  if (seg->nblocks > seg->ncols || (uint64_t)seg->nblocks * SNAP__BLOCK_ENTRY +
+                                           (uint64_t)seg->ncols * SNAP__COLUMN_FIXED >
+                                       msize)
     return snap__err(err, SNAP_ECORRUPT,
                      "%s: ncols = %u nblocks = %u do not fit a manifest of %llu bytes",
                      what, seg->ncols, seg->nblocks, (unsigned long long)msize);
@@ -606,8 +605,8 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     if (!mul_ok(seg->nrows, sz, &want) || !mul_ok(want, ncols, &want) || len != want)
       CORRUPT("%s: block %u: length = %llu, expected %u x %llu rows x %zu", what, b,
               (unsigned long long)len, ncols, (unsigned long long)seg->nrows, sz);
-    if (len && (off < seg->data_offset || off > size || len > size - off ||
-                off % SNAP__ALIGN))
+    if (len &&
+        (off < seg->data_offset || off > size || len > size - off || off % SNAP__ALIGN))
       CORRUPT("%s: block %u: offset = %llu length %llu outside data or misaligned", what,
               b, (unsigned long long)off, (unsigned long long)len);
     blk->type = type;
@@ -662,22 +661,22 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     c->block_pos = pos;
     const uint8_t *refs = p + 48;
     size_t sz = snap_type_size(type);
-#define REF(k, want, al, nm)                                                            \
-  do {                                                                                  \
-    if ((rc = ref_check(refs + (k) * SNAP__BUFREF, seg, (want), (al), what, i, (nm),   \
-                        err)))                                                          \
-      goto fail;                                                                        \
+#define REF(k, want, al, nm)                                                             \
+  do {                                                                                   \
+    if ((rc =                                                                            \
+             ref_check(refs + (k)*SNAP__BUFREF, seg, (want), (al), what, i, (nm), err))) \
+      goto fail;                                                                         \
   } while (0)
 #define PTR(k) \
-  (get64(refs + (k) * SNAP__BUFREF + 16) ? base + get64(refs + (k) * SNAP__BUFREF + 8) \
-                                          : NULL)
+  (get64(refs + (k)*SNAP__BUFREF + 16) ? base + get64(refs + (k)*SNAP__BUFREF + 8) : NULL)
     if (sz) {
       if (block >= seg->nblocks || pos >= seg->blocks[block].ncols ||
           seg->blocks[block].type != type ||
           seg->blocks[block].flags != (cflags & SNAP_NULLABLE))
-        CORRUPT("%s: column %u \"%.64s\": block = %u position %u does not match a %s "
-                "block",
-                what, i, c->name, block, pos, snap_type_name(type));
+        CORRUPT(
+            "%s: column %u \"%.64s\": block = %u position %u does not match a %s "
+            "block",
+            what, i, c->name, block, pos, snap_type_name(type));
       if (bcount[block] != pos)
         CORRUPT("%s: column %u \"%.64s\": block %u position = %u, expected %u", what, i,
                 c->name, block, pos, bcount[block]);
@@ -692,9 +691,10 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
       uint64_t row = seg->nrows * sz; /* the block length check bounds this */
       REF(SNAP__BUF_VALUES, row, 1, "values");
       if (row && get64(refs + 8) != boff[block] + row * pos)
-        CORRUPT("%s: column %u \"%.64s\": values offset = %llu, expected %llu in block %u",
-                what, i, c->name, (unsigned long long)get64(refs + 8),
-                (unsigned long long)(boff[block] + row * pos), block);
+        CORRUPT(
+            "%s: column %u \"%.64s\": values offset = %llu, expected %llu in block %u",
+            what, i, c->name, (unsigned long long)get64(refs + 8),
+            (unsigned long long)(boff[block] + row * pos), block);
       c->values = PTR(SNAP__BUF_VALUES);
       REF(SNAP__BUF_OFFSETS, 0, 1, "offsets");
       REF(SNAP__BUF_DATA, 0, 1, "data");
@@ -721,8 +721,8 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
         c->dict_size = dict;
       } else {
         REF(SNAP__BUF_VALUES, 0, 1, "values");
-        if (dict) CORRUPT("%s: column %u \"%.64s\": dict_size set on string", what, i,
-                          c->name);
+        if (dict)
+          CORRUPT("%s: column %u \"%.64s\": dict_size set on string", what, i, c->name);
       }
       REF(SNAP__BUF_OFFSETS, olen, SNAP__ALIGN, "offsets");
       REF(SNAP__BUF_DATA, dbytes, SNAP__ALIGN, "data");
@@ -767,10 +767,18 @@ int snap__segment_check_codes(const struct snap__segment *seg, const char *what,
     for (uint64_t r = 0; r < seg->nrows; r++) {
       int64_t v;
       switch (c->code_type) {
-        case SNAP_INT8: v = ((const int8_t *)c->values)[r]; break;
-        case SNAP_INT16: v = ((const int16_t *)c->values)[r]; break;
-        case SNAP_INT32: v = ((const int32_t *)c->values)[r]; break;
-        default: v = ((const int64_t *)c->values)[r]; break;
+        case SNAP_INT8:
+          v = ((const int8_t *)c->values)[r];
+          break;
+        case SNAP_INT16:
+          v = ((const int16_t *)c->values)[r];
+          break;
+        case SNAP_INT32:
+          v = ((const int32_t *)c->values)[r];
+          break;
+        default:
+          v = ((const int64_t *)c->values)[r];
+          break;
       }
       if (v < -1 || v >= lim)
         return snap__err(err, SNAP_ECORRUPT,

@@ -25,19 +25,45 @@ static void fill_mixed(snap_publish *p, uint64_t nrows) {
     CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, c, &f), 0);
     for (uint64_t r = 0; r < nrows; r++) {
       switch (c) {
-        case 0: ((int8_t *)f.values)[r] = (int8_t)(r * 7); break;
-        case 1: ((int16_t *)f.values)[r] = (int16_t)(r * 301); break;
-        case 2: ((int32_t *)f.values)[r] = (int32_t)(r * 70001); break;
-        case 3: ((int64_t *)f.values)[r] = (int64_t)r * -3000000007LL; break;
-        case 4: ((uint8_t *)f.values)[r] = (uint8_t)(r * 3); break;
-        case 5: ((uint16_t *)f.values)[r] = (uint16_t)(r * 65); break;
-        case 6: ((uint32_t *)f.values)[r] = (uint32_t)(r * 4000001u); break;
-        case 7: ((uint64_t *)f.values)[r] = r * 0x9E3779B97F4A7C15ull; break;
-        case 8: ((float *)f.values)[r] = (float)r * 0.5f; break;
-        case 9: ((double *)f.values)[r] = (double)r * 0.25; break;
-        case 10: ((uint8_t *)f.values)[r] = r % 3 == 0; break;
-        case 11: ((int64_t *)f.values)[r] = 1700000000000000000LL + (int64_t)r; break;
-        case 12: ((int64_t *)f.values)[r] = (int64_t)r * 1000; break;
+        case 0:
+          ((int8_t *)f.values)[r] = (int8_t)(r * 7);
+          break;
+        case 1:
+          ((int16_t *)f.values)[r] = (int16_t)(r * 301);
+          break;
+        case 2:
+          ((int32_t *)f.values)[r] = (int32_t)(r * 70001);
+          break;
+        case 3:
+          ((int64_t *)f.values)[r] = (int64_t)r * -3000000007LL;
+          break;
+        case 4:
+          ((uint8_t *)f.values)[r] = (uint8_t)(r * 3);
+          break;
+        case 5:
+          ((uint16_t *)f.values)[r] = (uint16_t)(r * 65);
+          break;
+        case 6:
+          ((uint32_t *)f.values)[r] = (uint32_t)(r * 4000001u);
+          break;
+        case 7:
+          ((uint64_t *)f.values)[r] = r * 0x9E3779B97F4A7C15ull;
+          break;
+        case 8:
+          ((float *)f.values)[r] = (float)r * 0.5f;
+          break;
+        case 9:
+          ((double *)f.values)[r] = (double)r * 0.25;
+          break;
+        case 10:
+          ((uint8_t *)f.values)[r] = r % 3 == 0;
+          break;
+        case 11:
+          ((int64_t *)f.values)[r] = 1700000000000000000LL + (int64_t)r;
+          break;
+        case 12:
+          ((int64_t *)f.values)[r] = (int64_t)r * 1000;
+          break;
       }
     }
   }
@@ -76,26 +102,31 @@ static void fill_mixed(snap_publish *p, uint64_t nrows) {
 static uint64_t string_bytes(uint64_t nrows) {
   char buf[32];
   uint64_t n = 0;
-  for (uint64_t r = 0; r < nrows; r++) n += (uint64_t)sprintf(buf, "s%llu", (unsigned long long)r);
+  for (uint64_t r = 0; r < nrows; r++)
+    n += (uint64_t)sprintf(buf, "s%llu", (unsigned long long)r);
   return n;
 }
 
 static void mixed_fields(struct snap_field *f, uint64_t nrows) {
   static const enum snap_type types[] = {
-      SNAP_INT8,   SNAP_INT16,   SNAP_INT32,   SNAP_INT64,   SNAP_UINT8,
-      SNAP_UINT16, SNAP_UINT32,  SNAP_UINT64,  SNAP_FLOAT32, SNAP_FLOAT64,
+      SNAP_INT8,   SNAP_INT16,        SNAP_INT32,      SNAP_INT64,   SNAP_UINT8,
+      SNAP_UINT16, SNAP_UINT32,       SNAP_UINT64,     SNAP_FLOAT32, SNAP_FLOAT64,
       SNAP_BOOL,   SNAP_TIMESTAMP_NS, SNAP_DURATION_NS};
-  static const char *names[] = {"i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64",
-                                "f32", "f64", "b", "ts", "td"};
+  static const char *names[] = {"i8",  "i16", "i32", "i64", "u8", "u16", "u32",
+                                "u64", "f32", "f64", "b",   "ts", "td"};
   memset(f, 0, 18 * sizeof *f);
-  for (int i = 0; i < 13; i++) f[i] = (struct snap_field){.name = names[i], .type = types[i]};
-  f[13] = (struct snap_field){.name = "nullable", .type = SNAP_INT64, .flags = SNAP_NULLABLE};
-  f[14] = (struct snap_field){.name = "str", .type = SNAP_STRING,
-                              .data_bytes = string_bytes(nrows)};
-  f[15] = (struct snap_field){.name = "cat", .type = SNAP_CATEGORY, .dict_size = 4,
+  for (int i = 0; i < 13; i++)
+    f[i] = (struct snap_field){.name = names[i], .type = types[i]};
+  f[13] =
+      (struct snap_field){.name = "nullable", .type = SNAP_INT64, .flags = SNAP_NULLABLE};
+  f[14] = (struct snap_field){
+      .name = "str", .type = SNAP_STRING, .data_bytes = string_bytes(nrows)};
+  f[15] = (struct snap_field){.name = "cat",
+                              .type = SNAP_CATEGORY,
+                              .dict_size = 4,
                               .data_bytes = strlen("redgreenblüe")};
-  f[16] = (struct snap_field){.name = "ts_paris", .type = SNAP_TIMESTAMP_NS,
-                              .timezone = "Europe/Paris"};
+  f[16] = (struct snap_field){
+      .name = "ts_paris", .type = SNAP_TIMESTAMP_NS, .timezone = "Europe/Paris"};
   f[17] = (struct snap_field){.name = long_name, .type = SNAP_FLOAT64};
 }
 
@@ -105,7 +136,8 @@ static void check_mixed(const snap_snapshot *s, uint64_t nrows) {
   /* blocks: one per fixed type, int64 nullable separate, zoned ts separate,
    * float64 shared by f64 and the long-named column */
   CU_ASSERT_EQUAL(snap_snapshot_nblocks(s), 15);
-  const struct snap_column *c9 = snap_snapshot_column(s, 9), *c17 = snap_snapshot_column(s, 17);
+  const struct snap_column *c9 = snap_snapshot_column(s, 9),
+                           *c17 = snap_snapshot_column(s, 17);
   CU_ASSERT_EQUAL(c9->block, c17->block);
   CU_ASSERT_EQUAL(c17->block_pos, 1);
   const struct snap_block *b = snap_snapshot_block(s, c9->block);
@@ -119,8 +151,10 @@ static void check_mixed(const snap_snapshot *s, uint64_t nrows) {
   CU_ASSERT_EQUAL(snap_snapshot_find(s, "nope"), -1);
   CU_ASSERT_PTR_NULL(snap_snapshot_column(s, 11)->timezone);
   CU_ASSERT_STRING_EQUAL(snap_snapshot_column(s, 16)->timezone, "Europe/Paris");
-  CU_ASSERT_NOT_EQUAL(snap_snapshot_column(s, 16)->block, snap_snapshot_column(s, 11)->block);
-  CU_ASSERT_NOT_EQUAL(snap_snapshot_column(s, 13)->block, snap_snapshot_column(s, 3)->block);
+  CU_ASSERT_NOT_EQUAL(snap_snapshot_column(s, 16)->block,
+                      snap_snapshot_column(s, 11)->block);
+  CU_ASSERT_NOT_EQUAL(snap_snapshot_column(s, 13)->block,
+                      snap_snapshot_column(s, 3)->block);
   for (uint32_t i = 0; i < 18; i++) {
     const struct snap_column *c = snap_snapshot_column(s, i);
     CU_ASSERT_EQUAL(c->flags & SNAP_NULLABLE, i == 13 ? SNAP_NULLABLE : 0);
@@ -128,19 +162,32 @@ static void check_mixed(const snap_snapshot *s, uint64_t nrows) {
   }
   const struct snap_column *c;
   for (uint64_t r = 0; r < nrows; r++) {
-    CU_ASSERT_EQUAL(((const int8_t *)snap_snapshot_column(s, 0)->values)[r], (int8_t)(r * 7));
-    CU_ASSERT_EQUAL(((const int16_t *)snap_snapshot_column(s, 1)->values)[r], (int16_t)(r * 301));
-    CU_ASSERT_EQUAL(((const int32_t *)snap_snapshot_column(s, 2)->values)[r], (int32_t)(r * 70001));
-    CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(s, 3)->values)[r], (int64_t)r * -3000000007LL);
-    CU_ASSERT_EQUAL(((const uint8_t *)snap_snapshot_column(s, 4)->values)[r], (uint8_t)(r * 3));
-    CU_ASSERT_EQUAL(((const uint16_t *)snap_snapshot_column(s, 5)->values)[r], (uint16_t)(r * 65));
-    CU_ASSERT_EQUAL(((const uint32_t *)snap_snapshot_column(s, 6)->values)[r], (uint32_t)(r * 4000001u));
-    CU_ASSERT_EQUAL(((const uint64_t *)snap_snapshot_column(s, 7)->values)[r], r * 0x9E3779B97F4A7C15ull);
-    CU_ASSERT_EQUAL(((const float *)snap_snapshot_column(s, 8)->values)[r], (float)r * 0.5f);
-    CU_ASSERT_EQUAL(((const double *)snap_snapshot_column(s, 9)->values)[r], (double)r * 0.25);
-    CU_ASSERT_EQUAL(((const uint8_t *)snap_snapshot_column(s, 10)->values)[r], r % 3 == 0);
-    CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(s, 11)->values)[r], 1700000000000000000LL + (int64_t)r);
-    CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(s, 12)->values)[r], (int64_t)r * 1000);
+    CU_ASSERT_EQUAL(((const int8_t *)snap_snapshot_column(s, 0)->values)[r],
+                    (int8_t)(r * 7));
+    CU_ASSERT_EQUAL(((const int16_t *)snap_snapshot_column(s, 1)->values)[r],
+                    (int16_t)(r * 301));
+    CU_ASSERT_EQUAL(((const int32_t *)snap_snapshot_column(s, 2)->values)[r],
+                    (int32_t)(r * 70001));
+    CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(s, 3)->values)[r],
+                    (int64_t)r * -3000000007LL);
+    CU_ASSERT_EQUAL(((const uint8_t *)snap_snapshot_column(s, 4)->values)[r],
+                    (uint8_t)(r * 3));
+    CU_ASSERT_EQUAL(((const uint16_t *)snap_snapshot_column(s, 5)->values)[r],
+                    (uint16_t)(r * 65));
+    CU_ASSERT_EQUAL(((const uint32_t *)snap_snapshot_column(s, 6)->values)[r],
+                    (uint32_t)(r * 4000001u));
+    CU_ASSERT_EQUAL(((const uint64_t *)snap_snapshot_column(s, 7)->values)[r],
+                    r * 0x9E3779B97F4A7C15ull);
+    CU_ASSERT_EQUAL(((const float *)snap_snapshot_column(s, 8)->values)[r],
+                    (float)r * 0.5f);
+    CU_ASSERT_EQUAL(((const double *)snap_snapshot_column(s, 9)->values)[r],
+                    (double)r * 0.25);
+    CU_ASSERT_EQUAL(((const uint8_t *)snap_snapshot_column(s, 10)->values)[r],
+                    r % 3 == 0);
+    CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(s, 11)->values)[r],
+                    1700000000000000000LL + (int64_t)r);
+    CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(s, 12)->values)[r],
+                    (int64_t)r * 1000);
     c = snap_snapshot_column(s, 13);
     CU_ASSERT_EQUAL(((const int64_t *)c->values)[r], (int64_t)r);
     CU_ASSERT_EQUAL((c->validity[r / 8] >> (r % 8)) & 1, r % 5 != 0);
@@ -151,7 +198,8 @@ static void check_mixed(const snap_snapshot *s, uint64_t nrows) {
     CU_ASSERT(!memcmp(c->data + c->offsets[r], buf, (size_t)n));
     c = snap_snapshot_column(s, 15);
     CU_ASSERT_EQUAL(((const int8_t *)c->values)[r], (int8_t)(r % 5) - 1);
-    CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(s, 16)->values)[r], (int64_t)r);
+    CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(s, 16)->values)[r],
+                    (int64_t)r);
     CU_ASSERT_EQUAL(((const double *)snap_snapshot_column(s, 17)->values)[r], -(double)r);
   }
   c = snap_snapshot_column(s, 15);
@@ -254,7 +302,8 @@ static void test_bad_schemas(void) {
   schema.nrows = 1;
   const char *bad_names[] = {"", "a/b", ".", "..", ".hidden", "\xc3\x28"};
   for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++)
-    CU_ASSERT_EQUAL(snap_publish_begin(g_store, bad_names[i], &schema, &p, &err), SNAP_EINVAL);
+    CU_ASSERT_EQUAL(snap_publish_begin(g_store, bad_names[i], &schema, &p, &err),
+                    SNAP_EINVAL);
   char longds[300];
   memset(longds, 'a', 299);
   longds[299] = 0;
@@ -272,9 +321,9 @@ static void test_bad_fill_refused(void) {
   uint64_t v;
   /* a good version first: it must stay current */
   CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 1, &v), 0);
-  struct snap_field f[2] = {{.name = "s", .type = SNAP_STRING, .data_bytes = 4},
-                            {.name = "c", .type = SNAP_CATEGORY, .dict_size = 2,
-                             .data_bytes = 2}};
+  struct snap_field f[2] = {
+      {.name = "s", .type = SNAP_STRING, .data_bytes = 4},
+      {.name = "c", .type = SNAP_CATEGORY, .dict_size = 2, .data_bytes = 2}};
   struct snap_schema schema = {2, 2, f, NULL, 0};
   snap_publish *p;
   struct snap_fill fs, fc;
@@ -335,7 +384,8 @@ static bool all_in_bounds(const struct snap__segment *g, const uint8_t *b, size_
   }
   for (uint32_t i = 0; i < g->ncols; i++) {
     const struct snap_column *c = &g->cols[i];
-    size_t vs = c->type == SNAP_CATEGORY ? snap_type_size(c->code_type) : snap_type_size(c->type);
+    size_t vs =
+        c->type == SNAP_CATEGORY ? snap_type_size(c->code_type) : snap_type_size(c->type);
     uint64_t n = c->type == SNAP_STRING ? g->nrows : c->dict_size;
     if (!IN(c->values, vs * g->nrows)) return false;
     if (c->validity && !IN(c->validity, (g->nrows + 7) / 8)) return false;
@@ -365,7 +415,8 @@ static void test_corruption_every_byte(void) {
   static const uint8_t xors[] = {0x01, 0x80, 0xff};
   int rejected = 0, forged_ok = 0;
   for (uint64_t off = 0; off < mend; off++) {
-    if (off >= SNAP__H_NAME + 6 && off < SNAP__HEADER_SIZE && off % 97) continue; /* zeros */
+    if (off >= SNAP__H_NAME + 6 && off < SNAP__HEADER_SIZE && off % 97)
+      continue; /* zeros */
     for (size_t x = 0; x < sizeof xors; x++) {
       memcpy(b, orig, size);
       b[off] ^= xors[x];
@@ -485,7 +536,8 @@ static void test_utf8(void) {
   CU_ASSERT(!snap__utf8_valid("\xe2\x82", 2));         /* truncated */
   CU_ASSERT_STRING_EQUAL(snap_error_name(SNAP_ECORRUPT), "SNAP_ECORRUPT");
   CU_ASSERT_STRING_EQUAL(snap_error_name(-ENOSPC), "ENOSPC");
-  CU_ASSERT_STRING_EQUAL(snap_strerror(SNAP_ENOTFOUND), "no such store, dataset or version");
+  CU_ASSERT_STRING_EQUAL(snap_strerror(SNAP_ENOTFOUND),
+                         "no such store, dataset or version");
   CU_ASSERT_STRING_EQUAL(snap_type_name(SNAP_TIMESTAMP_NS), "timestamp[ns]");
 }
 

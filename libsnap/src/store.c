@@ -90,8 +90,10 @@ static int meta_init(snap_store *s, bool create, struct snap_error *err) {
   }
   snap__txn_abort(t);
   if (rc == SNAP_ENOTFOUND)
-    return snap__err(err, SNAP_ENOTFOUND, "%s: control file has no meta record (not "
-                     "initialised; run snapctl init)", s->path);
+    return snap__err(err, SNAP_ENOTFOUND,
+                     "%s: control file has no meta record (not "
+                     "initialised; run snapctl init)",
+                     s->path);
   if (rc) return rc;
   if (m.format != SNAP__CONTROL_FORMAT)
     return snap__err(err, SNAP_EFORMAT, "%s/control.mdb: meta format = %u, expected %u",
@@ -101,8 +103,9 @@ static int meta_init(snap_store *s, bool create, struct snap_error *err) {
 }
 
 static int flips_open(snap_store *s, bool create, bool rdonly, struct snap_error *err) {
-  int fd = openat(s->dirfd, "flips",
-                  (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+  int fd =
+      openat(s->dirfd, "flips",
+             (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
   if (fd < 0) return snap__errno(err, -errno, "%s/flips", s->path);
   struct stat st;
   if (fstat(fd, &st)) {
@@ -118,8 +121,8 @@ static int flips_open(snap_store *s, bool create, bool rdonly, struct snap_error
                          (long long)st.st_size, FLIPS_SIZE);
     }
   }
-  void *p = mmap(NULL, FLIPS_SIZE, PROT_READ | (rdonly ? 0 : PROT_WRITE), MAP_SHARED, fd,
-                 0);
+  void *p =
+      mmap(NULL, FLIPS_SIZE, PROT_READ | (rdonly ? 0 : PROT_WRITE), MAP_SHARED, fd, 0);
   int e = errno;
   close(fd);
   if (p == MAP_FAILED) return snap__errno(err, -e, "%s/flips: mmap", s->path);
@@ -176,10 +179,9 @@ int snap_store_open(const char *path, unsigned flags, snap_store **out,
   }
   s->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (s->dirfd < 0) {
-    rc = errno == ENOENT
-             ? snap__err(err, SNAP_ENOTFOUND, "%s: no store (create it with snapctl init)",
-                         path)
-             : snap__errno(err, -errno, "%s", path);
+    rc = errno == ENOENT ? snap__err(err, SNAP_ENOTFOUND,
+                                     "%s: no store (create it with snapctl init)", path)
+                         : snap__errno(err, -errno, "%s", path);
     goto fail;
   }
   if (create && mkdirat(s->dirfd, "segments", 0755) && errno != EEXIST) {
@@ -188,8 +190,10 @@ int snap_store_open(const char *path, unsigned flags, snap_store **out,
   }
   s->segfd = openat(s->dirfd, "segments", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (s->segfd < 0) {
-    rc = errno == ENOENT ? snap__err(err, SNAP_ENOTFOUND, "%s: no segments directory "
-                                     "(not a store?)", path)
+    rc = errno == ENOENT ? snap__err(err, SNAP_ENOTFOUND,
+                                     "%s: no segments directory "
+                                     "(not a store?)",
+                                     path)
                          : snap__errno(err, -errno, "%s/segments", path);
     goto fail;
   }

@@ -31,7 +31,8 @@ static int seg_files(void) { return tu_count_files(g_dir) - 3; }
 
 static bool seg_exists(const char *ds, uint64_t v) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/segments/%s/%llu.seg", g_dir, ds, (unsigned long long)v);
+  snprintf(path, sizeof path, "%s/segments/%s/%llu.seg", g_dir, ds,
+           (unsigned long long)v);
   return access(path, F_OK) == 0;
 }
 
@@ -55,7 +56,8 @@ static void test_open_errors(void) {
   CU_ASSERT_EQUAL(snap_store_open(path, 0, &s, &err), SNAP_ENOTFOUND);
   CU_ASSERT_PTR_NULL(s);
   CU_ASSERT_PTR_NOT_NULL(strstr(err.message, path));
-  CU_ASSERT_EQUAL(snap_store_open(path, SNAP_CREATE | SNAP_RDONLY, &s, &err), SNAP_EINVAL);
+  CU_ASSERT_EQUAL(snap_store_open(path, SNAP_CREATE | SNAP_RDONLY, &s, &err),
+                  SNAP_EINVAL);
   /* a directory that is not a store */
   CU_ASSERT_EQUAL(snap_store_open(dir, 0, &s, &err), SNAP_ENOTFOUND);
   /* the environment variable names the default store */
@@ -120,7 +122,8 @@ static void test_publish_pin_flip(void) {
 static void test_retention_and_gc(void) {
   open_store();
   uint64_t v;
-  for (int i = 1; i <= 4; i++) CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 100, 2, i, &v), 0);
+  for (int i = 1; i <= 4; i++)
+    CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 100, 2, i, &v), 0);
   /* default keep 2: current + one previous; unpinned ones are gone at once */
   CU_ASSERT_EQUAL(seg_files(), 2);
   CU_ASSERT_EQUAL(state_of("d", 4), SNAP_STATE_CURRENT);
@@ -170,7 +173,8 @@ static void test_retention_and_gc(void) {
   CU_ASSERT_EQUAL(seg_files(), 1);
   CU_ASSERT_EQUAL(snap_store_set_keep(g_store, "d", 0, &err), SNAP_EINVAL);
   CU_ASSERT_EQUAL(snap_store_set_keep(g_store, NULL, 3, NULL), 0);
-  for (int i = 0; i < 4; i++) CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "e", 10, 1, i, &v), 0);
+  for (int i = 0; i < 4; i++)
+    CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "e", 10, 1, i, &v), 0);
   CU_ASSERT_EQUAL(seg_files(), 1 + 3);
   close_store();
 }
@@ -178,7 +182,8 @@ static void test_retention_and_gc(void) {
 static void test_rollback(void) {
   open_store();
   uint64_t v;
-  for (int i = 1; i <= 3; i++) CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 64, 1, i * 10, &v), 0);
+  for (int i = 1; i <= 3; i++)
+    CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 64, 1, i * 10, &v), 0);
   CU_ASSERT_EQUAL(snap_store_set_keep(g_store, "d", 3, NULL), 0);
   snap_snapshot *s;
   CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);

@@ -53,19 +53,17 @@ SNAP_API const char *snap_version_string(void);
  * SNAP_E* enum, snap_strerror(), snap_error_name() and the Python exception
  * classes, so the three never drift apart.
  */
-#define SNAP_ERROR_MAP(X)                                                       \
-  X(NOTFOUND, -1001, "no such store, dataset or version")                       \
-  X(CORRUPT, -1002, "segment failed validation")                                \
+#define SNAP_ERROR_MAP(X)                                                        \
+  X(NOTFOUND, -1001, "no such store, dataset or version")                        \
+  X(CORRUPT, -1002, "segment failed validation")                                 \
   X(FORMAT, -1003, "segment or store written by an incompatible format version") \
-  X(INVAL, -1004, "invalid argument")                                           \
-  X(CHECKSUM, -1005, "data checksum mismatch")                                  \
-  X(DRAINING, -1006, "version is retired and accepts no new pins")              \
-  X(CONTROL, -1007, "control file error")                                       \
-  X(MAPFULL, -1008, "control file is full")                                     \
-  X(RDONLY, -1009, "store was opened read-only")                                \
-  X(STATE, -1010, "publish already committed or aborted")                       \
-  X(EXISTS, -1011, "already exists")                                            \
-  X(BUSY, -1012, "resource is in use")
+  X(INVAL, -1004, "invalid argument")                                            \
+  X(CHECKSUM, -1005, "data checksum mismatch")                                   \
+  X(DRAINING, -1006, "version is retired and accepts no new pins")               \
+  X(CONTROL, -1007, "control file error")                                        \
+  X(MAPFULL, -1008, "control file is full")                                      \
+  X(RDONLY, -1009, "store was opened read-only")                                 \
+  X(BUSY, -1010, "resource is in use")
 
 enum snap_status {
 #define SNAP_X_ENUM(name, code, msg) SNAP_E##name = (code),
@@ -123,13 +121,13 @@ SNAP_API const char *snap_type_name(enum snap_type type);
 
 /** One column of a schema given to snap_publish_begin(). */
 struct snap_field {
-  const char *name;      /* UTF-8, 1..SNAP_COLUMN_NAME_MAX bytes, no NUL */
+  const char *name; /* UTF-8, 1..SNAP_COLUMN_NAME_MAX bytes, no NUL */
   enum snap_type type;
-  unsigned flags;        /* SNAP_NULLABLE */
-  const char *timezone;  /* SNAP_TIMESTAMP_NS only: IANA name, NULL or "" = naive */
-  uint64_t data_bytes;   /* STRING: total bytes of all values;
-                            CATEGORY: total bytes of all categories */
-  uint64_t dict_size;    /* CATEGORY: number of categories */
+  unsigned flags;           /* SNAP_NULLABLE */
+  const char *timezone;     /* SNAP_TIMESTAMP_NS only: IANA name, NULL or "" = naive */
+  uint64_t data_bytes;      /* STRING: total bytes of all values;
+                               CATEGORY: total bytes of all categories */
+  uint64_t dict_size;       /* CATEGORY: number of categories */
   enum snap_type code_type; /* CATEGORY: INT8/16/32/64, or 0 for the width pandas
                                would choose for dict_size categories */
 };
@@ -152,17 +150,17 @@ struct snap_column {
   const char *name; /* NUL-terminated copy; may contain no NUL itself */
   size_t name_len;
   enum snap_type type;
-  unsigned flags;            /* SNAP_NULLABLE */
-  const char *timezone;      /* NULL when naive or not a timestamp */
-  enum snap_type code_type;  /* CATEGORY: physical type of the codes */
-  uint32_t block;            /* block index or SNAP_NO_BLOCK */
-  uint32_t block_pos;        /* row of this column inside its block */
-  const void *values;        /* fixed-width values, bools, or category codes */
-  const uint8_t *validity;   /* SNAP_NULLABLE only */
-  const int64_t *offsets;    /* STRING: nrows + 1; CATEGORY: dict_size + 1 */
-  const char *data;          /* STRING: value bytes; CATEGORY: category bytes */
-  uint64_t data_bytes;       /* length of data */
-  uint64_t dict_size;        /* CATEGORY: number of categories */
+  unsigned flags;           /* SNAP_NULLABLE */
+  const char *timezone;     /* NULL when naive or not a timestamp */
+  enum snap_type code_type; /* CATEGORY: physical type of the codes */
+  uint32_t block;           /* block index or SNAP_NO_BLOCK */
+  uint32_t block_pos;       /* row of this column inside its block */
+  const void *values;       /* fixed-width values, bools, or category codes */
+  const uint8_t *validity;  /* SNAP_NULLABLE only */
+  const int64_t *offsets;   /* STRING: nrows + 1; CATEGORY: dict_size + 1 */
+  const char *data;         /* STRING: value bytes; CATEGORY: category bytes */
+  uint64_t data_bytes;      /* length of data */
+  uint64_t dict_size;       /* CATEGORY: number of categories */
 };
 
 /**
@@ -367,8 +365,8 @@ struct snap_version_info {
   uint64_t nrows;
   uint64_t bytes; /* segment file size */
   uint64_t created_ns;
-  uint64_t data_hash[2];  /* XXH3-128 of the data region, low then high */
-  int32_t holders;        /* processes pinning it now (from /proc/locks), -1 unknown */
+  uint64_t data_hash[2]; /* XXH3-128 of the data region, low then high */
+  int32_t holders;       /* processes pinning it now (from /proc/locks), -1 unknown */
 };
 
 struct snap_dataset_info {
