@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `cmake --install` into a temporary prefix, then build the quick start against
+# it with find_package(libsnap) (shared and static) and with pkg-config, and run
+# each binary.
+set -euo pipefail
+build=$1 src=$2
+tmp=$(mktemp -d)
+store=$(mktemp -d /dev/shm/snaptest-install-XXXXXX)
+trap 'rm -rf "$tmp" "$store"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+test -f "$tmp/prefix/include/libsnap/libsnap.h"
+test -L "$tmp/prefix/lib/libsnap.so.0" || test -L "$tmp/prefix/lib64/libsnap.so.0"
+cmake -S "$src/examples/consumer" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+  >/dev/null
+cmake --build "$tmp/consumer" >/dev/null
+libdir=$(dirname "$(find "$tmp/prefix" -name libsnap.so.0 | head -1)")
+LD_LIBRARY_PATH=$libdir "$tmp/consumer/quickstart_shared" "$store/a" | grep -q "price 31.50 qty 3"
+"$tmp/consumer/quickstart_static" "$store/b" | grep -q "price 10.50 qty 1"
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+cc -o "$tmp/qs_pc" "$src/examples/quickstart.c" $(pkg-config --cflags --libs libsnap)
+LD_LIBRARY_PATH=$libdir "$tmp/qs_pc" "$store/c" | grep -q "v1 row 1: price 21.00 qty 2"
+echo "install test: headers, libsnap.so.0, CMake package (shared, static), pkg-config: ok"
