@@ -17,6 +17,6 @@ libdir=$(dirname "$(find "$tmp/prefix" -name libsnap.so.0 | head -1)")
 LD_LIBRARY_PATH=$libdir "$tmp/consumer/quickstart_shared" "$store/a" | grep -q "price 31.50 qty 3"
 "$tmp/consumer/quickstart_static" "$store/b" | grep -q "price 10.50 qty 1"
 export PKG_CONFIG_PATH=$libdir/pkgconfig
-cc -o "$tmp/qs_pc" "$src/examples/quickstart.c" $(pkg-config --cflags --libs libsnap)
+cc -o "$tmp/qs_pc" "$src/examples/quickstart.c" $(pkg-config --define-prefix --cflags --libs libsnap)
 LD_LIBRARY_PATH=$libdir "$tmp/qs_pc" "$store/c" | grep -q "v1 row 1: price 21.00 qty 2"
 echo "install test: headers, libsnap.so.0, CMake package (shared, static), pkg-config: ok"
