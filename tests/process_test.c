@@ -336,8 +336,25 @@ static void test_killed_publisher(void) {
   if (asprintf(&g_dir, "%s/store", mnt) < 0) abort();
   snap_store *w = open_store(SNAP_CREATE);
   CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+  /* A first version whose content follows the crash children's rule. */
+  int p0[2];
+  CU_ASSERT_EQUAL_FATAL(pipe(p0), 0);
+  pid_t first = fork();
+  if (first == 0) crashing_publisher(0, p0[1]); /* unarmed: three clean publishes */
+  close(p0[1]);
+  uint64_t v0;
+  while (xread(p0[0], &v0, sizeof v0) == 0 && v0) {
+  }
+  int ignored;
+  CU_ASSERT_EQUAL(xread(p0[0], &ignored, sizeof ignored), 0);
+  close(p0[0]);
+  CU_ASSERT_EQUAL_FATAL(wait_exit(first), 0);
   snap_store_close(w);
-  uint64_t last_committed = 0, prev_current = 0;
+  /* A long-lived reader: its cached view must follow every change, including
+   * one whose publisher died between commit and the flips bump. */
+  snap_store *reader = open_store(SNAP_RDONLY);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(reader);
+  uint64_t last_committed = 3, prev_current = 3;
   int kills = 0, total_points = 0, bad = 0;
   for (int n = 1; n < 200; n++) {
     int p[2];
@@ -378,6 +395,12 @@ static void test_killed_publisher(void) {
                 (unsigned long long)cur, ok, (unsigned long long)last_committed);
       }
       prev_current = cur;
+      snap_snapshot *rs;
+      CU_ASSERT_EQUAL(snap_pin(reader, "d", &rs, NULL), 0);
+      if (rs) {
+        CU_ASSERT_EQUAL(snap_snapshot_version(rs), cur);
+        snap_unpin(rs);
+      }
     }
     int orphans;
     uint64_t bytes = seg_bytes_and_check(g_dir, s, &orphans);
@@ -396,6 +419,7 @@ static void test_killed_publisher(void) {
     CU_ASSERT_EQUAL(st, 1000 + SIGKILL);
     kills++;
   }
+  snap_store_close(reader);
   CU_ASSERT_EQUAL(bad, 0);
   CU_ASSERT(kills >= 50);
   CU_ASSERT_EQUAL(kills, total_points);

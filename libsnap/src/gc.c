@@ -442,5 +442,9 @@ int snap__sweep_orphans(snap_store *s, struct snap_error *err) {
     snap__txn_abort(t);
     return rc;
   }
-  return snap__txn_commit(t, err);
+  if ((rc = snap__txn_commit(t, err))) return rc;
+  /* A publisher that died between its commit and its flips bump left readers
+   * believing the old version is current: bump for it. */
+  snap__flips_bump(s);
+  return 0;
 }
