@@ -409,8 +409,11 @@ static void slot_trim(snap_store *s, struct snap__slot *sl) {
   struct snap__control *c;
   struct snap__txn *t;
   struct snap__dsrec ds;
-  if (sl->cur && atomic_load(&sl->checked) != flips &&
-      !snap__store_control(s, &c, NULL) && !snap__txn_begin(c, false, &t, NULL)) {
+  if (!sl->cur) {
+    /* nothing cached: only note the count, so unpins stop coming here */
+    atomic_store_explicit(&sl->checked, flips, memory_order_release);
+  } else if (atomic_load(&sl->checked) != flips && !snap__store_control(s, &c, NULL) &&
+             !snap__txn_begin(c, false, &t, NULL)) {
     int rc = snap__ds_get(t, sl->name, &ds, NULL);
     snap__txn_abort(t);
     if (!rc) {
