@@ -21,8 +21,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   struct snap_fill price, qty;
-  snap_publish_fill(pub, 0, &price);
-  snap_publish_fill(pub, 1, &qty);
+  snap_publish_fill(pub, 0, &price, NULL);
+  snap_publish_fill(pub, 1, &qty, NULL);
   for (int r = 0; r < 3; r++) {
     ((double *)price.values)[r] = 10.5 * (r + 1);
     ((int64_t *)qty.values)[r] = r + 1;

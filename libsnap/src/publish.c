@@ -130,9 +130,14 @@ fail:
 
 uint64_t snap_publish_version(const snap_publish *p) { return p->version; }
 
-int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out) {
+int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out,
+                      struct snap_error *err) {
   memset(out, 0, sizeof *out);
-  if (!p || !p->base || col >= p->seg.ncols) return SNAP_EINVAL;
+  if (!p || !p->base)
+    return snap__err(err, SNAP_EINVAL, "snap_publish_fill: no publish in progress");
+  if (col >= p->seg.ncols)
+    return snap__err(err, SNAP_EINVAL, "%s: column %u out of range (%u columns)", p->what,
+                     col, p->seg.ncols);
   const struct snap_column *c = &p->seg.cols[col];
   out->values = (void *)c->values;
   out->validity = (uint8_t *)c->validity;

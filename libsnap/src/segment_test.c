@@ -22,7 +22,7 @@ static void fill_mixed(snap_publish *p, uint64_t nrows) {
   struct snap_fill f;
   /* columns: see mixed_fields() */
   for (uint32_t c = 0; c < 13; c++) {
-    CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, c, &f), 0);
+    CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, c, &f, NULL), 0);
     for (uint64_t r = 0; r < nrows; r++) {
       switch (c) {
         case 0:
@@ -68,13 +68,13 @@ static void fill_mixed(snap_publish *p, uint64_t nrows) {
     }
   }
   /* nullable int64: every 5th row missing */
-  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 13, &f), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 13, &f, NULL), 0);
   for (uint64_t r = 0; r < nrows; r++) {
     ((int64_t *)f.values)[r] = (int64_t)r;
     if (r % 5) f.validity[r / 8] |= (uint8_t)(1u << (r % 8));
   }
   /* string: row r is "s<r>" */
-  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 14, &f), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 14, &f, NULL), 0);
   int64_t off = 0;
   f.offsets[0] = 0;
   for (uint64_t r = 0; r < nrows; r++) {
@@ -82,7 +82,7 @@ static void fill_mixed(snap_publish *p, uint64_t nrows) {
     f.offsets[r + 1] = off;
   }
   /* category: code r % 5 - 1 (-1 = missing) */
-  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 15, &f), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 15, &f, NULL), 0);
   int64_t doff = 0;
   f.offsets[0] = 0;
   for (int i = 0; i < 4; i++) {
@@ -92,10 +92,10 @@ static void fill_mixed(snap_publish *p, uint64_t nrows) {
   }
   for (uint64_t r = 0; r < nrows; r++) ((int8_t *)f.values)[r] = (int8_t)(r % 5) - 1;
   /* zoned timestamp, second column of its own block */
-  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 16, &f), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 16, &f, NULL), 0);
   for (uint64_t r = 0; r < nrows; r++) ((int64_t *)f.values)[r] = (int64_t)r;
   /* float64 in the same block as column 9 */
-  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 17, &f), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, 17, &f, NULL), 0);
   for (uint64_t r = 0; r < nrows; r++) ((double *)f.values)[r] = -(double)r;
 }
 
@@ -329,16 +329,16 @@ static void test_bad_fill_refused(void) {
   struct snap_fill fs, fc;
   /* string offsets decreasing */
   CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "d", &schema, &p, NULL), 0);
-  snap_publish_fill(p, 0, &fs);
-  snap_publish_fill(p, 1, &fc);
+  snap_publish_fill(p, 0, &fs, NULL);
+  snap_publish_fill(p, 1, &fc, NULL);
   fs.offsets[1] = 3, fs.offsets[2] = 1;
   fc.offsets[1] = 1, fc.offsets[2] = 2;
   CU_ASSERT_EQUAL(snap_publish_commit(p, NULL, &err), SNAP_EINVAL);
   CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "string offsets[2] = 1"));
   /* category code out of range */
   CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "d", &schema, &p, NULL), 0);
-  snap_publish_fill(p, 0, &fs);
-  snap_publish_fill(p, 1, &fc);
+  snap_publish_fill(p, 0, &fs, NULL);
+  snap_publish_fill(p, 1, &fc, NULL);
   fs.offsets[1] = 2, fs.offsets[2] = 4;
   fc.offsets[1] = 1, fc.offsets[2] = 2;
   ((int8_t *)fc.values)[1] = 2;

@@ -221,7 +221,7 @@ static void test_abort_and_numbers(void) {
   memset(snap_publish_block(p, 0), 0xab, 8 << 20);
   CU_ASSERT_PTR_NULL(snap_publish_block(p, 1));
   struct snap_fill fill;
-  CU_ASSERT_EQUAL(snap_publish_fill(p, 1, &fill), SNAP_EINVAL);
+  CU_ASSERT_EQUAL(snap_publish_fill(p, 1, &fill, NULL), SNAP_EINVAL);
   snap_publish_abort(p);
   snap_publish_abort(NULL);
   CU_ASSERT_EQUAL(seg_files(), 1);

@@ -257,9 +257,10 @@ SNAP_API uint64_t snap_publish_version(const snap_publish *pub);
  * Buffers start zeroed. Strings: fill offsets[0..nrows] (offsets[0] = 0,
  * non-decreasing, offsets[nrows] = data_bytes) and data. Categories: codes in
  * values (-1 = missing, else < dict_size), dictionary in offsets/data.
- * @return 0 or SNAP_EINVAL (col out of range, or publish finished).
+ * @return 0 or SNAP_EINVAL (col out of range).
  */
-SNAP_API int snap_publish_fill(snap_publish *pub, uint32_t col, struct snap_fill *out);
+SNAP_API int snap_publish_fill(snap_publish *pub, uint32_t col, struct snap_fill *out,
+                               struct snap_error *err);
 
 /**
  * Writable view of block @p block: ncols * nrows values of one type, C order.
