@@ -13,17 +13,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "internal.h"
 
 #define CONTROL_MAPSIZE ((size_t)64 << 20)
 #define CONTROL_MAXREADERS 1024
 
+/* LMDB forbids opening one environment twice in a process (closing one
+ * handle drops the process's fcntl locks that the other relies on) and using
+ * an environment after fork(). So environments are shared per process and per
+ * file, refcounted, and one inherited from a parent is never touched again:
+ * the child opens its own and leaks the parent's. */
 struct snap__control {
   MDB_env *env;
   MDB_dbi meta, datasets, versions;
   char *path;
+  dev_t dev;
+  ino_t ino;
+  pid_t pid;
+  int refs; /* under g_ctl_lock */
+  struct snap__control *next;
 };
+
+static pthread_mutex_t g_ctl_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct snap__control *g_ctls;
+
+void snap__control_atfork_lock(void) { pthread_mutex_lock(&g_ctl_lock); }
+void snap__control_atfork_unlock(void) { pthread_mutex_unlock(&g_ctl_lock); }
 
 struct snap__txn {
   MDB_txn *txn;
@@ -34,21 +51,54 @@ static int lmdb_status(struct snap_error *err, int rc, const char *path,
                        const char *what) {
   if (rc == MDB_NOTFOUND) return snap__err(err, SNAP_ENOTFOUND, "%s: %s", path, what);
   if (rc == MDB_MAP_FULL || rc == MDB_READERS_FULL)
-    return snap__err(err, SNAP_EMAPFULL, "%s: %s: %s (grow the store's control file)",
-                     path, what, mdb_strerror(rc));
+    return snap__err(err, SNAP_EMAPFULL, "%s: %s: %s (the control map holds %zu MiB)",
+                     path, what, mdb_strerror(rc), CONTROL_MAPSIZE >> 20);
   if (rc > 0) return snap__errno(err, -rc, "%s: %s", path, what);
   return snap__err(err, SNAP_ECONTROL, "%s: %s: %s", path, what, mdb_strerror(rc));
 }
 
-int snap__control_open(const char *path, bool create, bool rdonly,
-                       struct snap__control **out, struct snap_error *err) {
+static int control_open(const char *path, struct snap__control **out,
+                        struct snap_error *err);
+
+int snap__control_open(const char *path, bool create, struct snap__control **out,
+                       struct snap_error *err) {
   *out = NULL;
   struct stat st;
-  if (!create && stat(path, &st) != 0) {
-    if (errno == ENOENT)
-      return snap__err(err, SNAP_ENOTFOUND, "%s: no control file", path);
-    return snap__errno(err, -errno, "%s", path);
+  pthread_mutex_lock(&g_ctl_lock);
+  if (stat(path, &st) == 0) {
+    for (struct snap__control *c = g_ctls; c; c = c->next)
+      if (c->dev == st.st_dev && c->ino == st.st_ino && c->pid == getpid()) {
+        c->refs++;
+        *out = c;
+        pthread_mutex_unlock(&g_ctl_lock);
+        return 0;
+      }
+  } else if (!create || errno != ENOENT) {
+    int e = errno;
+    pthread_mutex_unlock(&g_ctl_lock);
+    if (e == ENOENT) return snap__err(err, SNAP_ENOTFOUND, "%s: no control file", path);
+    return snap__errno(err, -e, "%s", path);
   }
+  int rc = control_open(path, out, err);
+  if (!rc && stat(path, &st) == 0) {
+    (*out)->dev = st.st_dev;
+    (*out)->ino = st.st_ino;
+    (*out)->pid = getpid();
+    (*out)->refs = 1;
+    (*out)->next = g_ctls;
+    g_ctls = *out;
+  }
+  pthread_mutex_unlock(&g_ctl_lock);
+  return rc;
+}
+
+static int control_open(const char *path, struct snap__control **out,
+                        struct snap_error *err) {
+  *out = NULL;
+  /* Read-write whenever the file allows it, so that read-only and writable
+   * handles of one process share the environment; the API enforces
+   * SNAP_RDONLY itself. */
+  bool rdonly = access(path, W_OK) != 0 && errno != ENOENT;
   struct snap__control *c = calloc(1, sizeof *c);
   if (!c || !(c->path = strdup(path))) {
     free(c);
@@ -90,6 +140,17 @@ fail_nocreate:
 
 void snap__control_close(struct snap__control *c) {
   if (!c) return;
+  pthread_mutex_lock(&g_ctl_lock);
+  if (c->pid != getpid() || --c->refs > 0) { /* inherited: never touch it */
+    pthread_mutex_unlock(&g_ctl_lock);
+    return;
+  }
+  for (struct snap__control **pp = &g_ctls; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  pthread_mutex_unlock(&g_ctl_lock);
   mdb_env_close(c->env);
   free(c->path);
   free(c);

@@ -8,9 +8,10 @@
  * write transaction; a reader that opened the name concurrently is refused
  * its shared lock or sees st_nlink == 0, and looks up current again.
  *
- * Crash windows: unlinked but not committed leaves a draining record with no
- * file (the next gc drops the record); committed but not unlinked leaves a
- * file with no record (the orphan sweep removes it).
+ * Crash window: the unlink comes before the commit, so a crash in between
+ * leaves a draining record with no file; the next gc drops the record. (A
+ * file with no record comes only from a publisher killed between linkat and
+ * its commit; the orphan sweep removes it.)
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -88,7 +89,8 @@ int snap__lock_holders(dev_t dev, ino_t ino, pid_t *pids, size_t cap, size_t *co
   FILE *f = fopen("/proc/locks", "re");
   if (!f) return -errno;
   char line[256];
-  size_t n = 0;
+  size_t n = 0, seen_cap = 0;
+  pid_t *seen = NULL; /* distinct pids, beyond what the caller has room for */
   while (fgets(line, sizeof line, f)) {
     /* "1: FLOCK  ADVISORY  READ  1234 00:19:5678 0 EOF"; waiters have "->". */
     char type[16], adv[16], mode[16];
@@ -104,11 +106,23 @@ int snap__lock_holders(dev_t dev, ino_t ino, pid_t *pids, size_t cap, size_t *co
         min != minor(dev))
       continue;
     bool dup = false;
-    for (size_t i = 0; i < n && i < cap; i++) dup |= pids[i] == pid;
+    for (size_t i = 0; i < n && !dup; i++) dup = seen[i] == pid;
     if (dup) continue;
+    if (n == seen_cap) {
+      size_t nc = seen_cap ? 2 * seen_cap : 16;
+      pid_t *p = realloc(seen, nc * sizeof *p);
+      if (!p) {
+        free(seen);
+        fclose(f);
+        return -ENOMEM;
+      }
+      seen = p;
+      seen_cap = nc;
+    }
     if (n < cap) pids[n] = pid;
-    n++;
+    seen[n++] = pid;
   }
+  free(seen);
   fclose(f);
   *count = n;
   return 0;
@@ -382,9 +396,10 @@ static bool parse_seg_name(const char *name, uint64_t *version) {
 static int sweep_dir(snap_store *s, struct snap__txn *t, const char *dataset,
                      const struct snap__dsrec *ds, struct snap_error *err) {
   int dfd = openat(s->segfd, dataset, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0)
-    return errno == ENOENT ? 0
-                           : snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
+  if (dfd < 0) /* gone, or a stray file that is not a dataset directory */
+    return errno == ENOENT || errno == ENOTDIR
+               ? 0
+               : snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
   DIR *d = fdopendir(dfd);
   if (!d) {
     int e = errno;

@@ -80,7 +80,7 @@ struct snap__segment {
 #define SNAP__SEG_NO_HASH 0x1u /* header not sealed yet (publish in progress) */
 #define SNAP__SEG_NO_DATA 0x2u /* skip reading string/dictionary offsets */
 
-/* Size of the segment @p schema needs; fills *manifest_size and *data_offset. */
+/* Total file size of the segment @p schema needs. */
 SNAP__INTERNAL int snap__segment_plan(const struct snap_schema *schema, uint64_t *total,
                                       struct snap_error *err);
 /* Write header (unsealed) and manifest into a zeroed mapping of plan size. */
@@ -140,9 +140,15 @@ struct snap__meta {
 
 #define SNAP__CONTROL_FORMAT 1u
 
-SNAP__INTERNAL int snap__control_open(const char *path, bool create, bool rdonly,
+/* Shared per process and file (refcounted); a child of fork() gets its own.
+ * The environment is read-write unless the file is not writable. */
+SNAP__INTERNAL int snap__control_open(const char *path, bool create,
                                       struct snap__control **out, struct snap_error *err);
+/* Drop a reference; an environment inherited from a parent is left alone. */
 SNAP__INTERNAL void snap__control_close(struct snap__control *c);
+/* For the atfork handlers (lock order: after urcu's, before maps_lock). */
+SNAP__INTERNAL void snap__control_atfork_lock(void);
+SNAP__INTERNAL void snap__control_atfork_unlock(void);
 /* Clear reader slots of dead processes. */
 SNAP__INTERNAL void snap__control_reader_check(struct snap__control *c);
 

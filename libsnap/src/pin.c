@@ -18,7 +18,8 @@
  * (call_rcu), so a fast-path reader that already dereferenced it can still
  * take its reference safely.
  *
- * Lock order: store->lock, then urcu's internal locks, then store->maps_lock.
+ * Lock order: store->lock, then urcu's internal locks, then the control-file
+ * registry lock (control.c), then store->maps_lock.
  * Code under store->lock may call call_rcu() but never synchronize_rcu();
  * call_rcu callbacks take only maps_lock. The atfork handlers take all of them
  * in that order, so a fork from any thread leaves the child consistent.
@@ -75,12 +76,14 @@ static void fork_prepare(void) {
   for (snap_store *s = g_stores; s; s = s->next_store) pthread_mutex_lock(&s->lock);
   urcu_bp_call_rcu_before_fork();
   urcu_bp_before_fork();
+  snap__control_atfork_lock();
   for (snap_store *s = g_stores; s; s = s->next_store) pthread_mutex_lock(&s->maps_lock);
 }
 
 static void fork_parent(void) {
   for (snap_store *s = g_stores; s; s = s->next_store)
     pthread_mutex_unlock(&s->maps_lock);
+  snap__control_atfork_unlock();
   urcu_bp_after_fork_parent();
   urcu_bp_call_rcu_after_fork_parent();
   for (snap_store *s = g_stores; s; s = s->next_store) pthread_mutex_unlock(&s->lock);
@@ -90,6 +93,7 @@ static void fork_parent(void) {
 static void fork_child(void) {
   for (snap_store *s = g_stores; s; s = s->next_store)
     pthread_mutex_unlock(&s->maps_lock);
+  snap__control_atfork_unlock();
   urcu_bp_after_fork_child();
   urcu_bp_call_rcu_after_fork_child();
   for (snap_store *s = g_stores; s; s = s->next_store) pthread_mutex_unlock(&s->lock);
@@ -132,8 +136,10 @@ int snap__map_aligned(int fd, uint64_t size, bool writable, void **out) {
     return -e;
   }
   if (aligned > res) munmap(res, aligned - res);
-  size_t tail = (res + span) - (aligned + size);
-  if (tail) munmap(aligned + size, tail);
+  /* the file mapping covers whole pages: the reservation's tail starts after */
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  char *end = aligned + ((size + page - 1) & ~(page - 1));
+  if (res + span > end) munmap(end, (size_t)(res + span - end));
   *out = aligned;
   return 0;
 }

@@ -575,7 +575,6 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     return snap__errno(err, -ENOMEM, "%s: manifest of %u columns", what, seg->ncols);
   }
   char *strp = seg->strings;
-  uint32_t *bfill = seg->block_cols; /* running fill count per block, reused below */
   const uint8_t *p = base + SNAP__HEADER_SIZE;
   uint64_t *boff = calloc(seg->nblocks ? seg->nblocks : 1, sizeof *boff);
   uint32_t *bcount = calloc(seg->nblocks ? seg->nblocks : 1, sizeof *bcount);
@@ -617,7 +616,6 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     boff[b] = off;
     assigned += ncols;
   }
-  (void)bfill;
   const uint8_t *mend_p = base + mend;
   uint64_t bitmap = seg->nrows / 8 + (seg->nrows % 8 != 0);
   for (uint32_t i = 0; i < seg->ncols; i++) {
@@ -737,8 +735,8 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     if (type != SNAP_CATEGORY && code)
       CORRUPT("%s: column %u \"%.64s\": code_type = %u on %s", what, i, c->name, code,
               snap_type_name(type));
-    REF(SNAP__BUF_VALIDITY, (cflags & SNAP_NULLABLE) ? bitmap : 0,
-        sz ? SNAP__ALIGN : SNAP__ALIGN, "validity");
+    REF(SNAP__BUF_VALIDITY, (cflags & SNAP_NULLABLE) ? bitmap : 0, SNAP__ALIGN,
+        "validity");
     c->validity = PTR(SNAP__BUF_VALIDITY);
 #undef REF
 #undef PTR
@@ -748,6 +746,9 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     if (bcount[b] != seg->blocks[b].ncols)
       CORRUPT("%s: block %u: %u of its %u columns present", what, b, bcount[b],
               seg->blocks[b].ncols);
+  /* Codes index the dictionary: a reader must be able to trust them. */
+  if (!(flags & SNAP__SEG_NO_DATA) && (rc = snap__segment_check_codes(seg, what, err)))
+    goto fail;
   free(boff);
   free(bcount);
   return 0;

@@ -198,7 +198,7 @@ int snap_store_open(const char *path, unsigned flags, snap_store **out,
     goto fail;
   }
   snprintf(buf, sizeof buf, "%s/control.mdb", path);
-  if ((rc = snap__control_open(buf, create, rdonly, &s->control, err))) goto fail;
+  if ((rc = snap__control_open(buf, create, &s->control, err))) goto fail;
   if ((rc = meta_init(s, create, err))) goto fail;
   if ((rc = flips_open(s, create, rdonly, err))) goto fail;
   snap__store_register(s);
@@ -227,9 +227,9 @@ int snap__store_control(snap_store *s, struct snap__control **out,
     char buf[4096];
     snprintf(buf, sizeof buf, "%s/control.mdb", s->path);
     struct snap__control *c;
-    int rc = snap__control_open(buf, false, s->flags & SNAP_RDONLY, &c, err);
+    int rc = snap__control_open(buf, false, &c, err);
     if (rc) return rc;
-    snap__control_close(s->control);
+    snap__control_close(s->control); /* inherited: only forgotten, see control.c */
     s->control = c;
     s->control_pid = getpid();
   }

@@ -369,6 +369,52 @@ static void test_reclaim_wait(void) {
   close_store();
 }
 
+static int count_maps(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  int n = 0, c;
+  while (f && (c = fgetc(f)) != EOF) n += c == '\n';
+  if (f) fclose(f);
+  return n;
+}
+
+static void test_shared_control_and_mappings(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 1000, 3, 1, &v), 0);
+  /* Several handles on one store share one LMDB environment (LMDB forbids
+   * opening it twice in a process); closing one leaves the others working. */
+  snap_store *h2, *h3;
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, 0, &h2, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, SNAP_RDONLY, &h3, NULL), 0);
+  CU_ASSERT_PTR_EQUAL(g_store->control, h2->control);
+  CU_ASSERT_PTR_EQUAL(g_store->control, h3->control);
+  snap_store_close(h2);
+  CU_ASSERT_EQUAL(tu_publish_f64(g_store, "d", 1000, 3, 2, &v), 0);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(h3, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(tu_check_f64(s), 2);
+  snap_unpin(s);
+  snap_store_close(h3);
+  /* Mapping a version leaves no address-space reservation behind. */
+  int before = count_maps();
+  for (uint64_t i = 3; i < 40; i++) {
+    CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 1000 + i, 3, i, &v), 0);
+    CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+    snap_unpin(s);
+  }
+  snap_store_trim(g_store);
+  CU_ASSERT(count_maps() - before < 5);
+  /* a stray file in segments/ does not stop writers */
+  char path[4096];
+  snprintf(path, sizeof path, "%s/segments/README", g_dir);
+  close(open(path, O_CREAT | O_WRONLY, 0644));
+  snap_store *w;
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, 0, &w, NULL), 0);
+  CU_ASSERT_EQUAL(snap_gc(w, NULL, 0, NULL, NULL, NULL, NULL), 0);
+  snap_store_close(w);
+  close_store();
+}
+
 int main(void) {
   static const tu_test tests[] = {
       {"open errors, env default, read-only", test_open_errors},
@@ -380,6 +426,8 @@ int main(void) {
       {"pins outlive store close", test_pins_outlive_close},
       {"threads see whole versions", test_threads_see_whole_versions},
       {"reclaim_wait blocks until unpinned", test_reclaim_wait},
+      {"handles share the control file; no mapping leaks",
+       test_shared_control_and_mappings},
       {NULL, NULL}};
   return tu_run("store", tests);
 }
