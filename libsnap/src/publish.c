@@ -129,6 +129,11 @@ fail:
 }
 
 uint64_t snap_publish_version(const snap_publish *p) { return p->version; }
+uint64_t snap_publish_nrows(const snap_publish *p) { return p->seg.nrows; }
+
+const struct snap_column *snap_publish_column(const snap_publish *p, uint32_t col) {
+  return p && p->base && col < p->seg.ncols ? &p->seg.cols[col] : NULL;
+}
 
 int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out,
                       struct snap_error *err) {

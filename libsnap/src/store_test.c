@@ -218,6 +218,12 @@ static void test_abort_and_numbers(void) {
   snap_publish *p;
   CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "d", &schema, &p, NULL), 0);
   CU_ASSERT_EQUAL(snap_publish_version(p), 2);
+  CU_ASSERT_EQUAL(snap_publish_nrows(p), 1 << 20);
+  const struct snap_column *pc = snap_publish_column(p, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(pc);
+  CU_ASSERT_EQUAL(pc->type, SNAP_FLOAT64);
+  CU_ASSERT_PTR_EQUAL(pc->values, snap_publish_block(p, 0));
+  CU_ASSERT_PTR_NULL(snap_publish_column(p, 1));
   memset(snap_publish_block(p, 0), 0xab, 8 << 20);
   CU_ASSERT_PTR_NULL(snap_publish_block(p, 1));
   struct snap_fill fill;

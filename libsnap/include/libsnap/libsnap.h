@@ -251,6 +251,17 @@ SNAP_API int snap_publish_begin(snap_store *store, const char *dataset,
 
 /** Version number reserved for this publish. */
 SNAP_API uint64_t snap_publish_version(const snap_publish *pub);
+/** Row count of the table being published. */
+SNAP_API uint64_t snap_publish_nrows(const snap_publish *pub);
+
+/**
+ * The planned layout of column @p col (type, resolved category code type,
+ * block, buffer pointers and sizes), or NULL when out of range. The pointers
+ * are the same as snap_publish_fill()'s, read-only typed. Lives until commit
+ * or abort.
+ */
+SNAP_API const struct snap_column *snap_publish_column(const snap_publish *pub,
+                                                       uint32_t col);
 
 /**
  * Writable buffers of column @p col. Pointers live until commit or abort.

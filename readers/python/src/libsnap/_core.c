@@ -1,0 +1,888 @@
+/*
+ * libsnap._core: the CPython binding of libsnap's public API.
+ *
+ * Objects:
+ *   Store    a store handle (thread-safe; share it between threads)
+ *   Pin      one pin on one version; its buffers keep it alive
+ *   Buffer   a read-only (or, during a publish, writable) byte range exported
+ *            through the buffer protocol; numpy arrays made from it keep it,
+ *            and through it the Pin, alive: the version stays pinned exactly
+ *            as long as any array, Series or DataFrame over it exists
+ *   Publish  a publish in progress; commit refuses while buffers are exported
+ *
+ * Everything that may block (pin slow path, publish, gc, verify) runs with
+ * the GIL released. Errors raise subclasses of libsnap.Error generated from
+ * SNAP_ERROR_MAP, carrying .code, .name and the library's message.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <libsnap/libsnap.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- errors */
+
+static PyObject *ErrorBase;     /* libsnap.Error */
+static PyObject *OSErrorClass;  /* libsnap.OSError(Error, builtins.OSError) */
+#define X_COUNT(name, code, msg) +1
+enum { NERRORS = 0 SNAP_ERROR_MAP(X_COUNT) };
+#undef X_COUNT
+static PyObject *ErrorClasses[NERRORS];
+static const int ErrorCodes[NERRORS] = {
+#define X_CODE(name, code, msg) code,
+    SNAP_ERROR_MAP(X_CODE)
+#undef X_CODE
+};
+static const char *const ErrorNames[NERRORS] = {
+#define X_NAME(name, code, msg) #name,
+    SNAP_ERROR_MAP(X_NAME)
+#undef X_NAME
+};
+
+/* Python class name for a table entry: the few with a conventional Python
+ * spelling, else the C name capitalised (BUSY -> Busy). */
+static void class_name(const char *cname, char *out, size_t len) {
+  static const char *const special[][2] = {{"NOTFOUND", "NotFound"},
+                                           {"FORMAT", "FormatError"},
+                                           {"INVAL", "InvalidArgument"},
+                                           {"CHECKSUM", "ChecksumError"},
+                                           {"CONTROL", "ControlError"},
+                                           {"MAPFULL", "MapFull"},
+                                           {"RDONLY", "ReadOnly"}};
+  for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
+    if (!strcmp(special[i][0], cname)) {
+      snprintf(out, len, "%s", special[i][1]);
+      return;
+    }
+  snprintf(out, len, "%c", cname[0]);
+  for (size_t i = 1; cname[i] && i + 1 < len; i++) {
+    char c = cname[i];
+    out[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    out[i + 1] = 0;
+  }
+}
+
+static PyObject *raise_status(int rc, const struct snap_error *err) {
+  const char *msg = err && err->message[0] ? err->message : snap_strerror(rc);
+  PyObject *cls = NULL;
+  for (int i = 0; i < NERRORS; i++)
+    if (ErrorCodes[i] == rc) cls = ErrorClasses[i];
+  PyObject *exc;
+  if (cls) /* the library's own codes */
+    exc = PyObject_CallFunction(cls, "s", msg);
+  else if (rc < 0 && rc > -1000) /* -errno: also a builtins.OSError with errno set */
+    exc = PyObject_CallFunction(OSErrorClass, "is", -rc, msg);
+  else
+    exc = PyObject_CallFunction(ErrorBase, "s", msg);
+  if (!exc) return NULL;
+  PyObject *code = PyLong_FromLong(rc);
+  PyObject *name = PyUnicode_FromString(snap_error_name(rc));
+  if (code && name) {
+    PyObject_SetAttrString(exc, "code", code);
+    PyObject_SetAttrString(exc, "name", name);
+  }
+  Py_XDECREF(code);
+  Py_XDECREF(name);
+  PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+  Py_DECREF(exc);
+  return NULL;
+}
+
+/* ----------------------------------------------------------------- types */
+
+typedef struct {
+  PyObject_HEAD snap_store *store;
+} StoreObject;
+
+typedef struct {
+  PyObject_HEAD snap_snapshot *snap;
+  PyObject *store; /* keeps the handle object alive for diagnostics */
+} PinObject;
+
+typedef struct {
+  PyObject_HEAD snap_publish *pub;
+  PyObject *store;
+  Py_ssize_t exports; /* live buffer exports into the mapping */
+  uint32_t ncols, nblocks;
+} PublishObject;
+
+typedef struct {
+  PyObject_HEAD PyObject *owner; /* PinObject or PublishObject */
+  void *ptr;
+  Py_ssize_t len;
+  int writable;
+} BufferObject;
+
+static PyTypeObject StoreType, PinType, PublishType, BufferType;
+
+static PyObject *store_closed(void) {
+  PyErr_SetString(PyExc_ValueError, "libsnap store is closed");
+  return NULL;
+}
+
+/* ---------------------------------------------------------------- Buffer */
+
+static PyObject *buffer_new(PyObject *owner, const void *ptr, uint64_t len, int writable) {
+  BufferObject *b = PyObject_New(BufferObject, &BufferType);
+  if (!b) return NULL;
+  Py_INCREF(owner);
+  b->owner = owner;
+  /* A zero-length buffer still needs a valid address for numpy. */
+  static char empty[64] __attribute__((aligned(64)));
+  b->ptr = ptr ? (void *)ptr : empty;
+  b->len = (Py_ssize_t)len;
+  b->writable = writable;
+  return (PyObject *)b;
+}
+
+static int buffer_getbuffer(PyObject *self, Py_buffer *view, int flags) {
+  BufferObject *b = (BufferObject *)self;
+  if ((flags & PyBUF_WRITABLE) && !b->writable) {
+    PyErr_SetString(PyExc_BufferError, "libsnap snapshot buffers are read-only");
+    return -1;
+  }
+  if (PyObject_TypeCheck(b->owner, &PublishType)) {
+    PublishObject *p = (PublishObject *)b->owner;
+    if (!p->pub) {
+      PyErr_SetString(PyExc_BufferError, "the publish is already committed or aborted");
+      return -1;
+    }
+    p->exports++;
+  }
+  return PyBuffer_FillInfo(view, self, b->ptr, b->len, !b->writable, flags);
+}
+
+static void buffer_releasebuffer(PyObject *self, Py_buffer *view) {
+  (void)view;
+  BufferObject *b = (BufferObject *)self;
+  if (PyObject_TypeCheck(b->owner, &PublishType)) ((PublishObject *)b->owner)->exports--;
+}
+
+static void buffer_dealloc(PyObject *self) {
+  BufferObject *b = (BufferObject *)self;
+  Py_XDECREF(b->owner);
+  PyObject_Free(self);
+}
+
+static PyObject *buffer_address(PyObject *self, void *closure) {
+  (void)closure;
+  return PyLong_FromVoidPtr(((BufferObject *)self)->ptr);
+}
+
+static PyBufferProcs buffer_procs = {buffer_getbuffer, buffer_releasebuffer};
+static PyObject *buffer_owner(PyObject *self, void *closure) {
+  (void)closure;
+  PyObject *o = ((BufferObject *)self)->owner;
+  Py_INCREF(o);
+  return o;
+}
+
+static PyGetSetDef buffer_getset_all[] = {
+    {"address", buffer_address, NULL, "start address of the range", NULL},
+    {"owner", buffer_owner, NULL, "the Pin or Publish this range belongs to", NULL},
+    {NULL}};
+
+static Py_ssize_t buffer_len(PyObject *self) { return ((BufferObject *)self)->len; }
+static PySequenceMethods buffer_seq = {.sq_length = buffer_len};
+
+static PyTypeObject BufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "libsnap._core.Buffer",
+    .tp_basicsize = sizeof(BufferObject),
+    .tp_dealloc = buffer_dealloc,
+    .tp_as_buffer = &buffer_procs,
+    .tp_as_sequence = &buffer_seq,
+    .tp_getset = buffer_getset_all,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A byte range of a pinned version (read-only) or of a publish in progress.",
+};
+
+/* ------------------------------------------------------------------- Pin */
+
+static void pin_dealloc(PyObject *self) {
+  PinObject *p = (PinObject *)self;
+  if (p->snap) {
+    snap_snapshot *s = p->snap;
+    p->snap = NULL;
+    Py_BEGIN_ALLOW_THREADS snap_unpin(s);
+    Py_END_ALLOW_THREADS
+  }
+  Py_XDECREF(p->store);
+  PyObject_Free(self);
+}
+
+static PyObject *pin_get(PyObject *self, void *closure) {
+  snap_snapshot *s = ((PinObject *)self)->snap;
+  switch ((intptr_t)closure) {
+    case 0:
+      return PyUnicode_FromString(snap_snapshot_dataset(s));
+    case 1:
+      return PyLong_FromUnsignedLongLong(snap_snapshot_version(s));
+    case 2:
+      return PyLong_FromUnsignedLongLong(snap_snapshot_nrows(s));
+    case 3:
+      return PyLong_FromUnsignedLong(snap_snapshot_ncols(s));
+    case 4:
+      return PyLong_FromUnsignedLong(snap_snapshot_nblocks(s));
+    case 5: {
+      size_t len;
+      const void *m = snap_snapshot_metadata(s, &len);
+      return PyBytes_FromStringAndSize(m ? m : "", (Py_ssize_t)len);
+    }
+    case 6:
+      return PyUnicode_DecodeFSDefault(snap_snapshot_path(s));
+    case 7:
+      return PyLong_FromUnsignedLongLong(snap_snapshot_created_ns(s));
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *opt_str(const char *s) {
+  if (!s) Py_RETURN_NONE;
+  return PyUnicode_FromString(s);
+}
+
+/* columns() -> list of (name, type, nullable, timezone, block, block_pos,
+ *                       code_type, dict_size, data_bytes) */
+static PyObject *pin_columns(PyObject *self, PyObject *unused) {
+  (void)unused;
+  snap_snapshot *s = ((PinObject *)self)->snap;
+  uint32_t n = snap_snapshot_ncols(s);
+  PyObject *list = PyList_New(n);
+  if (!list) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    const struct snap_column *c = snap_snapshot_column(s, i);
+    PyObject *name = PyUnicode_DecodeUTF8(c->name, (Py_ssize_t)c->name_len, "strict");
+    PyObject *tz = opt_str(c->timezone);
+    PyObject *t = name && tz
+                      ? Py_BuildValue("(OsOOiisKK)", name, snap_type_name(c->type),
+                                      c->flags & SNAP_NULLABLE ? Py_True : Py_False, tz,
+                                      c->block == SNAP_NO_BLOCK ? -1 : (int)c->block,
+                                      (int)c->block_pos,
+                                      c->type == SNAP_CATEGORY ? snap_type_name(c->code_type)
+                                                               : "",
+                                      (unsigned long long)c->dict_size,
+                                      (unsigned long long)c->data_bytes)
+                      : NULL;
+    Py_XDECREF(name);
+    Py_XDECREF(tz);
+    if (!t) {
+      Py_DECREF(list);
+      return NULL;
+    }
+    PyList_SET_ITEM(list, i, t);
+  }
+  return list;
+}
+
+/* blocks() -> list of (type, timezone, nullable, (column indices...)) */
+static PyObject *pin_blocks(PyObject *self, PyObject *unused) {
+  (void)unused;
+  snap_snapshot *s = ((PinObject *)self)->snap;
+  uint32_t n = snap_snapshot_nblocks(s);
+  PyObject *list = PyList_New(n);
+  if (!list) return NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    const struct snap_block *b = snap_snapshot_block(s, i);
+    PyObject *cols = PyTuple_New(b->ncols);
+    PyObject *tz = opt_str(b->timezone);
+    if (!cols || !tz) {
+      Py_XDECREF(cols);
+      Py_XDECREF(tz);
+      Py_DECREF(list);
+      return NULL;
+    }
+    for (uint32_t k = 0; k < b->ncols; k++)
+      PyTuple_SET_ITEM(cols, k, PyLong_FromUnsignedLong(b->columns[k]));
+    PyObject *t = Py_BuildValue("(sOON)", snap_type_name(b->type), tz,
+                                b->flags & SNAP_NULLABLE ? Py_True : Py_False, cols);
+    Py_DECREF(tz);
+    if (!t) {
+      Py_DECREF(list);
+      return NULL;
+    }
+    PyList_SET_ITEM(list, i, t);
+  }
+  return list;
+}
+
+/* The byte length of one buffer of a column. */
+static uint64_t column_buf_len(const struct snap_column *c, uint64_t nrows, int kind) {
+  switch (kind) {
+    case 0:
+      return c->type == SNAP_CATEGORY ? nrows * snap_type_size(c->code_type)
+             : c->type == SNAP_STRING ? 0
+                                      : nrows * snap_type_size(c->type);
+    case 1:
+      return c->validity ? (nrows + 7) / 8 : 0;
+    case 2:
+      return c->offsets ? 8 * ((c->type == SNAP_STRING ? nrows : c->dict_size) + 1) : 0;
+    case 3:
+      return c->data ? c->data_bytes : 0;
+  }
+  return 0;
+}
+
+static const char *const buf_kinds[] = {"values", "validity", "offsets", "data", NULL};
+
+static int kind_index(const char *kind) {
+  for (int k = 0; buf_kinds[k]; k++)
+    if (!strcmp(buf_kinds[k], kind)) return k;
+  return -1;
+}
+
+/* buffer(kind, index): kind "block" (index = block) or values/validity/
+ * offsets/data (index = column) or "segment" (the whole mapping). */
+static PyObject *pin_buffer(PyObject *self, PyObject *args) {
+  const char *kind;
+  unsigned int idx = 0;
+  if (!PyArg_ParseTuple(args, "s|I", &kind, &idx)) return NULL;
+  snap_snapshot *s = ((PinObject *)self)->snap;
+  uint64_t nrows = snap_snapshot_nrows(s);
+  if (!strcmp(kind, "segment")) {
+    size_t len;
+    const void *p = snap_snapshot_segment(s, &len);
+    return buffer_new(self, p, len, 0);
+  }
+  if (!strcmp(kind, "block")) {
+    const struct snap_block *b = snap_snapshot_block(s, idx);
+    if (!b) return PyErr_Format(PyExc_IndexError, "block %u out of range", idx);
+    return buffer_new(self, b->data, (uint64_t)b->ncols * nrows * snap_type_size(b->type),
+                      0);
+  }
+  int k = kind_index(kind);
+  if (k < 0) return PyErr_Format(PyExc_ValueError, "unknown buffer kind %s", kind);
+  const struct snap_column *c = snap_snapshot_column(s, idx);
+  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
+  const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
+  if (!ptrs[k]) Py_RETURN_NONE;
+  return buffer_new(self, ptrs[k], column_buf_len(c, nrows, k), 0);
+}
+
+static PyObject *pin_verify(PyObject *self, PyObject *unused) {
+  (void)unused;
+  struct snap_error err = {0};
+  int rc;
+  snap_snapshot *s = ((PinObject *)self)->snap;
+  Py_BEGIN_ALLOW_THREADS rc = snap_snapshot_verify(s, &err);
+  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  Py_RETURN_NONE;
+}
+
+static PyMethodDef pin_methods[] = {
+    {"columns", pin_columns, METH_NOARGS, "Column descriptions."},
+    {"blocks", pin_blocks, METH_NOARGS, "Dtype blocks."},
+    {"buffer", pin_buffer, METH_VARARGS, "buffer(kind, index) -> Buffer or None."},
+    {"verify", pin_verify, METH_NOARGS, "Recompute the data checksum."},
+    {NULL}};
+
+static PyGetSetDef pin_getset[] = {
+    {"dataset", pin_get, NULL, NULL, (void *)0},
+    {"version", pin_get, NULL, NULL, (void *)1},
+    {"nrows", pin_get, NULL, NULL, (void *)2},
+    {"ncols", pin_get, NULL, NULL, (void *)3},
+    {"nblocks", pin_get, NULL, NULL, (void *)4},
+    {"metadata", pin_get, NULL, NULL, (void *)5},
+    {"path", pin_get, NULL, NULL, (void *)6},
+    {"created_ns", pin_get, NULL, NULL, (void *)7},
+    {NULL}};
+
+static PyTypeObject PinType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "libsnap._core.Pin",
+    .tp_basicsize = sizeof(PinObject),
+    .tp_dealloc = pin_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_methods = pin_methods,
+    .tp_getset = pin_getset,
+    .tp_doc = "One pin on one version of a dataset; released when unreferenced.",
+};
+
+/* --------------------------------------------------------------- Publish */
+
+static void publish_dealloc(PyObject *self) {
+  PublishObject *p = (PublishObject *)self;
+  if (p->pub) snap_publish_abort(p->pub);
+  Py_XDECREF(p->store);
+  PyObject_Free(self);
+}
+
+/* buffer(kind, column): a writable view of one buffer of a column, sized from
+ * the library's own plan of the segment (never from the caller). */
+static PyObject *publish_buffer(PyObject *self, PyObject *args) {
+  PublishObject *p = (PublishObject *)self;
+  const char *kind;
+  unsigned int idx;
+  if (!PyArg_ParseTuple(args, "sI", &kind, &idx)) return NULL;
+  if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
+  int k = kind_index(kind);
+  if (k < 0) return PyErr_Format(PyExc_ValueError, "unknown buffer kind %s", kind);
+  const struct snap_column *c = snap_publish_column(p->pub, idx);
+  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
+  const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
+  if (!ptrs[k]) Py_RETURN_NONE;
+  return buffer_new(self, ptrs[k], column_buf_len(c, snap_publish_nrows(p->pub), k), 1);
+}
+
+/* column(i) -> (type, code_type, block, block_pos) as planned */
+static PyObject *publish_column(PyObject *self, PyObject *args) {
+  PublishObject *p = (PublishObject *)self;
+  unsigned int idx;
+  if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
+  if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
+  const struct snap_column *c = snap_publish_column(p->pub, idx);
+  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
+  return Py_BuildValue("(ssii)", snap_type_name(c->type),
+                       c->type == SNAP_CATEGORY ? snap_type_name(c->code_type) : "",
+                       c->block == SNAP_NO_BLOCK ? -1 : (int)c->block, (int)c->block_pos);
+}
+
+static PyObject *publish_commit(PyObject *self, PyObject *unused) {
+  (void)unused;
+  PublishObject *p = (PublishObject *)self;
+  if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
+  if (p->exports)
+    return PyErr_Format(PyExc_BufferError,
+                        "%zd buffer export(s) of this publish are still alive: delete "
+                        "the arrays that view it before commit",
+                        p->exports);
+  snap_publish *pub = p->pub;
+  p->pub = NULL;
+  uint64_t version = 0;
+  struct snap_error err = {0};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = snap_publish_commit(pub, &version, &err);
+  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  return PyLong_FromUnsignedLongLong(version);
+}
+
+static PyObject *publish_abort(PyObject *self, PyObject *unused) {
+  (void)unused;
+  PublishObject *p = (PublishObject *)self;
+  if (p->pub && p->exports)
+    return PyErr_Format(PyExc_BufferError,
+                        "%zd buffer export(s) of this publish are still alive", p->exports);
+  snap_publish_abort(p->pub);
+  p->pub = NULL;
+  Py_RETURN_NONE;
+}
+
+static PyObject *publish_version(PyObject *self, void *closure) {
+  (void)closure;
+  PublishObject *p = (PublishObject *)self;
+  if (!p->pub) Py_RETURN_NONE;
+  return PyLong_FromUnsignedLongLong(snap_publish_version(p->pub));
+}
+
+static PyMethodDef publish_methods[] = {
+    {"buffer", publish_buffer, METH_VARARGS, "buffer(kind, column) -> writable Buffer."},
+    {"column", publish_column, METH_VARARGS, "column(i) -> (type, code_type, block, pos)"},
+    {"commit", publish_commit, METH_NOARGS, "Validate, seal and flip; returns the version."},
+    {"abort", publish_abort, METH_NOARGS, "Abandon the publish."},
+    {NULL}};
+
+static PyGetSetDef publish_getset[] = {{"version", publish_version, NULL, NULL, NULL},
+                                       {NULL}};
+
+static PyTypeObject PublishType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "libsnap._core.Publish",
+    .tp_basicsize = sizeof(PublishObject),
+    .tp_dealloc = publish_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_methods = publish_methods,
+    .tp_getset = publish_getset,
+    .tp_doc = "A publish in progress.",
+};
+
+/* ----------------------------------------------------------------- Store */
+
+static int store_init(PyObject *self, PyObject *args, PyObject *kw) {
+  static char *kwlist[] = {"path", "create", "readonly", NULL};
+  PyObject *path_obj = Py_None;
+  int create = 0, readonly = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|Opp", kwlist, &path_obj, &create,
+                                   &readonly))
+    return -1;
+  PyObject *bytes = NULL;
+  const char *path = NULL;
+  if (path_obj != Py_None) {
+    if (!PyUnicode_FSConverter(path_obj, &bytes)) return -1;
+    path = PyBytes_AS_STRING(bytes);
+  }
+  StoreObject *s = (StoreObject *)self;
+  struct snap_error err = {0};
+  unsigned flags = (create ? SNAP_CREATE : 0) | (readonly ? SNAP_RDONLY : 0);
+  int rc;
+  snap_store *st = NULL;
+  Py_BEGIN_ALLOW_THREADS rc = snap_store_open(path, flags, &st, &err);
+  Py_END_ALLOW_THREADS Py_XDECREF(bytes);
+  if (rc) {
+    raise_status(rc, &err);
+    return -1;
+  }
+  if (s->store) snap_store_close(s->store);
+  s->store = st;
+  return 0;
+}
+
+static void store_dealloc(PyObject *self) {
+  StoreObject *s = (StoreObject *)self;
+  if (s->store) snap_store_close(s->store);
+  Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *store_close(PyObject *self, PyObject *unused) {
+  (void)unused;
+  StoreObject *s = (StoreObject *)self;
+  snap_store *st = s->store;
+  s->store = NULL;
+  if (st) {
+    Py_BEGIN_ALLOW_THREADS snap_store_close(st);
+    Py_END_ALLOW_THREADS
+  }
+  Py_RETURN_NONE;
+}
+
+static PyObject *store_pin(PyObject *self, PyObject *args) {
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset;
+  unsigned long long version = 0;
+  if (!PyArg_ParseTuple(args, "s|K", &dataset, &version)) return NULL;
+  if (!s->store) return store_closed();
+  snap_snapshot *snap = NULL;
+  struct snap_error err = {0};
+  int rc;
+  /* The fast path takes ~20 ns: not worth dropping the GIL for. The slow
+   * path maps and validates; drop it then. */
+  if (!version) rc = snap_pin(s->store, dataset, &snap, &err);
+  else rc = SNAP_EBUSY;
+  if (rc) {
+    memset(&err, 0, sizeof err);
+    Py_BEGIN_ALLOW_THREADS rc = version ? snap_pin_version(s->store, dataset, version,
+                                                           &snap, &err)
+                                        : snap_pin(s->store, dataset, &snap, &err);
+    Py_END_ALLOW_THREADS
+  }
+  if (rc) return raise_status(rc, &err);
+  PinObject *p = PyObject_New(PinObject, &PinType);
+  if (!p) {
+    snap_unpin(snap);
+    return NULL;
+  }
+  p->snap = snap;
+  Py_INCREF(self);
+  p->store = self;
+  return (PyObject *)p;
+}
+
+static PyObject *store_begin(PyObject *self, PyObject *args) {
+  /* begin(dataset, nrows, fields, metadata) where fields is a list of
+   * (name, type_code, nullable, timezone or None, data_bytes, dict_size, code_type) */
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset;
+  unsigned long long nrows;
+  PyObject *fields;
+  Py_buffer meta;
+  if (!PyArg_ParseTuple(args, "sKOy*", &dataset, &nrows, &fields, &meta)) return NULL;
+  if (!s->store) {
+    PyBuffer_Release(&meta);
+    return store_closed();
+  }
+  PyObject *seq = PySequence_Fast(fields, "fields must be a sequence");
+  if (!seq) {
+    PyBuffer_Release(&meta);
+    return NULL;
+  }
+  Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+  struct snap_field *f = calloc(n ? (size_t)n : 1, sizeof *f);
+  PyObject *result = NULL;
+  if (!f) {
+    PyErr_NoMemory();
+    goto out;
+  }
+  for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+    const char *name, *tz = NULL;
+    int type, nullable, code_type;
+    unsigned long long data_bytes, dict_size;
+    if (!PyArg_ParseTuple(item, "sipzKKi", &name, &type, &nullable, &tz, &data_bytes,
+                          &dict_size, &code_type))
+      goto out;
+    f[i] = (struct snap_field){.name = name,
+                               .type = (enum snap_type)type,
+                               .flags = nullable ? SNAP_NULLABLE : 0,
+                               .timezone = tz,
+                               .data_bytes = data_bytes,
+                               .dict_size = dict_size,
+                               .code_type = (enum snap_type)code_type};
+  }
+  struct snap_schema schema = {nrows, (uint32_t)n, f, meta.buf, (size_t)meta.len};
+  snap_publish *pub = NULL;
+  struct snap_error err = {0};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = snap_publish_begin(s->store, dataset, &schema, &pub, &err);
+  Py_END_ALLOW_THREADS if (rc) {
+    raise_status(rc, &err);
+    goto out;
+  }
+  PublishObject *p = PyObject_New(PublishObject, &PublishType);
+  if (!p) {
+    snap_publish_abort(pub);
+    goto out;
+  }
+  p->pub = pub;
+  p->exports = 0;
+  p->ncols = (uint32_t)n;
+  Py_INCREF(self);
+  p->store = self;
+  result = (PyObject *)p;
+out:
+  free(f);
+  Py_DECREF(seq);
+  PyBuffer_Release(&meta);
+  return result;
+}
+
+static PyObject *version_dict(const struct snap_version_info *v) {
+  return Py_BuildValue("{sKsssKsIsKsKsi}", "version", (unsigned long long)v->version,
+                       "state", snap_state_name(v->state), "nrows",
+                       (unsigned long long)v->nrows, "ncols", v->ncols, "nbytes",
+                       (unsigned long long)v->bytes, "created_ns",
+                       (unsigned long long)v->created_ns, "pinned", (int)v->holders);
+}
+
+static PyObject *store_versions(PyObject *self, PyObject *args) {
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset;
+  if (!PyArg_ParseTuple(args, "s", &dataset)) return NULL;
+  if (!s->store) return store_closed();
+  struct snap_version_info *vi = NULL;
+  size_t n = 0;
+  struct snap_error err = {0};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = snap_version_list(s->store, dataset, &vi, &n, &err);
+  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  PyObject *list = PyList_New((Py_ssize_t)n);
+  for (size_t i = 0; list && i < n; i++) {
+    PyObject *d = version_dict(&vi[i]);
+    if (!d) {
+      Py_CLEAR(list);
+      break;
+    }
+    PyList_SET_ITEM(list, (Py_ssize_t)i, d);
+  }
+  free(vi);
+  return list;
+}
+
+static PyObject *store_datasets(PyObject *self, PyObject *unused) {
+  (void)unused;
+  StoreObject *s = (StoreObject *)self;
+  if (!s->store) return store_closed();
+  struct snap_dataset_info *di = NULL;
+  size_t n = 0;
+  struct snap_error err = {0};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = snap_dataset_list(s->store, &di, &n, &err);
+  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  PyObject *list = PyList_New((Py_ssize_t)n);
+  for (size_t i = 0; list && i < n; i++) {
+    PyObject *d = Py_BuildValue("{sssKsKsIsIsK}", "name", di[i].name, "current",
+                                (unsigned long long)di[i].current, "next_version",
+                                (unsigned long long)di[i].next_version, "keep", di[i].keep,
+                                "nversions", di[i].nversions, "nbytes",
+                                (unsigned long long)di[i].bytes);
+    if (!d) {
+      Py_CLEAR(list);
+      break;
+    }
+    PyList_SET_ITEM(list, (Py_ssize_t)i, d);
+  }
+  free(di);
+  return list;
+}
+
+static PyObject *store_current_version(PyObject *self, PyObject *args) {
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset;
+  if (!PyArg_ParseTuple(args, "s", &dataset)) return NULL;
+  if (!s->store) return store_closed();
+  uint64_t v;
+  struct snap_error err = {0};
+  int rc = snap_current_version(s->store, dataset, &v, &err);
+  if (rc) return raise_status(rc, &err);
+  return PyLong_FromUnsignedLongLong(v);
+}
+
+static void gc_item(const struct snap_gc_item *item, void *arg) {
+  PyObject *list = arg;
+  /* called with the GIL held: gc runs under it, see store_gc */
+  PyObject *d = Py_BuildValue("{sssKsKsOsi}", "dataset", item->dataset, "version",
+                              (unsigned long long)item->version, "nbytes",
+                              (unsigned long long)item->bytes, "freed",
+                              item->freed ? Py_True : Py_False, "pinned", item->holders);
+  if (d) {
+    PyList_Append(list, d);
+    Py_DECREF(d);
+  }
+}
+
+static PyObject *store_gc(PyObject *self, PyObject *args, PyObject *kw) {
+  static char *kwlist[] = {"dataset", "dry_run", NULL};
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset = NULL;
+  int dry = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kw, "|zp", kwlist, &dataset, &dry)) return NULL;
+  if (!s->store) return store_closed();
+  PyObject *items = PyList_New(0);
+  if (!items) return NULL;
+  struct snap_gc_stats st;
+  struct snap_error err = {0};
+  /* gc does not block on pins (LOCK_NB), so it runs with the GIL held and
+   * the callback may build Python objects directly. */
+  int rc = snap_gc(s->store, dataset, dry ? SNAP_GC_DRY_RUN : 0, gc_item, items, &st, &err);
+  if (rc) {
+    Py_DECREF(items);
+    return raise_status(rc, &err);
+  }
+  return Py_BuildValue("{sKsKsKsKsN}", "freed_versions",
+                       (unsigned long long)st.freed_versions, "freed_bytes",
+                       (unsigned long long)st.freed_bytes, "draining_versions",
+                       (unsigned long long)st.draining_versions, "draining_bytes",
+                       (unsigned long long)st.draining_bytes, "items", items);
+}
+
+static PyObject *store_rollback(PyObject *self, PyObject *args) {
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset;
+  unsigned long long version;
+  if (!PyArg_ParseTuple(args, "sK", &dataset, &version)) return NULL;
+  if (!s->store) return store_closed();
+  struct snap_error err = {0};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = snap_rollback(s->store, dataset, version, &err);
+  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  Py_RETURN_NONE;
+}
+
+static PyObject *store_set_keep(PyObject *self, PyObject *args) {
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset;
+  unsigned int keep;
+  if (!PyArg_ParseTuple(args, "zI", &dataset, &keep)) return NULL;
+  if (!s->store) return store_closed();
+  struct snap_error err = {0};
+  int rc = snap_store_set_keep(s->store, dataset, keep, &err);
+  if (rc) return raise_status(rc, &err);
+  Py_RETURN_NONE;
+}
+
+static PyObject *store_trim(PyObject *self, PyObject *unused) {
+  (void)unused;
+  StoreObject *s = (StoreObject *)self;
+  if (!s->store) return store_closed();
+  Py_BEGIN_ALLOW_THREADS snap_store_trim(s->store);
+  Py_END_ALLOW_THREADS Py_RETURN_NONE;
+}
+
+static PyObject *store_path(PyObject *self, void *closure) {
+  (void)closure;
+  StoreObject *s = (StoreObject *)self;
+  if (!s->store) return store_closed();
+  return PyUnicode_DecodeFSDefault(snap_store_path(s->store));
+}
+
+static PyObject *store_is_closed(PyObject *self, void *closure) {
+  (void)closure;
+  return PyBool_FromLong(((StoreObject *)self)->store == NULL);
+}
+
+static PyMethodDef store_methods[] = {
+    {"pin", store_pin, METH_VARARGS, "pin(dataset, version=0) -> Pin"},
+    {"begin", store_begin, METH_VARARGS, "begin(dataset, nrows, fields, metadata)"},
+    {"versions", store_versions, METH_VARARGS, "versions(dataset) -> list of dict"},
+    {"datasets", store_datasets, METH_NOARGS, "datasets() -> list of dict"},
+    {"current_version", store_current_version, METH_VARARGS, "current_version(dataset)"},
+    {"gc", (PyCFunction)(void (*)(void))store_gc, METH_VARARGS | METH_KEYWORDS,
+     "gc(dataset=None, dry_run=False) -> dict"},
+    {"rollback", store_rollback, METH_VARARGS, "rollback(dataset, version)"},
+    {"set_keep", store_set_keep, METH_VARARGS, "set_keep(dataset or None, keep)"},
+    {"trim", store_trim, METH_NOARGS, "Drop cached mappings of old versions."},
+    {"close", store_close, METH_NOARGS, "Close the handle (pins stay valid)."},
+    {NULL}};
+
+static PyGetSetDef store_getset[] = {{"path", store_path, NULL, NULL, NULL},
+                                     {"closed", store_is_closed, NULL, NULL, NULL},
+                                     {NULL}};
+
+static PyTypeObject StoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "libsnap._core.Store",
+    .tp_basicsize = sizeof(StoreObject),
+    .tp_dealloc = store_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_methods = store_methods,
+    .tp_getset = store_getset,
+    .tp_init = store_init,
+    .tp_new = PyType_GenericNew,
+    .tp_doc = "Store(path=None, create=False, readonly=False): a libsnap store handle.",
+};
+
+/* ---------------------------------------------------------------- module */
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "libsnap._core",
+                                    "CPython binding of libsnap.", -1, NULL};
+
+PyMODINIT_FUNC PyInit__core(void) {
+  PyObject *m = PyModule_Create(&module);
+  if (!m) return NULL;
+  if (PyType_Ready(&BufferType) || PyType_Ready(&PinType) || PyType_Ready(&PublishType) ||
+      PyType_Ready(&StoreType))
+    return NULL;
+  Py_INCREF(&StoreType);
+  PyModule_AddObject(m, "Store", (PyObject *)&StoreType);
+  Py_INCREF(&PinType);
+  PyModule_AddObject(m, "Pin", (PyObject *)&PinType);
+  Py_INCREF(&PublishType);
+  PyModule_AddObject(m, "Publish", (PyObject *)&PublishType);
+  Py_INCREF(&BufferType);
+  PyModule_AddObject(m, "Buffer", (PyObject *)&BufferType);
+
+  ErrorBase = PyErr_NewExceptionWithDoc("libsnap.Error",
+                                        "Base of every libsnap error; .code and .name "
+                                        "carry the library status.",
+                                        NULL, NULL);
+  if (!ErrorBase) return NULL;
+  Py_INCREF(ErrorBase);
+  PyModule_AddObject(m, "Error", ErrorBase);
+  PyObject *bases = PyTuple_Pack(2, ErrorBase, PyExc_OSError);
+  OSErrorClass = bases ? PyErr_NewException("libsnap.OSError", bases, NULL) : NULL;
+  Py_XDECREF(bases);
+  if (!OSErrorClass) return NULL;
+  Py_INCREF(OSErrorClass);
+  PyModule_AddObject(m, "OSError", OSErrorClass);
+  PyObject *table = PyList_New(0);
+  for (int i = 0; i < NERRORS; i++) {
+    char cls[64], qual[80];
+    class_name(ErrorNames[i], cls, sizeof cls);
+    snprintf(qual, sizeof qual, "libsnap.%s", cls);
+    ErrorClasses[i] =
+        PyErr_NewExceptionWithDoc(qual, snap_strerror(ErrorCodes[i]), ErrorBase, NULL);
+    if (!ErrorClasses[i]) return NULL;
+    Py_INCREF(ErrorClasses[i]);
+    PyModule_AddObject(m, cls, ErrorClasses[i]);
+    PyObject *row = Py_BuildValue("(ssis)", cls, ErrorNames[i], ErrorCodes[i],
+                                  snap_strerror(ErrorCodes[i]));
+    PyList_Append(table, row);
+    Py_XDECREF(row);
+  }
+  PyModule_AddObject(m, "ERRORS", table);
+  /* type codes, from the header's enum */
+  PyObject *types = PyDict_New();
+  for (int t = SNAP_INT8; t <= SNAP_CATEGORY; t++) {
+    PyObject *v = PyLong_FromLong(t);
+    PyDict_SetItemString(types, snap_type_name((enum snap_type)t), v);
+    Py_DECREF(v);
+  }
+  PyModule_AddObject(m, "TYPES", types);
+  PyModule_AddStringConstant(m, "LIBRARY_VERSION", snap_version_string());
+  PyModule_AddIntConstant(m, "FORMAT_VERSION", SNAP_FORMAT_VERSION);
+  return m;
+}

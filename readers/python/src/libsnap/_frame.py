@@ -1,0 +1,233 @@
+"""Reading: numpy views and pandas DataFrames over a pinned version, without copies.
+
+Every array made here is a view of a libsnap._core.Buffer, which holds the Pin:
+numpy keeps the buffer alive through ``.base``, pyarrow through its Buffer's
+parent, so the version stays pinned exactly as long as any of them lives.
+
+What copies (docs/python.md): the validity mask of a nullable numpy-backed
+column (one byte per row; the values are not copied), category labels (the
+dictionary, not the codes), strings when pyarrow is not installed, and
+nullable timestamps/durations when pyarrow is not installed.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+try:  # optional: strings and nullable temporals zero-copy through Arrow
+    import pyarrow as pa
+except ImportError:  # pragma: no cover - exercised by the no-pyarrow test leg
+    pa = None
+
+_NP = {
+    "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
+    "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
+    "float32": np.float32, "float64": np.float64, "bool": np.bool_,
+    "timestamp[ns]": np.dtype("M8[ns]"), "duration[ns]": np.dtype("m8[ns]"),
+}
+_MASKED = {"i": pd.arrays.IntegerArray, "u": pd.arrays.IntegerArray,
+           "f": pd.arrays.FloatingArray, "b": pd.arrays.BooleanArray}
+
+
+@dataclass
+class Layout:
+    cols: list           # _core column tuples: (name, type, nullable, tz, block, pos, code, dict, bytes)
+    blocks: list         # _core block tuples: (type, tz, nullable, column indices)
+    labels: list         # data column labels, in frame order
+    data_cols: list      # segment column index of each label
+    index_cols: list     # segment columns that form the index
+    meta: dict
+
+
+def _label(x):
+    return tuple(x) if isinstance(x, list) else x
+
+
+def layout(pin) -> Layout:
+    cols, blocks = pin.columns(), pin.blocks()
+    raw = pin.metadata
+    meta = {}
+    if raw:
+        try:
+            meta = json.loads(raw)
+        except ValueError:
+            meta = {}
+    if meta.get("libsnap_python") == 1:
+        data_cols = [c["col"] for c in meta["columns"]]
+        labels = [_label(c["label"]) for c in meta["columns"]]
+        idx = meta.get("index") or {}
+        index_cols = idx.get("cols", []) if idx.get("kind") == "columns" else []
+    else:  # published from C or another tool: every column is data
+        data_cols = list(range(len(cols)))
+        labels = [c[0] for c in cols]
+        index_cols = []
+    return Layout(cols, blocks, labels, data_cols, index_cols, meta)
+
+
+def _buf(pin, kind, i):
+    return pin.buffer(kind, i)
+
+
+def _mask(pin, i, nrows):
+    """Missing-value mask (True = missing) from the Arrow validity bitmap: a copy
+    of one byte per row."""
+    bits = np.frombuffer(_buf(pin, "validity", i), np.uint8)
+    return ~np.unpackbits(bits, bitorder="little", count=nrows).astype(bool)
+
+
+def _values(pin, c, i, nrows):
+    """Zero-copy 1-D numpy view of a fixed-width column (or category codes)."""
+    tname, code = c[1], c[6]
+    dt = np.dtype(_NP[code] if tname == "category" else _NP[tname])
+    return np.frombuffer(_buf(pin, "values", i), dt, count=nrows)
+
+
+def _strings(pin, c, i, n, kind_offsets="offsets", kind_data="data", validity=None):
+    offs = _buf(pin, kind_offsets, i)
+    data = _buf(pin, kind_data, i)
+    if pa is not None:
+        vb = pa.py_buffer(validity) if validity is not None else None
+        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data), vb)
+    o = np.frombuffer(offs, np.int64, count=n + 1)
+    raw = bytes(memoryview(data))
+    return np.array([raw[o[k]:o[k + 1]].decode("utf-8") for k in range(n)], dtype=object)
+
+
+def _categories(pin, c, i):
+    d = _strings(pin, c, i, int(c[7]))
+    if pa is not None:
+        d = d.to_pylist()
+    return pd.Index(list(d))  # the labels pandas would infer (str in pandas 3)
+
+
+def _datetime_tz(values_m8, tz):
+    dtype = pd.DatetimeTZDtype("ns", tz)
+    try:  # zero copy: wrap the int64 view as UTC instants of that zone
+        return pd.arrays.DatetimeArray._simple_new(values_m8, dtype=dtype)
+    except Exception:  # pragma: no cover - private constructor moved
+        return pd.DatetimeIndex(values_m8).tz_localize("UTC").tz_convert(tz).array
+
+
+def column(pin, lay: Layout, i: int):
+    """One column as the natural read-only 1-D array (see module doc)."""
+    c = lay.cols[i]
+    name, tname, nullable, tz, _, _, code, dict_size, _ = c
+    n = pin.nrows
+    if tname == "string":
+        arr = _strings(pin, c, i, n, validity=_buf(pin, "validity", i) if nullable else None)
+        return pd.arrays.ArrowExtensionArray(arr) if pa is not None else arr
+    if tname == "category":
+        codes = _values(pin, c, i, n)
+        dtype = pd.CategoricalDtype(_categories(pin, c, i),
+                                    ordered=bool(lay.meta.get("ordered", {}).get(str(i))))
+        return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
+    v = _values(pin, c, i, n)
+    if nullable:
+        if tname.endswith("[ns]"):
+            if pa is not None:
+                t = pa.timestamp("ns", tz) if tname.startswith("timestamp") else pa.duration("ns")
+                arr = pa.Array.from_buffers(t, n, [pa.py_buffer(_buf(pin, "validity", i)),
+                                                   pa.py_buffer(_buf(pin, "values", i))])
+                return pd.arrays.ArrowExtensionArray(arr)
+            out = v.copy()  # documented copy: NaT needs writing
+            out[_mask(pin, i, n)] = np.datetime64("NaT") if out.dtype.kind == "M" else np.timedelta64("NaT")
+            return _datetime_tz(out, tz) if tz else out
+        return _MASKED[v.dtype.kind](v, _mask(pin, i, n), copy=False)
+    if tz:
+        return _datetime_tz(v, tz)
+    return v
+
+
+def column_dtype(pin, lay: Layout, i: int):
+    c = lay.cols[i]
+    tname, nullable, tz = c[1], c[2], c[3]
+    if tname in ("string", "category") or nullable or tz:
+        return column(pin, lay, i).dtype
+    return np.dtype(_NP[tname])
+
+
+def _block_view(pin, b, blk, nrows):
+    dt = np.dtype(_NP[blk[0]])
+    k = len(blk[3])
+    return np.frombuffer(_buf(pin, "block", b), dt, count=k * nrows).reshape(k, nrows)
+
+
+def matrix(pin, lay: Layout):
+    """Read-only (nrows, ncols) view of a homogeneous table."""
+    plain = [b for b in lay.blocks if not b[2] and b[1] is None]
+    if (len(lay.blocks) != 1 or len(plain) != 1 or lay.index_cols or
+            list(plain[0][3]) != lay.data_cols):
+        kinds = sorted({lay.cols[i][1] for i in lay.data_cols})
+        raise TypeError(f"to_numpy() needs one dtype for the whole table without nulls; "
+                        f"this one has {', '.join(kinds) or 'no columns'}")
+    return _block_view(pin, 0, plain[0], pin.nrows).T
+
+
+def _index(pin, lay: Layout):
+    idx = lay.meta.get("index") or {}
+    n = pin.nrows
+    if idx.get("kind") == "range":
+        return pd.RangeIndex(idx["start"], idx["stop"], idx["step"], name=_label(idx.get("name")))
+    if idx.get("kind") == "columns":
+        arrays = [column(pin, lay, i) for i in idx["cols"]]
+        names = [_label(x) for x in idx.get("names", [None] * len(arrays))]
+        if len(arrays) == 1:
+            return pd.Index(arrays[0], name=names[0], copy=False)
+        return pd.MultiIndex.from_arrays(arrays, names=names)
+    return pd.RangeIndex(n)
+
+
+def _columns_index(lay: Layout):
+    spec = lay.meta.get("column_labels") or {}
+    name = _label(spec.get("name"))
+    if spec.get("kind") == "range":
+        return pd.RangeIndex(spec["start"], spec["stop"], spec["step"], name=name)
+    if lay.labels and all(isinstance(x, tuple) for x in lay.labels):
+        return pd.MultiIndex.from_tuples(lay.labels, names=spec.get("names"))
+    return pd.Index(lay.labels, name=name, tupleize_cols=False)
+
+
+def _frame_from_blocks(blocks, index, columns):
+    try:
+        from pandas.api.internals import create_dataframe_from_blocks
+    except ImportError:  # pandas 2.x: the same through the internal block API
+        from pandas.core.internals.api import make_block
+        from pandas.core.internals.managers import BlockManager
+
+        mgr = BlockManager(tuple(make_block(v, placement=p, ndim=2) for v, p in blocks),
+                           [columns, index])
+        return pd.DataFrame._from_mgr(mgr, axes=mgr.axes)
+    return create_dataframe_from_blocks(blocks, index=index, columns=columns)
+
+
+def to_pandas(pin, lay: Layout | None = None) -> pd.DataFrame:
+    """DataFrame from whole dtype blocks: a float64 table of any width is one
+    consolidated block over the shared memory."""
+    if lay is None:
+        lay = layout(pin)
+    n = pin.nrows
+    where = {c: k for k, c in enumerate(lay.data_cols)}  # segment column -> frame position
+    blocks, done = [], set()
+    for b, blk in enumerate(lay.blocks):
+        tname, tz, nullable, members = blk
+        if nullable or tz is not None:
+            continue
+        rows = [r for r, c in enumerate(members) if c in where]
+        if not rows:
+            continue
+        arr = _block_view(pin, b, blk, n)
+        # index columns are published last, so they are the trailing rows of their
+        # blocks and the data rows are a leading slice: still a view
+        if rows != list(range(len(rows))):
+            arr = arr[rows]  # pragma: no cover - only for tables published out of order
+        else:
+            arr = arr[: len(rows)]
+        blocks.append((arr, np.array([where[members[r]] for r in rows], dtype=np.intp)))
+        done.update(members[r] for r in rows)
+    for c in lay.data_cols:
+        if c not in done:
+            blocks.append((column(pin, lay, c), np.array([where[c]], dtype=np.intp)))
+    return _frame_from_blocks(blocks, _index(pin, lay), _columns_index(lay))

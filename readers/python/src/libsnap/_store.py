@@ -1,0 +1,240 @@
+"""Store and Snapshot: the Python face of libsnap._core."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _core
+
+__all__ = ["open", "Store", "Snapshot", "VersionInfo", "GcReport"]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version of a dataset as listed by Store.versions()."""
+
+    version: int
+    state: str  # "current", "retained" or "draining"
+    nrows: int
+    ncols: int
+    nbytes: int
+    created: _dt.datetime
+    pinned: int  # processes pinning it now; -1 if unknown
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What Store.gc() reclaimed, and what is still draining (and who holds it)."""
+
+    freed_versions: int
+    freed_bytes: int
+    draining_versions: int
+    draining_bytes: int
+    items: list = field(default_factory=list)  # dicts: dataset, version, nbytes, freed, pinned
+
+
+def open(path: str | None = None, create: bool = False, readonly: bool = False) -> "Store":
+    """Open the store in directory ``path`` (None: $LIBSNAP_STORE, else the default
+    store /dev/shm/libsnap/default). ``create`` makes it if missing; ``readonly``
+    refuses publish, gc and rollback through this handle."""
+    return Store(path, create=create, readonly=readonly)
+
+
+class Store:
+    """A handle on a libsnap store. Thread-safe: threads may share one.
+
+    Works in processes started by fork, spawn or forkserver; after fork the
+    child keeps every pin its parent held and can pin and publish itself.
+    """
+
+    def __init__(self, path: str | None = None, create: bool = False,
+                 readonly: bool = False):
+        self._s = _core.Store(path, create, readonly)
+
+    # -------------------------------------------------------------- reading
+    def pin(self, dataset: str, version: int | None = None) -> "Snapshot":
+        """Pin the current version (or a retained ``version``). Use as a context
+        manager; arrays and frames taken from it keep the version pinned on
+        their own after the block ends."""
+        return Snapshot(self._s.pin(dataset, version or 0))
+
+    def read(self, dataset: str, version: int | None = None):
+        """The current (or a retained) version as a read-only pandas DataFrame
+        over shared memory. The version stays pinned while the frame, or any
+        Series or array taken from it, is alive."""
+        from ._frame import to_pandas
+
+        return to_pandas(self._s.pin(dataset, version or 0))
+
+    def datasets(self) -> list[str]:
+        """Names of the datasets in the store, sorted."""
+        return [d["name"] for d in self._s.datasets()]
+
+    def versions(self, dataset: str) -> list[VersionInfo]:
+        """Versions of ``dataset``, oldest first."""
+        out = []
+        for d in self._s.versions(dataset):
+            created = _dt.datetime.fromtimestamp(d["created_ns"] / 1e9, tz=_dt.timezone.utc)
+            out.append(VersionInfo(d["version"], d["state"], d["nrows"], d["ncols"],
+                                   d["nbytes"], created, d["pinned"]))
+        return out
+
+    def current_version(self, dataset: str) -> int:
+        return self._s.current_version(dataset)
+
+    # -------------------------------------------------------------- writing
+    def publish(self, dataset: str, data: Any) -> int:
+        """Publish ``data`` (a pandas DataFrame, a dict of 1-D arrays or a 2-D
+        ndarray) as the new current version of ``dataset``; returns its number.
+        Each column is written once, straight into the new segment. A column
+        of an unsupported dtype is refused before anything is published."""
+        from ._write import publish
+
+        return publish(self._s, dataset, data)
+
+    def gc(self, dataset: str | None = None, dry_run: bool = False) -> GcReport:
+        """Reclaim retired versions nobody pins; report what is still draining."""
+        r = self._s.gc(dataset, dry_run)
+        return GcReport(r["freed_versions"], r["freed_bytes"], r["draining_versions"],
+                        r["draining_bytes"], r["items"])
+
+    def rollback(self, dataset: str, version: int) -> None:
+        """Make a retained version current again."""
+        self._s.rollback(dataset, version)
+
+    def set_keep(self, keep: int, dataset: str | None = None) -> None:
+        """Keep the current version plus ``keep - 1`` others (for ``dataset``, or
+        the default for datasets created from now on)."""
+        self._s.set_keep(dataset, keep)
+
+    def trim(self) -> None:
+        """Let go of cached mappings of versions that are no longer current (an
+        idle worker calls this so an old version can be reclaimed at once)."""
+        self._s.trim()
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def path(self) -> str:
+        return self._s.path
+
+    @property
+    def closed(self) -> bool:
+        return self._s.closed
+
+    def close(self) -> None:
+        """Close the handle. Frames and arrays already read stay valid."""
+        self._s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"<libsnap.Store {self._s.path!r}>" if not self.closed else "<libsnap.Store closed>"
+
+
+class Snapshot:
+    """One pinned version of a dataset.
+
+    ``with store.pin(name) as snap:`` releases the snapshot's own hold on exit;
+    arrays, Series and DataFrames taken from it keep the version pinned for as
+    long as they live.
+    """
+
+    __slots__ = ("_pin", "_columns", "__weakref__")
+
+    def __init__(self, pin):
+        self._pin = pin
+        self._columns = None
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._pin = None
+
+    def release(self) -> None:
+        """Drop this snapshot's hold (what leaving the ``with`` block does)."""
+        self._pin = None
+
+    @property
+    def _p(self):
+        if self._pin is None:
+            raise ValueError("snapshot released: pin the dataset again")
+        return self._pin
+
+    @property
+    def dataset(self) -> str:
+        return self._p.dataset
+
+    @property
+    def version(self) -> int:
+        return self._p.version
+
+    @property
+    def nrows(self) -> int:
+        return self._p.nrows
+
+    def _cols(self):
+        if self._columns is None:
+            from ._frame import layout
+
+            self._columns = layout(self._p)
+        return self._columns
+
+    @property
+    def columns(self) -> list:
+        """Column labels as published (an index column is not among them)."""
+        return list(self._cols().labels)
+
+    @property
+    def dtypes(self) -> dict:
+        """Column label -> the pandas dtype to_pandas() gives it."""
+        from ._frame import column_dtype
+
+        lay = self._cols()
+        return {lab: column_dtype(self._p, lay, i) for lab, i in zip(lay.labels, lay.data_cols)}
+
+    @property
+    def metadata(self) -> dict:
+        m = self._p.metadata
+        return json.loads(m) if m else {}
+
+    def __getitem__(self, label):
+        """Read-only 1-D view of one column: a numpy array for numeric, bool and
+        temporal columns; a pandas array for categorical, string and nullable ones."""
+        from ._frame import column
+
+        lay = self._cols()
+        try:
+            i = lay.data_cols[lay.labels.index(label)]
+        except ValueError:
+            raise KeyError(label) from None
+        return column(self._p, lay, i)
+
+    def to_numpy(self):
+        """The whole table as one read-only 2-D (nrows, ncols) view; only for a
+        homogeneous table (one dtype block holding every column, in order)."""
+        from ._frame import matrix
+
+        return matrix(self._p, self._cols())
+
+    def to_pandas(self):
+        """A read-only DataFrame over the pinned version (no copy of numeric data)."""
+        from ._frame import to_pandas
+
+        return to_pandas(self._p, self._cols())
+
+    def verify(self) -> None:
+        """Recompute the data checksum; raises libsnap.ChecksumError on mismatch."""
+        self._p.verify()
+
+    def __repr__(self):
+        if self._pin is None:
+            return "<libsnap.Snapshot released>"
+        return (f"<libsnap.Snapshot {self._pin.dataset!r} v{self._pin.version} "
+                f"{self._pin.nrows} rows x {len(self._cols().labels)} columns>")

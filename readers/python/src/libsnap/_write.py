@@ -1,0 +1,278 @@
+"""Publishing from pandas and numpy: each column is written once, straight into
+the new segment (numpy.copyto into a writable view of the mapping).
+
+Inputs: a DataFrame, a dict of 1-D arrays (or Series), or a 2-D ndarray. The
+whole input is checked before the publish begins: a column of an unsupported
+dtype is refused with its label and dtype, and nothing is published.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from pandas.api.types import infer_dtype
+
+from . import _core
+
+try:
+    import pyarrow as pa
+except ImportError:  # pragma: no cover
+    pa = None
+
+T = _core.TYPES
+_KIND_TYPE = {
+    ("i", 1): "int8", ("i", 2): "int16", ("i", 4): "int32", ("i", 8): "int64",
+    ("u", 1): "uint8", ("u", 2): "uint16", ("u", 4): "uint32", ("u", 8): "uint64",
+    ("f", 4): "float32", ("f", 8): "float64", ("b", 1): "bool",
+}
+_CODE_TYPES = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
+
+
+def _refuse(label, dtype, why=""):
+    raise _core.InvalidArgument(
+        f"column {label!r}: dtype {dtype} is not supported{': ' + why if why else ''}; "
+        "nothing was published")
+
+
+def _json_label(x):
+    if isinstance(x, (str, int)) and not isinstance(x, bool):
+        return x
+    if isinstance(x, tuple):
+        return [_json_label(v) for v in x]
+    if x is None:
+        return None
+    return str(x)
+
+
+class _Col:
+    """One column to publish: its schema field and how to fill it."""
+
+    __slots__ = ("label", "name", "type", "nullable", "tz", "data_bytes", "dict_size",
+                 "code_type", "values", "mask", "strings", "dictionary")
+
+    def __init__(self, label, name):
+        self.label, self.name = label, name
+        self.nullable, self.tz = False, None
+        self.data_bytes = self.dict_size = 0
+        self.code_type = 0
+        self.values = self.mask = self.strings = self.dictionary = None
+
+    def field(self):
+        return (self.name, T[self.type], self.nullable, self.tz, self.data_bytes,
+                self.dict_size, T[self.code_type] if self.code_type else 0)
+
+
+def _encode_strings(values, label):
+    """(offsets int64, data bytes as uint8 array, missing mask or None)."""
+    if pa is not None:
+        try:
+            arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            _refuse(label, getattr(values, "dtype", "object"), f"not all strings ({e})")
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        vb, ob, db = arr.buffers()
+        offs = np.frombuffer(ob, np.int64, count=len(arr) + 1, offset=arr.offset * 8)
+        start, end = int(offs[0]), int(offs[-1])
+        data = np.frombuffer(db, np.uint8, count=end - start, offset=start) if db else \
+            np.empty(0, np.uint8)
+        mask = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+        return offs - start, data, mask
+    obj = np.asarray(values, dtype=object)
+    mask = pd.isna(obj)
+    parts = []
+    for v, m in zip(obj, mask):
+        if m:
+            parts.append(b"")
+        elif isinstance(v, str):
+            parts.append(v.encode("utf-8"))
+        else:
+            _refuse(label, "object", f"holds {type(v).__name__} values, not only strings")
+    offs = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([len(p) for p in parts], out=offs[1:])
+    data = np.frombuffer(b"".join(parts), np.uint8)
+    return offs, data, (mask if mask.any() else None)
+
+
+def _classify(col: _Col, values, nrows):
+    """Decide the libsnap type of one column and keep what the fill needs."""
+    label = col.label
+    if isinstance(values, pd.arrays.NumpyExtensionArray):
+        values = values.to_numpy()  # a view of the numpy data
+    dtype = getattr(values, "dtype", None)
+    if dtype is None:
+        values = np.asarray(values)
+        dtype = values.dtype
+    if len(values) != nrows:
+        raise _core.InvalidArgument(f"column {label!r}: {len(values)} rows, expected {nrows}")
+    if isinstance(dtype, pd.CategoricalDtype):
+        cats = dtype.categories
+        if infer_dtype(cats, skipna=False) not in ("string", "empty"):
+            _refuse(label, dtype, "categories must be strings")
+        codes = np.asarray(values.codes)
+        col.type, col.code_type = "category", _CODE_TYPES[codes.dtype.itemsize]
+        col.values = codes
+        offs, data, _ = _encode_strings(np.asarray(cats, dtype=object), label)
+        col.dictionary = (offs, data)
+        col.dict_size, col.data_bytes = len(cats), len(data)
+        return
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        col.type, col.tz = "timestamp[ns]", str(dtype.tz)
+        arr = pd.DatetimeIndex(values).as_unit("ns")
+        col.values = arr.asi8
+        if arr.hasnans:
+            col.nullable, col.mask = True, np.asarray(arr.isna())
+        return
+    if isinstance(dtype, np.dtype) and dtype.kind in "Mm":
+        if dtype.kind == "M":
+            col.type = "timestamp[ns]"
+            arr = np.asarray(values).astype("M8[ns]", copy=False)
+        else:
+            col.type = "duration[ns]"
+            arr = np.asarray(values).astype("m8[ns]", copy=False)
+        nat = np.isnat(arr)
+        col.values = arr.view(np.int64)
+        if nat.any():
+            col.nullable, col.mask = True, nat
+        return
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and hasattr(values, "_mask") \
+            and hasattr(values, "_data"):  # pandas masked arrays: Int64, Float64, boolean
+        data = np.asarray(values._data)
+        key = (data.dtype.kind, data.dtype.itemsize)
+        if key not in _KIND_TYPE:
+            _refuse(label, dtype)
+        col.type, col.values = _KIND_TYPE[key], data
+        mask = np.asarray(values._mask)
+        if mask.any():
+            col.nullable, col.mask = True, mask
+        return
+    is_str = (isinstance(dtype, pd.StringDtype) or
+              (dtype == object and infer_dtype(values, skipna=True) in ("string", "empty")) or
+              (pa is not None and isinstance(dtype, pd.ArrowDtype) and
+               pa.types.is_string(dtype.pyarrow_dtype) or
+               pa is not None and isinstance(dtype, pd.ArrowDtype) and
+               pa.types.is_large_string(dtype.pyarrow_dtype)))
+    if is_str:
+        offs, data, mask = _encode_strings(values, label)
+        col.type, col.strings, col.data_bytes = "string", (offs, data), len(data)
+        if mask is not None:
+            col.nullable, col.mask = True, mask
+        return
+    if isinstance(dtype, pd.ArrowDtype):
+        try:
+            arr = values.to_numpy()
+            if arr.dtype == object:
+                raise TypeError
+        except (TypeError, ValueError):
+            _refuse(label, dtype, "convert it to a numpy or masked dtype first")
+        return _classify(col, arr, nrows)
+    if isinstance(dtype, np.dtype) and (dtype.kind, dtype.itemsize) in _KIND_TYPE:
+        col.type, col.values = _KIND_TYPE[(dtype.kind, dtype.itemsize)], np.asarray(values)
+        return
+    if dtype == object:
+        _refuse(label, dtype, f"holds {infer_dtype(values, skipna=True)} values")
+    _refuse(label, dtype)
+
+
+def _items(data):
+    """(list of (label, values), nrows, index, column-labels metadata)."""
+    if isinstance(data, pd.DataFrame):
+        items = [(lab, data.iloc[:, j].array) for j, lab in enumerate(data.columns)]
+        cols = data.columns
+        if isinstance(cols, pd.RangeIndex):
+            spec = {"kind": "range", "start": cols.start, "stop": cols.stop, "step": cols.step,
+                    "name": _json_label(cols.name)}
+        else:
+            spec = {"kind": "list", "name": _json_label(cols.name),
+                    "names": [_json_label(x) for x in cols.names]
+                    if isinstance(cols, pd.MultiIndex) else None}
+        return items, len(data), data.index, spec
+    if isinstance(data, np.ndarray):
+        if data.ndim != 2:
+            raise _core.InvalidArgument(
+                f"a numpy array to publish must be 2-D (rows, columns), not {data.ndim}-D")
+        items = [(j, data[:, j]) for j in range(data.shape[1])]
+        return items, data.shape[0], None, {"kind": "range", "start": 0,
+                                            "stop": data.shape[1], "step": 1, "name": None}
+    if isinstance(data, dict):
+        items = [(k, v.array if isinstance(v, pd.Series) else v) for k, v in data.items()]
+        lens = {len(v) for _, v in items}
+        if len(lens) > 1:
+            raise _core.InvalidArgument(f"columns of different lengths: {sorted(lens)}")
+        return items, lens.pop() if lens else 0, None, {"kind": "list", "name": None}
+    raise TypeError(f"cannot publish {type(data).__name__}: pass a DataFrame, a dict of "
+                    "1-D arrays or a 2-D numpy array")
+
+
+def _segment_name(label, used):
+    name = "_".join(map(str, label)) if isinstance(label, tuple) else str(label)
+    name = name.replace("\0", "?") or "_"
+    base, k = name, 1
+    while name in used:  # names in the segment stay unique; labels live in metadata
+        k += 1
+        name = f"{base}.{k}"
+    used.add(name)
+    return name
+
+
+def _fill(pub, i, col: _Col):
+    if col.type == "string":
+        offs, data = col.strings
+        np.copyto(np.frombuffer(pub.buffer("offsets", i), np.int64), offs)
+        if len(data):
+            np.copyto(np.frombuffer(pub.buffer("data", i), np.uint8), data)
+    elif col.type == "category":
+        offs, data = col.dictionary
+        np.copyto(np.frombuffer(pub.buffer("offsets", i), np.int64), offs)
+        if len(data):
+            np.copyto(np.frombuffer(pub.buffer("data", i), np.uint8), data)
+        if len(col.values):
+            np.copyto(np.frombuffer(pub.buffer("values", i), col.values.dtype), col.values)
+    elif len(col.values):
+        dst = np.frombuffer(pub.buffer("values", i), col.values.dtype)
+        np.copyto(dst, col.values, casting="no")
+    if col.nullable:
+        bits = np.packbits(~np.asarray(col.mask, dtype=bool), bitorder="little")
+        np.copyto(np.frombuffer(pub.buffer("validity", i), np.uint8), bits)
+
+
+def publish(store, dataset: str, data) -> int:
+    items, nrows, index, labels_spec = _items(data)
+    used: set = set()
+    cols = []
+    for label, values in items:
+        c = _Col(label, _segment_name(label, used))
+        _classify(c, values, nrows)
+        cols.append(c)
+    index_meta = None
+    if index is None or (isinstance(index, pd.RangeIndex)):
+        rng = index if index is not None else pd.RangeIndex(nrows)
+        index_meta = {"kind": "range", "start": rng.start, "stop": rng.stop, "step": rng.step,
+                      "name": _json_label(rng.name)}
+    else:  # index levels go last, so they are the trailing rows of their blocks
+        names, first = [], len(cols)
+        for k in range(index.nlevels):
+            level = index.get_level_values(k)
+            c = _Col(("__index__", k), _segment_name(f"__index_level_{k}__", used))
+            _classify(c, level.array, nrows)
+            cols.append(c)
+            names.append(_json_label(index.names[k]))
+        index_meta = {"kind": "columns", "cols": list(range(first, len(cols))), "names": names}
+    ndata = len(items)
+    ordered = {str(i): True for i, (_, v) in enumerate(items)
+               if isinstance(getattr(v, "dtype", None), pd.CategoricalDtype) and v.dtype.ordered}
+    meta = {"libsnap_python": 1,
+            "columns": [{"label": _json_label(cols[i].label), "col": i} for i in range(ndata)],
+            "column_labels": labels_spec, "index": index_meta, "ordered": ordered}
+    pub = store.begin(dataset, nrows, [c.field() for c in cols], json.dumps(meta).encode())
+    try:
+        for i, c in enumerate(cols):
+            _fill(pub, i, c)
+        return pub.commit()
+    except BaseException:
+        try:
+            pub.abort()
+        except BufferError:  # a view is still alive (e.g. in the traceback): the
+            pass             # publish is aborted when its last buffer goes
+        raise
