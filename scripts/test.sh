@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what it needs, then builds and runs every test
-# twice, once plain (-Wall -Wextra -Werror) and once under ASan+UBSan, and checks
-# the C formatting. Usage: scripts/test.sh
+# The whole test suite: installs what it needs (Debian packages, two Python venvs),
+# checks the C formatting, then builds and runs every test twice: once plain
+# (-Wall -Wextra -Werror; C tests, install test, Python tests on pandas 3 with
+# pyarrow and on pandas 2.2 without it) and once under ASan+UBSan (C tests).
+# Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/venv.sh .venv readers/python/requirements-test.txt
+bash scripts/venv.sh .venv-pd22 readers/python/requirements-pandas22.txt
 
 jobs=$(nproc)
 echo "== format check (clang-format --dry-run)"
 git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
 
 echo "== build and test: release"
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-Werror
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-Werror \
+  -DPython3_EXECUTABLE="$PWD/.venv/bin/python" -DSNAP_PYTHON_SECOND="$PWD/.venv-pd22/bin/python"
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== build and test: ASan + UBSan"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-  -DSNAP_SANITIZE=address,undefined -DSNAP_BUILD_BENCH=OFF -DCMAKE_C_FLAGS=-Werror
+  -DSNAP_SANITIZE=address,undefined -DSNAP_BUILD_BENCH=OFF -DSNAP_BUILD_PYTHON=OFF \
+  -DCMAKE_C_FLAGS=-Werror
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"

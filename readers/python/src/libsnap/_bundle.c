@@ -7,7 +7,7 @@
 #include "../../../../libsnap/src/control.c"
 #include "../../../../libsnap/src/error.c"
 #include "../../../../libsnap/src/gc.c"
+#include "../../../../libsnap/src/pin.c"
 #include "../../../../libsnap/src/publish.c"
 #include "../../../../libsnap/src/segment.c"
 #include "../../../../libsnap/src/store.c"
-#include "../../../../libsnap/src/pin.c"

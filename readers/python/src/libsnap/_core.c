@@ -22,8 +22,8 @@
 
 /* ---------------------------------------------------------------- errors */
 
-static PyObject *ErrorBase;     /* libsnap.Error */
-static PyObject *OSErrorClass;  /* libsnap.OSError(Error, builtins.OSError) */
+static PyObject *ErrorBase;    /* libsnap.Error */
+static PyObject *OSErrorClass; /* libsnap.OSError(Error, builtins.OSError) */
 #define X_COUNT(name, code, msg) +1
 enum { NERRORS = 0 SNAP_ERROR_MAP(X_COUNT) };
 #undef X_COUNT
@@ -42,13 +42,11 @@ static const char *const ErrorNames[NERRORS] = {
 /* Python class name for a table entry: the few with a conventional Python
  * spelling, else the C name capitalised (BUSY -> Busy). */
 static void class_name(const char *cname, char *out, size_t len) {
-  static const char *const special[][2] = {{"NOTFOUND", "NotFound"},
-                                           {"FORMAT", "FormatError"},
-                                           {"INVAL", "InvalidArgument"},
-                                           {"CHECKSUM", "ChecksumError"},
-                                           {"CONTROL", "ControlError"},
-                                           {"MAPFULL", "MapFull"},
-                                           {"RDONLY", "ReadOnly"}};
+  static const char *const special[][2] = {
+      {"NOTFOUND", "NotFound"},     {"FORMAT", "FormatError"},
+      {"INVAL", "InvalidArgument"}, {"CHECKSUM", "ChecksumError"},
+      {"CONTROL", "ControlError"},  {"MAPFULL", "MapFull"},
+      {"RDONLY", "ReadOnly"}};
   for (size_t i = 0; i < sizeof special / sizeof special[0]; i++)
     if (!strcmp(special[i][0], cname)) {
       snprintf(out, len, "%s", special[i][1]);
@@ -122,7 +120,8 @@ static PyObject *store_closed(void) {
 
 /* ---------------------------------------------------------------- Buffer */
 
-static PyObject *buffer_new(PyObject *owner, const void *ptr, uint64_t len, int writable) {
+static PyObject *buffer_new(PyObject *owner, const void *ptr, uint64_t len,
+                            int writable) {
   BufferObject *b = PyObject_New(BufferObject, &BufferType);
   if (!b) return NULL;
   Py_INCREF(owner);
@@ -203,7 +202,8 @@ static void pin_dealloc(PyObject *self) {
   if (p->snap) {
     snap_snapshot *s = p->snap;
     p->snap = NULL;
-    Py_BEGIN_ALLOW_THREADS snap_unpin(s);
+    Py_BEGIN_ALLOW_THREADS
+    snap_unpin(s);
     Py_END_ALLOW_THREADS
   }
   Py_XDECREF(p->store);
@@ -253,16 +253,15 @@ static PyObject *pin_columns(PyObject *self, PyObject *unused) {
     const struct snap_column *c = snap_snapshot_column(s, i);
     PyObject *name = PyUnicode_DecodeUTF8(c->name, (Py_ssize_t)c->name_len, "strict");
     PyObject *tz = opt_str(c->timezone);
-    PyObject *t = name && tz
-                      ? Py_BuildValue("(OsOOiisKK)", name, snap_type_name(c->type),
-                                      c->flags & SNAP_NULLABLE ? Py_True : Py_False, tz,
-                                      c->block == SNAP_NO_BLOCK ? -1 : (int)c->block,
-                                      (int)c->block_pos,
-                                      c->type == SNAP_CATEGORY ? snap_type_name(c->code_type)
-                                                               : "",
-                                      (unsigned long long)c->dict_size,
-                                      (unsigned long long)c->data_bytes)
-                      : NULL;
+    PyObject *t =
+        name && tz
+            ? Py_BuildValue(
+                  "(OsOOiisKK)", name, snap_type_name(c->type),
+                  c->flags & SNAP_NULLABLE ? Py_True : Py_False, tz,
+                  c->block == SNAP_NO_BLOCK ? -1 : (int)c->block, (int)c->block_pos,
+                  c->type == SNAP_CATEGORY ? snap_type_name(c->code_type) : "",
+                  (unsigned long long)c->dict_size, (unsigned long long)c->data_bytes)
+            : NULL;
     Py_XDECREF(name);
     Py_XDECREF(tz);
     if (!t) {
@@ -363,8 +362,10 @@ static PyObject *pin_verify(PyObject *self, PyObject *unused) {
   struct snap_error err = {0};
   int rc;
   snap_snapshot *s = ((PinObject *)self)->snap;
-  Py_BEGIN_ALLOW_THREADS rc = snap_snapshot_verify(s, &err);
-  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_snapshot_verify(s, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) return raise_status(rc, &err);
   Py_RETURN_NONE;
 }
 
@@ -375,16 +376,15 @@ static PyMethodDef pin_methods[] = {
     {"verify", pin_verify, METH_NOARGS, "Recompute the data checksum."},
     {NULL}};
 
-static PyGetSetDef pin_getset[] = {
-    {"dataset", pin_get, NULL, NULL, (void *)0},
-    {"version", pin_get, NULL, NULL, (void *)1},
-    {"nrows", pin_get, NULL, NULL, (void *)2},
-    {"ncols", pin_get, NULL, NULL, (void *)3},
-    {"nblocks", pin_get, NULL, NULL, (void *)4},
-    {"metadata", pin_get, NULL, NULL, (void *)5},
-    {"path", pin_get, NULL, NULL, (void *)6},
-    {"created_ns", pin_get, NULL, NULL, (void *)7},
-    {NULL}};
+static PyGetSetDef pin_getset[] = {{"dataset", pin_get, NULL, NULL, (void *)0},
+                                   {"version", pin_get, NULL, NULL, (void *)1},
+                                   {"nrows", pin_get, NULL, NULL, (void *)2},
+                                   {"ncols", pin_get, NULL, NULL, (void *)3},
+                                   {"nblocks", pin_get, NULL, NULL, (void *)4},
+                                   {"metadata", pin_get, NULL, NULL, (void *)5},
+                                   {"path", pin_get, NULL, NULL, (void *)6},
+                                   {"created_ns", pin_get, NULL, NULL, (void *)7},
+                                   {NULL}};
 
 static PyTypeObject PinType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "libsnap._core.Pin",
@@ -449,8 +449,10 @@ static PyObject *publish_commit(PyObject *self, PyObject *unused) {
   uint64_t version = 0;
   struct snap_error err = {0};
   int rc;
-  Py_BEGIN_ALLOW_THREADS rc = snap_publish_commit(pub, &version, &err);
-  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_publish_commit(pub, &version, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) return raise_status(rc, &err);
   return PyLong_FromUnsignedLongLong(version);
 }
 
@@ -459,7 +461,8 @@ static PyObject *publish_abort(PyObject *self, PyObject *unused) {
   PublishObject *p = (PublishObject *)self;
   if (p->pub && p->exports)
     return PyErr_Format(PyExc_BufferError,
-                        "%zd buffer export(s) of this publish are still alive", p->exports);
+                        "%zd buffer export(s) of this publish are still alive",
+                        p->exports);
   snap_publish_abort(p->pub);
   p->pub = NULL;
   Py_RETURN_NONE;
@@ -474,8 +477,10 @@ static PyObject *publish_version(PyObject *self, void *closure) {
 
 static PyMethodDef publish_methods[] = {
     {"buffer", publish_buffer, METH_VARARGS, "buffer(kind, column) -> writable Buffer."},
-    {"column", publish_column, METH_VARARGS, "column(i) -> (type, code_type, block, pos)"},
-    {"commit", publish_commit, METH_NOARGS, "Validate, seal and flip; returns the version."},
+    {"column", publish_column, METH_VARARGS,
+     "column(i) -> (type, code_type, block, pos)"},
+    {"commit", publish_commit, METH_NOARGS,
+     "Validate, seal and flip; returns the version."},
     {"abort", publish_abort, METH_NOARGS, "Abandon the publish."},
     {NULL}};
 
@@ -512,8 +517,10 @@ static int store_init(PyObject *self, PyObject *args, PyObject *kw) {
   unsigned flags = (create ? SNAP_CREATE : 0) | (readonly ? SNAP_RDONLY : 0);
   int rc;
   snap_store *st = NULL;
-  Py_BEGIN_ALLOW_THREADS rc = snap_store_open(path, flags, &st, &err);
-  Py_END_ALLOW_THREADS Py_XDECREF(bytes);
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_store_open(path, flags, &st, &err);
+  Py_END_ALLOW_THREADS
+  Py_XDECREF(bytes);
   if (rc) {
     raise_status(rc, &err);
     return -1;
@@ -535,7 +542,8 @@ static PyObject *store_close(PyObject *self, PyObject *unused) {
   snap_store *st = s->store;
   s->store = NULL;
   if (st) {
-    Py_BEGIN_ALLOW_THREADS snap_store_close(st);
+    Py_BEGIN_ALLOW_THREADS
+    snap_store_close(st);
     Py_END_ALLOW_THREADS
   }
   Py_RETURN_NONE;
@@ -552,13 +560,15 @@ static PyObject *store_pin(PyObject *self, PyObject *args) {
   int rc;
   /* The fast path takes ~20 ns: not worth dropping the GIL for. The slow
    * path maps and validates; drop it then. */
-  if (!version) rc = snap_pin(s->store, dataset, &snap, &err);
-  else rc = SNAP_EBUSY;
+  if (!version)
+    rc = snap_pin(s->store, dataset, &snap, &err);
+  else
+    rc = SNAP_EBUSY;
   if (rc) {
     memset(&err, 0, sizeof err);
-    Py_BEGIN_ALLOW_THREADS rc = version ? snap_pin_version(s->store, dataset, version,
-                                                           &snap, &err)
-                                        : snap_pin(s->store, dataset, &snap, &err);
+    Py_BEGIN_ALLOW_THREADS
+    rc = version ? snap_pin_version(s->store, dataset, version, &snap, &err)
+                 : snap_pin(s->store, dataset, &snap, &err);
     Py_END_ALLOW_THREADS
   }
   if (rc) return raise_status(rc, &err);
@@ -618,8 +628,10 @@ static PyObject *store_begin(PyObject *self, PyObject *args) {
   snap_publish *pub = NULL;
   struct snap_error err = {0};
   int rc;
-  Py_BEGIN_ALLOW_THREADS rc = snap_publish_begin(s->store, dataset, &schema, &pub, &err);
-  Py_END_ALLOW_THREADS if (rc) {
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_publish_begin(s->store, dataset, &schema, &pub, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) {
     raise_status(rc, &err);
     goto out;
   }
@@ -658,8 +670,10 @@ static PyObject *store_versions(PyObject *self, PyObject *args) {
   size_t n = 0;
   struct snap_error err = {0};
   int rc;
-  Py_BEGIN_ALLOW_THREADS rc = snap_version_list(s->store, dataset, &vi, &n, &err);
-  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_version_list(s->store, dataset, &vi, &n, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) return raise_status(rc, &err);
   PyObject *list = PyList_New((Py_ssize_t)n);
   for (size_t i = 0; list && i < n; i++) {
     PyObject *d = version_dict(&vi[i]);
@@ -681,14 +695,16 @@ static PyObject *store_datasets(PyObject *self, PyObject *unused) {
   size_t n = 0;
   struct snap_error err = {0};
   int rc;
-  Py_BEGIN_ALLOW_THREADS rc = snap_dataset_list(s->store, &di, &n, &err);
-  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_dataset_list(s->store, &di, &n, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) return raise_status(rc, &err);
   PyObject *list = PyList_New((Py_ssize_t)n);
   for (size_t i = 0; list && i < n; i++) {
     PyObject *d = Py_BuildValue("{sssKsKsIsIsK}", "name", di[i].name, "current",
                                 (unsigned long long)di[i].current, "next_version",
-                                (unsigned long long)di[i].next_version, "keep", di[i].keep,
-                                "nversions", di[i].nversions, "nbytes",
+                                (unsigned long long)di[i].next_version, "keep",
+                                di[i].keep, "nversions", di[i].nversions, "nbytes",
                                 (unsigned long long)di[i].bytes);
     if (!d) {
       Py_CLEAR(list);
@@ -738,7 +754,8 @@ static PyObject *store_gc(PyObject *self, PyObject *args, PyObject *kw) {
   struct snap_error err = {0};
   /* gc does not block on pins (LOCK_NB), so it runs with the GIL held and
    * the callback may build Python objects directly. */
-  int rc = snap_gc(s->store, dataset, dry ? SNAP_GC_DRY_RUN : 0, gc_item, items, &st, &err);
+  int rc =
+      snap_gc(s->store, dataset, dry ? SNAP_GC_DRY_RUN : 0, gc_item, items, &st, &err);
   if (rc) {
     Py_DECREF(items);
     return raise_status(rc, &err);
@@ -758,8 +775,10 @@ static PyObject *store_rollback(PyObject *self, PyObject *args) {
   if (!s->store) return store_closed();
   struct snap_error err = {0};
   int rc;
-  Py_BEGIN_ALLOW_THREADS rc = snap_rollback(s->store, dataset, version, &err);
-  Py_END_ALLOW_THREADS if (rc) return raise_status(rc, &err);
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_rollback(s->store, dataset, version, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) return raise_status(rc, &err);
   Py_RETURN_NONE;
 }
 
@@ -779,8 +798,10 @@ static PyObject *store_trim(PyObject *self, PyObject *unused) {
   (void)unused;
   StoreObject *s = (StoreObject *)self;
   if (!s->store) return store_closed();
-  Py_BEGIN_ALLOW_THREADS snap_store_trim(s->store);
-  Py_END_ALLOW_THREADS Py_RETURN_NONE;
+  Py_BEGIN_ALLOW_THREADS
+  snap_store_trim(s->store);
+  Py_END_ALLOW_THREADS
+  Py_RETURN_NONE;
 }
 
 static PyObject *store_path(PyObject *self, void *closure) {
@@ -827,8 +848,12 @@ static PyTypeObject StoreType = {
 
 /* ---------------------------------------------------------------- module */
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "libsnap._core",
-                                    "CPython binding of libsnap.", -1, NULL};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "libsnap._core",
+    .m_doc = "CPython binding of libsnap.",
+    .m_size = -1,
+};
 
 PyMODINIT_FUNC PyInit__core(void) {
   PyObject *m = PyModule_Create(&module);

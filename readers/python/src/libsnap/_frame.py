@@ -91,9 +91,15 @@ def _strings(pin, c, i, n, kind_offsets="offsets", kind_data="data", validity=No
     if pa is not None:
         vb = pa.py_buffer(validity) if validity is not None else None
         return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data), vb)
+    # without pyarrow: a documented copy into Python str objects (None = missing)
     o = np.frombuffer(offs, np.int64, count=n + 1)
     raw = bytes(memoryview(data))
-    return np.array([raw[o[k]:o[k + 1]].decode("utf-8") for k in range(n)], dtype=object)
+    out = np.empty(n, dtype=object)
+    out[:] = [raw[o[k]:o[k + 1]].decode("utf-8") for k in range(n)]
+    if validity is not None:
+        bits = np.frombuffer(validity, np.uint8)
+        out[~np.unpackbits(bits, bitorder="little", count=n).astype(bool)] = None
+    return out
 
 
 def _categories(pin, c, i):
@@ -195,10 +201,12 @@ def _frame_from_blocks(blocks, index, columns):
         from pandas.api.internals import create_dataframe_from_blocks
     except ImportError:  # pandas 2.x: the same through the internal block API
         from pandas.core.internals.api import make_block
+        from pandas.core.internals.blocks import ensure_block_shape
         from pandas.core.internals.managers import BlockManager
 
-        mgr = BlockManager(tuple(make_block(v, placement=p, ndim=2) for v, p in blocks),
-                           [columns, index])
+        # 2-D-capable arrays (zoned timestamps) must be shaped (1, n) for their block
+        mgr = BlockManager(tuple(make_block(ensure_block_shape(v, ndim=2), placement=p, ndim=2)
+                                 for v, p in blocks), [columns, index])
         return pd.DataFrame._from_mgr(mgr, axes=mgr.axes)
     return create_dataframe_from_blocks(blocks, index=index, columns=columns)
 
