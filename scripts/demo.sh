@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# The main job, end to end: install what is needed, build, and run the demo
-# (one writer refreshing a table in shared memory while reader processes
-# query it). Extra arguments go to the demo, e.g. --readers 8 --rows 5000000.
+# The main job, end to end: install what is needed (Debian packages, a Python venv
+# with numpy/pandas/pyarrow and the libsnap module), then run the motivating
+# workload: 10 Python worker processes answering random queries against one table in
+# shared memory while a writer refreshes it every few seconds. Extra arguments go to
+# the example, e.g. --workers 16 --rows 5000000 --cols 100 --seconds 60.
+# `scripts/demo.sh --c` runs the C demo instead (one writer, C reader processes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j "$(nproc)"
 store=${LIBSNAP_STORE:-/dev/shm/libsnap/demo}
-exec ./build/examples/libsnap_demo --store "$store" "$@"
+if [ "${1:-}" = "--c" ]; then
+  shift
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSNAP_BUILD_PYTHON=OFF \
+    >/dev/null
+  cmake --build build -j "$(nproc)"
+  exec ./build/examples/libsnap_demo --store "$store" "$@"
+fi
+bash scripts/venv.sh .venv readers/python/requirements-test.txt
+.venv/bin/python -m pip install -q ./readers/python
+exec .venv/bin/python readers/python/examples/workers.py --store "$store" "$@"

@@ -103,14 +103,18 @@ def main():
         ready.get(timeout=300)
     end = time.monotonic() + args.seconds
     refreshes = []
+    segdir = os.path.join(os.path.realpath(args.store), "segments")
+    mem = []
     while time.monotonic() + args.refresh < end:
         time.sleep(args.refresh)  # the refresh cadence, not synchronisation
+        # memory while every worker is settled on the current version
+        mem = [pss_kb(p.pid, segdir) for p in procs if p.is_alive()]
         t0 = time.perf_counter()
         version = store.publish(DATASET, table(version + 1, args.rows, args.cols))
         refreshes.append(time.perf_counter() - t0)
         print(f"refresh: published v{version} in {refreshes[-1]:.2f} s")
-    segdir = os.path.join(os.path.realpath(args.store), "segments")
-    mem = [pss_kb(p.pid, segdir) for p in procs if p.is_alive()]
+    if not mem:
+        mem = [pss_kb(p.pid, segdir) for p in procs if p.is_alive()]
     out = [results.get(timeout=300) for _ in procs]
     for p in procs:
         p.join()

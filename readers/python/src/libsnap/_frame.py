@@ -17,10 +17,20 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-try:  # optional: strings and nullable temporals zero-copy through Arrow
-    import pyarrow as pa
-except ImportError:  # pragma: no cover - exercised by the no-pyarrow test leg
-    pa = None
+_PA = []
+
+
+def _pyarrow():
+    """pyarrow if installed (strings and nullable temporals stay zero-copy), else
+    None. Imported on first need: it costs milliseconds that a numeric table's
+    read does not need to pay."""
+    if not _PA:
+        try:
+            import pyarrow
+        except ImportError:
+            pyarrow = None
+        _PA.append(pyarrow)
+    return _PA[0]
 
 _NP = {
     "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
@@ -88,6 +98,7 @@ def _values(pin, c, i, nrows):
 def _strings(pin, c, i, n, kind_offsets="offsets", kind_data="data", validity=None):
     offs = _buf(pin, kind_offsets, i)
     data = _buf(pin, kind_data, i)
+    pa = _pyarrow()
     if pa is not None:
         vb = pa.py_buffer(validity) if validity is not None else None
         return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data), vb)
@@ -104,7 +115,7 @@ def _strings(pin, c, i, n, kind_offsets="offsets", kind_data="data", validity=No
 
 def _categories(pin, c, i):
     d = _strings(pin, c, i, int(c[7]))
-    if pa is not None:
+    if _pyarrow() is not None:
         d = d.to_pylist()
     return pd.Index(list(d))  # the labels pandas would infer (str in pandas 3)
 
@@ -122,6 +133,7 @@ def column(pin, lay: Layout, i: int):
     c = lay.cols[i]
     name, tname, nullable, tz, _, _, code, dict_size, _ = c
     n = pin.nrows
+    pa = _pyarrow() if tname == "string" or (nullable and tname.endswith("[ns]")) else None
     if tname == "string":
         arr = _strings(pin, c, i, n, validity=_buf(pin, "validity", i) if nullable else None)
         return pd.arrays.ArrowExtensionArray(arr) if pa is not None else arr
@@ -196,19 +208,22 @@ def _columns_index(lay: Layout):
     return pd.Index(lay.labels, name=name, tupleize_cols=False)
 
 
-def _frame_from_blocks(blocks, index, columns):
-    try:
-        from pandas.api.internals import create_dataframe_from_blocks
-    except ImportError:  # pandas 2.x: the same through the internal block API
-        from pandas.core.internals.api import make_block
-        from pandas.core.internals.blocks import ensure_block_shape
-        from pandas.core.internals.managers import BlockManager
+try:  # pandas 3: the public constructor from whole blocks
+    from pandas.api.internals import create_dataframe_from_blocks as _from_blocks
+except ImportError:  # pandas 2.x: the same through the internal block API
+    from pandas.core.internals.api import make_block as _make_block
+    from pandas.core.internals.blocks import ensure_block_shape as _block_shape
+    from pandas.core.internals.managers import BlockManager as _BlockManager
 
+    def _from_blocks(blocks, index, columns):
         # 2-D-capable arrays (zoned timestamps) must be shaped (1, n) for their block
-        mgr = BlockManager(tuple(make_block(ensure_block_shape(v, ndim=2), placement=p, ndim=2)
-                                 for v, p in blocks), [columns, index])
+        mgr = _BlockManager(tuple(_make_block(_block_shape(v, ndim=2), placement=p, ndim=2)
+                                  for v, p in blocks), [columns, index])
         return pd.DataFrame._from_mgr(mgr, axes=mgr.axes)
-    return create_dataframe_from_blocks(blocks, index=index, columns=columns)
+
+
+def _frame_from_blocks(blocks, index, columns):
+    return _from_blocks(blocks, index=index, columns=columns)
 
 
 def to_pandas(pin, lay: Layout | None = None) -> pd.DataFrame:

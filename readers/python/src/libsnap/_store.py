@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _core
+from ._frame import layout as _layout, to_pandas as _to_pandas
 
 __all__ = ["open", "Store", "Snapshot", "VersionInfo", "GcReport"]
 
@@ -64,9 +65,7 @@ class Store:
         """The current (or a retained) version as a read-only pandas DataFrame
         over shared memory. The version stays pinned while the frame, or any
         Series or array taken from it, is alive."""
-        from ._frame import to_pandas
-
-        return to_pandas(self._s.pin(dataset, version or 0))
+        return _to_pandas(self._s.pin(dataset, version or 0))
 
     def datasets(self) -> list[str]:
         """Names of the datasets in the store, sorted."""

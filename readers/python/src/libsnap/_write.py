@@ -15,10 +15,7 @@ from pandas.api.types import infer_dtype
 
 from . import _core
 
-try:
-    import pyarrow as pa
-except ImportError:  # pragma: no cover
-    pa = None
+from ._frame import _pyarrow
 
 T = _core.TYPES
 _KIND_TYPE = {
@@ -65,6 +62,7 @@ class _Col:
 
 def _encode_strings(values, label):
     """(offsets int64, data bytes as uint8 array, missing mask or None)."""
+    pa = _pyarrow()
     if pa is not None:
         try:
             arr = pa.array(values, type=pa.large_string(), from_pandas=True)
@@ -147,6 +145,7 @@ def _classify(col: _Col, values, nrows):
         if mask.any():
             col.nullable, col.mask = True, mask
         return
+    pa = _pyarrow() if isinstance(dtype, pd.ArrowDtype) else None
     is_str = (isinstance(dtype, pd.StringDtype) or
               (dtype == object and infer_dtype(values, skipna=True) in ("string", "empty")) or
               (pa is not None and isinstance(dtype, pd.ArrowDtype) and
