@@ -29,3 +29,13 @@ def anon_kb():
             if line.startswith("Anonymous:"):
                 return int(line.split()[1])
     raise AssertionError("no Anonymous line in smaps_rollup")
+
+
+def uss_kb():
+    """Unique set size: memory only this process maps (Private_Clean + Private_Dirty)."""
+    total = 0
+    with open("/proc/self/smaps_rollup") as f:
+        for line in f:
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                total += int(line.split()[1])
+    return total

@@ -6,7 +6,9 @@ import pandas as pd
 import pytest
 
 import libsnap
-from conftest import anon_kb
+import os
+
+from conftest import anon_kb, uss_kb
 
 pa = pytest.importorskip("pyarrow") if False else None
 try:
@@ -266,4 +268,37 @@ def test_memory_does_not_grow_by_the_table(store):
     assert np.shares_memory(col, segment_array(store, "big"))
     grew = after - before
     print(f"anonymous memory grew {grew} kB while reading a 262144 kB table")
+    assert grew < 16 * 1024
+
+
+def test_uss_does_not_grow_by_the_table_with_another_reader(store):
+    """USS counts shared-memory pages as private when no other process maps them,
+    so a second reader holds the table as a real deployment has; then reading the
+    256 MiB table must not grow this process's unique memory by its size."""
+    rows = 256 * 1024 * 1024 // 8 // 16
+    store.publish("big2", np.random.default_rng(6).random((rows, 16)))
+    gc.collect()
+    r, w = os.pipe()
+    r2, w2 = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.close(w2)
+            held = store.read("big2")
+            held.to_numpy().sum()  # map every page
+            os.write(w, b"r")
+            os.read(r2, 1)  # hold until the parent has measured
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.close(r2)
+    assert os.read(r, 1) == b"r"
+    before = uss_kb()
+    df = store.read("big2")
+    df.to_numpy().sum()
+    grew = uss_kb() - before
+    os.write(w2, b"g")
+    os.waitpid(pid, 0)
+    print(f"USS grew {grew} kB while reading a 262144 kB table")
     assert grew < 16 * 1024
