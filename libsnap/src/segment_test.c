@@ -216,16 +216,11 @@ static char *g_dir;
 static snap_store *g_store;
 
 static void open_store(void) {
-  g_dir = tu_store_dir("segment");
-  struct snap_error err;
-  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, SNAP_CREATE, &g_store, &err), 0);
+  g_store = tu_store_create("segment", &g_dir);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(g_store);
 }
 
-static void close_store(void) {
-  snap_store_close(g_store);
-  tu_store_remove(g_dir);
-  free(g_dir);
-}
+static void close_store(void) { tu_store_destroy(g_store, g_dir); }
 
 static uint64_t publish_mixed(uint64_t nrows) {
   struct snap_field f[18];
@@ -490,10 +485,7 @@ static void test_truncated(void) {
 static void test_format_version_refused(void) {
   open_store();
   uint64_t v = publish_mixed(10);
-  char path[4096];
-  snprintf(path, sizeof path, "%s/segments/mixed/%llu.seg", g_dir, (unsigned long long)v);
-  chmod(path, 0644);
-  int fd = open(path, O_RDWR);
+  int fd = tu_segment_open_rw(g_dir, "mixed", v);
   uint32_t two = 2;
   CU_ASSERT_EQUAL(pwrite(fd, &two, 4, SNAP__H_FORMAT), 4);
   close(fd);
@@ -507,10 +499,7 @@ static void test_format_version_refused(void) {
 static void test_verify_detects_data_damage(void) {
   open_store();
   uint64_t v = publish_mixed(100);
-  char path[4096];
-  snprintf(path, sizeof path, "%s/segments/mixed/%llu.seg", g_dir, (unsigned long long)v);
-  chmod(path, 0644);
-  int fd = open(path, O_RDWR);
+  int fd = tu_segment_open_rw(g_dir, "mixed", v);
   uint64_t doff;
   CU_ASSERT_EQUAL(pread(fd, &doff, 8, SNAP__H_DATA_OFFSET), 8);
   uint8_t byte;

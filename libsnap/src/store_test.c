@@ -16,16 +16,11 @@ static char *g_dir;
 static snap_store *g_store;
 
 static void open_store(void) {
-  g_dir = tu_store_dir("store");
-  struct snap_error err;
-  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, SNAP_CREATE, &g_store, &err), 0);
+  g_store = tu_store_create("store", &g_dir);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(g_store);
 }
 
-static void close_store(void) {
-  snap_store_close(g_store);
-  tu_store_remove(g_dir);
-  free(g_dir);
-}
+static void close_store(void) { tu_store_destroy(g_store, g_dir); }
 
 static int seg_files(void) { return tu_count_files(g_dir) - 3; }
 

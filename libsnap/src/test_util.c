@@ -2,10 +2,12 @@
 #include "test_util.h"
 
 #include <CUnit/Basic.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 char *tu_store_dir(const char *tag) {
@@ -26,6 +28,29 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
 
 void tu_store_remove(const char *dir) {
   if (dir) nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+snap_store *tu_store_create(const char *tag, char **dir) {
+  *dir = tu_store_dir(tag);
+  snap_store *s = NULL;
+  struct snap_error err;
+  if (snap_store_open(*dir, SNAP_CREATE, &s, &err))
+    fprintf(stderr, "tu_store_create %s: %s\n", *dir, err.message);
+  return s;
+}
+
+void tu_store_destroy(snap_store *s, char *dir) {
+  snap_store_close(s);
+  tu_store_remove(dir);
+  free(dir);
+}
+
+int tu_segment_open_rw(const char *dir, const char *dataset, uint64_t version) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/segments/%s/%llu.seg", dir, dataset,
+           (unsigned long long)version);
+  chmod(path, 0644);
+  return open(path, O_RDWR);
 }
 
 static int files;

@@ -11,6 +11,12 @@
  * tu_store_remove(). Returns a malloc'd path. */
 char *tu_store_dir(const char *tag);
 void tu_store_remove(const char *dir);
+/* A fresh store in a fresh directory (the fixture of most tests), and its end. */
+snap_store *tu_store_create(const char *tag, char **dir);
+void tu_store_destroy(snap_store *s, char *dir);
+/* The segment file of @p dataset @p version in store directory @p dir, opened
+ * read-write behind the library's back (for damage tests); -1 on failure. */
+int tu_segment_open_rw(const char *dir, const char *dataset, uint64_t version);
 /* Number of regular files below dir (recursive). */
 int tu_count_files(const char *dir);
 
