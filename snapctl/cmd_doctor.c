@@ -1,0 +1,381 @@
+/*
+ * snapctl doctor: check the store's environment and state, and say for each
+ * finding the command that fixes it.
+ *
+ * Checks: the store opens; the file system (tmpfs, size, free space against the
+ * largest dataset); the mount's huge-page setting and the kernel's shmem THP
+ * override; the cgroup memory limit; orphan segment files (no record names them,
+ * left by a publisher killed mid-commit); draining versions (reclaimable now, or
+ * held by processes). Read-only: it never changes the store.
+ * Exit status: 0 when nothing needs fixing (advice aside), 1 otherwise.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/vfs.h>
+
+#include "snapctl.h"
+
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994
+#endif
+
+struct doctor {
+  int problems, advice;
+};
+
+static void finding(struct doctor *d, const char *level, const char *fix, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+static void finding(struct doctor *d, const char *level, const char *fix, const char *fmt,
+                    ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  printf("%-8s ", level);
+  vprintf(fmt, ap);
+  printf("\n");
+  if (fix) printf("         fix: %s\n", fix);
+  va_end(ap);
+  if (!strcmp(level, "problem")) d->problems++;
+  if (!strcmp(level, "advice")) d->advice++;
+}
+
+/* Decode mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape_mount(char *s) {
+  char *o = s;
+  for (char *p = s; *p; p++) {
+    if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] && p[3]) {
+      *o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+      p += 3;
+    } else {
+      *o++ = *p;
+    }
+  }
+  *o = 0;
+}
+
+/* The mount holding @p path: mount point, fs type and super options. */
+static int find_mount(const char *path, char *mnt, size_t mcap, char *fstype, size_t fcap,
+                      char *opts, size_t ocap) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return -1;
+  char line[4096];
+  size_t best = 0;
+  int found = -1;
+  while (fgets(line, sizeof line, f)) {
+    /* id parent maj:min root mountpoint options [optional...] - fstype source superopts
+     */
+    char *save, *tok = strtok_r(line, " \n", &save);
+    char *point = NULL;
+    for (int i = 1; tok && i < 5; i++) tok = strtok_r(NULL, " \n", &save), point = tok;
+    if (!point) continue;
+    while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-")) {
+    }
+    char *type = strtok_r(NULL, " \n", &save);
+    strtok_r(NULL, " \n", &save); /* source */
+    char *super = strtok_r(NULL, " \n", &save);
+    if (!type || !super) continue;
+    unescape_mount(point);
+    size_t n = strlen(point);
+    int under = !strncmp(path, point, n) && (path[n] == '/' || path[n] == 0 || n == 1);
+    if (under && n >= best) {
+      best = n;
+      snprintf(mnt, mcap, "%s", point);
+      snprintf(fstype, fcap, "%s", type);
+      snprintf(opts, ocap, "%s", super);
+      found = 0;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+static void check_fs(struct doctor *d, const char *path, uint64_t largest) {
+  char real[PATH_MAX], mnt[PATH_MAX], type[64], opts[1024], fix[PATH_MAX + 128], b1[32],
+      b2[32], b3[32];
+  if (!realpath(path, real)) snprintf(real, sizeof real, "%s", path);
+  struct statfs sf;
+  struct statvfs sv;
+  if (statfs(real, &sf) || statvfs(real, &sv)) {
+    finding(d, "problem", NULL, "%s: statfs: %s", real, strerror(errno));
+    return;
+  }
+  int have_mount =
+      !find_mount(real, mnt, sizeof mnt, type, sizeof type, opts, sizeof opts);
+  if (!have_mount) snprintf(mnt, sizeof mnt, "?"), type[0] = 0, opts[0] = 0;
+  uint64_t size = (uint64_t)sv.f_blocks * sv.f_frsize,
+           avail = (uint64_t)sv.f_bavail * sv.f_frsize;
+  if (sf.f_type != TMPFS_MAGIC) {
+    snprintf(fix, sizeof fix,
+             "put the store on a tmpfs, e.g. mount -t tmpfs -o "
+             "size=16G,huge=within_size tmpfs /mnt/libsnap; snapctl --store "
+             "/mnt/libsnap/NAME init");
+    finding(d, "problem", fix, "file system: %s at %s is not tmpfs (%s)", real, mnt,
+            type[0] ? type : "unknown type");
+  } else {
+    finding(d, "ok", NULL, "file system: tmpfs mounted at %s, size %s, free %s", mnt,
+            ctl_bytes(b1, sizeof b1, size), ctl_bytes(b2, sizeof b2, avail));
+  }
+  if (largest && avail < largest) {
+    snprintf(fix, sizeof fix, "snapctl gc; or mount -o remount,size=<larger> %s", mnt);
+    finding(d, "problem", fix,
+            "free space: %s free, less than the largest dataset's current version (%s): "
+            "its next publish would fail with ENOSPC",
+            ctl_bytes(b1, sizeof b1, avail), ctl_bytes(b3, sizeof b3, largest));
+  }
+  if (sf.f_type == TMPFS_MAGIC) {
+    const char *huge = strstr(opts, "huge=");
+    char setting[32] = "never";
+    if (huge) sscanf(huge + 5, "%31[^,]", setting);
+    if (strcmp(setting, "within_size") && strcmp(setting, "always")) {
+      snprintf(fix, sizeof fix, "mount -o remount,huge=within_size %s", mnt);
+      finding(d, "advice", fix,
+              "huge pages: %s is mounted with huge=%s; huge=within_size makes publishes "
+              "and first reads much faster and page tables smaller",
+              mnt, setting);
+    } else {
+      finding(d, "ok", NULL, "huge pages: %s is mounted with huge=%s", mnt, setting);
+    }
+  }
+  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
+  char line[256];
+  if (f && fgets(line, sizeof line, f)) {
+    char *sel = strchr(line, '[');
+    char val[32] = "";
+    if (sel) sscanf(sel + 1, "%31[^]]", val);
+    if (!strcmp(val, "deny"))
+      finding(
+          d, "advice", "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
+          "huge pages: the kernel's shmem_enabled is 'deny', which overrides the mount's "
+          "huge= option");
+  }
+  if (f) fclose(f);
+}
+
+/* The memory limit of this process's cgroup (v2, else v1); 0 when none. */
+static uint64_t cgroup_limit(char *where, size_t cap) {
+  FILE *f = fopen("/proc/self/cgroup", "re");
+  if (!f) return 0;
+  char line[1024], v2[1024] = "", v1[1024] = "";
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    if (!strncmp(line, "0::", 3)) snprintf(v2, sizeof v2, "%s", line + 3);
+    char *m = strstr(line, ":memory:");
+    if (m) snprintf(v1, sizeof v1, "%s", m + 8);
+  }
+  fclose(f);
+  const char *candidates[4][2] = {{"/sys/fs/cgroup%s/memory.max", v2},
+                                  {"/sys/fs/cgroup/unified%s/memory.max", v2},
+                                  {"/sys/fs/cgroup/memory%s/memory.limit_in_bytes", v1},
+                                  {"/sys/fs/cgroup/memory/memory.limit_in_bytes", ""}};
+  for (int i = 0; i < 4; i++) {
+    char path[1200];
+    if (i < 3 && !candidates[i][1][0]) continue;
+    snprintf(path, sizeof path, candidates[i][0], candidates[i][1]);
+    FILE *g = fopen(path, "re");
+    if (!g) continue;
+    char val[64] = "";
+    int ok = fgets(val, sizeof val, g) != NULL;
+    fclose(g);
+    if (!ok) continue;
+    snprintf(where, cap, "%s", path);
+    if (!strncmp(val, "max", 3)) return 0;
+    unsigned long long v = strtoull(val, NULL, 10);
+    return v >= (1ull << 62) ? 0 : v; /* v1's "unlimited" is a huge number */
+  }
+  return 0;
+}
+
+static int is_number(const char *s, size_t n, uint64_t *v) {
+  if (!n) return 0;
+  char tmp[32];
+  if (n >= sizeof tmp) return 0;
+  memcpy(tmp, s, n);
+  tmp[n] = 0;
+  return !ctl_parse_u64(tmp, v);
+}
+
+/* Segment files that no record names. */
+static void check_orphans(struct doctor *d, snap_store *store,
+                          const struct snap_dataset_info *ds, size_t nds) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/segments", snap_store_path(store));
+  DIR *top = opendir(dir);
+  if (!top) return;
+  size_t orphans = 0;
+  uint64_t bytes = 0;
+  struct dirent *e;
+  while ((e = readdir(top))) {
+    if (e->d_name[0] == '.') continue;
+    struct snap_version_info *v = NULL;
+    size_t nv = 0;
+    int known = 0;
+    for (size_t i = 0; i < nds && !known; i++) known = !strcmp(ds[i].name, e->d_name);
+    if (known && snap_version_list(store, e->d_name, &v, &nv, NULL)) known = 0;
+    char sub[PATH_MAX];
+    if (snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) >= (int)sizeof sub) {
+      free(v);
+      continue;
+    }
+    DIR *dd = opendir(sub);
+    struct dirent *s;
+    while (dd && (s = readdir(dd))) {
+      if (s->d_name[0] == '.') continue;
+      size_t n = strlen(s->d_name);
+      uint64_t ver = 0;
+      int named = n > 4 && !strcmp(s->d_name + n - 4, ".seg") &&
+                  is_number(s->d_name, n - 4, &ver);
+      int ok = 0;
+      for (size_t i = 0; named && i < nv && !ok; i++) ok = v[i].version == ver;
+      if (ok) continue;
+      char file[PATH_MAX];
+      struct stat st;
+      if (snprintf(file, sizeof file, "%s/%s", sub, s->d_name) < (int)sizeof file &&
+          !stat(file, &st))
+        bytes += (uint64_t)st.st_size;
+      orphans++;
+      finding(d, "problem", NULL, "orphan: %s is named by no version record", file);
+    }
+    if (dd) closedir(dd);
+    free(v);
+  }
+  closedir(top);
+  if (orphans) {
+    char b[32];
+    finding(d, "problem", "snapctl gc   (a writable open removes orphans)",
+            "orphans: %zu file%s (%s) left by publishers that died mid-commit", orphans,
+            orphans == 1 ? "" : "s", ctl_bytes(b, sizeof b, bytes));
+  } else {
+    finding(d, "ok", NULL, "orphans: none");
+  }
+}
+
+static void check_draining(struct doctor *d, snap_store *store,
+                           const struct snap_dataset_info *ds, size_t nds) {
+  int any = 0;
+  for (size_t i = 0; i < nds; i++) {
+    struct snap_version_info *v = NULL;
+    size_t nv = 0;
+    if (snap_version_list(store, ds[i].name, &v, &nv, NULL)) continue;
+    for (size_t k = 0; k < nv; k++) {
+      if (v[k].state != SNAP_STATE_DRAINING) continue;
+      char b[32];
+      any = 1;
+      if (v[k].holders == 0) {
+        finding(d, "problem", "snapctl gc", "draining: %s@%llu (%s) is pinned by nobody",
+                ds[i].name, (unsigned long long)v[k].version,
+                ctl_bytes(b, sizeof b, v[k].bytes));
+        continue;
+      }
+      pid_t pids[16];
+      size_t n = 0;
+      snap_version_holders(store, ds[i].name, v[k].version, pids, 16, &n, NULL);
+      char who[512] = "", fix[512] = "";
+      size_t wl = 0, fl = 0;
+      fl += (size_t)snprintf(fix, sizeof fix,
+                             "snapctl readers; the holders must unpin "
+                             "(or exit): kill");
+      for (size_t j = 0; j < n && j < 16; j++) {
+        char cmd[64];
+        if (wl < sizeof who)
+          wl +=
+              (size_t)snprintf(who + wl, sizeof who - wl, "%s%d (%s)", j ? ", " : "",
+                               (int)pids[j], ctl_proc_cmdline(cmd, sizeof cmd, pids[j]));
+        if (fl < sizeof fix)
+          fl += (size_t)snprintf(fix + fl, sizeof fix - fl, " %d", (int)pids[j]);
+      }
+      finding(d, "problem", fix,
+              "stale pin: %s@%llu (%s) is retired but still pinned by %s", ds[i].name,
+              (unsigned long long)v[k].version, ctl_bytes(b, sizeof b, v[k].bytes),
+              n ? who : "processes that just let go");
+    }
+    free(v);
+  }
+  if (!any) finding(d, "ok", NULL, "draining versions: none");
+}
+
+static int run(struct ctl *c, int argc, char **argv) {
+  int opt, code;
+  while ((opt = ctl_getopt(&ctl_cmd_doctor, c, argc, argv, "", NULL, &code)) != -1)
+    if (opt == -2) return code;
+  if (optind < argc) return ctl_usage(c, "unexpected argument '%s'", argv[optind]);
+  struct doctor d = {0};
+  const char *path = c->store_path ? c->store_path : getenv(SNAP_STORE_ENV);
+  if (!path || !*path) path = SNAP_STORE_DEFAULT;
+  snap_store *store;
+  struct snap_error err = {0};
+  int rc = snap_store_open(path, SNAP_RDONLY, &store, &err);
+  if (rc) {
+    char fix[PATH_MAX + 64];
+    snprintf(fix, sizeof fix, "snapctl --store %s init", path);
+    finding(&d, "problem", rc == SNAP_ENOTFOUND ? fix : NULL, "store: %s: %s", path,
+            err.message[0] ? err.message : snap_strerror(rc));
+    fflush(stdout);
+    return ctl_fail(c, "%s: the store does not open", path);
+  }
+  struct snap_dataset_info *ds = NULL;
+  size_t nds = 0;
+  if ((rc = snap_dataset_list(store, &ds, &nds, &err))) {
+    finding(&d, "problem", NULL, "store: %s: %s", path, err.message);
+    snap_store_close(store);
+    fflush(stdout);
+    return ctl_fail(c, "%s: the store cannot be listed", path);
+  }
+  uint64_t total = 0, largest = 0;
+  for (size_t i = 0; i < nds; i++) {
+    total += ds[i].bytes;
+    struct snap_version_info *v = NULL;
+    size_t nv = 0;
+    if (snap_version_list(store, ds[i].name, &v, &nv, NULL)) continue;
+    for (size_t k = 0; k < nv; k++)
+      if (v[k].state == SNAP_STATE_CURRENT && v[k].bytes > largest) largest = v[k].bytes;
+    free(v);
+  }
+  char b[32], b2[32];
+  finding(&d, "ok", NULL, "store: %s opens (%zu dataset%s, %s)", snap_store_path(store),
+          nds, nds == 1 ? "" : "s", ctl_bytes(b, sizeof b, total));
+  check_fs(&d, snap_store_path(store), largest);
+  char where[1200] = "";
+  uint64_t limit = cgroup_limit(where, sizeof where);
+  if (!limit) {
+    finding(&d, "ok", NULL, "memory: no cgroup memory limit");
+  } else if (limit < total + largest) {
+    finding(&d, "problem",
+            "raise the limit (systemd: systemctl set-property UNIT MemoryMax=SIZE)",
+            "memory: cgroup limit %s (%s) is below the store's size plus one new version "
+            "(%s); tmpfs pages count against the writer's cgroup",
+            ctl_bytes(b, sizeof b, limit), where,
+            ctl_bytes(b2, sizeof b2, total + largest));
+  } else {
+    finding(&d, "ok", NULL, "memory: cgroup limit %s (%s)", ctl_bytes(b, sizeof b, limit),
+            where);
+  }
+  check_orphans(&d, store, ds, nds);
+  check_draining(&d, store, ds, nds);
+  printf("%d problem%s, %d piece%s of advice\n", d.problems, d.problems == 1 ? "" : "s",
+         d.advice, d.advice == 1 ? "" : "s");
+  free(ds);
+  snap_store_close(store);
+  if (!d.problems) return CTL_OK;
+  fflush(stdout);
+  return ctl_fail(c, "%d problem%s found in %s", d.problems, d.problems == 1 ? "" : "s",
+                  path);
+}
+
+const struct ctl_command ctl_cmd_doctor = {
+    "doctor", "check the store and its environment",
+    "usage: snapctl [--store PATH] doctor\n"
+    "\n"
+    "Check the store and its environment, and print each finding (ok, advice,\n"
+    "problem) with the command that fixes it: the store opens; the file system is\n"
+    "tmpfs, its size and free space (against the largest current version); the\n"
+    "mount's huge-page setting; the cgroup memory limit; orphan segment files; and\n"
+    "draining versions, reclaimable or still pinned (by whom). Changes nothing.\n"
+    "Exit status 1 when a problem was found.\n",
+    run};

@@ -1,0 +1,167 @@
+/* snapctl list: datasets and their versions, with totals of memory in use. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "snapctl.h"
+
+struct totals {
+  uint64_t versions, bytes, reclaimable, pinned_draining;
+};
+
+static void add_totals(struct totals *t, const struct snap_version_info *v) {
+  t->versions++;
+  t->bytes += v->bytes;
+  if (v->state == SNAP_STATE_DRAINING) {
+    if (v->holders == 0)
+      t->reclaimable += v->bytes;
+    else
+      t->pinned_draining += v->bytes;
+  }
+}
+
+static void json_dataset(const struct snap_dataset_info *d,
+                         const struct snap_version_info *v, size_t nv, int first) {
+  char when[64];
+  printf("%s\n    {\"name\": ", first ? "" : ",");
+  ctl_json_str(stdout, d->name);
+  printf(
+      ", \"current\": %llu, \"next_version\": %llu, \"keep\": %u, \"bytes\": %llu,"
+      " \"versions\": [",
+      (unsigned long long)d->current, (unsigned long long)d->next_version, d->keep,
+      (unsigned long long)d->bytes);
+  for (size_t i = 0; i < nv; i++) {
+    printf(
+        "%s\n      {\"version\": %llu, \"state\": \"%s\", \"rows\": %llu, \"cols\": %u,"
+        " \"bytes\": %llu, \"created\": \"%s\", \"created_ns\": %llu, \"pins\": ",
+        i ? "," : "", (unsigned long long)v[i].version, snap_state_name(v[i].state),
+        (unsigned long long)v[i].nrows, v[i].ncols, (unsigned long long)v[i].bytes,
+        ctl_time_iso(when, sizeof when, (int64_t)v[i].created_ns),
+        (unsigned long long)v[i].created_ns);
+    if (v[i].holders < 0)
+      printf("null}");
+    else
+      printf("%d}", v[i].holders);
+  }
+  printf("%s]}", nv ? "\n    " : "");
+}
+
+static int run(struct ctl *c, int argc, char **argv) {
+  static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {0}};
+  int opt, code, json = 0;
+  while ((opt = ctl_getopt(&ctl_cmd_list, c, argc, argv, "", longopts, &code)) != -1) {
+    if (opt == -2) return code;
+    if (opt == 'j') json = 1;
+  }
+  const char *only = NULL;
+  if (optind < argc) only = argv[optind++];
+  if (optind < argc) return ctl_usage(c, "unexpected argument '%s'", argv[optind]);
+
+  snap_store *store;
+  int rc = ctl_open(c, SNAP_RDONLY, &store);
+  if (rc) return rc;
+  struct snap_error err = {0};
+  struct snap_dataset_info *ds = NULL;
+  size_t nds = 0;
+  if ((rc = snap_dataset_list(store, &ds, &nds, &err))) {
+    rc = ctl_fail_snap(c, snap_store_path(store), rc, &err);
+    snap_store_close(store);
+    return rc;
+  }
+  int found = !only;
+  for (size_t i = 0; only && i < nds && !found; i++) found = !strcmp(only, ds[i].name);
+  if (!found) {
+    free(ds);
+    snap_store_close(store);
+    return ctl_fail(c, "%s: no such dataset", only);
+  }
+  struct totals tot = {0};
+  struct ctl_table t;
+  ctl_table_init(&t, 8, "lrlrrrll");
+  const char *hdr[] = {"DATASET", "VERSION", "STATE",   "ROWS",
+                       "COLS",    "BYTES",   "CREATED", "PINS"};
+  for (size_t i = 0; i < 8; i++) ctl_table_cell(&t, "%s", hdr[i]);
+  if (json) {
+    printf("{\"store\": ");
+    ctl_json_str(stdout, snap_store_path(store));
+    printf(", \"datasets\": [");
+  }
+  int first = 1, status = CTL_OK;
+  for (size_t i = 0; i < nds; i++) {
+    if (only && strcmp(only, ds[i].name)) continue;
+    struct snap_version_info *v = NULL;
+    size_t nv = 0;
+    rc = snap_version_list(store, ds[i].name, &v, &nv, &err);
+    if (rc) {
+      status = ctl_fail_snap(c, ds[i].name, rc, &err);
+      continue;
+    }
+    for (size_t k = 0; k < nv; k++) add_totals(&tot, &v[k]);
+    if (json) {
+      json_dataset(&ds[i], v, nv, first);
+      first = 0;
+    } else {
+      for (size_t k = 0; k < nv; k++) {
+        char b[32], when[32];
+        ctl_table_cell(&t, "%s", ds[i].name);
+        ctl_table_cell(&t, "%llu", (unsigned long long)v[k].version);
+        ctl_table_cell(&t, "%s", snap_state_name(v[k].state));
+        ctl_table_cell(&t, "%llu", (unsigned long long)v[k].nrows);
+        ctl_table_cell(&t, "%u", v[k].ncols);
+        ctl_table_cell(&t, "%s", ctl_bytes(b, sizeof b, v[k].bytes));
+        ctl_table_cell(&t, "%s", ctl_time_local(when, sizeof when, v[k].created_ns));
+        if (v[k].holders < 0)
+          ctl_table_cell(&t, "?");
+        else
+          ctl_table_cell(&t, "%d", v[k].holders);
+      }
+      if (!nv) {
+        ctl_table_cell(&t, "%s", ds[i].name);
+        for (int k = 0; k < 7; k++) ctl_table_cell(&t, "-");
+      }
+    }
+    free(v);
+  }
+  if (json) {
+    printf(
+        "%s], \"totals\": {\"datasets\": %zu, \"versions\": %llu, \"bytes\": %llu,"
+        " \"reclaimable_bytes\": %llu, \"draining_pinned_bytes\": %llu}}\n",
+        first ? "" : "\n  ", only ? (size_t)found : nds, (unsigned long long)tot.versions,
+        (unsigned long long)tot.bytes, (unsigned long long)tot.reclaimable,
+        (unsigned long long)tot.pinned_draining);
+  } else {
+    if (t.ncells > 8) ctl_table_print(&t, stdout);
+    char b1[32], b2[32], b3[32];
+    printf(
+        "%s%llu version%s, %s in use; reclaimable now: %s%s; draining but pinned: %s\n",
+        t.ncells > 8 ? "\n" : "", (unsigned long long)tot.versions,
+        tot.versions == 1 ? "" : "s", ctl_bytes(b1, sizeof b1, tot.bytes),
+        ctl_bytes(b2, sizeof b2, tot.reclaimable),
+        tot.reclaimable ? " (run 'snapctl gc')" : "",
+        ctl_bytes(b3, sizeof b3, tot.pinned_draining));
+  }
+  ctl_table_free(&t);
+  free(ds);
+  snap_store_close(store);
+  return status;
+}
+
+const struct ctl_command ctl_cmd_list = {
+    "list", "datasets and their versions",
+    "usage: snapctl [--store PATH] list [DATASET] [--json]\n"
+    "\n"
+    "List every dataset (or one) and its versions: version, state (current, retained,\n"
+    "draining), rows, columns, bytes, creation time and the number of processes that\n"
+    "pin it; then the totals of memory in use, reclaimable now, and draining but\n"
+    "still pinned.\n"
+    "\n"
+    "  --json   one JSON object: {\"store\", \"datasets\": [{\"name\", \"current\",\n"
+    "           \"next_version\", \"keep\", \"bytes\", \"versions\": [{\"version\", "
+    "\"state\",\n"
+    "           \"rows\", \"cols\", \"bytes\", \"created\", \"created_ns\", "
+    "\"pins\"}]}],\n"
+    "           \"totals\": {\"datasets\", \"versions\", \"bytes\", "
+    "\"reclaimable_bytes\",\n"
+    "           \"draining_pinned_bytes\"}}\n",
+    run};

@@ -1,0 +1,85 @@
+/* Ingest entry points: pick the format, map the input, hand it to a parser. */
+#define _GNU_SOURCE
+#include "ingest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Fill err like the library does; returns status. */
+static int fail(struct snap_error *err, int status, const char *fmt, const char *a,
+                const char *b) {
+  if (err) {
+    err->code = status;
+    snprintf(err->message, sizeof err->message, fmt, a, b);
+  }
+  return status;
+}
+
+enum ingest_format ingest_format_from_name(const char *name) {
+  const char *dot = name ? strrchr(name, '.') : NULL;
+  if (!dot || strchr(dot, '/')) return INGEST_AUTO;
+  if (!strcasecmp(dot, ".npy")) return INGEST_NPY;
+  if (!strcasecmp(dot, ".csv") || !strcasecmp(dot, ".txt")) return INGEST_CSV;
+  return INGEST_AUTO;
+}
+
+int ingest_buffer(snap_store *store, const char *dataset, const void *buf, size_t len,
+                  const struct ingest_options *opt, struct ingest_result *res,
+                  struct snap_error *err) {
+  struct ingest_options o = {0};
+  if (opt) o = *opt;
+  if (!o.display_name) o.display_name = "<input>";
+  if (o.format == INGEST_AUTO) o.format = ingest_format_from_name(o.display_name);
+  if (res) memset(res, 0, sizeof *res);
+  switch (o.format) {
+    case INGEST_NPY:
+      return ingest_npy(store, dataset, buf, len, &o, res, err);
+    case INGEST_CSV:
+      return ingest_csv(store, dataset, buf, len, &o, res, err);
+    default:
+      return fail(err, SNAP_EINVAL,
+                  "%s: unknown input format (name it .npy or .csv, or give the format)%s",
+                  o.display_name, "");
+  }
+}
+
+int ingest_fd(snap_store *store, const char *dataset, int fd,
+              const struct ingest_options *opt, struct ingest_result *res,
+              struct snap_error *err) {
+  const char *name = opt && opt->display_name ? opt->display_name : "<input>";
+  struct stat st;
+  if (fstat(fd, &st)) return fail(err, -errno, "%s: fstat: %s", name, strerror(errno));
+  if (!S_ISREG(st.st_mode))
+    return fail(err, SNAP_EINVAL, "%s: not a regular file%s", name, "");
+  size_t len = (size_t)st.st_size;
+  void *map = NULL;
+  if (len) {
+    map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (map == MAP_FAILED)
+      return fail(err, -errno, "%s: mmap: %s", name, strerror(errno));
+    madvise(map, len, MADV_SEQUENTIAL);
+  }
+  int rc = ingest_buffer(store, dataset, len ? map : "", len, opt, res, err);
+  if (len) munmap(map, len);
+  return rc;
+}
+
+int ingest_file(snap_store *store, const char *dataset, const char *path,
+                const struct ingest_options *opt, struct ingest_result *res,
+                struct snap_error *err) {
+  struct ingest_options o = {0};
+  if (opt) o = *opt;
+  if (!o.display_name) o.display_name = path;
+  if (o.format == INGEST_AUTO) o.format = ingest_format_from_name(path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(err, -errno, "%s: %s", path, strerror(errno));
+  int rc = ingest_fd(store, dataset, fd, &o, res, err);
+  close(fd);
+  return rc;
+}

@@ -1,0 +1,884 @@
+/*
+ * CSV ingest (RFC 4180 plus the usual liberties) with type inference.
+ *
+ * Design: two passes over the mapped file, no copy of the text.
+ *  1. Scan: split records (quoted fields may hold commas, "" and newlines), check
+ *     that every record has as many fields as the header, validate UTF-8, and narrow
+ *     each column's candidate types (int64 > float64, bool, timestamp) value by
+ *     value; whatever fits none is a string. The pass also counts string bytes and,
+ *     for columns that are strings from their first value, collects the distinct
+ *     values while there are few (they become a SNAP_CATEGORY).
+ *  2. Fill: with the schema known, begin the publish and parse every field
+ *     straight into the segment's buffers, then commit.
+ * Any error in either pass aborts: nothing is published. An unquoted empty field
+ * is a null (validity bit 0; NaN as well in float columns; code -1 in categories);
+ * a quoted empty field is an empty string.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ingest.h"
+
+/* ------------------------------------------------------------ messages */
+
+static int cerr(struct snap_error *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int cerr(struct snap_error *err, int status, const char *fmt, ...) {
+  if (err) {
+    va_list ap;
+    va_start(ap, fmt);
+    err->code = status;
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+  }
+  return status;
+}
+
+/* A short printable excerpt of a value for messages. */
+static const char *excerpt(char *out, size_t cap, const char *p, size_t n) {
+  size_t i = 0, j = 0;
+  for (; i < n && j + 4 < cap; i++) {
+    unsigned char c = (unsigned char)p[i];
+    out[j++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+  }
+  if (i < n) memcpy(out + j, "...", 3), j += 3;
+  out[j] = 0;
+  return out;
+}
+
+/* ------------------------------------------------------- field parsers */
+
+static inline int blank(char c) { return c == ' ' || c == '\t'; }
+
+static void trim(const char **p, size_t *n) {
+  while (*n && blank(**p)) (*p)++, (*n)--;
+  while (*n && blank((*p)[*n - 1])) (*n)--;
+}
+
+int ingest_parse_int64(const char *p, size_t n, int64_t *out) {
+  trim(&p, &n);
+  if (!n) return 0;
+  int neg = 0;
+  if (*p == '+' || *p == '-') neg = *p == '-', p++, n--;
+  if (!n || n > 19) {
+    if (n <= 19) return 0;
+    /* more than 19 digits can only fit with leading zeros */
+    while (n > 19 && *p == '0') p++, n--;
+    if (n > 19) return 0;
+  }
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned d = (unsigned char)p[i] - '0';
+    if (d > 9) return 0;
+    v = v * 10 + d; /* 19 digits fit in uint64 */
+  }
+  if (neg) {
+    if (v > (uint64_t)INT64_MAX + 1) return 0;
+    *out = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+  } else {
+    if (v > (uint64_t)INT64_MAX) return 0;
+    *out = (int64_t)v;
+  }
+  return 1;
+}
+
+static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                       1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                       1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* Syntax check plus Clinger's fast path (exact when the mantissa fits 53 bits and
+ * the power of ten is exact); anything else goes to strtod on a copy. */
+static int parse_float(const char *p, size_t n, double *out, int convert) {
+  trim(&p, &n);
+  if (!n) return 0;
+  const char *s = p, *e = p + n;
+  int neg = 0;
+  if (*s == '+' || *s == '-') neg = *s++ == '-';
+  if (s == e) return 0;
+  if ((*s | 0x20) == 'n' || (*s | 0x20) == 'i') {
+    size_t k = (size_t)(e - s);
+    if (k == 3 && !strncasecmp(s, "nan", 3))
+      *out = neg ? -NAN : NAN;
+    else if ((k == 3 && !strncasecmp(s, "inf", 3)) ||
+             (k == 8 && !strncasecmp(s, "infinity", 8)))
+      *out = neg ? -INFINITY : INFINITY;
+    else
+      return 0;
+    return 1;
+  }
+  uint64_t mant = 0;
+  int ndig = 0, digits = 0, truncated = 0;
+  long exp10 = 0;
+  while (s < e && (unsigned)(*s - '0') < 10) {
+    unsigned d = (unsigned)(*s++ - '0');
+    digits = 1;
+    if (ndig < 19) {
+      mant = mant * 10 + d;
+      if (mant) ndig++;
+    } else {
+      exp10++;
+      truncated |= d != 0;
+    }
+  }
+  if (s < e && *s == '.') {
+    s++;
+    while (s < e && (unsigned)(*s - '0') < 10) {
+      unsigned d = (unsigned)(*s++ - '0');
+      digits = 1;
+      if (ndig < 19) {
+        mant = mant * 10 + d;
+        if (mant) ndig++;
+        exp10--;
+      } else {
+        truncated |= d != 0;
+      }
+    }
+  }
+  if (!digits) return 0;
+  if (s < e && (*s == 'e' || *s == 'E')) {
+    s++;
+    int eneg = 0;
+    if (s < e && (*s == '+' || *s == '-')) eneg = *s++ == '-';
+    if (s == e) return 0;
+    long x = 0;
+    while (s < e && (unsigned)(*s - '0') < 10) {
+      if (x < 100000) x = x * 10 + (*s - '0');
+      s++;
+    }
+    exp10 += eneg ? -x : x;
+  }
+  if (s != e) return 0;
+  if (!convert) return 1; /* syntax only (pass 1) */
+  if (!truncated && mant <= (1ull << 53) && exp10 >= -22 && exp10 <= 22) {
+    double d = (double)mant;
+    d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
+    *out = neg ? -d : d;
+    return 1;
+  }
+  char small[128], *copy = n < sizeof small ? small : malloc(n + 1);
+  if (!copy) return 0;
+  memcpy(copy, p, n);
+  copy[n] = 0;
+  char *end;
+  *out = strtod(copy, &end);
+  int ok = end == copy + n;
+  if (copy != small) free(copy);
+  return ok;
+}
+
+int ingest_parse_float64(const char *p, size_t n, double *out) {
+  return parse_float(p, n, out, 1);
+}
+
+int ingest_parse_bool(const char *p, size_t n, uint8_t *out) {
+  trim(&p, &n);
+  if (n == 4 && !strncasecmp(p, "true", 4)) return *out = 1, 1;
+  if (n == 5 && !strncasecmp(p, "false", 5)) return *out = 0, 1;
+  return 0;
+}
+
+static int digits_at(const char *p, int k, int *v) {
+  int x = 0;
+  for (int i = 0; i < k; i++) {
+    unsigned d = (unsigned)(p[i] - '0');
+    if (d > 9) return 0;
+    x = x * 10 + (int)d;
+  }
+  *v = x;
+  return 1;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  unsigned yoe = (unsigned)(y - era * 400);
+  unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + (int64_t)doe - 719468;
+}
+
+int ingest_parse_timestamp(const char *p, size_t n, int64_t *ns, int *has_offset) {
+  trim(&p, &n);
+  int y, mo, d, h = 0, mi = 0, sec = 0;
+  int64_t frac = 0;
+  if (n < 10 || p[4] != '-' || p[7] != '-' || !digits_at(p, 4, &y) ||
+      !digits_at(p + 5, 2, &mo) || !digits_at(p + 8, 2, &d))
+    return 0;
+  static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
+    return 0;
+  size_t i = 10;
+  if (i < n && (p[i] == 'T' || p[i] == ' ')) {
+    if (n < i + 6 || p[i + 3] != ':' || !digits_at(p + i + 1, 2, &h) ||
+        !digits_at(p + i + 4, 2, &mi) || h > 23 || mi > 59)
+      return 0;
+    i += 6;
+    if (i < n && p[i] == ':') {
+      if (n < i + 3 || !digits_at(p + i + 1, 2, &sec) || sec > 59) return 0;
+      i += 3;
+      if (i < n && (p[i] == '.' || p[i] == ',')) {
+        i++;
+        int k = 0;
+        while (i < n && (unsigned)(p[i] - '0') < 10) {
+          if (k < 9) frac = frac * 10 + (p[i] - '0'), k++;
+          i++;
+        }
+        if (!k) return 0;
+        while (k < 9) frac *= 10, k++;
+      }
+    }
+  }
+  int off = 0, zoned = 0;
+  if (i < n && p[i] == 'Z') {
+    zoned = 1;
+    i++;
+  } else if (i < n && (p[i] == '+' || p[i] == '-') && i > 10) {
+    int sign = p[i] == '-' ? -1 : 1, oh, om;
+    i++;
+    if (n < i + 2 || !digits_at(p + i, 2, &oh)) return 0;
+    i += 2;
+    if (i < n && p[i] == ':') i++;
+    if (n < i + 2 || !digits_at(p + i, 2, &om) || oh > 23 || om > 59) return 0;
+    i += 2;
+    off = sign * (oh * 3600 + om * 60);
+    zoned = 1;
+  }
+  if (i != n) return 0;
+  int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
+                 mi * 60 + sec - off;
+  int64_t v;
+  if (__builtin_mul_overflow(secs, (int64_t)1000000000, &v) ||
+      __builtin_add_overflow(v, frac, &v) || v == INT64_MIN)
+    return 0;
+  *ns = v;
+  *has_offset = zoned;
+  return 1;
+}
+
+/* 0 or the offset + 1 of the first bad byte. */
+static size_t utf8_bad(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t k;
+    unsigned min;
+    if (c >= 0xc2 && c <= 0xdf)
+      k = 1, min = 0x80;
+    else if (c >= 0xe0 && c <= 0xef)
+      k = 2, min = 0x800;
+    else if (c >= 0xf0 && c <= 0xf4)
+      k = 3, min = 0x10000;
+    else
+      return i + 1;
+    if (n - i <= k) return i + 1;
+    unsigned cp = c & (0x3f >> k);
+    for (size_t j = 1; j <= k; j++) {
+      if ((s[i + j] & 0xc0) != 0x80) return i + 1;
+      cp = cp << 6 | (s[i + j] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i + 1;
+    i += k + 1;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------ tokenizer */
+
+struct field {
+  const char *p; /* text, surrounding quotes excluded, "" not yet unescaped */
+  size_t n;
+  uint64_t line; /* where the field starts */
+  uint32_t esc;  /* number of "" pairs inside */
+  uint8_t quoted;
+  uint8_t high; /* some byte >= 0x80 */
+};
+
+struct scan {
+  const char *buf, *pos, *end;
+  uint64_t line; /* line of pos, 1-based */
+  const char *name;
+};
+
+static const unsigned char stop_tab[256] = {[','] = 1, ['\n'] = 1, ['\r'] = 1};
+
+/* Read one record. Stores at most cap fields, counts all in *nf.
+ * @return 1 (a record), 0 (end of input) or a status (err filled). */
+static int next_record(struct scan *s, struct field *f, uint32_t cap, uint32_t *nf,
+                       uint64_t *rec_line, struct snap_error *err) {
+  /* skip blank lines */
+  while (s->pos < s->end && (*s->pos == '\n' || *s->pos == '\r')) {
+    if (*s->pos == '\r' && s->pos + 1 < s->end && s->pos[1] == '\n') s->pos++;
+    s->pos++;
+    s->line++;
+  }
+  if (s->pos >= s->end) return 0;
+  *rec_line = s->line;
+  uint32_t k = 0;
+  for (;;) {
+    struct field cur = {.line = s->line};
+    const unsigned char *u = (const unsigned char *)s->pos;
+    const unsigned char *e = (const unsigned char *)s->end;
+    if (u < e && *u == '"') {
+      uint64_t open_line = s->line;
+      const unsigned char *q = ++u;
+      unsigned char acc = 0;
+      for (;;) {
+        const unsigned char *qq = memchr(u, '"', (size_t)(e - u));
+        if (!qq)
+          return cerr(err, SNAP_EINVAL,
+                      "%s: line %llu, column %u: quoted field never closed", s->name,
+                      (unsigned long long)open_line, k + 1);
+        for (const unsigned char *c = u; c < qq; c++) {
+          acc |= *c;
+          s->line += *c == '\n';
+        }
+        if (qq + 1 < e && qq[1] == '"') {
+          cur.esc++;
+          u = qq + 2;
+          continue;
+        }
+        cur.p = (const char *)q;
+        cur.n = (size_t)(qq - q);
+        u = qq + 1;
+        break;
+      }
+      cur.quoted = 1;
+      cur.high = acc >= 0x80;
+      if (u < e && !stop_tab[*u])
+        return cerr(err, SNAP_EINVAL,
+                    "%s: line %llu, column %u: unexpected character after closing quote",
+                    s->name, (unsigned long long)s->line, k + 1);
+    } else {
+      const unsigned char *start = u;
+      unsigned char acc = 0;
+      while (u < e && !stop_tab[*u]) acc |= *u++;
+      cur.p = (const char *)start;
+      cur.n = (size_t)(u - start);
+      cur.high = acc >= 0x80;
+    }
+    if (k < cap) f[k] = cur;
+    k++;
+    if (u >= e) {
+      s->pos = (const char *)u;
+      break;
+    }
+    if (*u == ',') {
+      s->pos = (const char *)u + 1;
+      if (u + 1 >= e) { /* trailing comma at end of input: one more empty field */
+        if (k < cap) f[k] = (struct field){.p = (const char *)e};
+        k++;
+        break;
+      }
+      continue;
+    }
+    if (*u == '\r' && u + 1 < e && u[1] == '\n') u++;
+    s->pos = (const char *)u + 1;
+    s->line++;
+    break;
+  }
+  *nf = k;
+  return 1;
+}
+
+/* Copy a field's text with "" collapsed; returns bytes written (n - esc). */
+static size_t unescape(char *dst, const struct field *f) {
+  if (!f->n) return 0; /* dst may be NULL: an all-empty string column has no data */
+  if (!f->esc) {
+    memcpy(dst, f->p, f->n);
+    return f->n;
+  }
+  size_t j = 0;
+  for (size_t i = 0; i < f->n; i++) {
+    dst[j++] = f->p[i];
+    if (f->p[i] == '"') i++; /* skip the second quote of a pair */
+  }
+  return j;
+}
+
+/* ------------------------------------------------------ distinct strings */
+
+struct sentry {
+  const char *p;
+  uint32_t n;
+  int32_t code;
+  uint64_t hash;
+};
+
+struct strset {
+  struct sentry *tab;
+  size_t cap, count;
+  char **arena; /* copies of unescaped values */
+  size_t narena;
+};
+
+static uint64_t hash_bytes(const char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+  return h ^ (h >> 29);
+}
+
+static void strset_free(struct strset *s) {
+  free(s->tab);
+  for (size_t i = 0; i < s->narena; i++) free(s->arena[i]);
+  free(s->arena);
+  memset(s, 0, sizeof *s);
+}
+
+static struct sentry *strset_find(const struct strset *s, const char *p, size_t n,
+                                  uint64_t h) {
+  if (!s->cap) return NULL;
+  for (size_t i = h & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+    struct sentry *e = &s->tab[i];
+    if (!e->p) return e;
+    if (e->hash == h && e->n == n && !memcmp(e->p, p, n)) return e;
+  }
+}
+
+/* Insert (p, n) if new; p must outlive the set unless copy. -ENOMEM on failure. */
+static int strset_add(struct strset *s, const char *p, size_t n, int copy) {
+  if ((s->count + 1) * 2 > s->cap) {
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    struct sentry *t = calloc(cap, sizeof *t);
+    if (!t) return -ENOMEM;
+    for (size_t i = 0; i < s->cap; i++) {
+      struct sentry *e = &s->tab[i];
+      if (!e->p) continue;
+      size_t j = e->hash & (cap - 1);
+      while (t[j].p) j = (j + 1) & (cap - 1);
+      t[j] = *e;
+    }
+    free(s->tab);
+    s->tab = t;
+    s->cap = cap;
+  }
+  uint64_t h = hash_bytes(p, n);
+  struct sentry *e = strset_find(s, p, n, h);
+  if (e->p) return 0;
+  if (copy) {
+    char **a = realloc(s->arena, (s->narena + 1) * sizeof *a);
+    if (!a) return -ENOMEM;
+    s->arena = a;
+    char *c = malloc(n ? n : 1);
+    if (!c) return -ENOMEM;
+    memcpy(c, p, n);
+    s->arena[s->narena++] = c;
+    p = c;
+  }
+  *e = (struct sentry){.p = n ? p : "", .n = (uint32_t)n, .code = -1, .hash = h};
+  s->count++;
+  return 0;
+}
+
+/* ------------------------------------------------------------- columns */
+
+enum { CAND_INT = 1, CAND_FLOAT = 2, CAND_BOOL = 4, CAND_TIME = 8 };
+
+struct col {
+  char *name;
+  unsigned cand;
+  unsigned tz;    /* 1: a naive timestamp seen, 2: a zoned one */
+  int hashing;    /* collecting distinct values */
+  uint64_t nulls; /* unquoted empty fields */
+  uint64_t nonnull;
+  uint64_t bytes; /* unescaped bytes of all values */
+  struct strset set;
+  struct sentry **sorted; /* CATEGORY: entries by code */
+  struct snap_field field;
+  struct snap_fill fill;
+};
+
+static int entry_cmp(const void *a, const void *b) {
+  const struct sentry *x = *(struct sentry *const *)a, *y = *(struct sentry *const *)b;
+  size_t n = x->n < y->n ? x->n : y->n;
+  int c = memcmp(x->p, y->p, n);
+  return c ? c : (x->n > y->n) - (x->n < y->n);
+}
+
+struct csv {
+  const struct ingest_options *opt;
+  const char *name;
+  struct col *cols;
+  uint32_t ncols;
+  struct field *f;
+  uint64_t nrows;
+  char *scratch; /* unescape buffer for pass 2 */
+  size_t scratch_cap;
+  uint64_t total; /* progress units */
+};
+
+static void csv_free(struct csv *c) {
+  for (uint32_t i = 0; i < c->ncols; i++) {
+    free(c->cols[i].name);
+    strset_free(&c->cols[i].set);
+    free(c->cols[i].sorted);
+  }
+  free(c->cols);
+  free(c->f);
+  free(c->scratch);
+}
+
+static int cancelled(const struct csv *c, uint64_t done) {
+  if (c->opt->progress) c->opt->progress(done, c->total, c->opt->progress_arg);
+  return c->opt->cancel && *c->opt->cancel;
+}
+
+static int scratch_fit(struct csv *c, size_t n) {
+  if (n <= c->scratch_cap) return 0;
+  char *p = realloc(c->scratch, n);
+  if (!p) return -ENOMEM;
+  c->scratch = p;
+  c->scratch_cap = n;
+  return 0;
+}
+
+static int header(struct csv *c, struct scan *s, struct snap_error *err) {
+  const char *start = s->pos;
+  uint32_t nf = 0;
+  uint64_t line;
+  int rc = next_record(s, NULL, 0, &nf, &line, err);
+  if (rc < 0) return rc;
+  if (rc == 0) return cerr(err, SNAP_EINVAL, "%s: empty file: no header row", c->name);
+  c->ncols = nf;
+  c->cols = calloc(nf, sizeof *c->cols);
+  c->f = calloc(nf, sizeof *c->f);
+  if (!c->cols || !c->f) return cerr(err, -ENOMEM, "%s: out of memory", c->name);
+  s->pos = start;
+  s->line = 1;
+  rc = next_record(s, c->f, nf, &nf, &line, err);
+  if (rc < 0) return rc;
+  for (uint32_t i = 0; i < nf; i++) {
+    const struct field *f = &c->f[i];
+    size_t bad = f->high ? utf8_bad((const unsigned char *)f->p, f->n) : 0;
+    if (bad)
+      return cerr(err, SNAP_EINVAL,
+                  "%s: line %llu, column %u: header name is not valid UTF-8 (byte %zu)",
+                  c->name, (unsigned long long)line, i + 1, bad);
+    if (f->n - f->esc > SNAP_COLUMN_NAME_MAX)
+      return cerr(err, SNAP_EINVAL, "%s: line %llu, column %u: header name too long",
+                  c->name, (unsigned long long)line, i + 1);
+    char *name = malloc(f->n + 32);
+    if (!name) return cerr(err, -ENOMEM, "%s: out of memory", c->name);
+    size_t n = unescape(name, f);
+    if (n == 0) n = (size_t)sprintf(name, "Unnamed: %u", i);
+    name[n] = 0;
+    if (memchr(name, 0, n))
+      return cerr(err, SNAP_EINVAL, "%s: line %llu, column %u: NUL byte in header name",
+                  c->name, (unsigned long long)line, i + 1);
+    c->cols[i].name = name;
+    c->cols[i].cand = CAND_INT | CAND_FLOAT | CAND_BOOL | CAND_TIME;
+  }
+  return 0;
+}
+
+/* Pass 1 for one value of column k (not null). */
+static int infer(struct csv *c, struct col *col, const struct field *f, uint32_t k,
+                 struct snap_error *err) {
+  if (f->high) {
+    size_t bad = utf8_bad((const unsigned char *)f->p, f->n);
+    if (bad)
+      return cerr(err, SNAP_EINVAL,
+                  "%s: line %llu, column %u (%s): invalid UTF-8 at byte %zu of the value "
+                  "(0x%02x)",
+                  c->name, (unsigned long long)f->line, k + 1, col->name, bad,
+                  (unsigned char)f->p[bad - 1]);
+  }
+  col->nonnull++;
+  col->bytes += f->n - f->esc;
+  if (col->cand) {
+    unsigned cand = col->cand;
+    int64_t i64;
+    double d;
+    uint8_t b;
+    if ((cand & CAND_INT) && ingest_parse_int64(f->p, f->n, &i64)) {
+      cand &= CAND_INT | CAND_FLOAT;
+    } else {
+      cand &= ~(unsigned)CAND_INT;
+      if ((cand & CAND_FLOAT) && !parse_float(f->p, f->n, &d, 0))
+        cand &= ~(unsigned)CAND_FLOAT;
+      if ((cand & CAND_BOOL) && !ingest_parse_bool(f->p, f->n, &b))
+        cand &= ~(unsigned)CAND_BOOL;
+      if (cand & CAND_TIME) {
+        int zoned;
+        if (!ingest_parse_timestamp(f->p, f->n, &i64, &zoned)) {
+          cand &= ~(unsigned)CAND_TIME;
+        } else {
+          col->tz |= zoned ? 2 : 1;
+          if (col->tz == 3) cand &= ~(unsigned)CAND_TIME; /* naive and zoned mixed */
+        }
+      }
+    }
+    col->cand = cand;
+    if (!cand) /* a string column; categorical only if it was one from the start */
+      col->hashing = col->nonnull == 1 && !c->opt->no_category;
+  }
+  if (!col->cand && col->hashing) {
+    int rc;
+    if (f->esc) {
+      if ((rc = scratch_fit(c, f->n))) return cerr(err, rc, "%s: out of memory", c->name);
+      size_t n = unescape(c->scratch, f);
+      rc = strset_add(&col->set, c->scratch, n, 1);
+    } else {
+      rc = strset_add(&col->set, f->p, f->n, 0);
+    }
+    if (rc) return cerr(err, rc, "%s: out of memory", c->name);
+    uint32_t max = c->opt->category_max ? c->opt->category_max : 1024;
+    if (col->set.count > max) {
+      col->hashing = 0;
+      strset_free(&col->set);
+    }
+  }
+  return 0;
+}
+
+static int pass1(struct csv *c, struct scan *s, struct snap_error *err) {
+  uint32_t nf;
+  uint64_t line;
+  int rc;
+  while ((rc = next_record(s, c->f, c->ncols, &nf, &line, err)) == 1) {
+    if (nf != c->ncols)
+      return cerr(err, SNAP_EINVAL,
+                  "%s: line %llu: %u field%s, expected %u (as in the header)", c->name,
+                  (unsigned long long)line, nf, nf == 1 ? "" : "s", c->ncols);
+    for (uint32_t k = 0; k < nf; k++) {
+      const struct field *f = &c->f[k];
+      if (!f->n && !f->quoted) {
+        c->cols[k].nulls++;
+        continue;
+      }
+      if ((rc = infer(c, &c->cols[k], f, k, err))) return rc;
+    }
+    if ((++c->nrows & 0xffff) == 0 && cancelled(c, (uint64_t)(s->pos - s->buf)))
+      return cerr(err, -ECANCELED, "%s: cancelled", c->name);
+  }
+  return rc;
+}
+
+/* Decide each column's type and fill in the schema fields. */
+static int decide(struct csv *c, struct snap_error *err) {
+  uint32_t max = c->opt->category_max ? c->opt->category_max : 1024;
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    struct col *col = &c->cols[k];
+    struct snap_field *fl = &col->field;
+    fl->name = col->name;
+    fl->flags = col->nulls ? SNAP_NULLABLE : 0;
+    if (!col->nonnull || ((col->cand & CAND_FLOAT) && !(col->cand & CAND_INT))) {
+      fl->type = SNAP_FLOAT64;
+    } else if (col->cand & CAND_INT) {
+      fl->type = SNAP_INT64;
+    } else if (col->cand & CAND_BOOL) {
+      fl->type = SNAP_BOOL;
+    } else if (col->cand & CAND_TIME) {
+      fl->type = SNAP_TIMESTAMP_NS;
+      fl->timezone = col->tz == 2 ? "UTC" : NULL;
+    } else if (col->hashing && col->set.count <= max &&
+               col->set.count * 2 <= col->nonnull) {
+      fl->type = SNAP_CATEGORY;
+      fl->flags = 0; /* missing values are code -1 */
+      size_t n = col->set.count;
+      col->sorted = malloc((n ? n : 1) * sizeof *col->sorted);
+      if (!col->sorted) return cerr(err, -ENOMEM, "%s: out of memory", c->name);
+      size_t j = 0;
+      uint64_t bytes = 0;
+      for (size_t i = 0; i < col->set.cap; i++)
+        if (col->set.tab[i].p)
+          col->sorted[j++] = &col->set.tab[i], bytes += col->set.tab[i].n;
+      qsort(col->sorted, n, sizeof *col->sorted, entry_cmp);
+      for (size_t i = 0; i < n; i++) col->sorted[i]->code = (int32_t)i;
+      fl->dict_size = n;
+      fl->data_bytes = bytes;
+      fl->code_type = n < 128 ? SNAP_INT8 : n < 32768 ? SNAP_INT16 : SNAP_INT32;
+    } else {
+      fl->type = SNAP_STRING;
+      fl->data_bytes = col->bytes;
+      strset_free(&col->set);
+    }
+  }
+  return 0;
+}
+
+static inline void set_valid(uint8_t *bits, uint64_t r) {
+  bits[r >> 3] |= (uint8_t)(1u << (r & 7));
+}
+
+static int bad_value(struct csv *c, uint64_t line, uint32_t k, const struct field *f,
+                     struct snap_error *err) {
+  char ex[48];
+  (void)line;
+  return cerr(err, SNAP_EINVAL,
+              "%s: line %llu, column %u (%s): cannot parse \"%s\" as %s", c->name,
+              (unsigned long long)f->line, k + 1, c->cols[k].name,
+              excerpt(ex, sizeof ex, f->p, f->n), snap_type_name(c->cols[k].field.type));
+}
+
+/* Pass 2: parse every value into the segment. */
+static int pass2(struct csv *c, struct scan *s, snap_publish *pub, uint64_t base,
+                 struct snap_error *err) {
+  int rc;
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    struct col *col = &c->cols[k];
+    if ((rc = snap_publish_fill(pub, k, &col->fill, err))) return rc;
+    if (col->field.type == SNAP_CATEGORY) {
+      int64_t off = 0;
+      col->fill.offsets[0] = 0;
+      for (size_t i = 0; i < col->field.dict_size; i++) {
+        if (col->sorted[i]->n)
+          memcpy(col->fill.data + off, col->sorted[i]->p, col->sorted[i]->n);
+        off += col->sorted[i]->n;
+        col->fill.offsets[i + 1] = off;
+      }
+    }
+  }
+  uint32_t nf;
+  uint64_t line, r = 0;
+  int64_t *str_off = NULL;
+  while ((rc = next_record(s, c->f, c->ncols, &nf, &line, err)) == 1) {
+    if (nf != c->ncols || r >= c->nrows)
+      return cerr(err, SNAP_EINVAL, "%s: line %llu: input changed while reading", c->name,
+                  (unsigned long long)line);
+    for (uint32_t k = 0; k < nf; k++) {
+      const struct field *f = &c->f[k];
+      struct col *col = &c->cols[k];
+      struct snap_fill *fl = &col->fill;
+      int null = !f->n && !f->quoted;
+      switch (col->field.type) {
+        case SNAP_INT64:
+          if (null) break;
+          if (!ingest_parse_int64(f->p, f->n, (int64_t *)fl->values + r))
+            return bad_value(c, line, k, f, err);
+          if (fl->validity) set_valid(fl->validity, r);
+          break;
+        case SNAP_FLOAT64:
+          if (null) {
+            ((double *)fl->values)[r] = NAN;
+            break;
+          }
+          if (!ingest_parse_float64(f->p, f->n, (double *)fl->values + r))
+            return bad_value(c, line, k, f, err);
+          if (fl->validity) set_valid(fl->validity, r);
+          break;
+        case SNAP_BOOL:
+          if (null) break;
+          if (!ingest_parse_bool(f->p, f->n, (uint8_t *)fl->values + r))
+            return bad_value(c, line, k, f, err);
+          if (fl->validity) set_valid(fl->validity, r);
+          break;
+        case SNAP_TIMESTAMP_NS: {
+          int zoned;
+          if (null) break;
+          if (!ingest_parse_timestamp(f->p, f->n, (int64_t *)fl->values + r, &zoned))
+            return bad_value(c, line, k, f, err);
+          if (fl->validity) set_valid(fl->validity, r);
+          break;
+        }
+        case SNAP_STRING:
+          str_off = fl->offsets;
+          if (!null) {
+            if ((uint64_t)str_off[r] + f->n - f->esc > col->field.data_bytes)
+              return cerr(err, SNAP_EINVAL, "%s: line %llu: input changed while reading",
+                          c->name, (unsigned long long)line);
+            str_off[r + 1] = str_off[r] + (int64_t)unescape(fl->data + str_off[r], f);
+            if (fl->validity) set_valid(fl->validity, r);
+          } else {
+            str_off[r + 1] = str_off[r];
+          }
+          break;
+        case SNAP_CATEGORY: {
+          int32_t code = -1;
+          if (!null) {
+            const char *p = f->p;
+            size_t n = f->n;
+            if (f->esc) {
+              if ((rc = scratch_fit(c, f->n)))
+                return cerr(err, rc, "%s: out of memory", c->name);
+              n = unescape(c->scratch, f);
+              p = c->scratch;
+            }
+            struct sentry *e = strset_find(&col->set, p, n, hash_bytes(p, n));
+            if (!e || !e->p) return bad_value(c, line, k, f, err);
+            code = e->code;
+          }
+          switch (col->field.code_type) {
+            case SNAP_INT8:
+              ((int8_t *)fl->values)[r] = (int8_t)code;
+              break;
+            case SNAP_INT16:
+              ((int16_t *)fl->values)[r] = (int16_t)code;
+              break;
+            default:
+              ((int32_t *)fl->values)[r] = code;
+              break;
+          }
+          break;
+        }
+        default:
+          return cerr(err, SNAP_EINVAL, "%s: internal: unexpected column type", c->name);
+      }
+    }
+    if ((++r & 0xffff) == 0 && cancelled(c, base + (uint64_t)(s->pos - s->buf)))
+      return cerr(err, -ECANCELED, "%s: cancelled", c->name);
+  }
+  if (rc < 0) return rc;
+  if (r != c->nrows)
+    return cerr(err, SNAP_EINVAL, "%s: input changed while reading", c->name);
+  return 0;
+}
+
+int ingest_csv(snap_store *store, const char *dataset, const char *buf, size_t len,
+               const struct ingest_options *opt, struct ingest_result *res,
+               struct snap_error *err) {
+  static const struct ingest_options defaults = {0};
+  struct csv c = {.opt = opt ? opt : &defaults};
+  c.name = c.opt->display_name ? c.opt->display_name : "<input>";
+  c.total = 2 * (uint64_t)len;
+  struct scan s = {.buf = buf, .pos = buf, .end = buf + len, .line = 1, .name = c.name};
+  if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3)) s.pos += 3; /* UTF-8 BOM */
+  int rc = header(&c, &s, err);
+  const char *data_start = s.pos;
+  uint64_t data_line = s.line;
+  if (!rc) rc = pass1(&c, &s, err);
+  if (!rc) rc = decide(&c, err);
+  snap_publish *pub = NULL;
+  if (!rc) {
+    struct snap_field *fields = calloc(c.ncols, sizeof *fields);
+    if (!fields) {
+      rc = cerr(err, -ENOMEM, "%s: out of memory", c.name);
+    } else {
+      for (uint32_t k = 0; k < c.ncols; k++) fields[k] = c.cols[k].field;
+      struct snap_schema schema = {.nrows = c.nrows, .ncols = c.ncols, .fields = fields};
+      rc = snap_publish_begin(store, dataset, &schema, &pub, err);
+      free(fields);
+    }
+  }
+  if (!rc) {
+    s.pos = data_start;
+    s.line = data_line;
+    rc = pass2(&c, &s, pub, len, err);
+    if (rc) {
+      snap_publish_abort(pub);
+    } else {
+      uint64_t version = 0;
+      rc = snap_publish_commit(pub, &version, err);
+      if (!rc && res) {
+        res->version = version;
+        res->nrows = c.nrows;
+        res->ncols = c.ncols;
+        res->input_bytes = len;
+      }
+    }
+  }
+  if (!rc && c.opt->progress) c.opt->progress(c.total, c.total, c.opt->progress_arg);
+  csv_free(&c);
+  return rc;
+}

@@ -1,0 +1,399 @@
+/* Ingest: field parsers, CSV type inference and errors, .npy layouts, in one process. */
+#define _GNU_SOURCE
+#include "ingest.h"
+
+#include <CUnit/Basic.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char g_dir[128];
+static snap_store *g_store;
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+static int suite_init(void) {
+  snprintf(g_dir, sizeof g_dir, "/dev/shm/ingest_test.%d", (int)getpid());
+  return snap_store_open(g_dir, SNAP_CREATE, &g_store, NULL) ? -1 : 0;
+}
+
+static int suite_clean(void) {
+  snap_store_close(g_store);
+  return nftw(g_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int csv(const char *dataset, const char *text, struct ingest_result *res,
+               struct snap_error *err) {
+  struct ingest_options o = {.format = INGEST_CSV, .display_name = "t.csv"};
+  return ingest_buffer(g_store, dataset, text, strlen(text), &o, res, err);
+}
+
+static uint64_t current(const char *dataset) {
+  uint64_t v = 0;
+  if (snap_current_version(g_store, dataset, &v, NULL)) return 0;
+  return v;
+}
+
+/* ------------------------------------------------------------- parsers */
+
+static void test_int64(void) {
+  int64_t v;
+  CU_ASSERT(ingest_parse_int64("0", 1, &v) && v == 0);
+  CU_ASSERT(ingest_parse_int64(" +42\t", 5, &v) && v == 42);
+  CU_ASSERT(ingest_parse_int64("-9223372036854775808", 20, &v) && v == INT64_MIN);
+  CU_ASSERT(ingest_parse_int64("9223372036854775807", 19, &v) && v == INT64_MAX);
+  CU_ASSERT(ingest_parse_int64("000000000000000000000017", 24, &v) && v == 17);
+  CU_ASSERT_FALSE(ingest_parse_int64("9223372036854775808", 19, &v));
+  CU_ASSERT_FALSE(ingest_parse_int64("99999999999999999999", 20, &v));
+  CU_ASSERT_FALSE(ingest_parse_int64("4 2", 3, &v));
+  CU_ASSERT_FALSE(ingest_parse_int64("", 0, &v));
+  CU_ASSERT_FALSE(ingest_parse_int64("-", 1, &v));
+  CU_ASSERT_FALSE(ingest_parse_int64("1.0", 3, &v));
+}
+
+/* The fast path must agree with strtod bit for bit. */
+static void test_float64(void) {
+  double d;
+  CU_ASSERT(ingest_parse_float64("1.5", 3, &d) && d == 1.5);
+  CU_ASSERT(ingest_parse_float64("-.5e1", 5, &d) && d == -5.0);
+  CU_ASSERT(ingest_parse_float64("5.", 2, &d) && d == 5.0);
+  CU_ASSERT(ingest_parse_float64("NaN", 3, &d) && isnan(d));
+  CU_ASSERT(ingest_parse_float64("-inf", 4, &d) && isinf(d) && d < 0);
+  CU_ASSERT(ingest_parse_float64("1e400", 5, &d) && isinf(d));
+  CU_ASSERT(ingest_parse_float64("-0.0", 4, &d) && d == 0 && signbit(d));
+  CU_ASSERT_FALSE(ingest_parse_float64(".", 1, &d));
+  CU_ASSERT_FALSE(ingest_parse_float64("1e", 2, &d));
+  CU_ASSERT_FALSE(ingest_parse_float64("1e+", 3, &d));
+  CU_ASSERT_FALSE(ingest_parse_float64("0x10", 4, &d));
+  CU_ASSERT_FALSE(ingest_parse_float64("1,5", 3, &d));
+  CU_ASSERT_FALSE(ingest_parse_float64("nanx", 4, &d));
+  unsigned seed = 12345;
+  const char *fmts[] = {"%.17g", "%.6g", "%.3f", "%.15e", "%.1f", "%.0f"};
+  int bad = 0;
+  for (int i = 0; i < 200000; i++) {
+    uint64_t bits = (uint64_t)rand_r(&seed) << 33 ^ (uint64_t)rand_r(&seed) << 11 ^
+                    (uint64_t)rand_r(&seed);
+    double x;
+    if (i % 2) {
+      memcpy(&x, &bits, 8);
+      if (!isfinite(x)) continue;
+    } else {
+      x = (double)(bits % 100000000) / (double)(1 + rand_r(&seed) % 10000);
+    }
+    char buf[64];
+    snprintf(buf, sizeof buf, fmts[i % 6], x);
+    double want = strtod(buf, NULL), got = 0;
+    if (!ingest_parse_float64(buf, strlen(buf), &got) || memcmp(&want, &got, 8)) {
+      if (bad++ < 5)
+        printf("\nfloat mismatch: %s -> %.17g, strtod %.17g\n", buf, got, want);
+    }
+  }
+  CU_ASSERT_EQUAL(bad, 0);
+}
+
+static void test_bool_timestamp(void) {
+  uint8_t b;
+  CU_ASSERT(ingest_parse_bool("TRUE", 4, &b) && b == 1);
+  CU_ASSERT(ingest_parse_bool("false", 5, &b) && b == 0);
+  CU_ASSERT_FALSE(ingest_parse_bool("1", 1, &b));
+  int64_t ns;
+  int z;
+  CU_ASSERT(ingest_parse_timestamp("1970-01-01", 10, &ns, &z) && ns == 0 && !z);
+  CU_ASSERT(ingest_parse_timestamp("2024-02-29T12:00:00Z", 20, &ns, &z) &&
+            ns == 1709208000LL * 1000000000 && z);
+  CU_ASSERT(ingest_parse_timestamp("1970-01-01 01:00+01:00", 22, &ns, &z) && ns == 0 &&
+            z);
+  CU_ASSERT(ingest_parse_timestamp("1969-12-31T23:59:59.5", 21, &ns, &z) &&
+            ns == -500000000);
+  CU_ASSERT(ingest_parse_timestamp("2000-01-01T00:00:00.123456789", 29, &ns, &z) &&
+            ns == 946684800123456789LL);
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2023-02-29", 10, &ns, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2023-13-01", 10, &ns, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2023-01-01T24:00", 16, &ns, &z));
+  CU_ASSERT_FALSE(
+      ingest_parse_timestamp("1600-01-01", 10, &ns, &z)); /* out of ns range */
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2023-01-01x", 11, &ns, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("20230101", 8, &ns, &z));
+}
+
+/* ----------------------------------------------------------------- CSV */
+
+static void test_csv_types(void) {
+  const char *text =
+      "\xef\xbb\xbfi,f,b,t,s,c,n,,mixed\r\n"
+      "1,1.5,true,2024-01-01,\"a,b\",red,,x,1\r\n"
+      "2,2,false,2024-01-02T10:00:00,\"say \"\"hi\"\"\",red,,y,2\r\n"
+      "\r\n"
+      "-3,,TRUE,2024-01-03 00:00:01.25,\"multi\nline\",blue,,z,three\r\n"
+      "4,1e3,False,,\"\",red,,w,4";
+  struct ingest_result res;
+  struct snap_error err = {0};
+  int rc = csv("types", text, &res, &err);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  if (rc) printf("\n%s\n", err.message);
+  CU_ASSERT_EQUAL(res.nrows, 4);
+  CU_ASSERT_EQUAL(res.ncols, 9);
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "types", &snap, NULL), 0);
+  const struct snap_column *c;
+  c = snap_snapshot_column(snap, 0);
+  CU_ASSERT_STRING_EQUAL(c->name, "i");
+  CU_ASSERT_EQUAL(c->type, SNAP_INT64);
+  CU_ASSERT_EQUAL(((const int64_t *)c->values)[2], -3);
+  c = snap_snapshot_column(snap, 1);
+  CU_ASSERT_EQUAL(c->type, SNAP_FLOAT64);
+  CU_ASSERT(c->flags & SNAP_NULLABLE);
+  CU_ASSERT(isnan(((const double *)c->values)[2]));
+  CU_ASSERT_EQUAL(c->validity[0] & 0xf, 0xb); /* rows 0, 1, 3 valid */
+  CU_ASSERT_EQUAL(((const double *)c->values)[3], 1000.0);
+  c = snap_snapshot_column(snap, 2);
+  CU_ASSERT_EQUAL(c->type, SNAP_BOOL);
+  CU_ASSERT_EQUAL(memcmp(c->values, "\1\0\1\0", 4), 0);
+  c = snap_snapshot_column(snap, 3);
+  CU_ASSERT_EQUAL(c->type, SNAP_TIMESTAMP_NS);
+  CU_ASSERT_PTR_NULL(c->timezone);
+  CU_ASSERT_EQUAL(((const int64_t *)c->values)[2], 1704240001250000000LL);
+  CU_ASSERT(c->flags & SNAP_NULLABLE);
+  c = snap_snapshot_column(snap, 4);
+  CU_ASSERT_EQUAL(c->type, SNAP_STRING);
+  CU_ASSERT_EQUAL(c->offsets[4], (int64_t)strlen("a,bsay \"hi\"multi\nline"));
+  CU_ASSERT_EQUAL(memcmp(c->data, "a,bsay \"hi\"multi\nline", (size_t)c->offsets[4]), 0);
+  CU_ASSERT_EQUAL(c->offsets[3], c->offsets[4]); /* quoted empty: empty string */
+  CU_ASSERT_FALSE(c->flags & SNAP_NULLABLE);
+  c = snap_snapshot_column(snap, 5);
+  CU_ASSERT_EQUAL(c->type, SNAP_CATEGORY);
+  CU_ASSERT_EQUAL(c->dict_size, 2);
+  CU_ASSERT_EQUAL(memcmp(c->data, "bluered", 7), 0); /* sorted */
+  CU_ASSERT_EQUAL(memcmp(c->values, "\1\1\0\1", 4), 0);
+  c = snap_snapshot_column(snap, 6);
+  CU_ASSERT_EQUAL(c->type, SNAP_FLOAT64); /* all null */
+  c = snap_snapshot_column(snap, 7);
+  CU_ASSERT_STRING_EQUAL(c->name, "Unnamed: 7");
+  CU_ASSERT_EQUAL(c->type, SNAP_STRING); /* 4 distinct of 4: not a category */
+  c = snap_snapshot_column(snap, 8);
+  CU_ASSERT_EQUAL(c->type, SNAP_STRING); /* numbers then a word */
+  snap_unpin(snap);
+}
+
+static void test_csv_zoned_and_options(void) {
+  struct snap_error err = {0};
+  CU_ASSERT_EQUAL_FATAL(
+      csv("z", "t,s\n2024-01-01T00:00:00Z,a\n2024-01-01T01:00:00+01:00,a\n", NULL, &err),
+      0);
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "z", &snap, NULL), 0);
+  const struct snap_column *c = snap_snapshot_column(snap, 0);
+  CU_ASSERT_EQUAL(c->type, SNAP_TIMESTAMP_NS);
+  CU_ASSERT(c->timezone && !strcmp(c->timezone, "UTC"));
+  CU_ASSERT_EQUAL(((const int64_t *)c->values)[0], ((const int64_t *)c->values)[1]);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 1)->type, SNAP_CATEGORY);
+  snap_unpin(snap);
+  struct ingest_options o = {.format = INGEST_CSV, .no_category = 1};
+  const char *t = "s\na\na\n";
+  CU_ASSERT_EQUAL_FATAL(ingest_buffer(g_store, "z", t, strlen(t), &o, NULL, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "z", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 0)->type, SNAP_STRING);
+  snap_unpin(snap);
+  /* only empty strings: no character data at all */
+  t = "s\n\"\"\n\"\"\n";
+  CU_ASSERT_EQUAL_FATAL(ingest_buffer(g_store, "z", t, strlen(t), &o, NULL, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "z", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 0)->offsets[2], 0);
+  snap_unpin(snap);
+  CU_ASSERT_EQUAL_FATAL(csv("z", t, NULL, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "z", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 0)->type, SNAP_CATEGORY);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 0)->dict_size, 1);
+  snap_unpin(snap);
+}
+
+/* Every malformed input is refused with its place, and publishes nothing. */
+static void test_csv_errors(void) {
+  CU_ASSERT_EQUAL_FATAL(csv("bad", "a,b\n1,2\n", NULL, NULL), 0);
+  uint64_t before = current("bad");
+  struct {
+    const char *text, *want;
+  } cases[] = {
+      {"", "t.csv: empty file"},
+      {"a,b\n1,2\n3\n", "t.csv: line 3: 1 field, expected 2"},
+      {"a,b\n1,2\n3,4,5\n", "t.csv: line 3: 3 fields, expected 2"},
+      {"a,b\n1,\"2\n3,4\n", "t.csv: line 2, column 2: quoted field never closed"},
+      {"a,b\n1,\"2\"x\n", "t.csv: line 2, column 2: unexpected character after closing"},
+      {"a,b\n1,2\n\"x\ny\",\xc3\x28\n", "t.csv: line 4, column 2 (b): invalid UTF-8"},
+      {"a,\xff\n1,2\n", "t.csv: line 1, column 2: header name is not valid UTF-8"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    struct snap_error err = {0};
+    int rc = csv("bad", cases[i].text, NULL, &err);
+    CU_ASSERT_EQUAL(rc, SNAP_EINVAL);
+    if (!strstr(err.message, cases[i].want)) {
+      printf("\ncase %zu: got \"%s\", want \"%s\"\n", i, err.message, cases[i].want);
+      CU_FAIL("message");
+    }
+    CU_ASSERT_EQUAL(current("bad"), before);
+  }
+  struct snap_version_info *v;
+  size_t n;
+  CU_ASSERT_EQUAL_FATAL(snap_version_list(g_store, "bad", &v, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 1);
+  free(v);
+}
+
+static void test_cancel(void) {
+  volatile int cancel = 1;
+  struct ingest_options o = {.format = INGEST_CSV,
+                             .cancel = (const volatile int *)&cancel};
+  size_t rows = 70000;
+  char *text = malloc(rows * 8 + 8);
+  strcpy(text, "a\n");
+  for (size_t i = 0; i < rows; i++) strcat(text + i * 2, "1\n");
+  struct snap_error err = {0};
+  int rc = ingest_buffer(g_store, "cancelled", text, strlen(text), &o, NULL, &err);
+  CU_ASSERT_EQUAL(rc, -ECANCELED);
+  CU_ASSERT_EQUAL(current("cancelled"), 0);
+  free(text);
+}
+
+/* ----------------------------------------------------------------- npy */
+
+static size_t npy(char *out, const char *dict, const void *data, size_t len) {
+  size_t n = strlen(dict), pad = (64 - (10 + n + 1) % 64) % 64, h = n + pad + 1;
+  memcpy(out, "\x93NUMPY\x01\x00", 8);
+  out[8] = (char)(h & 0xff), out[9] = (char)(h >> 8);
+  memcpy(out + 10, dict, n);
+  memset(out + 10 + n, ' ', pad);
+  out[10 + n + pad] = '\n';
+  memcpy(out + 10 + h, data, len);
+  return 10 + h + len;
+}
+
+static int npy_publish(const char *dataset, const char *dict, const void *data,
+                       size_t len, struct snap_error *err) {
+  char buf[1024];
+  size_t n = npy(buf, dict, data, len);
+  struct ingest_options o = {.display_name = "t.npy"};
+  return ingest_buffer(g_store, dataset, buf, n, &o, NULL, err);
+}
+
+static void test_npy(void) {
+  snap_snapshot *snap;
+  const double m[6] = {1, 2, 3, 4, 5, 6};
+  /* C order (3, 2): columns are 1 3 5 and 2 4 6 */
+  CU_ASSERT_EQUAL_FATAL(
+      npy_publish("n", "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", m,
+                  sizeof m, NULL),
+      0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "n", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_ncols(snap), 2);
+  CU_ASSERT_STRING_EQUAL(snap_snapshot_column(snap, 1)->name, "1");
+  const double *c1 = snap_snapshot_column(snap, 1)->values;
+  CU_ASSERT(c1[0] == 2 && c1[1] == 4 && c1[2] == 6);
+  snap_unpin(snap);
+  /* Fortran order: columns are 1 2 3 and 4 5 6 */
+  CU_ASSERT_EQUAL_FATAL(
+      npy_publish("n", "{'descr': '<f8', 'fortran_order': True, 'shape': (3, 2), }", m,
+                  sizeof m, NULL),
+      0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "n", &snap, NULL), 0);
+  c1 = snap_snapshot_column(snap, 1)->values;
+  CU_ASSERT(c1[0] == 4 && c1[1] == 5 && c1[2] == 6);
+  snap_unpin(snap);
+  /* big-endian int32, 1-D */
+  const unsigned char be[8] = {0, 0, 1, 0, 0xff, 0xff, 0xff, 0xfe};
+  CU_ASSERT_EQUAL_FATAL(
+      npy_publish("n", "{'descr': '>i4', 'fortran_order': False, 'shape': (2,), }", be, 8,
+                  NULL),
+      0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "n", &snap, NULL), 0);
+  const struct snap_column *c = snap_snapshot_column(snap, 0);
+  CU_ASSERT_EQUAL(c->type, SNAP_INT32);
+  CU_ASSERT(((const int32_t *)c->values)[0] == 256 &&
+            ((const int32_t *)c->values)[1] == -2);
+  snap_unpin(snap);
+  /* datetime64[us] becomes ns; NaT stays NaT */
+  const int64_t us[2] = {1500000, INT64_MIN};
+  CU_ASSERT_EQUAL_FATAL(
+      npy_publish("n", "{'descr': '<M8[us]', 'fortran_order': False, 'shape': (2,), }",
+                  us, 16, NULL),
+      0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "n", &snap, NULL), 0);
+  c = snap_snapshot_column(snap, 0);
+  CU_ASSERT_EQUAL(c->type, SNAP_TIMESTAMP_NS);
+  CU_ASSERT(((const int64_t *)c->values)[0] == 1500000000 &&
+            ((const int64_t *)c->values)[1] == INT64_MIN);
+  snap_unpin(snap);
+}
+
+static void test_npy_errors(void) {
+  uint64_t before = current("n");
+  struct {
+    const char *dict;
+    size_t len;
+    const char *want;
+  } cases[] = {
+      {"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 2), }", 40,
+       "t.npy: .npy data truncated: shape needs 48 bytes, the file has 40"},
+      {"{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", 8,
+       "unsupported .npy dtype '|O'"},
+      {"{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (1,), }", 8,
+       "structured .npy dtypes are not supported"},
+      {"{'descr': '<f8', 'fortran_order': False, 'shape': (1, 1, 1), }", 8,
+       "more than 2 dimensions"},
+      {"{'descr': '<f8', 'shape': (1,), }", 8, "lacks 'fortran_order'"},
+      {"{'descr': '|b1', 'fortran_order': False, 'shape': (1,), }", 1, "is not 0/1"},
+  };
+  const unsigned char data[64] = {7};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    struct snap_error err = {0};
+    CU_ASSERT_EQUAL(npy_publish("n", cases[i].dict, data, cases[i].len, &err),
+                    SNAP_EINVAL);
+    if (!strstr(err.message, cases[i].want)) {
+      printf("\ncase %zu: got \"%s\", want \"%s\"\n", i, err.message, cases[i].want);
+      CU_FAIL("message");
+    }
+  }
+  /* a header cut short */
+  char buf[256];
+  size_t n =
+      npy(buf, "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }", data, 8);
+  struct snap_error err = {0};
+  struct ingest_options o = {.display_name = "t.npy"};
+  CU_ASSERT_EQUAL(ingest_buffer(g_store, "n", buf, 40, &o, NULL, &err), SNAP_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "t.npy: .npy header truncated"));
+  CU_ASSERT_EQUAL(ingest_buffer(g_store, "n", "\x93NUMP", 5, &o, NULL, &err),
+                  SNAP_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "not a .npy file"));
+  (void)n;
+  CU_ASSERT_EQUAL(current("n"), before);
+}
+
+int main(void) {
+  if (CU_initialize_registry() != CUE_SUCCESS) return 1;
+  CU_pSuite s = CU_add_suite("ingest", suite_init, suite_clean);
+  CU_TestInfo tests[] = {
+      {"int64 parser", test_int64},
+      {"float64 parser agrees with strtod", test_float64},
+      {"bool and timestamp parsers", test_bool_timestamp},
+      {"CSV type inference, quoting, nulls, categories", test_csv_types},
+      {"CSV zoned timestamps and options", test_csv_zoned_and_options},
+      {"CSV errors name the place and publish nothing", test_csv_errors},
+      {"cancel aborts the publish", test_cancel},
+      {"npy layouts, byte order, time units", test_npy},
+      {"npy errors", test_npy_errors},
+      CU_TEST_INFO_NULL,
+  };
+  for (CU_TestInfo *t = tests; t->pName; t++) CU_add_test(s, t->pName, t->pTestFunc);
+  CU_basic_set_mode(CU_BRM_VERBOSE);
+  CU_basic_run_tests();
+  unsigned failed =
+      CU_get_number_of_failure_records(); /* counts suite-setup failures too */
+  CU_cleanup_registry();
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,94 @@
+/* snapctl: shared declarations of the commands (one file each) and their helpers. */
+#ifndef SNAPCTL_H
+#define SNAPCTL_H
+
+#include <libsnap/libsnap.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Exit statuses. */
+#define CTL_OK 0
+#define CTL_FAIL 1  /* operational error */
+#define CTL_USAGE 2 /* usage error */
+
+/** Global state shared by every command. */
+struct ctl {
+  const char *store_path; /* --store, or NULL for $LIBSNAP_STORE / the default */
+  const char *cmd;        /* command name, for messages */
+};
+
+/** One command: name, one-line summary, usage text and entry point. */
+struct ctl_command {
+  const char *name;
+  const char *summary;
+  const char *usage; /* full --help text */
+  int (*run)(struct ctl *c, int argc, char **argv);
+};
+
+extern const struct ctl_command ctl_cmd_init, ctl_cmd_list, ctl_cmd_info, ctl_cmd_readers,
+    ctl_cmd_gc, ctl_cmd_rollback, ctl_cmd_verify, ctl_cmd_export, ctl_cmd_doctor,
+    ctl_cmd_publish;
+
+/* ---------------------------------------------------------------- errors */
+
+/** Print "snapctl: CMD: message" on stderr; returns CTL_FAIL. */
+int ctl_fail(const struct ctl *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/** Print "snapctl: CMD: message (see 'snapctl CMD --help')"; returns CTL_USAGE. */
+int ctl_usage(const struct ctl *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/** Report a library failure: the error's message, or snap_strerror(status). */
+int ctl_fail_snap(const struct ctl *c, const char *what, int status,
+                  const struct snap_error *err);
+
+/**
+ * Parse the command's options with getopt_long. Handles --help (prints usage,
+ * *exit_code = 0) and unknown options (*exit_code = CTL_USAGE). The caller passes
+ * long options without "help"; the function adds it. Returns the option character,
+ * -1 at the end of options, or -2 when the command must exit with *exit_code.
+ */
+struct option;
+int ctl_getopt(const struct ctl_command *cmd, struct ctl *c, int argc, char **argv,
+               const char *shortopts, const struct option *longopts, int *exit_code);
+
+/** Open the store (flags as for snap_store_open). Prints the error; CTL_OK or CTL_FAIL.
+ */
+int ctl_open(struct ctl *c, unsigned flags, snap_store **out);
+
+/** Split "DATASET[@VERSION]" (version 0 = current). CTL_OK or CTL_USAGE (printed). */
+int ctl_parse_target(struct ctl *c, const char *arg, char *dataset, size_t cap,
+                     uint64_t *version);
+/** Parse a positive decimal integer. 0 on success, -1 otherwise. */
+int ctl_parse_u64(const char *s, uint64_t *out);
+
+/* ------------------------------------------------------------- formatting */
+
+/** "1.5 GiB", "12 B". Returns out. */
+const char *ctl_bytes(char *out, size_t cap, uint64_t bytes);
+/** Local time "YYYY-MM-DD HH:MM:SS" of a ns timestamp. */
+const char *ctl_time_local(char *out, size_t cap, uint64_t ns);
+/** UTC "YYYY-MM-DDTHH:MM:SS.fffffffffZ" of a ns timestamp. */
+const char *ctl_time_iso(char *out, size_t cap, int64_t ns);
+/** Write s as a JSON string literal. */
+void ctl_json_str(FILE *f, const char *s);
+/** Command line of a process (NUL separators as spaces), or "?" when gone. */
+const char *ctl_proc_cmdline(char *out, size_t cap, pid_t pid);
+/** Process start time, ns since the epoch; 0 if unknown. */
+uint64_t ctl_proc_start_ns(pid_t pid);
+
+/* --------------------------------------------------------- aligned tables */
+
+/** A table printed with columns padded to their widest cell. */
+struct ctl_table {
+  size_t ncols, ncells, cap;
+  char **cells;
+  const char *right; /* per column: 'r' right-aligned, 'l' left */
+};
+void ctl_table_init(struct ctl_table *t, size_t ncols, const char *align);
+/** Append one cell (rows fill left to right). */
+void ctl_table_cell(struct ctl_table *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void ctl_table_print(const struct ctl_table *t, FILE *f);
+void ctl_table_free(struct ctl_table *t);
+
+#endif /* SNAPCTL_H */

@@ -1,0 +1,441 @@
+#!/usr/bin/env python3
+"""End-to-end tests of snapctl: real processes on a temporary store under /dev/shm.
+
+Each test makes its own store and removes it. Reader processes (pin_helper) pin a
+version and hold it until their stdin is closed; the tests synchronise on their
+output and exit, never on sleeps. JSON output is parsed, never grepped.
+
+Run one test: SNAPCTL=... PIN_HELPER=... python3 cli_test.py CliTest.test_name
+"""
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import unittest
+
+SNAPCTL = os.environ.get("SNAPCTL", "snapctl")
+PIN_HELPER = os.environ.get("PIN_HELPER", "pin_helper")
+
+
+def npy_bytes(descr, shape, payload, fortran=False):
+    """A .npy v1.0 file, written by hand (numpy is not needed)."""
+    header = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (
+        descr, fortran, shape)
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + payload
+
+
+def npy_parse(data):
+    """(descr, fortran_order, shape, payload) of a .npy v1/v2 file."""
+    assert data[:6] == b"\x93NUMPY", "bad magic"
+    if data[6] == 1:
+        (hlen,), start = struct.unpack("<H", data[8:10]), 10
+    else:
+        (hlen,), start = struct.unpack("<I", data[8:12]), 12
+    header = data[start:start + hlen].decode()
+    assert (start + hlen) % 64 == 0, "header not padded to 64 bytes"
+    import ast
+    d = ast.literal_eval(header)
+    return d["descr"], d["fortran_order"], d["shape"], data[start + hlen:]
+
+
+class CliTest(unittest.TestCase):
+    def setUp(self):
+        self.store = "/dev/shm/snapctl-test-%d-%s" % (os.getpid(), self._testMethodName)
+        self.tmp = self.store + ".files"
+        shutil.rmtree(self.store, ignore_errors=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        os.makedirs(self.tmp)
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.stdin.close()
+                p.wait()
+        shutil.rmtree(self.store, ignore_errors=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -------------------------------------------------------------- helpers
+
+    def run_ctl(self, *args, code=0, store=True):
+        argv = [SNAPCTL] + (["--store", self.store] if store else []) + list(args)
+        p = subprocess.run(argv, capture_output=True, text=True)
+        self.assertEqual(p.returncode, code,
+                         "%s: exit %d, wanted %d\nstdout: %s\nstderr: %s" %
+                         (" ".join(argv), p.returncode, code, p.stdout, p.stderr))
+        if code:
+            # one line on stderr, naming the program
+            self.assertEqual(p.stderr.count("\n"), 1, p.stderr)
+            self.assertTrue(p.stderr.startswith("snapctl"), p.stderr)
+        return p
+
+    def json(self, *args):
+        return json.loads(self.run_ctl(*args).stdout)
+
+    def write(self, name, data):
+        path = os.path.join(self.tmp, name)
+        with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        return path
+
+    def pin(self, dataset, version=None):
+        """Start a reader that pins; returns (process, version, nrows, sum)."""
+        argv = [PIN_HELPER, self.store, dataset] + ([str(version)] if version else [])
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        line = p.stdout.readline()  # blocks until the pin is taken
+        m = re.match(r"pinned (\d+) (\d+) (\S+)", line)
+        self.assertIsNotNone(m, "pin_helper said %r" % line)
+        return p, int(m.group(1)), int(m.group(2)), float(m.group(3))
+
+    def unpin(self, p):
+        p.stdin.close()
+        self.assertEqual(p.wait(), 0)
+
+    def versions(self, dataset):
+        doc = self.json("list", dataset, "--json")
+        return {v["version"]: v for v in doc["datasets"][0]["versions"]}
+
+    def segment_files(self):
+        out = []
+        for root, _, files in os.walk(os.path.join(self.store, "segments")):
+            out += [os.path.join(root, f) for f in files]
+        return sorted(out)
+
+    # ---------------------------------------------------------------- usage
+
+    def test_usage_errors(self):
+        self.run_ctl(code=2)
+        self.run_ctl("frobnicate", code=2)
+        self.run_ctl("--bogus", "list", code=2)
+        self.run_ctl("list", "--bogus", code=2)
+        self.run_ctl("info", code=2)
+        self.run_ctl("info", "a", "b", code=2)
+        self.run_ctl("info", "a@", code=2)
+        self.run_ctl("info", "a@0", code=2)
+        self.run_ctl("rollback", "a", code=2)
+        self.run_ctl("rollback", "a", "x1", code=2)
+        self.run_ctl("export", "a", code=2)  # no --format
+        self.run_ctl("export", "a", "--format", "xml", code=2)
+        self.run_ctl("publish", "a", code=2)
+        self.run_ctl("publish", "a", "file.parquet", code=2)
+        self.run_ctl("init", "--keep", "0", code=2)
+        p = self.run_ctl("gc", "--dry-run", "a", "b", code=2)
+        self.assertIn("snapctl gc --help", p.stderr)
+        top = self.run_ctl("--help").stdout
+        for cmd in ["init", "list", "info", "readers", "gc", "publish", "rollback", "verify",
+                    "export", "doctor"]:
+            self.assertIn(cmd, top)
+            out = self.run_ctl(cmd, "--help").stdout
+            self.assertTrue(out.startswith("usage: snapctl [--store PATH] " + cmd), out)
+
+    def test_missing_store(self):
+        for cmd in (["list"], ["readers"], ["gc"], ["info", "x"], ["verify", "x"]):
+            p = self.run_ctl(*cmd, code=1)
+            self.assertIn(self.store, p.stderr)
+            self.assertIn("init", p.stderr)
+        self.assertFalse(os.path.exists(self.store), "a read command created the store")
+        p = self.run_ctl("doctor", code=1)
+        self.assertIn("fix: snapctl --store %s init" % self.store, p.stdout)
+
+    def test_init(self):
+        p = self.run_ctl("init", "--keep", "2")
+        self.assertIn("created store " + self.store, p.stdout)
+        p = self.run_ctl("init")
+        self.assertIn("existing store", p.stdout)
+        self.run_ctl("publish", "d", self.write("a.csv", "x\n1\n"))
+        self.assertEqual(self.json("list", "--json")["datasets"][0]["keep"], 2)
+        # the environment variable names the default store
+        env = dict(os.environ, LIBSNAP_STORE=self.store)
+        p = subprocess.run([SNAPCTL, "list", "--json"], env=env, capture_output=True,
+                           text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["store"], self.store)
+
+    # ------------------------------------------------------ publish and list
+
+    def test_publish_list_info(self):
+        self.run_ctl("init", "--keep", "3")
+        path = self.write("prices.csv", "id,price,name\n1,1.5,a\n2,2.5,b\n3,3.5,c\n")
+        p = self.run_ctl("publish", "prices", path)
+        self.assertRegex(p.stdout, r"prices: published version 1 \(3 rows x 3 columns")
+        self.run_ctl("publish", "prices", path)
+        self.run_ctl("publish", "other", self.write("o.npy", npy_bytes(
+            "<f8", "(4,)", struct.pack("<4d", 1, 2, 3, 4))))
+
+        doc = self.json("list", "--json")
+        self.assertEqual(doc["store"], self.store)
+        self.assertEqual([d["name"] for d in doc["datasets"]], ["other", "prices"])
+        prices = doc["datasets"][1]
+        self.assertEqual(prices["current"], 2)
+        self.assertEqual(prices["keep"], 3)
+        self.assertEqual([(v["version"], v["state"], v["rows"], v["cols"], v["pins"])
+                          for v in prices["versions"]],
+                         [(1, "retained", 3, 3, 0), (2, "current", 3, 3, 0)])
+        for v in prices["versions"]:
+            self.assertGreater(v["bytes"], 0)
+            self.assertRegex(v["created"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+        total = sum(v["bytes"] for d in doc["datasets"] for v in d["versions"])
+        self.assertEqual(doc["totals"]["bytes"], total)
+        self.assertEqual(doc["totals"]["versions"], 3)
+        self.assertEqual(doc["totals"]["reclaimable_bytes"], 0)
+
+        # human output: an aligned table (each header starts where its column starts)
+        lines = self.run_ctl("list").stdout.splitlines()
+        header, rows = lines[0], lines[1:4]
+        self.assertEqual(header.split(), ["DATASET", "VERSION", "STATE", "ROWS", "COLS",
+                                          "BYTES", "CREATED", "PINS"])
+        state_at = header.index("STATE")
+        for row in rows:
+            self.assertIn(row[state_at:state_at + 8].strip(), ("current", "retained"))
+            self.assertTrue(row.endswith(" 0"), row)
+        self.assertIn("3 versions", lines[-1])
+        self.run_ctl("list", "nosuch", code=1)
+
+        info = self.json("info", "prices", "--json")
+        self.assertEqual(info["version"], 2)
+        self.assertEqual(info["state"], "current")
+        self.assertEqual([(c["name"], c["type"]) for c in info["columns"]],
+                         [("id", "int64"), ("price", "float64"), ("name", "string")])
+        self.assertTrue(os.path.exists(info["segment"]))
+        self.assertRegex(info["data_hash"], r"^[0-9a-f]{32}$")
+        info1 = self.json("info", "prices@1", "--json")
+        self.assertEqual(info1["version"], 1)
+        self.assertEqual(info1["data_hash"], info["data_hash"])  # same data
+        human = self.run_ctl("info", "prices@1").stdout
+        self.assertIn("segment:    " + info1["segment"], human)
+        self.assertRegex(human, r"\n2  name   string   no")
+        self.run_ctl("info", "prices@9", code=1)
+        self.run_ctl("info", "nosuch", code=1)
+
+    def test_readers_see_each_version(self):
+        self.run_ctl("init")
+        sums = []
+        for i in range(1, 4):
+            rows = "\n".join(str(i * 100 + r) for r in range(10))
+            self.run_ctl("publish", "d", self.write("d%d.csv" % i, "v\n" + rows + "\n"))
+            p, version, nrows, total = self.pin("d")
+            self.assertEqual((version, nrows), (i, 10))
+            self.assertEqual(total, sum(i * 100 + r for r in range(10)))
+            sums.append(total)
+            self.unpin(p)
+        self.assertEqual(len(set(sums)), 3)
+
+    # ---------------------------------------------------- readers, gc, doctor
+
+    def test_readers_gc_doctor(self):
+        self.run_ctl("init", "--keep", "1")
+        self.run_ctl("publish", "d", self.write("a.csv", "v\n1\n2\n"))
+        holder, version, _, _ = self.pin("d")
+        self.assertEqual(version, 1)
+        self.run_ctl("publish", "d", self.write("b.csv", "v\n3\n4\n5\n"))
+
+        v = self.versions("d")
+        self.assertEqual(v[1]["state"], "draining")
+        self.assertEqual(v[1]["pins"], 1)
+        self.assertEqual(v[2]["state"], "current")
+        self.assertEqual(self.json("list", "--json")["totals"]["draining_pinned_bytes"],
+                         v[1]["bytes"])
+
+        readers = self.json("readers", "--json")["readers"]
+        self.assertEqual(len(readers), 1)
+        r = readers[0]
+        self.assertEqual((r["pid"], r["dataset"], r["version"], r["state"]),
+                         (holder.pid, "d", 1, "draining"))
+        self.assertIn("pin_helper", r["command"])
+        self.assertIn(self.store, r["command"])
+        self.assertIsInstance(r["since_ns"], int)
+        human = self.run_ctl("readers").stdout
+        self.assertRegex(human, r"(?m)^\s*%d\s" % holder.pid)
+
+        p = self.run_ctl("gc", "--dry-run")
+        self.assertRegex(p.stdout, r"draining\s+d@1 .*held by %d \(.*pin_helper" % holder.pid)
+        p = self.run_ctl("gc")
+        self.assertIn("freed 0 versions", p.stdout)
+        self.assertIn(1, self.versions("d"))
+        p = self.run_ctl("doctor", code=1)
+        self.assertIn("stale pin: d@1", p.stdout)
+        self.assertIn("kill %d" % holder.pid, p.stdout)
+
+        self.unpin(holder)
+        self.assertEqual(self.json("readers", "--json")["readers"], [])
+        p = self.run_ctl("gc", "--dry-run")
+        self.assertRegex(p.stdout, r"would free\s+d@1")
+        self.assertIn(1, self.versions("d"))  # a dry run changes nothing
+        p = self.run_ctl("gc")
+        self.assertRegex(p.stdout, r"freed\s+d@1")
+        self.assertIn("freed 1 version", p.stdout)
+        self.assertEqual(list(self.versions("d")), [2])
+        self.assertEqual(len(self.segment_files()), 1)
+        p = self.run_ctl("doctor")
+        self.assertIn("0 problems", p.stdout)
+
+    def test_doctor_orphans(self):
+        self.run_ctl("init")
+        self.run_ctl("publish", "d", self.write("a.csv", "v\n1\n"))
+        seg = self.segment_files()[0]
+        orphan = os.path.join(os.path.dirname(seg), "77.seg")
+        shutil.copyfile(seg, orphan)
+        p = self.run_ctl("doctor", code=1)
+        self.assertIn("orphan: %s" % orphan, p.stdout)
+        self.assertIn("fix: snapctl gc", p.stdout)
+        self.assertTrue(os.path.exists(orphan))  # doctor changes nothing
+        self.run_ctl("gc")
+        self.assertFalse(os.path.exists(orphan))
+        self.run_ctl("doctor")
+
+    # ----------------------------------------------------- rollback, verify
+
+    def test_rollback(self):
+        self.run_ctl("init", "--keep", "3")
+        for i in (1, 2, 3):
+            self.run_ctl("publish", "d", self.write("%d.csv" % i, "v\n%d\n" % i))
+        p = self.run_ctl("rollback", "d", "1")
+        self.assertIn("current version is now 1 (was 3)", p.stdout)
+        states = {k: v["state"] for k, v in self.versions("d").items()}
+        self.assertEqual(states, {1: "current", 2: "retained", 3: "retained"})
+        h, version, _, total = self.pin("d")
+        self.assertEqual((version, total), (1, 1.0))
+        self.unpin(h)
+        p = self.run_ctl("rollback", "d", "42", code=1)
+        self.assertIn("d@42", p.stderr)
+        self.run_ctl("rollback", "nosuch", "1", code=1)
+
+    def test_verify(self):
+        self.run_ctl("init")
+        marker = struct.pack("<d", 1.2345678901234567e300)
+        self.run_ctl("publish", "d", self.write("a.npy", npy_bytes(
+            "<f8", "(64,)", marker * 64)))
+        p = self.run_ctl("verify", "d")
+        self.assertRegex(p.stdout, r"^d@1: ok")
+        self.run_ctl("verify", "d@1")
+        self.run_ctl("verify", "d@2", code=1)
+        seg = self.segment_files()[0]
+        with open(seg, "r+b") as f:
+            data = f.read()
+            at = data.index(marker) + 8 * 10
+            f.seek(at)
+            f.write(struct.pack("<d", 1.0))
+        p = self.run_ctl("verify", "d", code=1)
+        self.assertIn("checksum", p.stderr)
+
+    # --------------------------------------------------------------- export
+
+    def test_export_csv_round_trip(self):
+        self.run_ctl("init")
+        text = ('i,f,b,t,tz,s,c,n\n'
+                '1,0.1,true,2024-01-01T10:00:00.5,2024-01-01T00:00:00Z,"a,b",red,\n'
+                '-2,1e300,false,2024-01-02,2024-01-01T00:00:00+02:00,"say ""hi""",red,1\n'
+                ',NaN,true,,2024-06-01T00:00:00Z,"two\nlines",blue,2\n'
+                '4,-0.333333333333,false,1999-12-31T23:59:59.999999999,'
+                '2024-06-01T00:00:00Z,"",red,3\n')
+        self.run_ctl("publish", "d", self.write("in.csv", text))
+        out = os.path.join(self.tmp, "out.csv")
+        self.run_ctl("export", "d", "--format", "csv", "-o", out)
+        with open(out, newline="") as f:
+            rows = list(csv.reader(f))
+        self.assertEqual(rows[0], ["i", "f", "b", "t", "tz", "s", "c", "n"])
+        self.assertEqual([r[0] for r in rows[1:]], ["1", "-2", "", "4"])
+        self.assertEqual(float(rows[2][1]), 1e300)
+        self.assertEqual(rows[3][1], "NaN")
+        self.assertEqual(rows[1][3], "2024-01-01T10:00:00.5")
+        self.assertEqual(rows[2][4], "2023-12-31T22:00:00Z")
+        self.assertEqual([r[5] for r in rows[1:]], ["a,b", 'say "hi"', "two\nlines", ""])
+        self.assertEqual([r[6] for r in rows[1:]], ["red", "red", "blue", "red"])
+        # publishing the export again gives the same data, bit for bit
+        self.run_ctl("publish", "d", out)
+        a, b = self.json("info", "d@1", "--json"), self.json("info", "d@2", "--json")
+        self.assertEqual([(c["name"], c["type"]) for c in a["columns"]],
+                         [(c["name"], c["type"]) for c in b["columns"]])
+        self.assertEqual(a["data_hash"], b["data_hash"])
+        # standard output
+        p = self.run_ctl("export", "d@1", "--format", "csv")
+        with open(out) as f:
+            self.assertEqual(p.stdout, f.read())
+
+    def test_export_npy(self):
+        self.run_ctl("init")
+        values = [float(i) * 0.5 for i in range(12)]  # C order (6, 2)
+        self.run_ctl("publish", "m", self.write("m.npy", npy_bytes(
+            "<f8", "(6, 2)", struct.pack("<12d", *values))))
+        out = os.path.join(self.tmp, "out.npy")
+        self.run_ctl("export", "m", "--format", "npy", "-o", out)
+        with open(out, "rb") as f:
+            descr, fortran, shape, payload = npy_parse(f.read())
+        self.assertEqual((descr, fortran, shape), ("<f8", True, (6, 2)))
+        got = struct.unpack("<12d", payload)
+        self.assertEqual(list(got[:6]), values[0::2])  # column 0
+        self.assertEqual(list(got[6:]), values[1::2])  # column 1
+        # re-publish the Fortran-ordered export: same data
+        self.run_ctl("publish", "m", out)
+        self.assertEqual(self.json("info", "m@1", "--json")["data_hash"],
+                         self.json("info", "m@2", "--json")["data_hash"])
+        # mixed types: a structured array
+        self.run_ctl("publish", "x", self.write("x.csv", "a,b\n1,true\n2,false\n"))
+        self.run_ctl("export", "x", "--format", "npy", "-o", out)
+        with open(out, "rb") as f:
+            descr, fortran, shape, payload = npy_parse(f.read())
+        self.assertEqual((descr, shape), ([("a", "<i8"), ("b", "|b1")], (2,)))
+        self.assertEqual(payload, struct.pack("<q?q?", 1, True, 2, False))
+        # strings cannot be .npy: refused, no file left behind
+        self.run_ctl("publish", "s", self.write("s.csv", "a,b\n1,x\n2,y\n"))
+        os.unlink(out)
+        p = self.run_ctl("export", "s", "--format", "npy", "-o", out, code=1)
+        self.assertIn("column 1 (b) is string", p.stderr)
+        self.assertFalse(os.path.exists(out))
+
+    # ------------------------------------------------------------ bad input
+
+    def test_publish_bad_inputs(self):
+        self.run_ctl("init")
+        good = self.write("good.csv", "a,b\n1,x\n")
+        self.run_ctl("publish", "d", good)
+        cases = [
+            ("ragged.csv", b"a,b\n1,2\n3,4,5\n", r"ragged\.csv: line 3: 3 fields, expected 2"),
+            ("quote.csv", b'a,b\n1,"open\n', r"quote\.csv: line 2, column 2: quoted field"),
+            ("utf8.csv", b"a,b\n1,ok\n2,\xe2\x28\xa1\n",
+             r"utf8\.csv: line 3, column 2 \(b\): invalid UTF-8"),
+            ("empty.csv", b"", r"empty\.csv: empty file"),
+            ("trunc.npy", npy_bytes("<f8", "(4,)", b"\0" * 32)[:30],
+             r"trunc\.npy: \.npy header truncated"),
+            ("short.npy", npy_bytes("<f8", "(4,)", b"\0" * 24),
+             r"short\.npy: \.npy data truncated"),
+            ("obj.npy", npy_bytes("|O", "(1,)", b"\0" * 8), r"unsupported \.npy dtype"),
+            ("missing.csv", None, r"missing\.csv: No such file"),
+        ]
+        files_before = self.segment_files()
+        for name, data, want in cases:
+            path = self.write(name, data) if data is not None else os.path.join(self.tmp,
+                                                                                name)
+            p = self.run_ctl("publish", "d", path, code=1)
+            self.assertRegex(p.stderr, want)
+            self.assertEqual(list(self.versions("d")), [1], name)
+            self.assertEqual(self.segment_files(), files_before, name)
+        # a good file after them still publishes
+        self.run_ctl("publish", "d", good)
+        self.assertEqual(self.json("list", "d", "--json")["datasets"][0]["current"], 2)
+        # the version numbers the failed publishes reserved are skipped, not reused
+        self.run_ctl("doctor")
+
+    def test_publish_larger_csv(self):
+        self.run_ctl("init")
+        n = 200000
+        rows = "".join("%d,%d.25,k%d\n" % (i, i, i % 7) for i in range(n))
+        path = self.write("big.csv", "i,f,k\n" + rows)
+        p = self.run_ctl("publish", "big", path)
+        self.assertIn("(%d rows x 3 columns" % n, p.stdout)
+        info = self.json("info", "big", "--json")
+        self.assertEqual([c["type"] for c in info["columns"]], ["int64", "float64",
+                                                                "category"])
+        _, _, nrows, total = self.pin("big")
+        self.assertEqual((nrows, total), (n, n * (n - 1) / 2))
+
+
+if __name__ == "__main__":
+    unittest.main()
