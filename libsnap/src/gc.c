@@ -273,7 +273,8 @@ int snap_gc(snap_store *s, const char *dataset, unsigned flags, snap_gc_cb cb, v
   if (stats) memset(stats, 0, sizeof *stats);
   if (flags & ~SNAP_GC_DRY_RUN)
     return snap__err(err, SNAP_EINVAL, "snap_gc: flags 0x%x unknown", flags);
-  int rc = snap__store_writable(s, err);
+  /* A dry run changes nothing, so it needs no writable handle (and no sweep). */
+  int rc = flags & SNAP_GC_DRY_RUN ? 0 : snap__store_writable(s, err);
   if (rc) return rc;
   if (dataset && (rc = snap__dataset_name_check(dataset, err))) return rc;
   return snap__gc(s, dataset, flags, cb, arg, stats, err);

@@ -32,6 +32,7 @@ struct snap_publish {
   char what[SNAP_DATASET_NAME_MAX + 64]; /* "segments/<dataset>/<version>.seg" */
   uint64_t version, total;
   int dsfd, fd;
+  char where[4096]; /* the store directory, or the detached publish's directory */
   uint8_t *base;
   struct snap__segment seg; /* parsed header: the fill pointers */
 };
@@ -63,6 +64,33 @@ fail:
   return rc;
 }
 
+/* Create the O_TMPFILE in p->dsfd, allocate it whole, map it and write the
+ * header and manifest (p->what names it in messages). */
+static int segment_create(snap_publish *p, const struct snap_schema *schema,
+                          const uint8_t store_id[16], struct snap_error *err) {
+  int rc;
+  p->fd = openat(p->dsfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+  if (p->fd < 0) return snap__errno(err, -errno, "%s: O_TMPFILE", p->where);
+  snap__crash_point();
+  if ((rc = posix_fallocate(p->fd, 0, (off_t)p->total)))
+    return snap__errno(err, -rc, "%s/%s: allocating %llu bytes for version %llu",
+                       p->where, p->what, (unsigned long long)p->total,
+                       (unsigned long long)p->version);
+  snap__crash_point();
+  void *addr;
+  if ((rc = snap__map_aligned(p->fd, p->total, true, &addr)))
+    return snap__errno(err, rc, "%s/%s: mmap %llu bytes", p->where, p->what,
+                       (unsigned long long)p->total);
+  p->base = addr;
+  madvise(p->base, p->total, MADV_HUGEPAGE); /* honoured on huge=advise mounts */
+  snap__segment_write(p->base, p->total, schema, p->dataset, p->version, store_id,
+                      snap__now_ns());
+  if (snap__segment_parse(p->base, p->total, SNAP__SEG_NO_HASH | SNAP__SEG_NO_DATA,
+                          p->what, p->dataset, p->version, &p->seg, err))
+    abort(); /* we just wrote it: a failure is a bug in the writer or parser */
+  return 0;
+}
+
 int snap_publish_begin(snap_store *s, const char *dataset,
                        const struct snap_schema *schema, snap_publish **out,
                        struct snap_error *err) {
@@ -78,6 +106,7 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   p->dsfd = p->fd = -1;
   p->total = total;
   strcpy(p->dataset, dataset);
+  snprintf(p->where, sizeof p->where, "%s", s->path);
   if ((rc = reserve_version(s, dataset, &p->version, err))) goto fail;
   snap__crash_point();
   snprintf(p->what, sizeof p->what, "segments/%s/%llu.seg", dataset,
@@ -91,31 +120,7 @@ int snap_publish_begin(snap_store *s, const char *dataset,
     rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
     goto fail;
   }
-  p->fd = openat(p->dsfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
-  if (p->fd < 0) {
-    rc = snap__errno(err, -errno, "%s/segments/%s: O_TMPFILE", s->path, dataset);
-    goto fail;
-  }
-  snap__crash_point();
-  if ((rc = posix_fallocate(p->fd, 0, (off_t)total))) {
-    rc = snap__errno(err, -rc, "%s/%s: allocating %llu bytes for version %llu", s->path,
-                     p->what, (unsigned long long)total, (unsigned long long)p->version);
-    goto fail;
-  }
-  snap__crash_point();
-  void *addr;
-  if ((rc = snap__map_aligned(p->fd, total, true, &addr))) {
-    rc = snap__errno(err, rc, "%s/%s: mmap %llu bytes", s->path, p->what,
-                     (unsigned long long)total);
-    goto fail;
-  }
-  p->base = addr;
-  madvise(p->base, total, MADV_HUGEPAGE); /* honoured on huge=advise mounts */
-  snap__segment_write(p->base, total, schema, dataset, p->version, s->store_id,
-                      snap__now_ns());
-  if ((rc = snap__segment_parse(p->base, total, SNAP__SEG_NO_HASH | SNAP__SEG_NO_DATA,
-                                p->what, dataset, p->version, &p->seg, err)))
-    abort(); /* we just wrote it: a failure is a bug in the writer or parser */
+  if ((rc = segment_create(p, schema, s->store_id, err))) goto fail;
   snap__crash_point();
   snap__store_ref(s);
   *out = p;
@@ -161,7 +166,7 @@ static void publish_free(snap_publish *p) {
   snap__unmap(p->base, p->total);
   if (p->fd >= 0) close(p->fd);
   if (p->dsfd >= 0) close(p->dsfd);
-  snap__store_unref(p->store);
+  if (p->store) snap__store_unref(p->store);
   free(p);
 }
 
@@ -210,39 +215,50 @@ fail:
   return rc;
 }
 
-int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *err) {
-  if (version) *version = 0;
-  if (!p) return snap__err(err, SNAP_EINVAL, "snap_publish_commit: NULL publish");
-  snap_store *s = p->store;
+/* Validate the untrusted fill (string and dictionary offsets, category codes),
+ * checksum, seal the header, unmap. Fills the version record. */
+static int seal(snap_publish *p, struct snap__verrec *vr, struct snap_error *err) {
   struct snap__segment check;
-  /* Untrusted fill: string and dictionary offsets, category codes. */
   int rc = snap__segment_parse(p->base, p->total, SNAP__SEG_NO_HASH, p->what, p->dataset,
                                p->version, &check, err);
-  if (!rc) snap__segment_free(&check);
   if (rc) {
     if (err) err->code = SNAP_EINVAL;
-    rc = SNAP_EINVAL;
-    goto out;
+    return SNAP_EINVAL;
   }
+  snap__segment_free(&check);
   snap__crash_point();
   snap__segment_seal(p->base, p->total);
   snap__crash_point();
-  struct snap__verrec vr = {
+  *vr = (struct snap__verrec){
       .state = SNAP_STATE_CURRENT,
       .ncols = p->seg.ncols,
       .nrows = p->seg.nrows,
       .bytes = p->total,
       .created_ns = p->seg.created_ns,
   };
-  memcpy(&vr.data_hash[0], p->base + SNAP__H_DATA_HASH_LO, 8);
-  memcpy(&vr.data_hash[1], p->base + SNAP__H_DATA_HASH_HI, 8);
-  memcpy(&vr.header_hash, p->base + SNAP__H_HEADER_HASH, 8);
+  memcpy(&vr->data_hash[0], p->base + SNAP__H_DATA_HASH_LO, 8);
+  memcpy(&vr->data_hash[1], p->base + SNAP__H_DATA_HASH_HI, 8);
+  memcpy(&vr->header_hash, p->base + SNAP__H_HEADER_HASH, 8);
   snap__unmap(p->base, p->total);
   p->base = NULL;
-  if (fchmod(p->fd, 0444)) {
-    rc = snap__errno(err, -errno, "%s/%s: fchmod", s->path, p->what);
-    goto out;
+  if (fchmod(p->fd, 0444))
+    return snap__errno(err, -errno, "%s/%s: fchmod", p->where, p->what);
+  return 0;
+}
+
+int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *err) {
+  if (version) *version = 0;
+  if (!p) return snap__err(err, SNAP_EINVAL, "snap_publish_commit: NULL publish");
+  if (!p->store) {
+    publish_free(p);
+    return snap__err(
+        err, SNAP_EINVAL,
+        "snap_publish_commit: a detached publish ends with snap_publish_seal");
   }
+  snap_store *s = p->store;
+  struct snap__verrec vr;
+  int rc = seal(p, &vr, err);
+  if (rc) goto out;
   snap__crash_point();
   if ((rc = flip(p, &vr, err))) goto out;
   snap__crash_point();
@@ -251,5 +267,198 @@ int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *e
   snap__gc(s, p->dataset, 0, NULL, NULL, NULL, NULL); /* best effort */
 out:
   publish_free(p);
+  return rc;
+}
+
+/* ------------------------------------------------------ detached publish */
+
+int snap_publish_begin_detached(const char *dir, const char *dataset,
+                                const struct snap_schema *schema, snap_publish **out,
+                                struct snap_error *err) {
+  *out = NULL;
+  int rc = snap__dataset_name_check(dataset, err);
+  if (rc) return rc;
+  if (!dir) return snap__err(err, SNAP_EINVAL, "detached publish: directory is NULL");
+  uint64_t total;
+  if ((rc = snap__segment_plan(schema, &total, err))) return rc;
+  snap_publish *p = calloc(1, sizeof *p);
+  if (!p) return snap__errno(err, -ENOMEM, "publish \"%s\"", dataset);
+  p->dsfd = p->fd = -1;
+  p->total = total;
+  strcpy(p->dataset, dataset);
+  snprintf(p->where, sizeof p->where, "%s", dir);
+  snprintf(p->what, sizeof p->what, "new segment of %s", dataset);
+  static const uint8_t no_store[16];
+  p->dsfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (p->dsfd < 0)
+    rc = snap__errno(err, -errno, "%s", dir);
+  else
+    rc = segment_create(p, schema, no_store, err);
+  if (rc) {
+    publish_free(p);
+    return rc;
+  }
+  *out = p;
+  return 0;
+}
+
+int snap_publish_seal(snap_publish *p, int *fd, struct snap_error *err) {
+  *fd = -1;
+  if (!p) return snap__err(err, SNAP_EINVAL, "snap_publish_seal: NULL publish");
+  int rc;
+  struct snap__verrec vr;
+  if (p->store)
+    rc = snap__err(err, SNAP_EINVAL, "snap_publish_seal: not a detached publish");
+  else if (!(rc = seal(p, &vr, err))) {
+    *fd = p->fd;
+    p->fd = -1;
+  }
+  publish_free(p);
+  return rc;
+}
+
+/* Adopt a sealed segment handed over by another process: see libsnap.h. */
+int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *version,
+                       struct snap_error *err) {
+  if (version) *version = 0;
+  snap_publish p = {.store = s, .dsfd = -1, .fd = -1};
+  struct snap__segment seg = {0};
+  int rofd = -1, rc = snap__dataset_name_check(dataset, err);
+  bool leased = false;
+  if (rc || (rc = snap__store_writable(s, err))) goto out;
+  strcpy(p.dataset, dataset);
+  snprintf(p.where, sizeof p.where, "%s", s->path);
+  snprintf(p.what, sizeof p.what, "segment for %s received as descriptor %d", dataset,
+           fd);
+  struct stat st, sst;
+  if (fstat(fd, &st) || fstat(s->segfd, &sst)) {
+    rc = snap__errno(err, -errno, "%s", p.what);
+    goto out;
+  }
+  int mode = fcntl(fd, F_GETFL);
+  if (!S_ISREG(st.st_mode) || mode < 0 || (mode & O_ACCMODE) != O_RDWR) {
+    rc =
+        snap__err(err, SNAP_EINVAL, "%s: must be a regular file open read-write", p.what);
+    goto out;
+  }
+  if (st.st_dev != sst.st_dev) {
+    rc = snap__errno(err, -EXDEV, "%s: must be on the store's filesystem (%s)", p.what,
+                     s->path);
+    goto out;
+  }
+  p.total = (uint64_t)st.st_size;
+  /* Structure first (the client sealed it with version 0 and no store id), so
+   * that a bad file does not burn a version number. */
+  void *addr;
+  if (p.total < SNAP__HEADER_SIZE) {
+    rc = snap__err(err, SNAP_ECORRUPT, "%s: %llu bytes is smaller than a header", p.what,
+                   (unsigned long long)p.total);
+    goto out;
+  }
+  if ((rc = snap__map_aligned(fd, p.total, false, &addr))) {
+    rc = snap__errno(err, rc, "%s: mmap", p.what);
+    goto out;
+  }
+  p.base = addr;
+  if ((rc = snap__segment_parse(p.base, p.total, 0, p.what, dataset, 0, &seg, err)))
+    goto out;
+  if (seg.version != 0) {
+    rc =
+        snap__err(err, SNAP_EINVAL, "%s: header version = %llu, a detached segment has 0",
+                  p.what, (unsigned long long)seg.version);
+    goto out;
+  }
+  snap__segment_free(&seg);
+  if ((rc = reserve_version(s, dataset, &p.version, err))) goto out;
+  snprintf(p.what, sizeof p.what, "segments/%s/%llu.seg", dataset,
+           (unsigned long long)p.version);
+  /* Stamp the version and the store id, reseal the header. */
+  uint64_t msize, hh;
+  memcpy(&msize, p.base + SNAP__H_MANIFEST_SIZE, 8);
+  if (pwrite(fd, &p.version, 8, SNAP__H_VERSION) != 8 ||
+      pwrite(fd, s->store_id, 16, SNAP__H_STORE_ID) != 16 ||
+      (hh = snap__header_hash(p.base, msize), pwrite(fd, &hh, 8, SNAP__H_HEADER_HASH)) !=
+          8) {
+    rc = snap__errno(err, -errno, "%s/%s: stamping the header", s->path, p.what);
+    goto out;
+  }
+  /* From here on nobody may write to it: keep only a read-only descriptor and
+   * take a read lease, which the kernel grants only while no process at all
+   * has the file open for writing (the sender must have closed its copy). */
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  rofd = open(proc, O_RDONLY | O_CLOEXEC);
+  if (rofd < 0) {
+    rc = snap__errno(err, -errno, "%s/%s: reopen read-only", s->path, p.what);
+    goto out;
+  }
+  /* the mapping made through fd counts as a writer too: drop it as well */
+  snap__unmap(p.base, p.total);
+  p.base = NULL;
+  close(fd);
+  fd = -1;
+  if (fcntl(rofd, F_SETLEASE, F_RDLCK)) {
+    rc = errno == EAGAIN || errno == EBUSY
+             ? snap__err(err, SNAP_EBUSY,
+                         "%s/%s: still open for writing by another process: the sender "
+                         "must close its descriptor before handing it over",
+                         s->path, p.what)
+             : snap__errno(err, -errno, "%s/%s: read lease", s->path, p.what);
+    goto out;
+  }
+  leased = true;
+  if ((rc = snap__map_aligned(rofd, p.total, false, &addr))) {
+    rc = snap__errno(err, rc, "%s/%s: mmap", s->path, p.what);
+    goto out;
+  }
+  p.base = addr;
+  /* Everything again, now that it cannot change: structure, our stamp, data. */
+  if ((rc = snap__segment_parse(p.base, p.total, 0, p.what, dataset, p.version, &seg,
+                                err)))
+    goto out;
+  uint64_t h[2];
+  snap__data_hash(p.base, seg.data_offset, seg.data_size, h);
+  if (memcmp(seg.store_id, s->store_id, 16) || h[0] != seg.data_hash[0] ||
+      h[1] != seg.data_hash[1]) {
+    rc = snap__err(err, SNAP_ECHECKSUM,
+                   "%s/%s: data checksum = %016llx%016llx, computed "
+                   "%016llx%016llx",
+                   s->path, p.what, (unsigned long long)seg.data_hash[1],
+                   (unsigned long long)seg.data_hash[0], (unsigned long long)h[1],
+                   (unsigned long long)h[0]);
+    goto out;
+  }
+  if (fchmod(rofd, 0444)) {
+    rc = snap__errno(err, -errno, "%s/%s: fchmod", s->path, p.what);
+    goto out;
+  }
+  struct snap__verrec vr = {.state = SNAP_STATE_CURRENT,
+                            .ncols = seg.ncols,
+                            .nrows = seg.nrows,
+                            .bytes = p.total,
+                            .created_ns = seg.created_ns,
+                            .data_hash = {seg.data_hash[0], seg.data_hash[1]},
+                            .header_hash = seg.header_hash};
+  if (mkdirat(s->segfd, dataset, 0755) && errno != EEXIST) {
+    rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
+    goto out;
+  }
+  p.dsfd = openat(s->segfd, dataset, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (p.dsfd < 0) {
+    rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
+    goto out;
+  }
+  p.fd = rofd;
+  if ((rc = flip(&p, &vr, err))) goto out;
+  if (version) *version = p.version;
+  snap__pin_trim(s, dataset);
+  snap__gc(s, dataset, 0, NULL, NULL, NULL, NULL);
+out:
+  snap__segment_free(&seg);
+  snap__unmap(p.base, p.total);
+  if (leased) fcntl(rofd, F_SETLEASE, F_UNLCK);
+  if (rofd >= 0) close(rofd);
+  if (fd >= 0) close(fd);
+  if (p.dsfd >= 0) close(p.dsfd);
   return rc;
 }

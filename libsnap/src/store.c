@@ -188,6 +188,10 @@ int snap_store_open(const char *path, unsigned flags, snap_store **out,
     rc = snap__errno(err, -errno, "%s/segments", path);
     goto fail;
   }
+  /* incoming/: where detached publishers make their segments (same filesystem,
+   * so the writer can link them in); sticky and world-writable like /tmp */
+  if (create && mkdirat(s->dirfd, "incoming", 0755) == 0)
+    fchmodat(s->dirfd, "incoming", 01777, 0);
   s->segfd = openat(s->dirfd, "segments", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (s->segfd < 0) {
     rc = errno == ENOENT ? snap__err(err, SNAP_ENOTFOUND,

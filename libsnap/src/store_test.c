@@ -22,7 +22,9 @@ static void open_store(void) {
 
 static void close_store(void) { tu_store_destroy(g_store, g_dir); }
 
-static int seg_files(void) { return tu_count_files(g_dir) - 3; }
+static int seg_files(void) {
+  return tu_count_files(g_dir) - 3;
+} /* control.mdb, -lock, flips */
 
 static bool seg_exists(const char *ds, uint64_t v) {
   char path[4096];
@@ -67,6 +69,7 @@ static void test_open_errors(void) {
   snap_publish *p;
   CU_ASSERT_EQUAL(snap_publish_begin(s, "d", &schema, &p, &err), SNAP_ERDONLY);
   CU_ASSERT_EQUAL(snap_gc(s, NULL, 0, NULL, NULL, NULL, &err), SNAP_ERDONLY);
+  CU_ASSERT_EQUAL(snap_gc(s, NULL, SNAP_GC_DRY_RUN, NULL, NULL, NULL, &err), 0);
   snap_snapshot *snap;
   CU_ASSERT_EQUAL(snap_pin(s, "d", &snap, &err), SNAP_ENOTFOUND);
   CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "\"d\""));
@@ -416,6 +419,87 @@ static void test_shared_control_and_mappings(void) {
   close_store();
 }
 
+/* A detached segment of tu_publish_f64's shape, sealed; returns its fd. */
+static int detached_f64(const char *dataset, uint64_t nrows, uint64_t seed) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/incoming", g_dir);
+  struct snap_field f = {.name = "c0", .type = SNAP_FLOAT64};
+  struct snap_schema schema = {nrows, 1, &f, &seed, sizeof seed};
+  snap_publish *p;
+  struct snap_error err;
+  if (snap_publish_begin_detached(dir, dataset, &schema, &p, &err)) {
+    fprintf(stderr, "detached: %s\n", err.message);
+    return -1;
+  }
+  double *m = snap_publish_block(p, 0);
+  for (uint64_t r = 0; r < nrows; r++) m[r] = tu_cell(seed, r, 0);
+  int fd;
+  if (snap_publish_seal(p, &fd, &err)) {
+    fprintf(stderr, "seal: %s\n", err.message);
+    return -1;
+  }
+  return fd;
+}
+
+static void test_detached_publish_adopted(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 100, 1, 1, &v), 0);
+  struct snap_error err;
+  /* the normal case: sealed, handed over, linked in without a copy */
+  int fd = detached_f64("d", 1000, 7);
+  CU_ASSERT_FATAL(fd >= 0);
+  int arc = snap_publish_adopt(g_store, "d", fd, &v, &err);
+  if (arc) fprintf(stderr, "adopt: %s\n", err.message);
+  CU_ASSERT_EQUAL(arc, 0);
+  CU_ASSERT_EQUAL(v, 2);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(s), 2);
+  CU_ASSERT_EQUAL(tu_check_f64(s), 7);
+  CU_ASSERT_EQUAL(snap_snapshot_verify(s, NULL), 0);
+  snap_unpin(s);
+  /* still open for writing elsewhere: refused, nothing published */
+  fd = detached_f64("d", 1000, 8);
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+  int writer = open(proc, O_RDWR);
+  CU_ASSERT_EQUAL(snap_publish_adopt(g_store, "d", fd, &v, &err), SNAP_EBUSY);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "open for writing"));
+  close(writer);
+  /* damaged after sealing: header, then data */
+  fd = detached_f64("d", 1000, 9);
+  uint8_t b = 0x5a;
+  CU_ASSERT_EQUAL(pwrite(fd, &b, 1, SNAP__H_NROWS), 1);
+  CU_ASSERT_EQUAL(snap_publish_adopt(g_store, "d", fd, &v, &err), SNAP_ECORRUPT);
+  fd = detached_f64("d", 1000, 10);
+  CU_ASSERT_EQUAL(pwrite(fd, &b, 1, 8192 + 5), 1);
+  CU_ASSERT_EQUAL(snap_publish_adopt(g_store, "d", fd, &v, &err), SNAP_ECHECKSUM);
+  /* the name in the segment must be the dataset's */
+  fd = detached_f64("other", 10, 11);
+  CU_ASSERT_EQUAL(snap_publish_adopt(g_store, "d", fd, &v, &err), SNAP_ECORRUPT);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "\"other\""));
+  /* not on the store's filesystem */
+  int other = open("/tmp", O_TMPFILE | O_RDWR, 0600);
+  if (other >= 0) {
+    CU_ASSERT_EQUAL(snap_publish_adopt(g_store, "d", other, &v, &err), -EXDEV);
+  }
+  /* nothing of the refused ones remains; v2 is still current */
+  uint64_t cur;
+  CU_ASSERT_EQUAL(snap_current_version(g_store, "d", &cur, NULL), 0);
+  CU_ASSERT_EQUAL(cur, 2);
+  CU_ASSERT_EQUAL(seg_files(), 2);
+  /* a detached publish is sealed, never committed */
+  struct snap_field f = {.name = "x", .type = SNAP_INT8};
+  struct snap_schema schema = {1, 1, &f, NULL, 0};
+  snap_publish *p;
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/incoming", g_dir);
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin_detached(dir, "d", &schema, &p, NULL), 0);
+  CU_ASSERT_EQUAL(snap_publish_commit(p, &v, &err), SNAP_EINVAL);
+  close_store();
+}
+
 int main(void) {
   static const tu_test tests[] = {
       {"open errors, env default, read-only", test_open_errors},
@@ -429,6 +513,7 @@ int main(void) {
       {"reclaim_wait blocks until unpinned", test_reclaim_wait},
       {"handles share the control file; no mapping leaks",
        test_shared_control_and_mappings},
+      {"detached publish sealed and adopted", test_detached_publish_adopted},
       {NULL, NULL}};
   return tu_run("store", tests);
 }

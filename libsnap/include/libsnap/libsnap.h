@@ -294,6 +294,52 @@ SNAP_API int snap_publish_commit(snap_publish *pub, uint64_t *version,
 /** Abandon the publish: the reserved number is skipped, nothing remains. NULL ok. */
 SNAP_API void snap_publish_abort(snap_publish *pub);
 
+/*
+ * Detached publishing: a process that may not (or should not) write the
+ * store fills a segment on its own and hands the file to the store's writer
+ * (writerd) as a descriptor, which validates it and links it in without a copy.
+ *
+ *   client:  snap_publish_begin_detached(dir, ...); fill as usual;
+ *            snap_publish_seal(pub, &fd, ...); send fd (SCM_RIGHTS); close(fd)
+ *   writer:  snap_publish_adopt(store, dataset, fd, &version, ...)
+ */
+
+/**
+ * Begin a segment of @p dataset in an O_TMPFILE under directory @p dir, which
+ * must be on the store's filesystem (e.g. the store's incoming/ directory)
+ * and writable by the caller. No store is involved: the header carries
+ * version 0 until the writer adopts it. Fill with snap_publish_fill() /
+ * snap_publish_block(); end with snap_publish_seal() or snap_publish_abort().
+ * @return 0, SNAP_EINVAL, or -errno (-ENOSPC, ...).
+ */
+SNAP_API int snap_publish_begin_detached(const char *dir, const char *dataset,
+                                         const struct snap_schema *schema,
+                                         snap_publish **out, struct snap_error *err);
+
+/**
+ * Validate and checksum a detached publish, make the file read-only, and give
+ * its descriptor (read-write, caller-owned) to the caller. The handle is freed
+ * whether or not this succeeds.
+ * @return 0, SNAP_EINVAL (bad fill, or not a detached publish), or -errno.
+ */
+SNAP_API int snap_publish_seal(snap_publish *pub, int *fd, struct snap_error *err);
+
+/**
+ * Adopt a sealed detached segment received as @p fd (a regular file on the
+ * store's filesystem, open read-write): validate its structure, give it the
+ * next version number and the store id, then, holding a read lease that the
+ * kernel grants only while no process has the file open for writing, validate
+ * it again with its data checksum, make it read-only and flip it in as the
+ * current version of @p dataset. Takes ownership of @p fd: it is closed
+ * whether or not the call succeeds. Needs the file's owner or root (for
+ * the lease and fchmod).
+ * @return 0; SNAP_ECORRUPT / SNAP_EFORMAT / SNAP_ECHECKSUM (bad file, nothing
+ *         published); SNAP_EBUSY (still open for writing elsewhere);
+ *         SNAP_EINVAL; -EXDEV (another filesystem); or -errno.
+ */
+SNAP_API int snap_publish_adopt(snap_store *store, const char *dataset, int fd,
+                                uint64_t *version, struct snap_error *err);
+
 /* ------------------------------------------------------------------- pins */
 
 /**
@@ -444,7 +490,8 @@ typedef void (*snap_gc_cb)(const struct snap_gc_item *item, void *arg);
  * Reclaim every draining version (of @p dataset, or all when NULL) that no
  * process pins: the moment flock(LOCK_EX|LOCK_NB) on its file succeeds, the
  * file is unlinked and its record dropped. @p cb (may be NULL) sees each
- * draining version; @p stats (may be NULL) gets the totals.
+ * draining version; @p stats (may be NULL) gets the totals. A dry run changes
+ * nothing and also works through a read-only handle.
  * @return 0, SNAP_ERDONLY, or an error.
  */
 SNAP_API int snap_gc(snap_store *store, const char *dataset, unsigned flags,
