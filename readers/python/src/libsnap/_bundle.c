@@ -4,6 +4,7 @@
  * libsnap.so. The sources are the repository's libsnap/src/ (pin.c last: it
  * defines a macro alias of its own).
  */
+#include "../../../../libsnap/src/arrow.c"
 #include "../../../../libsnap/src/control.c"
 #include "../../../../libsnap/src/error.c"
 #include "../../../../libsnap/src/gc.c"

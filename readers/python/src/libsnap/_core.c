@@ -16,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <libsnap/arrow.h>
 #include <libsnap/libsnap.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,7 +370,119 @@ static PyObject *pin_verify(PyObject *self, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
+/* ------------------------------------------- Arrow PyCapsule interface */
+
+static void schema_capsule_free(PyObject *cap) {
+  struct ArrowSchema *s = PyCapsule_GetPointer(cap, "arrow_schema");
+  if (s && s->release) s->release(s);
+  free(s);
+}
+
+static void array_capsule_free(PyObject *cap) {
+  struct ArrowArray *a = PyCapsule_GetPointer(cap, "arrow_array");
+  if (a && a->release) a->release(a);
+  free(a);
+}
+
+static void stream_capsule_free(PyObject *cap) {
+  struct ArrowArrayStream *s = PyCapsule_GetPointer(cap, "arrow_array_stream");
+  if (s && s->release) s->release(s);
+  free(s);
+}
+
+static PyObject *schema_capsule(struct ArrowSchema *s) {
+  PyObject *cap = PyCapsule_New(s, "arrow_schema", schema_capsule_free);
+  if (!cap) {
+    s->release(s);
+    free(s);
+  }
+  return cap;
+}
+
+/* __arrow_c_schema__(): the struct schema of the whole version. */
+static PyObject *pin_arrow_schema(PyObject *self, PyObject *unused) {
+  (void)unused;
+  snap_snapshot *snap = ((PinObject *)self)->snap;
+  struct ArrowArrayStream st;
+  struct snap_error err = {0};
+  struct ArrowSchema *s = calloc(1, sizeof *s);
+  if (!s) return PyErr_NoMemory();
+  int rc = snap_arrow_export_stream(snap, &st, &err);
+  if (!rc) {
+    rc = -st.get_schema(&st, s);
+    st.release(&st);
+  }
+  if (rc) {
+    free(s);
+    return raise_status(rc, &err);
+  }
+  return schema_capsule(s);
+}
+
+/* __arrow_c_array__(requested_schema=None): (schema, array) capsules of one
+ * record batch; the array holds its own pin until its consumer releases it. */
+static PyObject *pin_arrow_array(PyObject *self, PyObject *args) {
+  PyObject *requested = Py_None; /* a producer may ignore the request */
+  if (!PyArg_ParseTuple(args, "|O", &requested)) return NULL;
+  snap_snapshot *snap = ((PinObject *)self)->snap;
+  struct ArrowSchema *s = calloc(1, sizeof *s);
+  struct ArrowArray *a = calloc(1, sizeof *a);
+  struct snap_error err = {0};
+  if (!s || !a) {
+    free(s);
+    free(a);
+    return PyErr_NoMemory();
+  }
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_arrow_export(snap, s, a, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) {
+    free(s);
+    free(a);
+    return raise_status(rc, &err);
+  }
+  PyObject *sc = schema_capsule(s);
+  if (!sc) {
+    a->release(a);
+    free(a);
+    return NULL;
+  }
+  PyObject *ac = PyCapsule_New(a, "arrow_array", array_capsule_free);
+  if (!ac) {
+    a->release(a);
+    free(a);
+    Py_DECREF(sc);
+    return NULL;
+  }
+  return Py_BuildValue("(NN)", sc, ac);
+}
+
+/* __arrow_c_stream__(requested_schema=None): a stream of one record batch. */
+static PyObject *pin_arrow_stream(PyObject *self, PyObject *args) {
+  PyObject *requested = Py_None;
+  if (!PyArg_ParseTuple(args, "|O", &requested)) return NULL;
+  snap_snapshot *snap = ((PinObject *)self)->snap;
+  struct ArrowArrayStream *st = calloc(1, sizeof *st);
+  struct snap_error err = {0};
+  if (!st) return PyErr_NoMemory();
+  int rc = snap_arrow_export_stream(snap, st, &err);
+  if (rc) {
+    free(st);
+    return raise_status(rc, &err);
+  }
+  PyObject *cap = PyCapsule_New(st, "arrow_array_stream", stream_capsule_free);
+  if (!cap) {
+    st->release(st);
+    free(st);
+  }
+  return cap;
+}
+
 static PyMethodDef pin_methods[] = {
+    {"__arrow_c_schema__", pin_arrow_schema, METH_NOARGS, "Arrow PyCapsule schema."},
+    {"__arrow_c_array__", pin_arrow_array, METH_VARARGS, "Arrow PyCapsule array."},
+    {"__arrow_c_stream__", pin_arrow_stream, METH_VARARGS, "Arrow PyCapsule stream."},
     {"columns", pin_columns, METH_NOARGS, "Column descriptions."},
     {"blocks", pin_blocks, METH_NOARGS, "Dtype blocks."},
     {"buffer", pin_buffer, METH_VARARGS, "buffer(kind, index) -> Buffer or None."},

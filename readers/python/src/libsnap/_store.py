@@ -228,6 +228,26 @@ class Snapshot:
 
         return to_pandas(self._p, self._cols())
 
+    # Arrow PyCapsule interface: pyarrow.table(snap), polars.DataFrame(snap),
+    # duckdb, ... read the version without a copy of numeric and string data.
+    # Every column of the segment is exported under its segment name (an index
+    # published from pandas appears as __index_level_0__ ...). Each exported
+    # array holds its own pin until its consumer releases it.
+    def __arrow_c_schema__(self):
+        return self._p.__arrow_c_schema__()
+
+    def __arrow_c_array__(self, requested_schema=None):
+        return self._p.__arrow_c_array__(requested_schema)
+
+    def __arrow_c_stream__(self, requested_schema=None):
+        return self._p.__arrow_c_stream__(requested_schema)
+
+    def to_arrow(self):
+        """The version as a pyarrow.Table over shared memory (needs pyarrow)."""
+        import pyarrow as pa
+
+        return pa.table(self)
+
     def verify(self) -> None:
         """Recompute the data checksum; raises libsnap.ChecksumError on mismatch."""
         self._p.verify()

@@ -65,7 +65,10 @@ def _encode_strings(values, label):
     pa = _pyarrow()
     if pa is not None:
         try:
-            arr = pa.array(values, type=pa.large_string(), from_pandas=True)
+            if isinstance(values, (pa.Array, pa.ChunkedArray)):
+                arr = values.cast(pa.large_string())
+            else:
+                arr = pa.array(values, type=pa.large_string(), from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             _refuse(label, getattr(values, "dtype", "object"), f"not all strings ({e})")
         if isinstance(arr, pa.ChunkedArray):
@@ -96,6 +99,9 @@ def _encode_strings(values, label):
 def _classify(col: _Col, values, nrows):
     """Decide the libsnap type of one column and keep what the fill needs."""
     label = col.label
+    pa = _pyarrow()
+    if pa is not None and isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return _classify_arrow(col, values, nrows, pa)
     if isinstance(values, pd.arrays.NumpyExtensionArray):
         values = values.to_numpy()  # a view of the numpy data
     dtype = getattr(values, "dtype", None)
@@ -174,8 +180,73 @@ def _classify(col: _Col, values, nrows):
     _refuse(label, dtype)
 
 
+def _classify_arrow(col: _Col, values, nrows, pa):
+    """A pyarrow column: its buffers are copied once, into the segment."""
+    import pyarrow.compute as pc
+
+    label = col.label
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    t = arr.type
+    if len(arr) != nrows:
+        raise _core.InvalidArgument(f"column {label!r}: {len(arr)} rows, expected {nrows}")
+    mask = arr.is_null().to_numpy(zero_copy_only=False) if arr.null_count else None
+    if pa.types.is_dictionary(t):
+        vt = t.value_type
+        if not (pa.types.is_string(vt) or pa.types.is_large_string(vt) or (
+                hasattr(pa.types, "is_string_view") and pa.types.is_string_view(vt))):
+            _refuse(label, t, "dictionary values must be strings")
+        codes = pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False)
+        width = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}[codes.dtype.itemsize]
+        if codes.dtype.kind != "i":
+            codes = codes.astype(np.int64)
+            width = "int64"
+        col.type, col.code_type, col.values = "category", width, codes
+        offs, data, _ = _encode_strings(arr.dictionary, label)
+        col.dictionary = (offs, data)
+        col.dict_size, col.data_bytes = len(arr.dictionary), len(data)
+        return
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or (
+            hasattr(pa.types, "is_string_view") and pa.types.is_string_view(t)):
+        offs, data, m = _encode_strings(arr, label)
+        col.type, col.strings, col.data_bytes = "string", (offs, data), len(data)
+        if m is not None:
+            col.nullable, col.mask = True, m
+        return
+    if pa.types.is_timestamp(t) or pa.types.is_duration(t) or pa.types.is_date(t):
+        if pa.types.is_date(t):
+            arr, t = arr.cast(pa.timestamp("ns")), pa.timestamp("ns")
+        ns = pa.timestamp("ns", t.tz) if pa.types.is_timestamp(t) else pa.duration("ns")
+        arr = arr.cast(ns)
+        col.type = "timestamp[ns]" if pa.types.is_timestamp(t) else "duration[ns]"
+        col.tz = t.tz if pa.types.is_timestamp(t) else None
+        col.values = pc.fill_null(arr.view(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    elif pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
+        if pa.types.is_float16(t):
+            _refuse(label, t)
+        filled = pc.fill_null(arr, False if pa.types.is_boolean(t) else 0) if mask is not None \
+            else arr
+        v = filled.to_numpy(zero_copy_only=False)  # no copy for numbers without nulls
+        key = (v.dtype.kind, v.dtype.itemsize)
+        if key not in _KIND_TYPE:
+            _refuse(label, t)
+        col.type, col.values = _KIND_TYPE[key], v
+    else:
+        _refuse(label, t)
+    if mask is not None:
+        col.nullable, col.mask = True, mask
+
+
 def _items(data):
     """(list of (label, values), nrows, index, column-labels metadata)."""
+    pa = _pyarrow()
+    if pa is not None and not isinstance(data, (pd.DataFrame, np.ndarray, dict)):
+        if isinstance(data, pa.RecordBatch):
+            data = pa.Table.from_batches([data])
+        elif not isinstance(data, pa.Table) and hasattr(data, "__arrow_c_stream__"):
+            data = pa.table(data)  # e.g. a polars DataFrame: imported without a copy
+        if isinstance(data, pa.Table):
+            return (list(zip(data.column_names, data.columns)), data.num_rows, None,
+                    {"kind": "list", "name": None})
     if isinstance(data, pd.DataFrame):
         items = [(lab, data.iloc[:, j].array) for j, lab in enumerate(data.columns)]
         cols = data.columns
