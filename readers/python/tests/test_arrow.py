@@ -66,6 +66,9 @@ def test_polars_and_duckdb(store):
     with store.pin("m") as snap:
         df = polars.DataFrame(snap)
         t = pa.table(snap)
+        # DuckDB scans the snapshot itself (its Arrow stream), by variable name
+        direct = duckdb.connect().execute("select sum(f), max(s) from snap").fetchall()
+    assert direct == [(float(sum(range(1000))), "s999")]
     assert df.height == 1000 and df["f"].sum() == sum(range(1000))
     assert df["s"][7] == "s7"
     addr = df["f"].to_arrow().buffers()[1].address
