@@ -2,7 +2,8 @@
 # The whole test suite: installs what it needs (Debian packages, two Python venvs),
 # checks the C formatting, then builds and runs every test twice: once plain
 # (-Wall -Wextra -Werror; C tests, install test, Python tests on pandas 3 with
-# pyarrow and on pandas 2.2 without it) and once under ASan+UBSan (C tests).
+# pyarrow and on pandas 2.2 without it) and once under ASan+UBSan (C tests); then a
+# 60 s libFuzzer smoke run per fuzz target (scripts/fuzz.sh).
 # Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,3 +28,6 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+echo "== fuzz smoke run (60 s per target) and fuzz regressions"
+bash scripts/fuzz.sh 60

@@ -573,9 +573,11 @@ static int header(struct csv *c, struct scan *s, struct snap_error *err) {
     size_t n = unescape(name, f);
     if (n == 0) n = (size_t)sprintf(name, "Unnamed: %u", i);
     name[n] = 0;
-    if (memchr(name, 0, n))
+    if (memchr(name, 0, n)) {
+      free(name); /* found by fuzz_csv: leaked on this error */
       return cerr(err, SNAP_EINVAL, "%s: line %llu, column %u: NUL byte in header name",
                   c->name, (unsigned long long)line, i + 1);
+    }
     c->cols[i].name = name;
     c->cols[i].cand = CAND_INT | CAND_FLOAT | CAND_BOOL | CAND_TIME;
   }
@@ -788,7 +790,9 @@ static int pass2(struct csv *c, struct scan *s, snap_publish *pub, uint64_t base
             if ((uint64_t)str_off[r] + f->n - f->esc > col->field.data_bytes)
               return cerr(err, SNAP_EINVAL, "%s: line %llu: input changed while reading",
                           c->name, (unsigned long long)line);
-            str_off[r + 1] = str_off[r] + (int64_t)unescape(fl->data + str_off[r], f);
+            /* no data buffer when every value is empty (found by fuzz_csv: UB) */
+            str_off[r + 1] =
+                str_off[r] + (fl->data ? (int64_t)unescape(fl->data + str_off[r], f) : 0);
             if (fl->validity) set_valid(fl->validity, r);
           } else {
             str_off[r + 1] = str_off[r];

@@ -289,6 +289,9 @@ int ingest_npy(snap_store *store, const char *dataset, const void *buf, size_t l
   struct npy a = {0};
   int rc = header_parse(&a, buf, len, name, err);
   if (rc) return rc;
+  if (a.shape[1] > SNAP_COLUMNS_MAX) /* found by fuzz_npy: (0, 25777777) took minutes */
+    return nerr(err, SNAP_EINVAL, "%s: shape has %llu columns, more than libsnap's %u",
+                name, (unsigned long long)a.shape[1], SNAP_COLUMNS_MAX);
   uint32_t ncols = (uint32_t)a.shape[1];
   struct snap_field *fields = calloc(ncols, sizeof *fields);
   char(*names)[12] = calloc(ncols, sizeof *names);

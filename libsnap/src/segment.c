@@ -184,6 +184,9 @@ static size_t column_entry_size(const struct snap_field *f) {
 static int schema_check(const struct snap_schema *s, struct snap_error *err) {
   if (!s) return snap__err(err, SNAP_EINVAL, "schema is NULL");
   if (s->ncols && !s->fields) return snap__err(err, SNAP_EINVAL, "schema.fields is NULL");
+  if (s->ncols > SNAP_COLUMNS_MAX)
+    return snap__err(err, SNAP_EINVAL, "schema.ncols = %u: at most %u columns", s->ncols,
+                     SNAP_COLUMNS_MAX);
   if (s->metadata_len && !s->metadata)
     return snap__err(err, SNAP_EINVAL, "schema.metadata is NULL with length %zu",
                      s->metadata_len);

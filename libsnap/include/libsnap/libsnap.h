@@ -114,6 +114,8 @@ SNAP_API const char *snap_type_name(enum snap_type type);
 
 /** Longest dataset name in bytes (it is also a directory name). */
 #define SNAP_DATASET_NAME_MAX 255
+/** Most columns in one table (the manifest of that many is ~150 MiB). */
+#define SNAP_COLUMNS_MAX (1u << 20)
 /** Longest column name in bytes. */
 #define SNAP_COLUMN_NAME_MAX 65535
 /** Column that is not part of a dtype block (strings, categoricals). */
