@@ -25,27 +25,29 @@ static void check(const uint8_t *buf, size_t size) {
   struct snap_error err;
   if (snap__segment_parse(buf, size, 0, "fuzz", NULL, 0, &seg, &err)) return;
   for (uint32_t b = 0; b < seg.nblocks; b++)
-    touch(seg.blocks[b].data, seg.blocks[b].ncols * seg.nrows *
-                                  snap_type_size(seg.blocks[b].type));
+    touch(seg.blocks[b].data,
+          seg.blocks[b].ncols * seg.nrows * snap_type_size(seg.blocks[b].type));
   for (uint32_t i = 0; i < seg.ncols; i++) {
     const struct snap_column *c = &seg.cols[i];
-    size_t vs = c->type == SNAP_CATEGORY ? snap_type_size(c->code_type)
-                                         : snap_type_size(c->type);
+    size_t vs =
+        c->type == SNAP_CATEGORY ? snap_type_size(c->code_type) : snap_type_size(c->type);
     touch(c->values, vs * seg.nrows);
     if (c->validity) touch(c->validity, (seg.nrows + 7) / 8);
     if (c->offsets) {
       uint64_t n = c->type == SNAP_STRING ? seg.nrows : c->dict_size;
       touch(c->offsets, (n + 1) * 8);
       /* what a reader does with them: slices of the data */
-      for (uint64_t k = 0; k < n; k++) touch(c->data + c->offsets[k], c->offsets[k + 1] - c->offsets[k]);
+      for (uint64_t k = 0; k < n; k++)
+        touch(c->data + c->offsets[k], c->offsets[k + 1] - c->offsets[k]);
     }
     if (c->type == SNAP_CATEGORY)
       for (uint64_t r = 0; r < seg.nrows; r++) {
-        int64_t code = c->code_type == SNAP_INT8 ? ((const int8_t *)c->values)[r]
+        int64_t code = c->code_type == SNAP_INT8    ? ((const int8_t *)c->values)[r]
                        : c->code_type == SNAP_INT16 ? ((const int16_t *)c->values)[r]
                        : c->code_type == SNAP_INT32 ? ((const int32_t *)c->values)[r]
                                                     : ((const int64_t *)c->values)[r];
-        if (code >= 0) touch(c->data + c->offsets[code], c->offsets[code + 1] - c->offsets[code]);
+        if (code >= 0)
+          touch(c->data + c->offsets[code], c->offsets[code + 1] - c->offsets[code]);
       }
   }
   touch(seg.metadata, seg.metadata_len);

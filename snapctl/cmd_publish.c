@@ -1,10 +1,20 @@
 /*
- * snapctl publish: publish a .npy or CSV file as a new version of a dataset,
- * directly through the library (ingest.c). A malformed input publishes nothing.
+ * snapctl publish: publish a .npy or CSV file as a new version of a dataset.
+ * When a writerd serves the store (its lock file <store>/writerd.lock names its
+ * socket and the socket answers), the file is handed to it as a descriptor
+ * (docs/protocol.md: PUBLISH DATASET - with SCM_RIGHTS), so the daemon stays
+ * the store's only publisher; otherwise directly through the library
+ * (ingest.c). A malformed input publishes nothing either way.
  */
 #define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,14 +43,142 @@ static void on_progress(uint64_t done, uint64_t total, void *arg) {
   p->shown = 1;
 }
 
+/* Percent-encode a protocol argument (space, '%', control bytes). */
+static void put_arg(char *out, size_t cap, size_t *len, const char *arg) {
+  for (const unsigned char *p = (const unsigned char *)arg; *p; p++) {
+    if (*len + 4 >= cap) return;
+    if (*p <= ' ' || *p == '%' || *p == 0x7f)
+      *len += (size_t)snprintf(out + *len, cap - *len, "%%%02X", *p);
+    else
+      out[(*len)++] = (char)*p;
+  }
+  out[*len] = 0;
+}
+
+/* Connect to the writerd that serves the store, if one runs: -1 if none. */
+static int writerd_connect(const struct ctl *c) {
+  const char *store = c->store_path ? c->store_path : getenv(SNAP_STORE_ENV);
+  if (!store || !*store) store = SNAP_STORE_DEFAULT;
+  char path[PATH_MAX + 32], buf[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/writerd.lock", store);
+  int lf = open(path, O_RDONLY | O_CLOEXEC);
+  if (lf < 0) return -1;
+  ssize_t n = read(lf, buf, sizeof buf - 1);
+  close(lf);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  char *sock = strchr(buf, '\n'); /* "PID\nSOCKET\n" */
+  if (!sock) return -1;
+  sock++;
+  sock[strcspn(sock, "\n")] = 0;
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  if (!*sock || strlen(sock) >= sizeof sa.sun_path) return -1;
+  memcpy(sa.sun_path, sock, strlen(sock));
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) { /* stale: no writerd */
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Publish through writerd: send the request with the file's descriptor, read the
+ * one-line reply. Returns the exit status; prints like the direct path. */
+static int publish_via_writerd(struct ctl *c, int sock, const char *dataset,
+                               const char *path, const struct ingest_options *o,
+                               int quiet) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    close(sock);
+    return ctl_fail(c, "%s: %s: %s", dataset, path, strerror(errno));
+  }
+  char req[8192];
+  size_t len = 0;
+  req[0] = 0;
+  put_arg(req, sizeof req, &len, "PUBLISH");
+  req[len++] = ' ';
+  put_arg(req, sizeof req, &len, dataset);
+  len += (size_t)snprintf(req + len, sizeof req - len, " - name=");
+  put_arg(req, sizeof req, &len, path);
+  if (o->format)
+    len += (size_t)snprintf(req + len, sizeof req - len, " format=%s",
+                            o->format == INGEST_NPY ? "npy" : "csv");
+  if (o->category_max)
+    len += (size_t)snprintf(req + len, sizeof req - len, " category-max=%u",
+                            o->category_max);
+  if (o->no_category)
+    len += (size_t)snprintf(req + len, sizeof req - len, " no-category");
+  if (len + 2 > sizeof req) {
+    close(fd);
+    close(sock);
+    return ctl_fail(c, "%s: request too long", dataset);
+  }
+  req[len++] = '\n';
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } ctl;
+  struct iovec iov = {req, len};
+  struct msghdr m = {.msg_iov = &iov,
+                     .msg_iovlen = 1,
+                     .msg_control = ctl.buf,
+                     .msg_controllen = sizeof ctl.buf};
+  struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+  h->cmsg_level = SOL_SOCKET;
+  h->cmsg_type = SCM_RIGHTS;
+  h->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(h), &fd, sizeof fd);
+  ssize_t sent = sendmsg(sock, &m, MSG_NOSIGNAL);
+  close(fd);
+  if (sent != (ssize_t)len) {
+    close(sock);
+    return ctl_fail(c, "%s: sending to writerd: %s", dataset, strerror(errno));
+  }
+  char reply[4096];
+  size_t got = 0;
+  while (got < sizeof reply - 1) {
+    ssize_t n = read(sock, reply + got, sizeof reply - 1 - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+    if (memchr(reply, '\n', got)) break;
+  }
+  close(sock);
+  reply[got] = 0;
+  reply[strcspn(reply, "\n")] = 0;
+  unsigned long long version, rows, bytes, input;
+  unsigned cols;
+  double secs;
+  if (sscanf(reply,
+             "OK version=%llu rows=%llu cols=%u bytes=%llu input_bytes=%llu seconds=%lf",
+             &version, &rows, &cols, &bytes, &input, &secs) == 6) {
+    if (!quiet) {
+      char b[32];
+      printf(
+          "%s: published version %llu (%llu rows x %u columns, %s in %.3f s, %.0f MB/s) "
+          "by writerd\n",
+          dataset, version, rows, cols, ctl_bytes(b, sizeof b, input), secs,
+          secs > 0 ? (double)input / secs / 1e6 : 0.0);
+    }
+    return CTL_OK;
+  }
+  if (!strncmp(reply, "ERR ", 4)) { /* "ERR CODE message" */
+    const char *msg = strchr(reply + 4, ' ');
+    return ctl_fail(c, "%s: %s", dataset, msg ? msg + 1 : reply + 4);
+  }
+  return ctl_fail(c, "%s: writerd gave no reply%s%s", dataset, got ? ": " : "", reply);
+}
+
 static int run(struct ctl *c, int argc, char **argv) {
   static const struct option longopts[] = {{"format", required_argument, NULL, 'f'},
                                            {"category-max", required_argument, NULL, 'C'},
                                            {"no-category", no_argument, NULL, 'S'},
                                            {"quiet", no_argument, NULL, 'q'},
+                                           {"direct", no_argument, NULL, 'D'},
                                            {0}};
   struct ingest_options o = {0};
-  int opt, code, quiet = 0;
+  int opt, code, quiet = 0, direct = 0;
   uint64_t u;
   while ((opt = ctl_getopt(&ctl_cmd_publish, c, argc, argv, "f:q", longopts, &code)) !=
          -1) {
@@ -66,6 +204,9 @@ static int run(struct ctl *c, int argc, char **argv) {
       case 'q':
         quiet = 1;
         break;
+      case 'D':
+        direct = 1;
+        break;
     }
   }
   if (argc - optind < 2) return ctl_usage(c, "needs DATASET and FILE");
@@ -74,6 +215,9 @@ static int run(struct ctl *c, int argc, char **argv) {
   const char *dataset = argv[optind], *path = argv[optind + 1];
   if (o.format == INGEST_AUTO && ingest_format_from_name(path) == INGEST_AUTO)
     return ctl_usage(c, "%s: cannot tell the format from the name; give --format", path);
+
+  int sock = direct ? -1 : writerd_connect(c);
+  if (sock >= 0) return publish_via_writerd(c, sock, dataset, path, &o, quiet);
 
   snap_store *store;
   int rc = ctl_open(c, 0, &store);
@@ -107,6 +251,8 @@ const struct ctl_command ctl_cmd_publish = {
     "usage: snapctl [--store PATH] publish [OPTIONS] DATASET FILE\n"
     "\n"
     "Publish FILE as the new current version of DATASET (created on first publish).\n"
+    "When a writerd serves the store, the file is handed to it (it stays the only\n"
+    "publisher); otherwise it is published directly.\n"
     "Nothing is published when FILE is malformed; the error names the file, line and\n"
     "column. A progress bar is shown on a terminal for inputs that take over a second.\n"
     "\n"
@@ -120,5 +266,6 @@ const struct ctl_command ctl_cmd_publish = {
     "  -f, --format npy|csv    input format (default: from the file name)\n"
     "      --category-max N    most distinct values for a category column (1024)\n"
     "      --no-category       keep every string column a string\n"
-    "  -q, --quiet             print nothing on success\n",
+    "  -q, --quiet             print nothing on success\n"
+    "      --direct            publish through the library even when writerd runs\n",
     run};

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -397,7 +398,16 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
   p.base = NULL;
   close(fd);
   fd = -1;
-  if (fcntl(rofd, F_SETLEASE, F_RDLCK)) {
+  /* The sender closes its copy only after sending it: give it a moment (a
+   * bounded wait of up to 2 s, polling every millisecond). */
+  int lease_rc;
+  for (int tries = 0; (lease_rc = fcntl(rofd, F_SETLEASE, F_RDLCK)) != 0 &&
+                      (errno == EAGAIN || errno == EBUSY) && tries < 2000;
+       tries++) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+  if (lease_rc) {
     rc = errno == EAGAIN || errno == EBUSY
              ? snap__err(err, SNAP_EBUSY,
                          "%s/%s: still open for writing by another process: the sender "

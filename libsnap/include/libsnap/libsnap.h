@@ -332,11 +332,12 @@ SNAP_API int snap_publish_seal(snap_publish *pub, int *fd, struct snap_error *er
  * next version number and the store id, then, holding a read lease that the
  * kernel grants only while no process has the file open for writing, validate
  * it again with its data checksum, make it read-only and flip it in as the
- * current version of @p dataset. Takes ownership of @p fd: it is closed
- * whether or not the call succeeds. Needs the file's owner or root (for
- * the lease and fchmod).
+ * current version of @p dataset. The sender closes its copy after sending,
+ * so this waits up to 2 s for every other writable descriptor to go. Takes
+ * ownership of @p fd: it is closed whether or not the call succeeds. Needs
+ * the file's owner or root (for the lease and fchmod).
  * @return 0; SNAP_ECORRUPT / SNAP_EFORMAT / SNAP_ECHECKSUM (bad file, nothing
- *         published); SNAP_EBUSY (still open for writing elsewhere);
+ *         published); SNAP_EBUSY (still open for writing elsewhere after 2 s);
  *         SNAP_EINVAL; -EXDEV (another filesystem); or -errno.
  */
 SNAP_API int snap_publish_adopt(snap_store *store, const char *dataset, int fd,

@@ -1,0 +1,677 @@
+#!/usr/bin/env python3
+"""End-to-end tests of writerd: real processes on a temporary store under /dev/shm.
+
+Each test makes its own store and removes it. The tests synchronise on writerd's log
+lines (read from its stderr by a thread), on socket replies, on pipes of reader
+processes (pin_helper) and on files appearing, always with a deadline; never on
+sleeps.
+
+Run one test: WRITERD=... SNAPCTL=... PIN_HELPER=... ADOPT_CLIENT=... \
+    python3 writerd_test.py WriterdTest.test_name
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+WRITERD = os.environ.get("WRITERD", "writerd")
+SNAPCTL = os.environ.get("SNAPCTL", "snapctl")
+PIN_HELPER = os.environ.get("PIN_HELPER", "pin_helper")
+ADOPT_CLIENT = os.environ.get("ADOPT_CLIENT", "adopt_client")
+DEADLINE = 60.0  # seconds; generous for ASan builds on a shared machine
+
+
+def npy_bytes(descr, shape, payload):
+    """A .npy v1.0 file, written by hand (numpy is not needed)."""
+    header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode() + payload
+
+
+def wait_for(cond, what, timeout=DEADLINE):
+    """Poll cond() until it is true, with a deadline (for files appearing or
+    processes going away, which have no event to wait on here)."""
+    end = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+class Daemon:
+    """A writerd process whose stderr log lines are collected by a thread."""
+
+    def __init__(self, store, *args):
+        self.store = store
+        self.argv = [WRITERD, "--store", store, "--foreground"] + list(args)
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        self.lines = []
+        self.cond = threading.Condition()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stderr:
+            with self.cond:
+                self.lines.append(line.rstrip("\n"))
+                self.cond.notify_all()
+        with self.cond:
+            self.lines.append(None)  # end of the log
+            self.cond.notify_all()
+
+    def wait_log(self, pattern, start=0, timeout=DEADLINE):
+        """Wait for a log line matching pattern (from line index start); returns
+        (match, index)."""
+        rx = re.compile(pattern)
+        end = time.monotonic() + timeout
+        i = start
+        with self.cond:
+            while True:
+                while i < len(self.lines):
+                    line = self.lines[i]
+                    if line is None:
+                        raise AssertionError("writerd exited before logging %r; log:\n%s"
+                                             % (pattern, self.log()))
+                    m = rx.search(line)
+                    if m:
+                        return m, i
+                    i += 1
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no log line %r within %ds; log:\n%s"
+                                         % (pattern, timeout, self.log()))
+                self.cond.wait(left)
+
+    def mark(self):
+        with self.cond:
+            return len(self.lines)
+
+    def log(self):
+        with self.cond:
+            return "\n".join(l for l in self.lines if l is not None)
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=DEADLINE)
+        self.thread.join(timeout=DEADLINE)
+        return rc
+
+
+class Client:
+    """A protocol client: one request line out, one reply line back."""
+
+    def __init__(self, path, timeout=DEADLINE):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)  # blocking: waits for room in the backlog
+        self.sock.settimeout(timeout)
+        self.buf = b""
+
+    def send(self, data, fds=None):
+        if fds:
+            socket.send_fds(self.sock, [data], fds)
+        else:
+            self.sock.sendall(data)
+
+    def readline(self):
+        while b"\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:  # closed with our unread input pending
+                chunk = b""
+            if not chunk:
+                line, self.buf = self.buf, b""
+                return line.decode(errors="replace") if line else None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line.decode()
+
+    def request(self, line, fds=None):
+        self.send(line.encode() + b"\n", fds)
+        return self.readline()
+
+    def close(self):
+        self.sock.close()
+
+
+class WriterdTest(unittest.TestCase):
+    def setUp(self):
+        self.store = "/dev/shm/writerd-test-%d-%s" % (os.getpid(), self._testMethodName)
+        self.tmp = self.store + ".files"
+        for d in (self.store, self.tmp):
+            shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(self.tmp)
+        os.chmod(self.tmp, 0o755)
+        self.sock = os.path.join(self.store, "writerd.sock")
+        self.inbox = os.path.join(self.store, "inbox")
+        self.daemons = []
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.stdin.close()
+                p.wait()
+        for d in self.daemons:
+            if d.proc.poll() is None:
+                d.proc.kill()
+                d.proc.wait()
+        shutil.rmtree(self.store, ignore_errors=True)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -------------------------------------------------------------- helpers
+
+    def start(self, *args):
+        d = Daemon(self.store, *args)
+        self.daemons.append(d)
+        d.wait_log(r"^ready pid=%d$" % d.proc.pid)
+        return d
+
+    def client(self):
+        return Client(self.sock)
+
+    def write(self, name, data):
+        path = os.path.join(self.tmp, name)
+        with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        return path
+
+    def drop(self, name, data):
+        """Write a file elsewhere and rename it into the inbox, as producers should."""
+        tmp = self.write(".drop-" + name, data)
+        os.rename(tmp, os.path.join(self.inbox, name))
+
+    def ctl(self, *args, code=0):
+        p = subprocess.run([SNAPCTL, "--store", self.store] + list(args),
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, code, "snapctl %s: %s %s" % (args, p.stdout, p.stderr))
+        return p
+
+    def status(self, dataset=None):
+        c = self.client()
+        reply = c.request("STATUS" + (" " + dataset if dataset else ""))
+        c.close()
+        self.assertTrue(reply.startswith("OK {"), reply)
+        return json.loads(reply[3:])
+
+    def versions(self, dataset):
+        doc = self.status(dataset)
+        return {v["version"]: v for v in doc["datasets"][0]["versions"]}
+
+    def pin(self, dataset, version=None):
+        argv = [PIN_HELPER, self.store, dataset] + ([str(version)] if version else [])
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        line = p.stdout.readline()  # blocks until the pin is taken
+        m = re.match(r"pinned (\d+) (\d+) (\S+)", line)
+        self.assertIsNotNone(m, "pin_helper said %r" % line)
+        return p, int(m.group(1)), int(m.group(2)), float(m.group(3))
+
+    def read_version(self, dataset):
+        """(version, nrows, sum of column 0) as a fresh reader process sees it."""
+        p, v, n, s = self.pin(dataset)
+        p.stdin.close()
+        self.assertEqual(p.wait(), 0)
+        return v, n, s
+
+    def segment_files(self):
+        out = []
+        for root, _, files in os.walk(os.path.join(self.store, "segments")):
+            out += [os.path.join(root, f) for f in files]
+        return sorted(out)
+
+    def big_csv(self, mib=48):
+        """A CSV large enough that its publish takes a while (cancel/kill tests)."""
+        chunk = "".join("%d,%d.25,k%d\n" % (i, i, i % 5) for i in range(20000))
+        reps = mib * 1024 * 1024 // len(chunk) + 1
+        return self.write("big.csv", "i,f,k\n" + chunk * reps)
+
+    # ---------------------------------------------------------------- start
+
+    def test_start_and_second_instance(self):
+        d = self.start()
+        with open(os.path.join(self.store, "writerd.lock")) as f:
+            pid, sock = f.read().split("\n")[:2]
+        self.assertEqual((int(pid), sock), (d.proc.pid, self.sock))
+        self.assertTrue(os.path.isdir(os.path.join(self.inbox, "done")))
+        self.assertTrue(os.path.isdir(os.path.join(self.inbox, "failed")))
+        # a second writerd on the same store is refused, naming the holder
+        for extra in ([], ["--foreground"]):
+            p = subprocess.run([WRITERD, "--store", self.store] + extra, capture_output=True,
+                               text=True, timeout=DEADLINE)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn("writerd pid %d" % d.proc.pid, p.stderr)
+        c = self.client()
+        self.assertEqual(c.request("PING"), "OK writerd 0.1.0 pid=%d" % d.proc.pid)
+        c.close()
+        # usage errors exit 2
+        p = subprocess.run([WRITERD, "--keep", "0"], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        # clean shutdown: socket removed, exit 0, the next one starts
+        self.assertEqual(d.stop(), 0)
+        d.wait_log(r"^exit status=0$")
+        self.assertFalse(os.path.exists(self.sock))
+        self.start()
+
+    def test_daemon_mode(self):
+        # without --foreground writerd detaches once it is ready: the command exits 0
+        env = dict(os.environ, LIBSNAP_STORE=self.store)
+        log = open(os.path.join(self.tmp, "daemon.log"), "w")
+        p = subprocess.run([WRITERD], env=env, stderr=log, timeout=DEADLINE)
+        log.close()
+        self.assertEqual(p.returncode, 0)
+        with open(os.path.join(self.store, "writerd.lock")) as f:
+            pid = int(f.read().split("\n")[0])
+        try:
+            c = self.client()
+            self.assertEqual(c.request("PING"), "OK writerd 0.1.0 pid=%d" % pid)
+            c.close()
+        finally:
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid) or
+                 open("/proc/%d/stat" % pid).read().split()[2] == "Z", "daemon exit")
+        wait_for(lambda: "exit status=0" in open(os.path.join(self.tmp, "daemon.log")).read(),
+                 "exit line")
+
+    # -------------------------------------------------------------- publish
+
+    def test_publish_socket_inbox_snapctl(self):
+        # a file already in the inbox at start is published too
+        os.makedirs(self.inbox)
+        with open(os.path.join(self.inbox, "early.csv"), "w") as f:
+            f.write("v\n5\n6\n")
+        d = self.start()
+        d.wait_log(r"^publish dataset=early version=1 rows=2 cols=1 .*source=inbox")
+        self.assertEqual(self.read_version("early"), (1, 2, 11.0))
+
+        # 1. the socket, by path
+        c = self.client()
+        path = self.write("a.csv", "v,name\n1,a\n2,b\n3,c\n")
+        reply = c.request("PUBLISH prices " + path)
+        self.assertRegex(reply, r"^OK version=1 rows=3 cols=2 bytes=\d+ input_bytes=\d+ "
+                                r"seconds=[\d.]+$")
+        d.wait_log(r"^publish dataset=prices version=1 rows=3 cols=2 bytes=[1-9]\d* "
+                   r"input_bytes=\d+ seconds=[\d.]+ source=socket")
+        self.assertEqual(self.read_version("prices"), (1, 3, 6.0))
+        # a descriptor instead of a path (name= only names it in messages)
+        with open(self.write("b.npy", npy_bytes("<f8", "(4,)", struct.pack("<4d", 1, 2, 3, 4.5))),
+                  "rb") as f:
+            reply = c.request("PUBLISH prices - name=b%20file.npy", fds=[f.fileno()])
+        self.assertRegex(reply, r"^OK version=2 rows=4 cols=1 ")
+        self.assertEqual(self.read_version("prices"), (2, 4, 10.5))
+        c.close()
+
+        # 2. the inbox: renamed in, published, moved to done/
+        mark = d.mark()
+        self.drop("prices.csv", "v\n10\n20\n")
+        d.wait_log(r"^publish dataset=prices version=3 rows=2 .*source=inbox file=prices\.csv",
+                   start=mark)
+        self.assertTrue(os.path.exists(os.path.join(self.inbox, "done", "prices.csv")))
+        self.assertFalse(os.path.exists(os.path.join(self.inbox, "prices.csv")))
+        self.assertEqual(self.read_version("prices"), (3, 2, 30.0))
+        # written in place and closed (IN_CLOSE_WRITE) works too
+        mark = d.mark()
+        with open(os.path.join(self.inbox, "prices.npy"), "wb") as f:
+            f.write(npy_bytes("<i8", "(3,)", struct.pack("<3q", 7, 8, 9)))
+        d.wait_log(r"^publish dataset=prices version=4 .*source=inbox", start=mark)
+        self.assertEqual(self.read_version("prices"), (4, 3, 24.0))
+
+        # 3. snapctl publish goes through writerd when it runs
+        mark = d.mark()
+        p = self.ctl("publish", "prices", self.write("c.csv", "v\n100\n200\n"))
+        self.assertRegex(p.stdout, r"prices: published version 5 \(2 rows x 1 columns.* "
+                                   r"by writerd")
+        d.wait_log(r"^publish dataset=prices version=5 .*source=socket file=%s"
+                   % re.escape(os.path.join(self.tmp, "c.csv")), start=mark)
+        self.assertEqual(self.read_version("prices"), (5, 2, 300.0))
+        # its errors come back on one line, naming file and line
+        p = self.ctl("publish", "prices", self.write("r.csv", "a,b\n1,2\n3\n"), code=1)
+        self.assertRegex(p.stderr, r"r\.csv: line 3: 1 field, expected 2")
+        # and without writerd it publishes directly
+        self.assertEqual(d.stop(), 0)
+        p = self.ctl("publish", "prices", self.write("d.csv", "v\n1\n"))
+        self.assertNotIn("by writerd", p.stdout)
+        self.assertGreater(self.read_version("prices")[0], 5)
+
+    def test_inbox_bad_inputs(self):
+        d = self.start()
+        cases = [
+            ("ragged.csv", b"a,b\n1,2\n3,4,5\n", r"ragged\.csv: line 3: 3 fields, expected 2"),
+            ("utf8.csv", b"a,b\n1,ok\n2,\xe2\x28\xa1\n",
+             r"utf8\.csv: line 3, column 2 \(b\): invalid UTF-8"),
+            ("empty.csv", b"", r"empty\.csv: empty file"),
+            ("trunc.npy", npy_bytes("<f8", "(4,)", b"\0" * 32)[:30],
+             r"trunc\.npy: \.npy header truncated"),
+            ("short.npy", npy_bytes("<f8", "(4,)", b"\0" * 24), r"short\.npy: \.npy data truncated"),
+            ("notes.parquet", b"PAR1", r"notes\.parquet: unknown input format"),
+            ("noext", b"x", r"noext: unknown input format"),
+        ]
+        for name, data, want in cases:
+            mark = d.mark()
+            self.drop(name, data)
+            d.wait_log(r"^error op=publish dataset=\S+ source=inbox file=%s code=SNAP_EINVAL"
+                       % re.escape(name), start=mark)
+            failed = os.path.join(self.inbox, "failed", name)
+            self.assertTrue(os.path.exists(failed), name)
+            with open(failed + ".error") as f:
+                text = f.read()
+            self.assertRegex(text, want)
+            self.assertEqual(text.count("\n"), 1, text)  # one line
+            self.assertFalse(os.path.exists(os.path.join(self.inbox, name)))
+        self.assertEqual(self.segment_files(), [])
+        # names starting with '.' are left alone (producers' temporary files)
+        with open(os.path.join(self.inbox, ".partial.csv"), "w") as f:
+            f.write("v\n1\n")
+        # the daemon goes on: a good file after them publishes, the socket answers
+        mark = d.mark()
+        self.drop("ragged.csv", "a,b\n1,2\n")
+        d.wait_log(r"^publish dataset=ragged version=\d+ rows=1 cols=2 .*source=inbox",
+                   start=mark)
+        self.assertTrue(os.path.exists(os.path.join(self.inbox, "done", "ragged.csv")))
+        self.assertTrue(os.path.exists(os.path.join(self.inbox, ".partial.csv")))
+        c = self.client()
+        self.assertTrue(c.request("PING").startswith("OK writerd"))
+        c.close()
+
+    # --------------------------------------------------------------- socket
+
+    def test_socket_garbage(self):
+        d = self.start()
+        c = self.client()
+        bad = [
+            (b"FROB x\n", r"^ERR EPROTO unknown request"),
+            (b"\x00\xff\xfe junk\n", r"^ERR EPROTO request holds NUL bytes"),
+            (b"\x01\x02\x03\n", r"^ERR EPROTO request holds control bytes"),
+            (b"\n", r"^ERR EPROTO empty request"),
+            (b"STATUS  x\n", r"^ERR EPROTO malformed request"),
+            (b"PUBLISH d\n", r"^ERR EPROTO usage: PUBLISH"),
+            (b"PUBLISH d relative.csv\n", r"^ERR SNAP_EINVAL PATH must be absolute"),
+            (b"PUBLISH d /nonexistent/x.csv\n", r"^ERR ENOENT /nonexistent/x\.csv"),
+            (b"PUBLISH d - format=csv\n", r"^ERR EPROTO no descriptor was sent"),
+            (b"PUBLISH d /x.csv bogus=1\n", r"^ERR EPROTO unknown PUBLISH option"),
+            (b"ROLLBACK d x\n", r"^ERR EPROTO usage: ROLLBACK"),
+            (b"STATUS %zz\n", r"^ERR EPROTO bad %XX escape"),
+        ]
+        for data, want in bad[:7]:
+            c.send(data)
+            self.assertRegex(c.readline(), want, data)
+        c.close()
+        c = self.client()
+        for data, want in bad[7:]:
+            c.send(data)
+            self.assertRegex(c.readline(), want, data)
+        # after 8 bad requests on one connection writerd closes it (4 so far)
+        for _ in range(4):
+            c.send(b"NOPE\n")
+        lines = []
+        while True:
+            line = c.readline()
+            if line is None:
+                break
+            lines.append(line)
+        self.assertEqual(len(lines), 5, lines)
+        self.assertRegex(lines[-1], r"^ERR EPROTO too many bad requests; closing$")
+        c.close()
+        # an oversize line: error, then the connection is closed
+        c = self.client()
+        c.send(b"A" * 5000)
+        self.assertRegex(c.readline(), r"^ERR E2BIG request line longer than 4096")
+        self.assertIsNone(c.readline())
+        c.close()
+        # early close in the middle of a request, and right after a publish request
+        c = self.client()
+        c.send(b"STAT")
+        c.close()
+        c = self.client()
+        c.send(("PUBLISH d %s\n" % self.write("x.csv", "v\n1\n")).encode())
+        c.close()
+        d.wait_log(r"^publish dataset=d version=1 ")
+        # a request split across writes, and several in one write, in order
+        c = self.client()
+        c.send(b"PI")
+        c.send(b"NG\nPING\nSTATUS d\n")
+        self.assertTrue(c.readline().startswith("OK writerd"))
+        self.assertTrue(c.readline().startswith("OK writerd"))
+        self.assertEqual(json.loads(c.readline()[3:])["datasets"][0]["current"], 1)
+        c.close()
+        self.assertEqual(d.proc.poll(), None)
+        self.assertEqual(d.stop(), 0)
+
+    def test_many_clients(self):
+        d = self.start()
+        clients = [self.client() for _ in range(200)]
+        for c in clients:
+            c.send(b"PING\n")
+        for c in clients:
+            self.assertTrue(c.readline().startswith("OK writerd"))
+        # a slow publish does not stop status from answering
+        big = self.big_csv(mib=8)
+        pub = self.client()
+        pub.send(("PUBLISH big %s\n" % big).encode())
+        for c in clients[:20]:
+            self.assertTrue(c.request("STATUS").startswith("OK {"))
+        self.assertRegex(pub.readline(), r"^OK version=1 ")
+        for c in clients:
+            c.close()
+        pub.close()
+        self.assertEqual(d.stop(), 0)
+
+    def ping_as(self, uid, gid):
+        """PING from a forked child that has dropped to uid/gid; returns the reply."""
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: no exceptions may escape into the test runner
+            try:
+                os.close(r)
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.settimeout(DEADLINE)
+                s.connect(self.sock)
+                try:  # a refusing writerd may have closed already
+                    s.sendall(b"PING\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                data = b""
+                while b"\n" not in data:
+                    try:
+                        chunk = s.recv(4096)
+                    except ConnectionResetError:
+                        chunk = b""
+                    if not chunk:
+                        break
+                    data += chunk
+                os.write(w, data or b"<closed>")
+            except BaseException as e:  # noqa: BLE001
+                os.write(w, ("child: %r" % e).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        out = b""
+        while True:
+            chunk = os.read(r, 4096)
+            if not chunk:
+                break
+            out += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        return out.decode().strip()
+
+    def test_uid_refused(self):
+        d = self.start()
+        self.assertEqual(self.ping_as(65534, 65534),
+                         "ERR EACCES uid 65534 gid 65534 is not allowed by writerd")
+        d.wait_log(r"^refused pid=\d+ uid=65534 gid=65534 reason=not-allowed")
+        c = self.client()  # root still is
+        self.assertTrue(c.request("PING").startswith("OK"))
+        c.close()
+        self.assertEqual(d.stop(), 0)
+        # allowed by uid, then by gid
+        for opt in ("--allow-uid", "--allow-gid"):
+            d = self.start(opt, "65534")
+            self.assertTrue(self.ping_as(65534, 65534).startswith("OK writerd"))
+            self.assertEqual(d.stop(), 0)
+
+    def test_requests(self):
+        d = self.start("--keep", "3")
+        c = self.client()
+        for i in (1, 2, 3):
+            self.assertTrue(c.request("PUBLISH d %s" % self.write("%d.csv" % i, "v\n%d\n" % i))
+                            .startswith("OK version=%d" % i))
+        self.assertEqual(c.request("ROLLBACK d 1"), "OK current=1 previous=3")
+        d.wait_log(r"^rollback dataset=d version=1 previous=3$")
+        self.assertEqual(self.read_version("d"), (1, 1, 1.0))
+        self.assertRegex(c.request("ROLLBACK d 42"), r"^ERR SNAP_ENOTFOUND ")
+        self.assertRegex(c.request("ROLLBACK nosuch 1"), r"^ERR SNAP_ENOTFOUND ")
+        doc = self.status()
+        self.assertEqual(doc["writerd"]["pid"], d.proc.pid)
+        self.assertEqual(doc["writerd"]["store"], self.store)
+        ds = doc["datasets"][0]
+        self.assertEqual((ds["name"], ds["current"], ds["keep"]), ("d", 1, 3))
+        self.assertEqual([(v["version"], v["state"], v["rows"], v["pins"])
+                          for v in ds["versions"]],
+                         [(1, "current", 1, 0), (2, "retained", 1, 0), (3, "retained", 1, 0)])
+        self.assertRegex(c.request("STATUS nosuch"), r"^ERR SNAP_ENOTFOUND ")
+        # KEEP 1: the retained versions drain and, unpinned, are reclaimed at once
+        self.assertEqual(c.request("KEEP d 1"), "OK keep=1")
+        d.wait_log(r"^reclaim dataset=d version=2 ")
+        d.wait_log(r"^reclaim dataset=d version=3 ")
+        self.assertEqual(list(self.versions("d")), [1])
+        self.assertEqual(len(self.segment_files()), 1)
+        self.assertEqual(c.request("KEEP 2"), "OK keep=2")
+        self.assertRegex(c.request("KEEP 0"), r"^ERR EPROTO")
+        self.assertRegex(c.request("GC"), r"^OK freed_versions=0 freed_bytes=0 "
+                                          r"draining_versions=0 draining_bytes=0$")
+        c.close()
+
+    # --------------------------------------------------------------- reaper
+
+    def test_reaper(self):
+        d = self.start("--keep", "1")
+        c = self.client()
+        self.assertTrue(c.request("PUBLISH d %s" % self.write("a.csv", "v\n1\n2\n"))
+                        .startswith("OK version=1"))
+        holder, version, _, _ = self.pin("d")
+        self.assertEqual(version, 1)
+        seg1 = [f for f in self.segment_files() if f.endswith("/1.seg")]
+        self.assertEqual(len(seg1), 1)
+        self.assertTrue(c.request("PUBLISH d %s" % self.write("b.csv", "v\n3\n"))
+                        .startswith("OK version=2"))
+        v = self.versions("d")
+        self.assertEqual((v[1]["state"], v[1]["pins"]), ("draining", 1))
+        # the reaper waits on it (blocking flock), and reclaims it the moment the
+        # reader exits, without any request
+        wait_for(lambda: {"dataset": "d", "version": 1} in self.status()["writerd"]["reaping"],
+                 "the reaper to wait on d@1")
+        mark = d.mark()
+        holder.stdin.close()
+        self.assertEqual(holder.wait(), 0)
+        d.wait_log(r"^reclaim dataset=d version=1 bytes=[1-9]\d* waited=[\d.]+ by=reaper$",
+                   start=mark)
+        self.assertFalse(os.path.exists(seg1[0]))
+        self.assertEqual(list(self.versions("d")), [2])
+        c.close()
+        self.assertEqual(d.stop(), 0)
+
+    # ---------------------------------------------------------------- adopt
+
+    def test_adopt(self):
+        d = self.start()
+        incoming = os.path.join(self.store, "incoming")
+        p = subprocess.run([ADOPT_CLIENT, self.sock, incoming, "seg", "1000"],
+                           capture_output=True, text=True, timeout=DEADLINE)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stdout, r"^OK version=1 rows=1000 cols=1 bytes=[1-9]")
+        d.wait_log(r"^publish dataset=seg version=1 rows=1000 cols=1 .* adopted=1$")
+        self.assertEqual(self.read_version("seg"), (1, 1000, 999 * 1000 / 2))
+        # a damaged segment is refused; nothing is published; the daemon goes on
+        p = subprocess.run([ADOPT_CLIENT, self.sock, incoming, "seg", "10", "corrupt"],
+                           capture_output=True, text=True, timeout=DEADLINE)
+        self.assertRegex(p.stdout, r"^ERR SNAP_E(CORRUPT|FORMAT) ")
+        d.wait_log(r"^error op=publish dataset=seg source=socket .*code=SNAP_E")
+        self.assertEqual(list(self.versions("seg")), [1])
+        self.assertEqual(len(self.segment_files()), 1)
+        self.assertEqual(self.read_version("seg")[0], 1)
+        c = self.client()  # a plain file (not a sealed segment) is refused too
+        with open(self.write("x.csv", "v\n1\n"), "rb") as f:
+            self.assertRegex(c.request("ADOPT seg", fds=[f.fileno()]), r"^ERR SNAP_E")
+        c.close()
+
+    # ------------------------------------------------------ signals, crashes
+
+    def test_sigterm_during_publish(self):
+        d = self.start()
+        c = self.client()
+        self.assertTrue(c.request("PUBLISH d %s" % self.write("a.csv", "i,f,k\n1,1.5,a\n"))
+                        .startswith("OK version=1"))
+        files = self.segment_files()
+        big = self.big_csv()
+        mark = d.mark()
+        os.rename(big, os.path.join(self.inbox, "d.csv"))
+        d.wait_log(r"^publish-start dataset=d source=inbox", start=mark)
+        self.assertEqual(d.stop(signal.SIGTERM), 0)
+        log = d.log()
+        self.assertRegex(log, r"(?m)^cancel dataset=d source=inbox file=d\.csv "
+                              r"reason=shutdown$", "the publish finished before SIGTERM "
+                                                   "took effect; make the file bigger")
+        self.assertRegex(log, r"(?m)^exit status=0$")
+        # the old version is current, no half version and no orphan file remains,
+        # and the input stays in the inbox for the next start
+        p = self.ctl("list", "d", "--json")
+        doc = json.loads(p.stdout)["datasets"][0]
+        self.assertEqual((doc["current"], [v["version"] for v in doc["versions"]]), (1, [1]))
+        self.assertEqual(self.segment_files(), files)
+        self.assertTrue(os.path.exists(os.path.join(self.inbox, "d.csv")))
+        self.ctl("doctor")
+        self.ctl("verify", "d")
+
+    def test_sigkill_restart_sweeps(self):
+        d = self.start()
+        c = self.client()
+        self.assertTrue(c.request("PUBLISH d %s" % self.write("a.csv", "i,f,k\n1,1.5,a\n"))
+                        .startswith("OK version=1"))
+        c.close()
+        files = self.segment_files()
+        big = self.big_csv()
+        c = self.client()
+        c.send(("PUBLISH d %s\n" % big).encode())
+        d.wait_log(r"^publish-start dataset=d source=socket")
+        self.assertEqual(d.stop(signal.SIGKILL), -signal.SIGKILL)
+        c.close()
+        # what a writer killed between link and commit leaves: a segment file no
+        # record names
+        orphan = os.path.join(os.path.dirname(files[0]), "77.seg")
+        shutil.copyfile(files[0], orphan)
+        # restart: the stale socket is replaced, the orphan swept
+        d = self.start()
+        d.wait_log(r"^orphan dataset=d version=77 action=removed$")
+        d.wait_log(r"^sweep orphans=1 ")
+        self.assertEqual(self.segment_files(), files)
+        self.assertEqual(self.read_version("d"), (1, 1, 1.0))
+        self.ctl("doctor")
+        self.ctl("verify", "d")
+        c = self.client()
+        self.assertTrue(c.request("PUBLISH d %s" % self.write("b.csv", "i\n5\n"))
+                        .startswith("OK version="))
+        c.close()
+        self.assertEqual(d.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,308 @@
+/*
+ * The publish thread. Publishes run one at a time, off the event loop, so that
+ * status, gc and new connections stay responsive while a large CSV is parsed.
+ *
+ * Shutdown: wd_worker_stop() sets the ingest's cancel flag, which the parsers
+ * poll every 65536 rows (CSV) or column (.npy); a cancelled ingest aborts its
+ * publish, and an aborted publish leaves nothing (the segment is an O_TMPFILE
+ * that dies with its descriptor; the reserved number is burned). A publish
+ * already past its last poll commits completely. Either way no half version.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "writerd.h"
+
+struct wd_worker {
+  snap_store *store;
+  int inbox_dirfd;
+  int efd;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct wd_job *queue, **queue_tail; /* submitted, not started */
+  struct wd_job *done, **done_tail;   /* finished, for the main thread */
+  char current[SNAP_DATASET_NAME_MAX + 1];
+  int stop;
+  volatile int cancel; /* read by the ingest (struct ingest_options.cancel) */
+};
+
+void wd_job_free(struct wd_job *job) {
+  if (!job) return;
+  if (job->fd >= 0) close(job->fd);
+  free(job->name);
+  free(job);
+}
+
+/* Segment size (and for an adopted segment, its shape) of the new version. */
+static void version_facts(snap_store *store, struct wd_job *job) {
+  struct snap_version_info *v;
+  size_t n;
+  if (snap_version_list(store, job->dataset, &v, &n, NULL)) return;
+  for (size_t i = 0; i < n; i++)
+    if (v[i].version == job->res.version) {
+      job->seg_bytes = v[i].bytes;
+      if (job->adopt) {
+        job->res.nrows = v[i].nrows;
+        job->res.ncols = v[i].ncols;
+      }
+    }
+  free(v);
+}
+
+/* Does process @p pid have a descriptor open for writing on the file of @p st? */
+static int holds_file(pid_t pid, const struct stat *st) {
+  char dir[64];
+  snprintf(dir, sizeof dir, "/proc/%ld/fd", (long)pid);
+  DIR *d = opendir(dir);
+  if (!d) return 0; /* gone (or not ours to look at: let the lease decide) */
+  int found = 0;
+  struct dirent *e;
+  while (!found && (e = readdir(d))) {
+    struct stat fs;
+    if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &fs, 0) ||
+        fs.st_dev != st->st_dev || fs.st_ino != st->st_ino)
+      continue;
+    char info[320], buf[256];
+    snprintf(info, sizeof info, "/proc/%ld/fdinfo/%s", (long)pid, e->d_name);
+    int f = open(info, O_RDONLY | O_CLOEXEC);
+    ssize_t n = f >= 0 ? read(f, buf, sizeof buf - 1) : -1;
+    if (f >= 0) close(f);
+    const char *flags = n > 0 ? (buf[n] = 0, strstr(buf, "flags:")) : NULL;
+    found = !flags || (strtoul(flags + 6, NULL, 8) & O_ACCMODE) != O_RDONLY;
+  }
+  closedir(d);
+  return found;
+}
+
+/* The sender of a segment closes its copy right after sendmsg(), but maybe
+ * not before we get here; snap_publish_adopt() refuses a file still open for
+ * writing elsewhere (SNAP_EBUSY). Wait up to 5 s for the sender to let go. */
+static void wait_sender_closed(const struct wd_job *job) {
+  struct stat st;
+  int fl = fcntl(job->fd, F_GETFL);
+  if (job->peer <= 0 || fl < 0 || (fl & O_ACCMODE) != O_RDWR || fstat(job->fd, &st))
+    return; /* adopt refuses it anyway */
+  struct timespec ts = {0, 1000000};
+  for (double end = wd_now() + 5.0; holds_file(job->peer, &st) && wd_now() < end;) {
+    nanosleep(&ts, NULL);
+    if (ts.tv_nsec < 16000000) ts.tv_nsec *= 2;
+  }
+}
+
+static void run_job(struct wd_worker *w, struct wd_job *job) {
+  char qname[600], qds[600];
+  wd_log("publish-start", "dataset=%s source=%s file=%s",
+         wd_q(qds, sizeof qds, job->dataset),
+         job->source == WD_SRC_INBOX ? "inbox" : "socket",
+         wd_q(qname, sizeof qname, job->name));
+  double t0 = wd_now();
+  if (job->fd < 0 && job->source == WD_SRC_INBOX) {
+    /* O_NONBLOCK: a FIFO renamed into the inbox must not hang the thread */
+    job->fd = openat(w->inbox_dirfd, job->name,
+                     O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    if (job->fd < 0) {
+      int e = errno;
+      if (e == ENOENT) {
+        job->vanished = 1;
+        job->status = -ENOENT;
+        return;
+      }
+      job->status = -e;
+      job->err.code = -e;
+      snprintf(job->err.message, sizeof job->err.message, "%s: %s", job->name,
+               strerror(e));
+      return;
+    }
+  }
+  /* versions before, to report what the commit's own gc reclaims */
+  struct snap_version_info *before = NULL;
+  size_t nbefore = 0;
+  if (snap_version_list(w->store, job->dataset, &before, &nbefore, NULL)) {
+    before = NULL;
+    nbefore = 0;
+  }
+  if (job->adopt) {
+    wait_sender_closed(job);
+    int fd = job->fd;
+    job->fd = -1; /* snap_publish_adopt() takes it, success or not */
+    struct stat st;
+    if (!fstat(fd, &st)) job->res.input_bytes = (uint64_t)st.st_size;
+    job->status =
+        snap_publish_adopt(w->store, job->dataset, fd, &job->res.version, &job->err);
+  } else {
+    struct ingest_options o = job->opt;
+    o.display_name = job->name;
+    o.cancel = &w->cancel;
+    /* The ingest maps the input: a producer truncating it meanwhile would
+     * SIGBUS the daemon. A read lease (granted only while nobody has the file
+     * open for writing; root or the owner) makes truncate(2) and writable
+     * opens wait up to /proc/sys/fs/lease-break-time for the ingest to end.
+     * Without one (another owner, unprivileged writerd), go on unprotected. */
+    int leased = fcntl(job->fd, F_SETLEASE, F_RDLCK) == 0;
+    if (!leased && errno == EAGAIN) {
+      job->status = SNAP_EBUSY;
+      job->err.code = SNAP_EBUSY;
+      snprintf(job->err.message, sizeof job->err.message,
+               "%s: still open for writing by another process", job->name);
+    } else {
+      job->status = ingest_fd(w->store, job->dataset, job->fd, &o, &job->res, &job->err);
+    }
+    if (leased) fcntl(job->fd, F_SETLEASE, F_UNLCK);
+  }
+  job->seconds = wd_now() - t0;
+  if (!job->status) {
+    version_facts(w->store, job);
+    wd_log_reclaimed(w->store, job->dataset, before, nbefore, "publish");
+  }
+  free(before);
+}
+
+static void *worker_main(void *arg) {
+  struct wd_worker *w = arg;
+  pthread_mutex_lock(&w->mu);
+  for (;;) {
+    while (!w->queue && !w->stop) pthread_cond_wait(&w->cv, &w->mu);
+    if (w->stop) break;
+    struct wd_job *job = w->queue;
+    w->queue = job->next;
+    if (!w->queue) w->queue_tail = &w->queue;
+    job->next = NULL;
+    snprintf(w->current, sizeof w->current, "%s", job->dataset);
+    pthread_mutex_unlock(&w->mu);
+
+    run_job(w, job);
+
+    pthread_mutex_lock(&w->mu);
+    w->current[0] = 0;
+    *w->done_tail = job;
+    w->done_tail = &job->next;
+    uint64_t one = 1;
+    if (write(w->efd, &one, sizeof one) < 0) {
+      /* the counter cannot overflow in practice; nothing to do */
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+int wd_worker_start(snap_store *store, int inbox_dirfd, struct wd_worker **out,
+                    int *efd) {
+  *out = NULL;
+  struct wd_worker *w = calloc(1, sizeof *w);
+  if (!w) return -ENOMEM;
+  w->store = store;
+  w->inbox_dirfd = inbox_dirfd;
+  w->queue_tail = &w->queue;
+  w->done_tail = &w->done;
+  w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (w->efd < 0) {
+    int e = -errno;
+    free(w);
+    return e;
+  }
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  int rc = pthread_create(&w->thread, NULL, worker_main, w);
+  if (rc) {
+    close(w->efd);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+    return -rc;
+  }
+  *efd = w->efd;
+  *out = w;
+  return 0;
+}
+
+void wd_worker_submit(struct wd_worker *w, struct wd_job *job) {
+  job->next = NULL;
+  pthread_mutex_lock(&w->mu);
+  *w->queue_tail = job;
+  w->queue_tail = &job->next;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+struct wd_job *wd_worker_take_done(struct wd_worker *w) {
+  pthread_mutex_lock(&w->mu);
+  struct wd_job *job = w->done;
+  if (job) {
+    w->done = job->next;
+    if (!w->done) w->done_tail = &w->done;
+    job->next = NULL;
+  } else {
+    uint64_t v;
+    if (read(w->efd, &v, sizeof v) < 0) {
+      /* EAGAIN: already clear */
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  return job;
+}
+
+void wd_worker_state(struct wd_worker *w, size_t *queued, char *current, size_t cap) {
+  pthread_mutex_lock(&w->mu);
+  size_t n = 0;
+  for (struct wd_job *j = w->queue; j; j = j->next) n++;
+  *queued = n;
+  snprintf(current, cap, "%s", w->current);
+  pthread_mutex_unlock(&w->mu);
+}
+
+void wd_worker_stop(struct wd_worker *w, struct wd_job **dropped) {
+  *dropped = NULL;
+  if (!w) return;
+  pthread_mutex_lock(&w->mu);
+  w->stop = 1;
+  __atomic_store_n(&w->cancel, 1, __ATOMIC_SEQ_CST);
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->thread, NULL);
+  /* finished jobs first (their results stand), then those never started */
+  struct wd_job *list = w->done, **tail = w->done ? w->done_tail : &list;
+  for (struct wd_job *j = w->queue; j; j = j->next) {
+    j->status = -ECANCELED;
+    j->err.code = -ECANCELED;
+    snprintf(j->err.message, sizeof j->err.message, "writerd is shutting down");
+  }
+  *tail = w->queue;
+  *dropped = list;
+  close(w->efd);
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+  free(w);
+}
+
+void wd_log_publish(const struct wd_job *job) {
+  char qd[600], qf[600], qm[600];
+  const char *src = job->source == WD_SRC_INBOX ? "inbox" : "socket";
+  wd_q(qd, sizeof qd, job->dataset);
+  wd_q(qf, sizeof qf, job->name ? job->name : "");
+  if (!job->status) {
+    wd_log("publish",
+           "dataset=%s version=%llu rows=%llu cols=%u bytes=%llu input_bytes=%llu "
+           "seconds=%.3f source=%s file=%s%s",
+           qd, (unsigned long long)job->res.version, (unsigned long long)job->res.nrows,
+           job->res.ncols, (unsigned long long)job->seg_bytes,
+           (unsigned long long)job->res.input_bytes, job->seconds, src, qf,
+           job->adopt ? " adopted=1" : "");
+  } else if (job->status == -ECANCELED) {
+    wd_log("cancel", "dataset=%s source=%s file=%s reason=shutdown", qd, src, qf);
+  } else {
+    wd_log("error", "op=publish dataset=%s source=%s file=%s code=%s message=%s", qd, src,
+           qf, snap_error_name(job->status),
+           wd_q(qm, sizeof qm,
+                job->err.message[0] ? job->err.message : snap_strerror(job->status)));
+  }
+}
