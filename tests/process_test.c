@@ -11,11 +11,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -578,6 +581,121 @@ static void test_huge_page_mapping(void) {
   unmount_tmpfs(mnt);
 }
 
+/* ------------------------------------------------------------- faults */
+
+static void test_control_file_deleted_or_corrupted(void) {
+  g_dir = tu_store_dir("control");
+  snap_store *s = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(s, "d", 100, 1, 1, &v), 0);
+  snap_store_close(s);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/control.mdb", g_dir);
+  /* corrupted: the first page overwritten with garbage */
+  int fd = open(path, O_WRONLY);
+  char junk[4096];
+  memset(junk, 0x5a, sizeof junk);
+  CU_ASSERT_EQUAL(pwrite(fd, junk, sizeof junk, 0), (ssize_t)sizeof junk);
+  close(fd);
+  struct snap_error err;
+  int rc = snap_store_open(g_dir, 0, &s, &err);
+  CU_ASSERT(rc == SNAP_ECONTROL || rc == SNAP_ENOTFOUND || rc == SNAP_EFORMAT);
+  CU_ASSERT_PTR_NULL(s);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "control.mdb"));
+  /* deleted */
+  unlink(path);
+  CU_ASSERT_EQUAL(snap_store_open(g_dir, 0, &s, &err), SNAP_ENOTFOUND);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "control.mdb"));
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
+static void test_fd_limit_while_pinning(void) {
+  g_dir = tu_store_dir("emfile");
+  snap_store *s = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  CU_ASSERT_EQUAL(snap_store_set_keep(s, NULL, 64, NULL), 0);
+  uint64_t v;
+  for (int i = 1; i <= 40; i++)
+    CU_ASSERT_EQUAL_FATAL(tu_publish_f64(s, "d", 10, 1, i, &v), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* a child with few descriptors: pins fail cleanly once they run out */
+    struct rlimit rl = {24, 24};
+    setrlimit(RLIMIT_NOFILE, &rl);
+    snap_snapshot *pins[40];
+    int n = 0, emfile = 0;
+    struct snap_error err;
+    for (int i = 1; i <= 40; i++) {
+      int rc = snap_pin_version(s, "d", (uint64_t)i, &pins[n], &err);
+      if (rc == 0) {
+        if (tu_check_f64(pins[n]) != i) _exit(3);
+        n++;
+      } else if (rc == -EMFILE && strstr(err.message, "segments/d/")) {
+        emfile++;
+      } else {
+        _exit(4);
+      }
+    }
+    for (int i = 0; i < n; i++) snap_unpin(pins[i]);
+    /* after letting go, pinning works again */
+    snap_snapshot *again;
+    if (snap_pin(s, "d", &again, NULL) || tu_check_f64(again) != 40) _exit(5);
+    snap_unpin(again);
+    _exit(n > 0 && emfile > 0 ? 0 : 6);
+  }
+  CU_ASSERT_EQUAL(wait_exit(pid), 0);
+  snap_store_close(s);
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
+static atomic_int g_stop_pinning;
+static snap_store *g_pin_store;
+
+static void *pin_loop(void *arg) {
+  (void)arg;
+  while (!atomic_load(&g_stop_pinning)) {
+    snap_snapshot *s;
+    if (snap_pin(g_pin_store, "d", &s, NULL) == 0) snap_unpin(s);
+    snap_store_trim(g_pin_store); /* slow paths too: lock, LMDB, call_rcu */
+  }
+  return NULL;
+}
+
+static void test_fork_while_another_thread_pins(void) {
+  g_dir = tu_store_dir("forkpin");
+  g_pin_store = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(g_pin_store);
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_pin_store, "d", 1000, 2, 1, &v), 0);
+  atomic_store(&g_stop_pinning, 0);
+  pthread_t th;
+  pthread_create(&th, NULL, pin_loop, NULL);
+  int ok = 0;
+  for (int i = 0; i < 40; i++) {
+    CU_ASSERT_EQUAL(tu_publish_f64(g_pin_store, "d", 1000, 2, (uint64_t)i + 2, &v), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      alarm(20); /* a deadlocked child would hang the suite: fail it instead */
+      snap_snapshot *s;
+      if (snap_pin(g_pin_store, "d", &s, NULL)) _exit(2);
+      int64_t seed = tu_check_f64(s);
+      snap_unpin(s);
+      if (tu_publish_f64(g_pin_store, "d", 10, 1, 999, &v)) _exit(3);
+      _exit(seed > 0 ? 0 : 4);
+    }
+    ok += wait_exit(pid) == 0;
+  }
+  atomic_store(&g_stop_pinning, 1);
+  pthread_join(th, NULL);
+  CU_ASSERT_EQUAL(ok, 40);
+  snap_store_close(g_pin_store);
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
 int main(void) {
   static const tu_test tests[] = {
       {"readers in other processes see every flip", test_readers_see_every_flip},
@@ -587,6 +705,10 @@ int main(void) {
       {"forked children use and drop inherited pins", test_fork_children},
       {"full tmpfs: ENOSPC, old version stays", test_full_tmpfs},
       {"2 MiB-aligned mapping gets PMD pages on huge tmpfs", test_huge_page_mapping},
+      {"control file corrupted or deleted: clear error",
+       test_control_file_deleted_or_corrupted},
+      {"fd limit while pinning many versions", test_fd_limit_while_pinning},
+      {"fork while another thread pins", test_fork_while_another_thread_pins},
       {NULL, NULL}};
   return tu_run("process", tests);
 }
