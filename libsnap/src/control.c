@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <lmdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -114,7 +115,15 @@ static int control_open(const char *path, struct snap__control **out,
    * LMDB stays consistent across process crashes. NOTLS: read transactions
    * are not tied to threads. */
   unsigned envflags = MDB_NOSUBDIR | MDB_NOTLS | MDB_NOSYNC | (rdonly ? MDB_RDONLY : 0);
-  if ((rc = mdb_env_open(c->env, path, envflags, 0644))) goto fail;
+  if ((rc = mdb_env_open(c->env, path, envflags, SNAP__MODE_FILE))) goto fail;
+  if (!rdonly) { /* the umask may have narrowed these; the lock must be group-writable */
+    char lock[4200];
+    snprintf(lock, sizeof lock, "%s-lock", path);
+    struct stat st;
+    if (stat(lock, &st) == 0 && st.st_uid == geteuid() &&
+        (st.st_mode & 07777) != SNAP__MODE_LOCK)
+      chmod(lock, SNAP__MODE_LOCK);
+  }
   MDB_txn *txn;
   if ((rc = mdb_txn_begin(c->env, NULL, rdonly ? MDB_RDONLY : 0, &txn))) goto fail;
   unsigned dbflags = rdonly ? 0 : MDB_CREATE;

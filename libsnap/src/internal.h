@@ -10,6 +10,16 @@
 
 #define SNAP__INTERNAL __attribute__((visibility("hidden")))
 
+/* The store's permission model (docs/security.md): the owner writes; the
+ * store's group reads (pins need only read access, plus the LMDB lock file);
+ * others get nothing. Directories are setgid so that everything inherits the
+ * group of the store directory. */
+#define SNAP__MODE_DIR 02750
+#define SNAP__MODE_FILE 0640      /* control.mdb, flips, a segment being filled */
+#define SNAP__MODE_LOCK 0660      /* control.mdb-lock: LMDB readers register there */
+#define SNAP__MODE_SEGMENT 0440   /* a sealed segment: read-only for everyone */
+#define SNAP__MODE_INCOMING 03770 /* setgid, sticky, group may hand in segments */
+
 /* ---------------------------------------------------------------- errors */
 
 /* Fill err (if any) with status and a printf-style message; returns status. */

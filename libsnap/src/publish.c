@@ -70,7 +70,7 @@ fail:
 static int segment_create(snap_publish *p, const struct snap_schema *schema,
                           const uint8_t store_id[16], struct snap_error *err) {
   int rc;
-  p->fd = openat(p->dsfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+  p->fd = openat(p->dsfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, SNAP__MODE_FILE);
   if (p->fd < 0) return snap__errno(err, -errno, "%s: O_TMPFILE", p->where);
   snap__crash_point();
   if ((rc = posix_fallocate(p->fd, 0, (off_t)p->total)))
@@ -112,7 +112,7 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   snap__crash_point();
   snprintf(p->what, sizeof p->what, "segments/%s/%llu.seg", dataset,
            (unsigned long long)p->version);
-  if (mkdirat(s->segfd, dataset, 0755) && errno != EEXIST) {
+  if (mkdirat(s->segfd, dataset, SNAP__MODE_DIR) && errno != EEXIST) {
     rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
     goto fail;
   }
@@ -242,7 +242,7 @@ static int seal(snap_publish *p, struct snap__verrec *vr, struct snap_error *err
   memcpy(&vr->header_hash, p->base + SNAP__H_HEADER_HASH, 8);
   snap__unmap(p->base, p->total);
   p->base = NULL;
-  if (fchmod(p->fd, 0444))
+  if (fchmod(p->fd, SNAP__MODE_SEGMENT))
     return snap__errno(err, -errno, "%s/%s: fchmod", p->where, p->what);
   return 0;
 }
@@ -438,7 +438,7 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
                    (unsigned long long)h[0]);
     goto out;
   }
-  if (fchmod(rofd, 0444)) {
+  if (fchmod(rofd, SNAP__MODE_SEGMENT)) {
     rc = snap__errno(err, -errno, "%s/%s: fchmod", s->path, p.what);
     goto out;
   }
@@ -449,7 +449,7 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
                             .created_ns = seg.created_ns,
                             .data_hash = {seg.data_hash[0], seg.data_hash[1]},
                             .header_hash = seg.header_hash};
-  if (mkdirat(s->segfd, dataset, 0755) && errno != EEXIST) {
+  if (mkdirat(s->segfd, dataset, SNAP__MODE_DIR) && errno != EEXIST) {
     rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
     goto out;
   }

@@ -50,7 +50,12 @@ static int mkdirs(const char *path) {
     }
     *p = '/';
   }
-  int rc = mkdir(tmp, 0755) && errno != EEXIST ? -errno : 0;
+  /* parents stay world-searchable; the store directory itself is not */
+  int rc = 0;
+  if (mkdir(tmp, SNAP__MODE_DIR) == 0)
+    chmod(tmp, SNAP__MODE_DIR); /* setgid past umask */
+  else if (errno != EEXIST)
+    rc = -errno;
   free(tmp);
   return rc;
 }
@@ -103,9 +108,9 @@ static int meta_init(snap_store *s, bool create, struct snap_error *err) {
 }
 
 static int flips_open(snap_store *s, bool create, bool rdonly, struct snap_error *err) {
-  int fd =
-      openat(s->dirfd, "flips",
-             (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create ? O_CREAT : 0), 0644);
+  int fd = openat(s->dirfd, "flips",
+                  (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create ? O_CREAT : 0),
+                  SNAP__MODE_FILE);
   if (fd < 0) return snap__errno(err, -errno, "%s/flips", s->path);
   struct stat st;
   if (fstat(fd, &st)) {
@@ -184,14 +189,16 @@ int snap_store_open(const char *path, unsigned flags, snap_store **out,
                          : snap__errno(err, -errno, "%s", path);
     goto fail;
   }
-  if (create && mkdirat(s->dirfd, "segments", 0755) && errno != EEXIST) {
+  if (create && mkdirat(s->dirfd, "segments", SNAP__MODE_DIR) == 0)
+    fchmodat(s->dirfd, "segments", SNAP__MODE_DIR, 0);
+  else if (create && errno != EEXIST) {
     rc = snap__errno(err, -errno, "%s/segments", path);
     goto fail;
   }
   /* incoming/: where detached publishers make their segments (same filesystem,
-   * so the writer can link them in); sticky and world-writable like /tmp */
-  if (create && mkdirat(s->dirfd, "incoming", 0755) == 0)
-    fchmodat(s->dirfd, "incoming", 01777, 0);
+   * so the writer can link them in); setgid and sticky, writable by the group */
+  if (create && mkdirat(s->dirfd, "incoming", SNAP__MODE_DIR) == 0)
+    fchmodat(s->dirfd, "incoming", SNAP__MODE_INCOMING, 0);
   s->segfd = openat(s->dirfd, "segments", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (s->segfd < 0) {
     rc = errno == ENOENT ? snap__err(err, SNAP_ENOTFOUND,

@@ -515,6 +515,10 @@ class WriterdTest(unittest.TestCase):
 
     def test_uid_refused(self):
         d = self.start()
+        # outside the store's group: the store directory (2750) keeps it out
+        self.assertIn("PermissionError", self.ping_as(65533, 65533))
+        # in the store's group (a reader): it reaches the socket, writerd refuses it
+        os.chown(self.store, -1, 65534)
         self.assertEqual(self.ping_as(65534, 65534),
                          "ERR EACCES uid 65534 gid 65534 is not allowed by writerd")
         d.wait_log(r"^refused pid=\d+ uid=65534 gid=65534 reason=not-allowed")
@@ -525,6 +529,7 @@ class WriterdTest(unittest.TestCase):
         # allowed by uid, then by gid
         for opt in ("--allow-uid", "--allow-gid"):
             d = self.start(opt, "65534")
+            os.chown(self.store, -1, 65534)
             self.assertTrue(self.ping_as(65534, 65534).startswith("OK writerd"))
             self.assertEqual(d.stop(), 0)
 
