@@ -696,6 +696,41 @@ static void test_fork_while_another_thread_pins(void) {
   free(g_dir);
 }
 
+static void test_control_map_full(void) {
+  g_dir = tu_store_dir("mapfull");
+  setenv("LIBSNAP_CONTROL_MAP_MIB", "1", 1);
+  snap_store *s = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(s, "keep", 100, 1, 7, &v), 0);
+  /* many datasets with long names until the 1 MiB map is full */
+  char name[SNAP_DATASET_NAME_MAX + 1];
+  struct snap_error err;
+  int rc = 0, made = 0;
+  for (int i = 0; i < 100000 && !rc; i++) {
+    snprintf(name, sizeof name, "%0240d", i);
+    struct snap_schema schema = {.nrows = 1};
+    snap_publish *p;
+    rc = snap_publish_begin(s, name, &schema, &p, &err);
+    if (!rc) {
+      rc = snap_publish_commit(p, NULL, &err);
+      made += !rc;
+    }
+  }
+  CU_ASSERT_EQUAL(rc, SNAP_EMAPFULL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "LIBSNAP_CONTROL_MAP_MIB"));
+  CU_ASSERT(made > 100);
+  /* what was there is intact and still readable */
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(s, "keep", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(tu_check_f64(snap), 7);
+  snap_unpin(snap);
+  snap_store_close(s);
+  unsetenv("LIBSNAP_CONTROL_MAP_MIB");
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
 int main(void) {
   static const tu_test tests[] = {
       {"readers in other processes see every flip", test_readers_see_every_flip},
@@ -709,6 +744,7 @@ int main(void) {
        test_control_file_deleted_or_corrupted},
       {"fd limit while pinning many versions", test_fd_limit_while_pinning},
       {"fork while another thread pins", test_fork_while_another_thread_pins},
+      {"control file map full: clear error, data intact", test_control_map_full},
       {NULL, NULL}};
   return tu_run("process", tests);
 }

@@ -48,12 +48,22 @@ struct snap__txn {
   struct snap__control *c;
 };
 
+/* The control file's map: LIBSNAP_CONTROL_MAP_MIB MiB (1..65536), else 64 MiB.
+ * A file larger than the map is opened at its own size by LMDB. */
+static size_t control_mapsize(void) {
+  const char *env = getenv("LIBSNAP_CONTROL_MAP_MIB");
+  long mib = env ? strtol(env, NULL, 10) : 0;
+  return mib >= 1 && mib <= 65536 ? (size_t)mib << 20 : CONTROL_MAPSIZE;
+}
+
 static int lmdb_status(struct snap_error *err, int rc, const char *path,
                        const char *what) {
   if (rc == MDB_NOTFOUND) return snap__err(err, SNAP_ENOTFOUND, "%s: %s", path, what);
   if (rc == MDB_MAP_FULL || rc == MDB_READERS_FULL)
-    return snap__err(err, SNAP_EMAPFULL, "%s: %s: %s (the control map holds %zu MiB)",
-                     path, what, mdb_strerror(rc), CONTROL_MAPSIZE >> 20);
+    return snap__err(err, SNAP_EMAPFULL,
+                     "%s: %s: %s (the control map holds %zu MiB; "
+                     "LIBSNAP_CONTROL_MAP_MIB sets it)",
+                     path, what, mdb_strerror(rc), control_mapsize() >> 20);
   if (rc > 0) return snap__errno(err, -rc, "%s: %s", path, what);
   return snap__err(err, SNAP_ECONTROL, "%s: %s: %s", path, what, mdb_strerror(rc));
 }
@@ -108,7 +118,7 @@ static int control_open(const char *path, struct snap__control **out,
   int rc = mdb_env_create(&c->env);
   if (rc) goto fail_nocreate;
   if ((rc = mdb_env_set_maxdbs(c->env, 4)) ||
-      (rc = mdb_env_set_mapsize(c->env, CONTROL_MAPSIZE)) ||
+      (rc = mdb_env_set_mapsize(c->env, control_mapsize())) ||
       (rc = mdb_env_set_maxreaders(c->env, CONTROL_MAXREADERS)))
     goto fail;
   /* NOSYNC: the file lives on tmpfs, where there is no power-loss case and
