@@ -89,15 +89,27 @@ const char *snap_state_name(enum snap_state state) {
 
 int snap__crash_countdown;
 static int crash_hits;
+static void (*crash_fault)(void);
 
 void snap__crash_arm(int n) {
   snap__crash_countdown = n;
   crash_hits = 0;
+  crash_fault = NULL;
+}
+
+void snap__fault_arm(int n, void (*fault)(void)) {
+  snap__crash_arm(n);
+  crash_fault = fault;
 }
 
 int snap__crash_points_hit(void) { return crash_hits; }
 
 void snap__crash_point_slow(void) {
   crash_hits++;
-  if (snap__crash_countdown > 0 && --snap__crash_countdown == 0) raise(SIGKILL);
+  if (snap__crash_countdown > 0 && --snap__crash_countdown == 0) {
+    if (crash_fault)
+      crash_fault();
+    else
+      raise(SIGKILL);
+  }
 }

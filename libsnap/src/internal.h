@@ -250,6 +250,9 @@ SNAP__INTERNAL void snap__store_ref(snap_store *s);
  * unarmed. */
 SNAP__INTERNAL extern int snap__crash_countdown;
 SNAP__INTERNAL void snap__crash_arm(int n);
+/* Instead of SIGKILL, call @p fault at the Nth point (fault injection: e.g.
+ * fill the tmpfs there). */
+SNAP__INTERNAL void snap__fault_arm(int n, void (*fault)(void));
 SNAP__INTERNAL int snap__crash_points_hit(void);
 SNAP__INTERNAL void snap__crash_point_slow(void);
 static inline void snap__crash_point(void) {
