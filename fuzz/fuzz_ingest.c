@@ -18,7 +18,7 @@
 #endif
 
 static snap_store *store;
-static char dir[] = "/dev/shm/snapfuzz-XXXXXX";
+static char dir[4096];
 
 static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st, (void)flag, (void)ftw;
@@ -33,6 +33,10 @@ static void cleanup(void) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
+  /* libFuzzer may end without running atexit handlers: scripts/fuzz.sh points
+   * SNAP_FUZZ_DIR at a directory it removes itself */
+  const char *base = getenv("SNAP_FUZZ_DIR");
+  snprintf(dir, sizeof dir, "%s/snapfuzz-XXXXXX", base ? base : "/dev/shm");
   if (!mkdtemp(dir)) abort();
   atexit(cleanup);
   struct snap_error err;

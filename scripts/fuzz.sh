@@ -12,6 +12,9 @@ CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSNAP_BUILD_PYTHON=OFF >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target fuzz_segment fuzz_csv fuzz_npy
 mkdir -p build-fuzz/crashes
+SNAP_FUZZ_DIR=$(mktemp -d /dev/shm/snapfuzz-run-XXXXXX)
+export SNAP_FUZZ_DIR
+trap 'rm -rf "$SNAP_FUZZ_DIR"' EXIT
 run() {
   local t=$1 work
   work=$(mktemp -d)
