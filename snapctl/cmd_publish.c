@@ -176,9 +176,11 @@ static int run(struct ctl *c, int argc, char **argv) {
                                            {"no-category", no_argument, NULL, 'S'},
                                            {"quiet", no_argument, NULL, 'q'},
                                            {"direct", no_argument, NULL, 'D'},
+                                           {"schema", required_argument, NULL, 's'},
                                            {0}};
   struct ingest_options o = {0};
   int opt, code, quiet = 0, direct = 0;
+  const char *schema_path = NULL;
   uint64_t u;
   while ((opt = ctl_getopt(&ctl_cmd_publish, c, argc, argv, "f:q", longopts, &code)) !=
          -1) {
@@ -207,6 +209,9 @@ static int run(struct ctl *c, int argc, char **argv) {
       case 'D':
         direct = 1;
         break;
+      case 's':
+        schema_path = optarg;
+        break;
     }
   }
   if (argc - optind < 2) return ctl_usage(c, "needs DATASET and FILE");
@@ -216,12 +221,45 @@ static int run(struct ctl *c, int argc, char **argv) {
   if (o.format == INGEST_AUTO && ingest_format_from_name(path) == INGEST_AUTO)
     return ctl_usage(c, "%s: cannot tell the format from the name; give --format", path);
 
+  char *schema = NULL;
+  if (schema_path) {
+    if (o.format == INGEST_NPY ||
+        (o.format == INGEST_AUTO && ingest_format_from_name(path) == INGEST_NPY))
+      return ctl_usage(c, "--schema applies to CSV input only");
+    FILE *f = fopen(schema_path, "re");
+    size_t cap = 1 << 20;
+    schema = f ? malloc(cap) : NULL;
+    size_t n = schema ? fread(schema, 1, cap, f) : 0;
+    int bad = !f || !schema || ferror(f) || n == cap;
+    int e = errno;
+    if (f) fclose(f);
+    if (bad) {
+      free(schema);
+      return ctl_fail(c, "%s: %s: %s", dataset, schema_path,
+                      !f         ? strerror(e)
+                      : n == cap ? "schema larger than 1 MiB"
+                                 : "read error");
+    }
+    o.schema = schema;
+    o.schema_len = n;
+    o.schema_name = schema_path;
+  }
+
   int sock = direct ? -1 : writerd_connect(c);
+  if (sock >= 0 && schema) { /* the protocol has no schema option yet */
+    close(sock);
+    free(schema);
+    return ctl_fail(c, "%s: --schema is not supported through writerd yet; use --direct",
+                    dataset);
+  }
   if (sock >= 0) return publish_via_writerd(c, sock, dataset, path, &o, quiet);
 
   snap_store *store;
   int rc = ctl_open(c, 0, &store);
-  if (rc) return rc;
+  if (rc) {
+    free(schema);
+    return rc;
+  }
   struct progress prog = {.start = now()};
   if (!quiet && isatty(STDERR_FILENO)) {
     o.progress = on_progress;
@@ -243,6 +281,7 @@ static int run(struct ctl *c, int argc, char **argv) {
         secs > 0 ? (double)res.input_bytes / secs / 1e6 : 0.0);
   }
   snap_store_close(store);
+  free(schema);
   return rc;
 }
 
@@ -267,5 +306,9 @@ const struct ctl_command ctl_cmd_publish = {
     "      --category-max N    most distinct values for a category column (1024)\n"
     "      --no-category       keep every string column a string\n"
     "  -q, --quiet             print nothing on success\n"
-    "      --direct            publish through the library even when writerd runs\n",
+    "      --direct            publish through the library even when writerd runs\n"
+    "      --schema FILE       CSV: take the column types from FILE, one line\n"
+    "                          \"COLUMN TYPE [nullable]\" per column; TYPE is int64,\n"
+    "                          float64, bool, timestamp, string or category\n"
+    "                          (not yet through writerd: use with --direct)\n",
     run};

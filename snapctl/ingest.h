@@ -49,6 +49,19 @@ struct ingest_options {
   /** Polled as often as progress: when *cancel becomes nonzero the publish is
    *  aborted and the call returns -ECANCELED. May be NULL. */
   const volatile int *cancel;
+  /** CSV: threads that parse values into the segment (the second pass) on row
+   *  ranges the first pass marked. 0: 2 when the machine has 2 or more CPUs and
+   *  the input is 4 MiB or more, else 1; N: up to N (at most 8) at any size. */
+  unsigned threads;
+  /** CSV: the text of a schema (schema_len bytes; need not be NUL-terminated),
+   *  or NULL to infer every type. One "COLUMN TYPE [nullable]" line per column of
+   *  the header, in any order; TYPE is int64, float64, bool, timestamp, string or
+   *  category; blank lines and lines starting with '#' are ignored. A value that
+   *  does not parse as its column's type, or an empty value in a column not
+   *  declared nullable, is an error naming the file, line, column and value. */
+  const char *schema;
+  size_t schema_len;
+  const char *schema_name; /* the schema's name in messages (default "<schema>") */
 };
 
 /** What was published. */
@@ -60,6 +73,12 @@ struct ingest_result {
 };
 
 /** The format a file name implies, or INGEST_AUTO when it implies none. */
+/* Whether the caller asked to cancel: an atomic load (another thread sets the
+ * flag with __atomic_store_n; a plain volatile read would race). */
+static inline int ingest_cancelled(const struct ingest_options *o) {
+  return o->cancel && __atomic_load_n(o->cancel, __ATOMIC_RELAXED);
+}
+
 enum ingest_format ingest_format_from_name(const char *name);
 
 /**

@@ -17,11 +17,16 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "ingest.h"
 
@@ -56,9 +61,17 @@ static const char *excerpt(char *out, size_t cap, const char *p, size_t n) {
 
 static inline int blank(char c) { return c == ' ' || c == '\t'; }
 
-static void trim(const char **p, size_t *n) {
+static inline void trim(const char **p, size_t *n) {
+  if (__builtin_expect(!*n || (!blank(**p) && !blank((*p)[*n - 1])), 1)) return;
   while (*n && blank(**p)) (*p)++, (*n)--;
   while (*n && blank((*p)[*n - 1])) (*n)--;
+}
+
+/* Case-insensitive comparison of n bytes with a lower-case ASCII word. */
+static inline int word_eq(const char *p, const char *w, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (((unsigned char)p[i] | 0x20) != (unsigned char)w[i]) return 0;
+  return 1;
 }
 
 int ingest_parse_int64(const char *p, size_t n, int64_t *out) {
@@ -92,8 +105,91 @@ static const double pow10_exact[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6, 
                                        1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+#ifdef __SIZEOF_INT128__
+/* 5^0 .. 5^27: all fit in 64 bits. */
+static const uint64_t pow5[28] = {1ull,
+                                  5ull,
+                                  25ull,
+                                  125ull,
+                                  625ull,
+                                  3125ull,
+                                  15625ull,
+                                  78125ull,
+                                  390625ull,
+                                  1953125ull,
+                                  9765625ull,
+                                  48828125ull,
+                                  244140625ull,
+                                  1220703125ull,
+                                  6103515625ull,
+                                  30517578125ull,
+                                  152587890625ull,
+                                  762939453125ull,
+                                  3814697265625ull,
+                                  19073486328125ull,
+                                  95367431640625ull,
+                                  476837158203125ull,
+                                  2384185791015625ull,
+                                  11920928955078125ull,
+                                  59604644775390625ull,
+                                  298023223876953125ull,
+                                  1490116119384765625ull,
+                                  7450580596923828125ull};
+
+/* mant * 10^e10 correctly rounded (to nearest, ties to even), for mant >= 1 and
+ * |e10| <= 27, in exact integer arithmetic: the product or a quotient with at
+ * least 64 significant bits plus a sticky bit for the remainder. The result is
+ * always a normal double (1e-27 <= value < 1.9e46). */
+static double exact_scale(uint64_t mant, int e10) {
+  unsigned __int128 x;
+  int e2, sticky = 0;
+  if (e10 >= 0) {
+    x = (unsigned __int128)mant * pow5[e10]; /* exact: < 2^128 */
+    e2 = e10;
+  } else {
+    int lz = __builtin_clzll(mant);
+    unsigned __int128 num = (unsigned __int128)(mant << lz) << 64; /* >= 2^127 */
+    x = num / pow5[-e10];                                          /* >= 2^64 */
+    sticky = num % pow5[-e10] != 0;
+    e2 = e10 - 64 - lz;
+  }
+  uint64_t hi = (uint64_t)(x >> 64);
+  int bits = hi ? 128 - __builtin_clzll(hi) : 64 - __builtin_clzll((uint64_t)x);
+  if (bits <= 53) return ldexp((double)(uint64_t)x, e2); /* exact */
+  int sh = bits - 54;                                    /* keep 54 bits */
+  if (sh) sticky |= (x & (((unsigned __int128)1 << sh) - 1)) != 0;
+  uint64_t m = (uint64_t)(x >> sh);
+  e2 += sh + 1;
+  int round = (int)(m & 1);
+  m >>= 1; /* 53 bits: [2^52, 2^53) */
+  if (round && (sticky || (m & 1))) m++;
+  if (m == 1ull << 53) m >>= 1, e2++;
+  uint64_t b = (uint64_t)(e2 + 52 + 1023) << 52 | (m & ((1ull << 52) - 1));
+  double d;
+  memcpy(&d, &b, sizeof d);
+  return d;
+}
+#endif
+
+/* Whether the 8 bytes of v (little-endian) are all ASCII digits. */
+static inline int eight_digits(uint64_t v) {
+  return ((v & 0xf0f0f0f0f0f0f0f0ull) |
+          (((v + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull) >> 4)) ==
+         0x3333333333333333ull;
+}
+
+/* The value of 8 ASCII digits (first digit in the lowest byte). */
+static inline uint64_t parse_eight(uint64_t v) {
+  v -= 0x3030303030303030ull;
+  v = v * 10 + (v >> 8);
+  return ((v & 0x000000ff000000ffull) * (100 + (1000000ull << 32)) +
+          ((v >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32))) >>
+         32;
+}
+
 /* Syntax check plus Clinger's fast path (exact when the mantissa fits 53 bits and
- * the power of ten is exact); anything else goes to strtod on a copy. */
+ * the power of ten is exact), then exact integer scaling for up to 19 digits and
+ * powers of ten up to 27; anything else goes to strtod on a copy. */
 static int parse_float(const char *p, size_t n, double *out, int convert) {
   trim(&p, &n);
   if (!n) return 0;
@@ -103,10 +199,9 @@ static int parse_float(const char *p, size_t n, double *out, int convert) {
   if (s == e) return 0;
   if ((*s | 0x20) == 'n' || (*s | 0x20) == 'i') {
     size_t k = (size_t)(e - s);
-    if (k == 3 && !strncasecmp(s, "nan", 3))
+    if (k == 3 && word_eq(s, "nan", 3))
       *out = neg ? -NAN : NAN;
-    else if ((k == 3 && !strncasecmp(s, "inf", 3)) ||
-             (k == 8 && !strncasecmp(s, "infinity", 8)))
+    else if ((k == 3 && word_eq(s, "inf", 3)) || (k == 8 && word_eq(s, "infinity", 8)))
       *out = neg ? -INFINITY : INFINITY;
     else
       return 0;
@@ -115,6 +210,41 @@ static int parse_float(const char *p, size_t n, double *out, int convert) {
   uint64_t mant = 0;
   int ndig = 0, digits = 0, truncated = 0;
   long exp10 = 0;
+  /* Fast path: at most 19 digits in all (leading zeros included), 8 at a time. */
+  const char *s0 = s;
+  int nd = 0, nint;
+  while (e - s >= 8 && nd <= 11) {
+    uint64_t v;
+    memcpy(&v, s, 8);
+    if (!eight_digits(v)) break;
+    mant = mant * 100000000 + parse_eight(v);
+    s += 8, nd += 8;
+  }
+  for (; s < e && (unsigned)(*s - '0') < 10; s++, nd++) {
+    if (nd == 19) goto slow;
+    mant = mant * 10 + (unsigned)(*s - '0');
+  }
+  nint = nd;
+  if (s < e && *s == '.') {
+    s++;
+    while (e - s >= 8 && nd <= 11) {
+      uint64_t v;
+      memcpy(&v, s, 8);
+      if (!eight_digits(v)) break;
+      mant = mant * 100000000 + parse_eight(v);
+      s += 8, nd += 8;
+    }
+    for (; s < e && (unsigned)(*s - '0') < 10; s++, nd++) {
+      if (nd == 19) goto slow;
+      mant = mant * 10 + (unsigned)(*s - '0');
+    }
+  }
+  exp10 = nint - nd;
+  digits = nd > 0;
+  goto exponent;
+slow: /* more digits: keep the first 19 significant ones */
+  s = s0;
+  mant = 0;
   while (s < e && (unsigned)(*s - '0') < 10) {
     unsigned d = (unsigned)(*s++ - '0');
     digits = 1;
@@ -140,6 +270,7 @@ static int parse_float(const char *p, size_t n, double *out, int convert) {
       }
     }
   }
+exponent:
   if (!digits) return 0;
   if (s < e && (*s == 'e' || *s == 'E')) {
     s++;
@@ -161,6 +292,13 @@ static int parse_float(const char *p, size_t n, double *out, int convert) {
     *out = neg ? -d : d;
     return 1;
   }
+#ifdef __SIZEOF_INT128__
+  if (!truncated && mant && exp10 >= -27 && exp10 <= 27) {
+    double d = exact_scale(mant, (int)exp10);
+    *out = neg ? -d : d;
+    return 1;
+  }
+#endif
   char small[128], *copy = n < sizeof small ? small : malloc(n + 1);
   if (!copy) return 0;
   memcpy(copy, p, n);
@@ -178,8 +316,8 @@ int ingest_parse_float64(const char *p, size_t n, double *out) {
 
 int ingest_parse_bool(const char *p, size_t n, uint8_t *out) {
   trim(&p, &n);
-  if (n == 4 && !strncasecmp(p, "true", 4)) return *out = 1, 1;
-  if (n == 5 && !strncasecmp(p, "false", 5)) return *out = 0, 1;
+  if (n == 4 && word_eq(p, "true", 4)) return *out = 1, 1;
+  if (n == 5 && word_eq(p, "false", 5)) return *out = 0, 1;
   return 0;
 }
 
@@ -212,8 +350,8 @@ int ingest_parse_timestamp(const char *p, size_t n, int64_t *ns, int *has_offset
       !digits_at(p + 5, 2, &mo) || !digits_at(p + 8, 2, &d))
     return 0;
   static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-  if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap))
+  if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+      (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)))
     return 0;
   size_t i = 10;
   if (i < n && (p[i] == 'T' || p[i] == ' ')) {
@@ -313,6 +451,52 @@ struct scan {
 
 static const unsigned char stop_tab[256] = {[','] = 1, ['\n'] = 1, ['\r'] = 1};
 
+#ifdef __SSE2__
+/* The common case of next_record, 16 bytes at a time: a record with no quote and
+ * no byte >= 0x80 that ends (\n or \r) inside the buffer's last whole 16-byte
+ * block. Returns 1 with the record read as next_record would, or 0 (nothing
+ * consumed) when the general scanner must take it. */
+static int fast_record(struct scan *s, struct field *f, uint32_t cap, uint32_t *nf) {
+  const unsigned char *blk = (const unsigned char *)s->pos;
+  const unsigned char *e = (const unsigned char *)s->end, *fs = blk;
+  const __m128i vc = _mm_set1_epi8(','), vn = _mm_set1_epi8('\n'),
+                vr = _mm_set1_epi8('\r'), vq = _mm_set1_epi8('"');
+  uint32_t k = 0;
+  for (; (size_t)(e - blk) >= 16; blk += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)blk);
+    unsigned eol = (unsigned)_mm_movemask_epi8(
+        _mm_or_si128(_mm_cmpeq_epi8(v, vn), _mm_cmpeq_epi8(v, vr)));
+    unsigned odd = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, vq), v));
+    unsigned comma = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vc));
+    unsigned lim = eol ? (eol & (0u - eol)) - 1 : 0xffffu; /* bytes of this record */
+    if (odd & lim) return 0;
+    comma &= lim;
+    while (comma) {
+      const unsigned char *c = blk + __builtin_ctz(comma);
+      if (k < cap)
+        f[k] =
+            (struct field){.p = (const char *)fs, .n = (size_t)(c - fs), .line = s->line};
+      k++;
+      fs = c + 1;
+      comma &= comma - 1;
+    }
+    if (eol) {
+      const unsigned char *t = blk + __builtin_ctz(eol);
+      if (k < cap)
+        f[k] =
+            (struct field){.p = (const char *)fs, .n = (size_t)(t - fs), .line = s->line};
+      k++;
+      if (*t == '\r' && t + 1 < e && t[1] == '\n') t++;
+      s->pos = (const char *)t + 1;
+      s->line++;
+      *nf = k;
+      return 1;
+    }
+  }
+  return 0;
+}
+#endif
+
 /* Read one record. Stores at most cap fields, counts all in *nf.
  * @return 1 (a record), 0 (end of input) or a status (err filled). */
 static int next_record(struct scan *s, struct field *f, uint32_t cap, uint32_t *nf,
@@ -325,6 +509,9 @@ static int next_record(struct scan *s, struct field *f, uint32_t cap, uint32_t *
   }
   if (s->pos >= s->end) return 0;
   *rec_line = s->line;
+#ifdef __SSE2__
+  if (fast_record(s, f, cap, nf)) return 1;
+#endif
   uint32_t k = 0;
   for (;;) {
     struct field cur = {.line = s->line};
@@ -487,6 +674,8 @@ enum { CAND_INT = 1, CAND_FLOAT = 2, CAND_BOOL = 4, CAND_TIME = 8 };
 
 struct col {
   char *name;
+  int declared; /* type given by the schema (in field.type) */
+  int nullable; /* declared nullable */
   unsigned cand;
   unsigned tz;    /* 1: a naive timestamp seen, 2: a zoned one */
   int hashing;    /* collecting distinct values */
@@ -506,6 +695,8 @@ static int entry_cmp(const void *a, const void *b) {
   return c ? c : (x->n > y->n) - (x->n < y->n);
 }
 
+#define CSV_MAX_THREADS 8
+
 struct csv {
   const struct ingest_options *opt;
   const char *name;
@@ -513,9 +704,19 @@ struct csv {
   uint32_t ncols;
   struct field *f;
   uint64_t nrows;
-  char *scratch; /* unescape buffer for pass 2 */
+  char *scratch; /* unescape buffer for pass 1 */
   size_t scratch_cap;
   uint64_t total; /* progress units */
+  /* Pass 2 may run in parallel on row ranges that pass 1 marked: split i is
+   * the first record at or after byte len * (i + 1) / nthreads whose row index
+   * is a multiple of 8 (so that threads never share a validity-bitmap byte). */
+  unsigned nthreads, nsplits;
+  struct split {
+    const char *pos; /* before the record (and any blank lines before it) */
+    uint64_t line, row;
+    uint64_t *bytes; /* each column's string bytes before the row */
+    const char *target;
+  } splits[CSV_MAX_THREADS - 1];
 };
 
 static void csv_free(struct csv *c) {
@@ -527,19 +728,153 @@ static void csv_free(struct csv *c) {
   free(c->cols);
   free(c->f);
   free(c->scratch);
+  for (unsigned i = 0; i < c->nsplits; i++) free(c->splits[i].bytes);
 }
 
 static int cancelled(const struct csv *c, uint64_t done) {
   if (c->opt->progress) c->opt->progress(done, c->total, c->opt->progress_arg);
-  return c->opt->cancel && *c->opt->cancel;
+  return ingest_cancelled(c->opt);
 }
 
-static int scratch_fit(struct csv *c, size_t n) {
-  if (n <= c->scratch_cap) return 0;
-  char *p = realloc(c->scratch, n);
+static int grow(char **buf, size_t *cap, size_t n) {
+  if (n <= *cap) return 0;
+  char *p = realloc(*buf, n);
   if (!p) return -ENOMEM;
-  c->scratch = p;
-  c->scratch_cap = n;
+  *buf = p;
+  *cap = n;
+  return 0;
+}
+
+/* ------------------------------------------------------------- schema */
+
+static const struct {
+  const char *name;
+  enum snap_type type;
+} schema_types[] = {{"int64", SNAP_INT64},   {"float64", SNAP_FLOAT64},
+                    {"bool", SNAP_BOOL},     {"timestamp", SNAP_TIMESTAMP_NS},
+                    {"string", SNAP_STRING}, {"category", SNAP_CATEGORY}};
+
+/* The last blank-separated word of [p, *n): its start; *n becomes the length of
+ * what precedes it, blanks trimmed. */
+static const char *last_word(const char *p, size_t *n, size_t *wn) {
+  size_t e = *n;
+  while (e && blank(p[e - 1])) e--;
+  size_t b = e;
+  while (b && !blank(p[b - 1])) b--;
+  *wn = e - b;
+  size_t r = b;
+  while (r && blank(p[r - 1])) r--;
+  *n = r;
+  return p + b;
+}
+
+/* Declare each column's type from the schema text: one "NAME TYPE [nullable]"
+ * line per column of the header (any order); blank lines and lines starting with
+ * '#' are ignored. NAME may contain blanks; TYPE is int64, float64, bool,
+ * timestamp, string or category. */
+static int apply_schema(struct csv *c, struct snap_error *err) {
+  const char *sn = c->opt->schema_name ? c->opt->schema_name : "<schema>";
+  const char *p = c->opt->schema, *end = p + c->opt->schema_len;
+  unsigned line = 0;
+  while (p < end) {
+    const char *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    const char *l = p;
+    p = nl ? nl + 1 : end;
+    line++;
+    if (n && l[n - 1] == '\r') n--;
+    trim(&l, &n);
+    if (!n || *l == '#') continue;
+    size_t wn;
+    const char *w = last_word(l, &n, &wn);
+    int nullable = 0;
+    if (wn == 8 && !memcmp(w, "nullable", 8)) {
+      nullable = 1;
+      w = last_word(l, &n, &wn);
+    }
+    if (!n || !wn)
+      return cerr(err, SNAP_EINVAL, "%s: line %u: expected \"COLUMN TYPE [nullable]\"",
+                  sn, line);
+    int t = -1;
+    for (size_t i = 0; i < sizeof schema_types / sizeof *schema_types; i++)
+      if (strlen(schema_types[i].name) == wn && !memcmp(schema_types[i].name, w, wn))
+        t = (int)i;
+    char ex[48];
+    if (t < 0)
+      return cerr(err, SNAP_EINVAL,
+                  "%s: line %u: unknown type \"%s\" (int64, float64, bool, timestamp, "
+                  "string, category)",
+                  sn, line, excerpt(ex, sizeof ex, w, wn));
+    uint32_t k = 0;
+    while (k < c->ncols &&
+           !(strlen(c->cols[k].name) == n && !memcmp(c->cols[k].name, l, n)))
+      k++;
+    if (k == c->ncols)
+      return cerr(err, SNAP_EINVAL, "%s: line %u: no column \"%s\" in the header of %s",
+                  sn, line, excerpt(ex, sizeof ex, l, n), c->name);
+    struct col *col = &c->cols[k];
+    if (col->declared)
+      return cerr(err, SNAP_EINVAL, "%s: line %u: column \"%s\" is declared twice", sn,
+                  line, col->name);
+    col->declared = 1;
+    col->nullable = nullable;
+    col->field.type = schema_types[t].type;
+    col->cand = 0;
+  }
+  for (uint32_t k = 0; k < c->ncols; k++)
+    if (!c->cols[k].declared)
+      return cerr(err, SNAP_EINVAL, "%s: column %u (%s) of %s is not in the schema", sn,
+                  k + 1, c->cols[k].name, c->name);
+  return 0;
+}
+
+static int bad_value(struct csv *c, uint64_t line, uint32_t k, const struct field *f,
+                     struct snap_error *err);
+
+/* Pass 1 for one value (not null) of a column whose type the schema gives. */
+static int check_declared(struct csv *c, struct col *col, const struct field *f,
+                          uint32_t k, struct snap_error *err) {
+  int64_t i64;
+  double d;
+  uint8_t b;
+  int zoned, rc;
+  switch (col->field.type) {
+    case SNAP_INT64:
+      if (!ingest_parse_int64(f->p, f->n, &i64)) return bad_value(c, 0, k, f, err);
+      break;
+    case SNAP_FLOAT64:
+      if (!parse_float(f->p, f->n, &d, 0)) return bad_value(c, 0, k, f, err);
+      break;
+    case SNAP_BOOL:
+      if (!ingest_parse_bool(f->p, f->n, &b)) return bad_value(c, 0, k, f, err);
+      break;
+    case SNAP_TIMESTAMP_NS:
+      if (!ingest_parse_timestamp(f->p, f->n, &i64, &zoned))
+        return bad_value(c, 0, k, f, err);
+      col->tz |= zoned ? 2 : 1;
+      if (col->tz == 3)
+        return cerr(err, SNAP_EINVAL,
+                    "%s: line %llu, column %u (%s): timestamps with and without a zone "
+                    "mixed",
+                    c->name, (unsigned long long)f->line, k + 1, col->name);
+      break;
+    case SNAP_CATEGORY:
+      if (f->esc) {
+        if ((rc = grow(&c->scratch, &c->scratch_cap, f->n)))
+          return cerr(err, rc, "%s: out of memory", c->name);
+        size_t n = unescape(c->scratch, f);
+        rc = strset_add(&col->set, c->scratch, n, 1);
+      } else {
+        rc = strset_add(&col->set, f->p, f->n, 0);
+      }
+      if (rc) return cerr(err, rc, "%s: out of memory", c->name);
+      if (col->set.count > INT32_MAX)
+        return cerr(err, SNAP_EINVAL, "%s: column %u (%s): too many categories", c->name,
+                    k + 1, col->name);
+      break;
+    default:
+      break;
+  }
   return 0;
 }
 
@@ -581,7 +916,7 @@ static int header(struct csv *c, struct scan *s, struct snap_error *err) {
     c->cols[i].name = name;
     c->cols[i].cand = CAND_INT | CAND_FLOAT | CAND_BOOL | CAND_TIME;
   }
-  return 0;
+  return c->opt->schema ? apply_schema(c, err) : 0;
 }
 
 /* Pass 1 for one value of column k (not null). */
@@ -598,6 +933,7 @@ static int infer(struct csv *c, struct col *col, const struct field *f, uint32_t
   }
   col->nonnull++;
   col->bytes += f->n - f->esc;
+  if (col->declared) return check_declared(c, col, f, k, err);
   if (col->cand) {
     unsigned cand = col->cand;
     int64_t i64;
@@ -628,7 +964,8 @@ static int infer(struct csv *c, struct col *col, const struct field *f, uint32_t
   if (!col->cand && col->hashing) {
     int rc;
     if (f->esc) {
-      if ((rc = scratch_fit(c, f->n))) return cerr(err, rc, "%s: out of memory", c->name);
+      if ((rc = grow(&c->scratch, &c->scratch_cap, f->n)))
+        return cerr(err, rc, "%s: out of memory", c->name);
       size_t n = unescape(c->scratch, f);
       rc = strset_add(&col->set, c->scratch, n, 1);
     } else {
@@ -648,7 +985,19 @@ static int pass1(struct csv *c, struct scan *s, struct snap_error *err) {
   uint32_t nf;
   uint64_t line;
   int rc;
-  while ((rc = next_record(s, c->f, c->ncols, &nf, &line, err)) == 1) {
+  for (;;) {
+    if (c->nsplits < c->nthreads - 1 && !(c->nrows & 7) &&
+        s->pos >= c->splits[c->nsplits].target) {
+      struct split *sp = &c->splits[c->nsplits];
+      sp->bytes = malloc(c->ncols * sizeof *sp->bytes);
+      if (!sp->bytes) return cerr(err, -ENOMEM, "%s: out of memory", c->name);
+      for (uint32_t k = 0; k < c->ncols; k++) sp->bytes[k] = c->cols[k].bytes;
+      sp->pos = s->pos;
+      sp->line = s->line;
+      sp->row = c->nrows;
+      c->nsplits++;
+    }
+    if ((rc = next_record(s, c->f, c->ncols, &nf, &line, err)) != 1) break;
     if (nf != c->ncols)
       return cerr(err, SNAP_EINVAL,
                   "%s: line %llu: %u field%s, expected %u (as in the header)", c->name,
@@ -656,6 +1005,11 @@ static int pass1(struct csv *c, struct scan *s, struct snap_error *err) {
     for (uint32_t k = 0; k < nf; k++) {
       const struct field *f = &c->f[k];
       if (!f->n && !f->quoted) {
+        if (c->cols[k].declared && !c->cols[k].nullable)
+          return cerr(err, SNAP_EINVAL,
+                      "%s: line %llu, column %u (%s): empty value (null) in a column the "
+                      "schema does not declare nullable",
+                      c->name, (unsigned long long)f->line, k + 1, c->cols[k].name);
         c->cols[k].nulls++;
         continue;
       }
@@ -675,7 +1029,17 @@ static int decide(struct csv *c, struct snap_error *err) {
     struct snap_field *fl = &col->field;
     fl->name = col->name;
     fl->flags = col->nulls ? SNAP_NULLABLE : 0;
-    if (!col->nonnull || ((col->cand & CAND_FLOAT) && !(col->cand & CAND_INT))) {
+    if (col->declared) {
+      fl->flags = col->nullable ? SNAP_NULLABLE : 0;
+      if (fl->type == SNAP_TIMESTAMP_NS) fl->timezone = col->tz == 2 ? "UTC" : NULL;
+      if (fl->type == SNAP_CATEGORY) col->hashing = 1;
+    }
+    if (col->declared && fl->type != SNAP_CATEGORY && fl->type != SNAP_STRING) {
+      /* as declared */
+    } else if (col->declared && fl->type == SNAP_STRING) {
+      fl->data_bytes = col->bytes;
+      strset_free(&col->set);
+    } else if (!col->nonnull || ((col->cand & CAND_FLOAT) && !(col->cand & CAND_INT))) {
       fl->type = SNAP_FLOAT64;
     } else if (col->cand & CAND_INT) {
       fl->type = SNAP_INT64;
@@ -684,8 +1048,8 @@ static int decide(struct csv *c, struct snap_error *err) {
     } else if (col->cand & CAND_TIME) {
       fl->type = SNAP_TIMESTAMP_NS;
       fl->timezone = col->tz == 2 ? "UTC" : NULL;
-    } else if (col->hashing && col->set.count <= max &&
-               col->set.count * 2 <= col->nonnull) {
+    } else if (col->hashing && (col->declared || (col->set.count <= max &&
+                                                  col->set.count * 2 <= col->nonnull))) {
       fl->type = SNAP_CATEGORY;
       fl->flags = 0; /* missing values are code -1 */
       size_t n = col->set.count;
@@ -724,33 +1088,37 @@ static int bad_value(struct csv *c, uint64_t line, uint32_t k, const struct fiel
               excerpt(ex, sizeof ex, f->p, f->n), snap_type_name(c->cols[k].field.type));
 }
 
-/* Pass 2: parse every value into the segment. */
-static int pass2(struct csv *c, struct scan *s, snap_publish *pub, uint64_t base,
-                 struct snap_error *err) {
+/* Pass 2 over rows [row, row_end) from scan position s: parse every value into
+ * the segment. Each worker has its own fields, scratch and string offsets. */
+struct worker {
+  struct csv *c;
+  struct scan s;
+  uint64_t row, row_end;
+  const char *stop;   /* where the range must end (NULL: at the end of input) */
+  uint64_t *str_off;  /* per column: running offset into string data */
+  const char *origin; /* progress: where pass 2 starts */
+  struct field *f;
+  char *scratch;
+  size_t scratch_cap;
+  int first; /* the calling thread: reports progress */
   int rc;
-  for (uint32_t k = 0; k < c->ncols; k++) {
-    struct col *col = &c->cols[k];
-    if ((rc = snap_publish_fill(pub, k, &col->fill, err))) return rc;
-    if (col->field.type == SNAP_CATEGORY) {
-      int64_t off = 0;
-      col->fill.offsets[0] = 0;
-      for (size_t i = 0; i < col->field.dict_size; i++) {
-        if (col->sorted[i]->n)
-          memcpy(col->fill.data + off, col->sorted[i]->p, col->sorted[i]->n);
-        off += col->sorted[i]->n;
-        col->fill.offsets[i + 1] = off;
-      }
-    }
-  }
+  struct snap_error err;
+};
+
+static int pass2_range(struct worker *w) {
+  struct csv *c = w->c;
+  struct scan *s = &w->s;
+  struct snap_error *err = &w->err;
   uint32_t nf;
-  uint64_t line, r = 0;
-  int64_t *str_off = NULL;
-  while ((rc = next_record(s, c->f, c->ncols, &nf, &line, err)) == 1) {
-    if (nf != c->ncols || r >= c->nrows)
+  uint64_t line, r = w->row;
+  int rc = 0;
+  while (r < w->row_end || !w->stop) {
+    if ((rc = next_record(s, w->f, c->ncols, &nf, &line, err)) != 1) break;
+    if (nf != c->ncols || r >= w->row_end)
       return cerr(err, SNAP_EINVAL, "%s: line %llu: input changed while reading", c->name,
                   (unsigned long long)line);
     for (uint32_t k = 0; k < nf; k++) {
-      const struct field *f = &c->f[k];
+      const struct field *f = &w->f[k];
       struct col *col = &c->cols[k];
       struct snap_fill *fl = &col->fill;
       int null = !f->n && !f->quoted;
@@ -784,30 +1152,31 @@ static int pass2(struct csv *c, struct scan *s, snap_publish *pub, uint64_t base
           if (fl->validity) set_valid(fl->validity, r);
           break;
         }
-        case SNAP_STRING:
-          str_off = fl->offsets;
+        case SNAP_STRING: {
+          int64_t *str_off = fl->offsets;
+          uint64_t off = w->str_off[k];
           if (!null) {
-            if ((uint64_t)str_off[r] + f->n - f->esc > col->field.data_bytes)
+            if (off + f->n - f->esc > col->field.data_bytes)
               return cerr(err, SNAP_EINVAL, "%s: line %llu: input changed while reading",
                           c->name, (unsigned long long)line);
             /* no data buffer when every value is empty (found by fuzz_csv: UB) */
-            str_off[r + 1] =
-                str_off[r] + (fl->data ? (int64_t)unescape(fl->data + str_off[r], f) : 0);
+            off += fl->data ? unescape(fl->data + off, f) : 0;
             if (fl->validity) set_valid(fl->validity, r);
-          } else {
-            str_off[r + 1] = str_off[r];
           }
+          str_off[r + 1] = (int64_t)off;
+          w->str_off[k] = off;
           break;
+        }
         case SNAP_CATEGORY: {
           int32_t code = -1;
           if (!null) {
             const char *p = f->p;
             size_t n = f->n;
             if (f->esc) {
-              if ((rc = scratch_fit(c, f->n)))
+              if ((rc = grow(&w->scratch, &w->scratch_cap, f->n)))
                 return cerr(err, rc, "%s: out of memory", c->name);
-              n = unescape(c->scratch, f);
-              p = c->scratch;
+              n = unescape(w->scratch, f);
+              p = w->scratch;
             }
             struct sentry *e = strset_find(&col->set, p, n, hash_bytes(p, n));
             if (!e || !e->p) return bad_value(c, line, k, f, err);
@@ -830,13 +1199,112 @@ static int pass2(struct csv *c, struct scan *s, snap_publish *pub, uint64_t base
           return cerr(err, SNAP_EINVAL, "%s: internal: unexpected column type", c->name);
       }
     }
-    if ((++r & 0xffff) == 0 && cancelled(c, base + (uint64_t)(s->pos - s->buf)))
-      return cerr(err, -ECANCELED, "%s: cancelled", c->name);
+    if ((++r & 0xffff) == 0) {
+      if (w->first && c->opt->progress) {
+        uint64_t done = (uint64_t)(s->pos - w->origin) * c->nthreads;
+        uint64_t half = c->total / 2;
+        c->opt->progress(half + (done < half ? done : half), c->total,
+                         c->opt->progress_arg);
+      }
+      if (ingest_cancelled(c->opt))
+        return cerr(err, -ECANCELED, "%s: cancelled", c->name);
+    }
   }
-  if (rc < 0) return rc;
-  if (r != c->nrows)
+  if (!w->stop && rc < 0) return rc;
+  if (r != w->row_end || (w->stop && s->pos != w->stop))
     return cerr(err, SNAP_EINVAL, "%s: input changed while reading", c->name);
   return 0;
+}
+
+static void *pass2_thread(void *arg) {
+  struct worker *w = arg;
+  w->rc = pass2_range(w);
+  return NULL;
+}
+
+/* Pass 2: fill the category dictionaries, then parse every value into the
+ * segment, on up to nsplits + 1 threads. The first failure in file order wins. */
+static int pass2(struct csv *c, const struct scan *s0, snap_publish *pub,
+                 struct snap_error *err) {
+  int rc;
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    struct col *col = &c->cols[k];
+    if ((rc = snap_publish_fill(pub, k, &col->fill, err))) return rc;
+    if (col->field.type == SNAP_CATEGORY) {
+      int64_t off = 0;
+      col->fill.offsets[0] = 0;
+      for (size_t i = 0; i < col->field.dict_size; i++) {
+        if (col->sorted[i]->n)
+          memcpy(col->fill.data + off, col->sorted[i]->p, col->sorted[i]->n);
+        off += col->sorted[i]->n;
+        col->fill.offsets[i + 1] = off;
+      }
+    }
+  }
+  unsigned nw = c->nsplits + 1;
+  struct worker *w = calloc(nw, sizeof *w);
+  if (!w) return cerr(err, -ENOMEM, "%s: out of memory", c->name);
+  for (unsigned i = 0; i < nw; i++) {
+    w[i].c = c;
+    w[i].s = *s0;
+    w[i].origin = s0->pos;
+    w[i].first = i == 0;
+    if (i) {
+      w[i].s.pos = c->splits[i - 1].pos;
+      w[i].s.line = c->splits[i - 1].line;
+      w[i].row = c->splits[i - 1].row;
+    }
+    w[i].row_end = i < c->nsplits ? c->splits[i].row : c->nrows;
+    w[i].stop = i < c->nsplits ? c->splits[i].pos : NULL;
+    w[i].f = calloc(c->ncols, sizeof *w[i].f);
+    w[i].str_off = calloc(c->ncols, sizeof *w[i].str_off);
+    if (!w[i].f || !w[i].str_off) {
+      rc = cerr(err, -ENOMEM, "%s: out of memory", c->name);
+      goto out;
+    }
+    if (i) memcpy(w[i].str_off, c->splits[i - 1].bytes, c->ncols * sizeof *w[i].str_off);
+  }
+  pthread_t tid[CSV_MAX_THREADS];
+  unsigned started = 1;
+  for (; started < nw; started++)
+    if (pthread_create(&tid[started], NULL, pass2_thread, &w[started])) break;
+  w[0].rc = pass2_range(&w[0]);
+  for (unsigned i = started; i < nw; i++) w[i].rc = pass2_range(&w[i]); /* no thread */
+  for (unsigned i = 1; i < started; i++) pthread_join(tid[i], NULL);
+  rc = 0;
+  for (unsigned i = 0; i < nw && !rc; i++) {
+    if (w[i].rc) {
+      rc = w[i].rc;
+      if (err) *err = w[i].err;
+    } else if (i + 1 < nw) {
+      /* each range must end where the next one's string data begins */
+      for (uint32_t k = 0; k < c->ncols; k++)
+        if (w[i].str_off[k] != c->splits[i].bytes[k] &&
+            c->cols[k].field.type == SNAP_STRING) {
+          rc = cerr(err, SNAP_EINVAL, "%s: input changed while reading", c->name);
+          break;
+        }
+    }
+  }
+out:
+  for (unsigned i = 0; i < nw; i++) {
+    free(w[i].f);
+    free(w[i].str_off);
+    free(w[i].scratch);
+  }
+  free(w);
+  return rc;
+}
+
+/* Threads for pass 2: opt->threads, else 2 on a machine with 2+ CPUs for
+ * inputs of 4 MiB and more. */
+static unsigned csv_threads(const struct ingest_options *o, size_t len) {
+  unsigned n = o->threads;
+  if (!n) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    n = cpus >= 2 && len >= ((size_t)4 << 20) ? 2 : 1;
+  }
+  return n > CSV_MAX_THREADS ? CSV_MAX_THREADS : n;
 }
 
 int ingest_csv(snap_store *store, const char *dataset, const char *buf, size_t len,
@@ -850,6 +1318,10 @@ int ingest_csv(snap_store *store, const char *dataset, const char *buf, size_t l
   if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3)) s.pos += 3; /* UTF-8 BOM */
   int rc = header(&c, &s, err);
   const char *data_start = s.pos;
+  c.nthreads = csv_threads(c.opt, len);
+  for (unsigned i = 0; i + 1 < c.nthreads; i++)
+    c.splits[i].target =
+        data_start + (size_t)(buf + len - data_start) * (i + 1) / c.nthreads;
   uint64_t data_line = s.line;
   if (!rc) rc = pass1(&c, &s, err);
   if (!rc) rc = decide(&c, err);
@@ -868,7 +1340,7 @@ int ingest_csv(snap_store *store, const char *dataset, const char *buf, size_t l
   if (!rc) {
     s.pos = data_start;
     s.line = data_line;
-    rc = pass2(&c, &s, pub, len, err);
+    rc = pass2(&c, &s, pub, err);
     if (rc) {
       snap_publish_abort(pub);
     } else {

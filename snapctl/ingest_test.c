@@ -374,6 +374,117 @@ static void test_npy_errors(void) {
   CU_ASSERT_EQUAL(current("n"), before);
 }
 
+/* Pass 2 on several threads gives the same table as on one. */
+static void test_csv_threads(void) {
+  size_t cap = 1 << 20, len = 0;
+  char *t = malloc(cap);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(t);
+  len += (size_t)snprintf(t, cap, "i,f,s,c,ts\n");
+  unsigned seed = 7;
+  for (int r = 0; r < 5000 && len + 200 < cap; r++) {
+    int x = rand_r(&seed);
+    const char *s = x % 7 == 0   ? ""
+                    : x % 7 == 1 ? "\"a,\"\"b\"\"\nc\""
+                    : x % 7 == 2 ? "\xc3\xa9t\xc3\xa9"
+                                 : "plain";
+    len += (size_t)snprintf(t + len, cap - len, "%s,%.17g,%s,%s,2024-01-0%d 10:00:%02d\n",
+                            x % 11 ? "12" : "", (double)x / 7.0, s,
+                            x % 3 ? "XNYS" : "\"ARCX\"", 1 + x % 9, x % 60);
+    if (x % 13 == 0) len += (size_t)snprintf(t + len, cap - len, "\n");
+  }
+  struct ingest_options o = {.format = INGEST_CSV, .display_name = "t.csv", .threads = 1};
+  struct snap_error err = {0};
+  int rc = ingest_buffer(g_store, "thr1", t, len, &o, NULL, &err);
+  if (rc) printf("\n%s\n", err.message);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  snap_snapshot *a, *b;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "thr1", &a, NULL), 0);
+  for (unsigned n = 2; n <= 9; n += 3) {
+    o.threads = n;
+    CU_ASSERT_EQUAL_FATAL(ingest_buffer(g_store, "thrn", t, len, &o, NULL, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "thrn", &b, NULL), 0);
+    size_t la, lb;
+    const char *sa = snap_snapshot_segment(a, &la), *sb = snap_snapshot_segment(b, &lb);
+    CU_ASSERT_EQUAL(snap_snapshot_nrows(a), snap_snapshot_nrows(b));
+    for (uint32_t k = 0; k < snap_snapshot_ncols(a); k++) {
+      const struct snap_column *x = snap_snapshot_column(a, k),
+                               *y = snap_snapshot_column(b, k);
+      CU_ASSERT_EQUAL(x->type, y->type);
+      size_t w = x->type == SNAP_STRING     ? 0
+                 : x->type == SNAP_CATEGORY ? snap_type_size(x->code_type)
+                                            : snap_type_size(x->type);
+      uint64_t nr = snap_snapshot_nrows(a);
+      if (w) CU_ASSERT(!memcmp(x->values, y->values, w * nr));
+      if (x->validity) CU_ASSERT(!memcmp(x->validity, y->validity, (nr + 7) / 8));
+      if (x->type == SNAP_STRING) {
+        CU_ASSERT(!memcmp(x->offsets, y->offsets, 8 * (nr + 1)));
+        CU_ASSERT(x->data_bytes == y->data_bytes &&
+                  !memcmp(x->data, y->data, x->data_bytes));
+      }
+    }
+    (void)sa, (void)sb, (void)la, (void)lb;
+    snap_unpin(b);
+  }
+  snap_unpin(a);
+  free(t);
+}
+
+static int csv_schema(const char *dataset, const char *text, const char *schema,
+                      struct snap_error *err) {
+  struct ingest_options o = {.format = INGEST_CSV,
+                             .display_name = "t.csv",
+                             .schema = schema,
+                             .schema_len = strlen(schema),
+                             .schema_name = "t.schema"};
+  return ingest_buffer(g_store, dataset, text, strlen(text), &o, NULL, err);
+}
+
+static void test_csv_schema(void) {
+  struct snap_error err = {0};
+  const char *t = "a,b,c d,e,f,g\n1,2,x,true,2024-01-01,u\n3,,y,false,2024-01-02,v\n";
+  const char *sch =
+      "# types\n\nb float64 nullable\na   float64\nc d string\ne bool\r\nf timestamp\n"
+      "g category\n";
+  CU_ASSERT_EQUAL_FATAL(csv_schema("sc", t, sch, &err), 0);
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "sc", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 0)->type, SNAP_FLOAT64); /* not int64 */
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 0)->flags, 0);
+  CU_ASSERT_EQUAL(((const double *)snap_snapshot_column(snap, 0)->values)[1], 3.0);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 1)->flags, SNAP_NULLABLE);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 2)->type, SNAP_STRING); /* not category */
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 3)->type, SNAP_BOOL);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 4)->type, SNAP_TIMESTAMP_NS);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 5)->type, SNAP_CATEGORY); /* 2 of 2 */
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 5)->dict_size, 2);
+  snap_unpin(snap);
+  uint64_t before = current("sc");
+  const char *ok = "a,b\n1,2\n";
+  struct {
+    const char *csv, *schema, *want;
+  } bad[] = {
+      {"a,b\n1,2\n1,x\n", "a int64\nb int64\n",
+       "t.csv: line 3, column 2 (b): cannot parse \"x\" as int64"},
+      {"a,b\n1,\n", "a int64\nb int64\n", "t.csv: line 2, column 2 (b): empty value"},
+      {ok, "a int64\n", "t.schema: column 2 (b) of t.csv is not in the schema"},
+      {ok, "a int64\nb int64\nc int64\n", "t.schema: line 3: no column \"c\""},
+      {ok, "a int64\nb int32\n", "t.schema: line 2: unknown type \"int32\""},
+      {ok, "a int64\na bool\nb bool\n",
+       "t.schema: line 2: column \"a\" is declared twice"},
+      {ok, "a\nb int64\n", "t.schema: line 1: expected"},
+      {"a,b\n2024-01-01,1\n2024-01-01Z,1\n", "a timestamp\nb int64\n",
+       "t.csv: line 3, column 1 (a): timestamps with"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    memset(&err, 0, sizeof err);
+    CU_ASSERT_EQUAL(csv_schema("sc", bad[i].csv, bad[i].schema, &err), SNAP_EINVAL);
+    if (strncmp(err.message, bad[i].want, strlen(bad[i].want)))
+      printf("\nschema case %zu: got \"%s\"\n", i, err.message);
+    CU_ASSERT(!strncmp(err.message, bad[i].want, strlen(bad[i].want)));
+  }
+  CU_ASSERT_EQUAL(current("sc"), before);
+}
+
 int main(void) {
   if (CU_initialize_registry() != CUE_SUCCESS) return 1;
   CU_pSuite s = CU_add_suite("ingest", suite_init, suite_clean);
@@ -385,6 +496,8 @@ int main(void) {
       {"CSV zoned timestamps and options", test_csv_zoned_and_options},
       {"CSV errors name the place and publish nothing", test_csv_errors},
       {"cancel aborts the publish", test_cancel},
+      {"CSV pass 2 on several threads", test_csv_threads},
+      {"CSV schema file", test_csv_schema},
       {"npy layouts, byte order, time units", test_npy},
       {"npy errors", test_npy_errors},
       CU_TEST_INFO_NULL,

@@ -423,6 +423,24 @@ class CliTest(unittest.TestCase):
         # the version numbers the failed publishes reserved are skipped, not reused
         self.run_ctl("doctor")
 
+    def test_publish_schema(self):
+        self.run_ctl("init")
+        csv = self.write("s.csv", "a,b,c\n1,x,2024-01-01\n2,,2024-01-02\n")
+        sch = self.write("s.schema", "# a schema\na float64\nb string nullable\n"
+                                     "c timestamp\n")
+        self.run_ctl("publish", "--schema", sch, "s", csv)
+        info = self.run_ctl("info", "s").stdout
+        self.assertRegex(info, r"\ba\s+float64\s+no\b")
+        self.assertRegex(info, r"\bb\s+string\s+yes\b")
+        bad = self.write("bad.schema", "a int64\nb bool nullable\nc timestamp\n")
+        p = self.run_ctl("publish", "--schema", bad, "s", csv, code=1)
+        self.assertRegex(p.stderr, r's\.csv: line 2, column 2 \(b\): cannot parse "x" as bool')
+        miss = self.write("miss.schema", "a int64\nb string\n")
+        p = self.run_ctl("publish", "--schema", miss, "s", csv, code=1)
+        self.assertRegex(p.stderr, r"miss\.schema: column 3 \(c\) of .*s\.csv is not in")
+        p = self.run_ctl("publish", "--schema", sch, "s", self.write("x.npy", b""), code=2)
+        self.assertEqual(list(self.versions("s")), [1])
+
     def test_publish_larger_csv(self):
         self.run_ctl("init")
         n = 200000
