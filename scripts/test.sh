@@ -29,7 +29,7 @@ cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
 
-echo "== build and test: TSan (library, multi-process and torture tests)"
+echo "== build and test: TSan (library, multi-process, torture, snapctl and writerd tests)"
 # liburcu is not TSan-instrumented: tests/tsan.supp suppresses its own frames only.
 # die_after_fork=0: the tests fork from processes that run urcu's call_rcu thread.
 CC=clang cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSNAP_SANITIZE=thread \
@@ -37,7 +37,7 @@ CC=clang cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSNAP_SANIT
 cmake --build build-tsan -j "$jobs"
 TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp die_after_fork=0 halt_on_error=1" \
   ctest --test-dir build-tsan --output-on-failure -j "$jobs" \
-  -R '^(segment_test|store_test|arrow_test|process_test|torture)$'
+  -R '^(segment_test|store_test|arrow_test|process_test|torture|ingest_test|cli_.*|writerd_.*)$'
 
 echo "== valgrind memcheck (library unit tests)"
 ctest --test-dir build -T memcheck -R '^(segment_test|store_test|arrow_test)$' \

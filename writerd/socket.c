@@ -26,6 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "proto.h"
 #include "writerd.h"
 
 #define OUT_MAX (64u << 20) /* a client that does not read its replies is dropped */
@@ -276,41 +277,6 @@ void wd_server_accept(struct wd_server *s) {
 
 /* ------------------------------------------------------------- requests */
 
-static int unhex(int ch) {
-  if (ch >= '0' && ch <= '9') return ch - '0';
-  if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
-  return -1;
-}
-
-/* Decode %XX escapes in place. Returns -1 on a bad escape or an encoded NUL. */
-static int pct_decode(char *s) {
-  char *o = s;
-  for (char *p = s; *p; p++) {
-    if (*p != '%') {
-      *o++ = *p;
-      continue;
-    }
-    int hi = unhex((unsigned char)p[1]), lo = hi < 0 ? -1 : unhex((unsigned char)p[2]);
-    if (hi < 0 || lo < 0 || (hi | lo) == 0) return -1;
-    *o++ = (char)(hi * 16 + lo);
-    p += 2;
-  }
-  *o = 0;
-  return 0;
-}
-
-static int parse_u64(const char *s, uint64_t *out) {
-  if (!*s) return -1;
-  uint64_t v = 0;
-  for (; *s; s++) {
-    if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10) return -1;
-    v = v * 10 + (uint64_t)(*s - '0');
-  }
-  *out = v;
-  return 0;
-}
-
 static int take_fd(struct client *c) {
   if (!c->nfds) return -1;
   int fd = c->fds[0];
@@ -366,8 +332,8 @@ static void req_publish(struct wd_server *s, struct client *c, char **argv, int 
       job->opt.format = INGEST_NPY;
     } else if (!strcmp(argv[i], "format=csv")) {
       job->opt.format = INGEST_CSV;
-    } else if (!strncmp(argv[i], "category-max=", 13) && !parse_u64(argv[i] + 13, &u) &&
-               u >= 1 && u <= UINT32_MAX) {
+    } else if (!strncmp(argv[i], "category-max=", 13) &&
+               !wd_proto_u64(argv[i] + 13, &u) && u >= 1 && u <= UINT32_MAX) {
       job->opt.category_max = (uint32_t)u;
     } else if (!strcmp(argv[i], "no-category")) {
       job->opt.no_category = 1;
@@ -519,7 +485,7 @@ static void req_gc(struct wd_server *s, struct client *c) {
 
 static void req_rollback(struct wd_server *s, struct client *c, char **argv, int argc) {
   uint64_t version;
-  if (argc != 3 || parse_u64(argv[2], &version) || !version) {
+  if (argc != 3 || wd_proto_u64(argv[2], &version) || !version) {
     reply_proto(c, "EPROTO", "usage: ROLLBACK DATASET VERSION");
     return;
   }
@@ -550,7 +516,7 @@ static void req_rollback(struct wd_server *s, struct client *c, char **argv, int
 
 static void req_keep(struct wd_server *s, struct client *c, char **argv, int argc) {
   uint64_t keep;
-  if (argc < 2 || argc > 3 || parse_u64(argv[argc - 1], &keep) || keep < 1 ||
+  if (argc < 2 || argc > 3 || wd_proto_u64(argv[argc - 1], &keep) || keep < 1 ||
       keep > UINT32_MAX) {
     reply_proto(c, "EPROTO", "usage: KEEP [DATASET] N (N >= 1)");
     return;
@@ -576,37 +542,13 @@ static void req_keep(struct wd_server *s, struct client *c, char **argv, int arg
 
 /* One request line (no newline, NUL-terminated). */
 static void request(struct wd_server *s, struct client *c, char *line, size_t len) {
-  if (len && line[len - 1] == '\r') line[--len] = 0;
-  for (size_t i = 0; i < len; i++)
-    if ((unsigned char)line[i] < 0x20 || line[i] == 0x7f) {
-      reply_proto(c, "EPROTO", "request holds control bytes (binary data?)");
-      return;
-    }
-  char *argv[16];
-  int argc = 0;
-  for (char *p = line; *p && argc < 16;) {
-    argv[argc++] = p;
-    char *sp = strchr(p, ' ');
-    if (!sp) break;
-    *sp = 0;
-    p = sp + 1;
-    if (!*p || *p == ' ') {
-      argc = -1; /* empty argument: double or trailing space */
-      break;
-    }
-  }
-  if (argc <= 0 || argc >= 16) {
-    reply_proto(c, "EPROTO",
-                argc == 0 ? "empty request"
-                          : "malformed request (arguments are "
-                            "separated by one space)");
+  char *argv[WD_ARGV_MAX];
+  const char *why;
+  int argc = wd_proto_parse(line, len, argv, &why);
+  if (argc < 0) {
+    reply_proto(c, "EPROTO", why);
     return;
   }
-  for (int i = 0; i < argc; i++)
-    if (pct_decode(argv[i])) {
-      reply_proto(c, "EPROTO", "bad %XX escape in an argument");
-      return;
-    }
   const char *verb = argv[0];
   if (!strcmp(verb, "PING") && argc == 1) {
     reply(c, "OK writerd %s pid=%ld", WD_VERSION, (long)getpid());
