@@ -15,6 +15,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -312,10 +313,27 @@ static int run(struct ctl *c, int argc, char **argv) {
   struct snap_error err = {0};
   int rc = snap_store_open(path, SNAP_RDONLY, &store, &err);
   if (rc) {
-    char fix[PATH_MAX + 64];
-    snprintf(fix, sizeof fix, "snapctl --store %s init", path);
-    finding(&d, "problem", rc == SNAP_ENOTFOUND ? fix : NULL, "store: %s: %s", path,
-            err.message[0] ? err.message : snap_strerror(rc));
+    char fix[3 * PATH_MAX + 256];
+    const char *msg = err.message[0] ? err.message : snap_strerror(rc);
+    bool control = strstr(msg, "control.mdb") != NULL;
+    bool lock = strstr(msg, "control.mdb-lock") != NULL;
+    if (lock)
+      snprintf(fix, sizeof fix,
+               "stop every process using the store, then rm %s/control.mdb-lock "
+               "(LMDB recreates it; no data is lost)",
+               path);
+    else if (control)
+      /* the version records are gone or unreadable: the segments alone do not say
+       * which version is current, so the store is rebuilt and republished */
+      snprintf(fix, sizeof fix,
+               "stop writerd and the readers; mv %s %s.broken; snapctl --store %s init; "
+               "republish each dataset (the old segments stay readable in "
+               "%s.broken/segments/ until you delete it)",
+               path, path, path, path);
+    else
+      snprintf(fix, sizeof fix, "snapctl --store %s init", path);
+    finding(&d, "problem", rc == SNAP_ENOTFOUND || control ? fix : NULL, "store: %s: %s",
+            path, msg);
     fflush(stdout);
     return ctl_fail(c, "%s: the store does not open", path);
   }

@@ -290,6 +290,21 @@ class CliTest(unittest.TestCase):
         self.assertFalse(os.path.exists(orphan))
         self.run_ctl("doctor")
 
+    def test_doctor_control_file(self):
+        self.run_ctl("init")
+        self.run_ctl("publish", "d", self.write("a.csv", "v\n1\n"))
+        control = os.path.join(self.store, "control.mdb")
+        with open(control, "r+b") as f:
+            f.write(b"Z" * 4096)  # corrupted
+        p = self.run_ctl("doctor", code=1)
+        self.assertIn("control.mdb", p.stdout)
+        self.assertIn("fix: stop writerd and the readers; mv %s %s.broken" % (self.store, self.store),
+                      p.stdout)
+        self.assertIn("the store does not open", p.stderr)
+        os.unlink(control)  # deleted
+        p = self.run_ctl("doctor", code=1)
+        self.assertIn("snapctl --store %s init" % self.store, p.stdout)
+
     # ----------------------------------------------------- rollback, verify
 
     def test_rollback(self):
