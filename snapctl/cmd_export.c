@@ -383,22 +383,10 @@ static int run(struct ctl *c, int argc, char **argv) {
     return ctl_usage(c, "--format: '%s' is not npy or csv", format);
   if (npy && !out && isatty(STDOUT_FILENO))
     return ctl_usage(c, "refusing to write .npy to a terminal; give -o FILE");
-  char dataset[SNAP_DATASET_NAME_MAX + 1];
-  uint64_t version;
-  int rc = ctl_parse_target(c, argv[optind], dataset, sizeof dataset, &version);
-  if (rc) return rc;
-
   snap_store *store;
-  if ((rc = ctl_open(c, SNAP_RDONLY, &store))) return rc;
-  struct snap_error err = {0};
-  snap_snapshot *snap = NULL;
-  rc = version ? snap_pin_version(store, dataset, version, &snap, &err)
-               : snap_pin(store, dataset, &snap, &err);
-  if (rc) {
-    rc = ctl_fail_snap(c, argv[optind], rc, &err);
-    snap_store_close(store);
-    return rc;
-  }
+  snap_snapshot *snap;
+  int rc = ctl_pin_target(c, argv[optind], &store, &snap);
+  if (rc) return rc;
   FILE *f = stdout;
   if (out && !(f = fopen(out, "wbe"))) {
     rc = ctl_fail(c, "%s: %s", out, strerror(errno));

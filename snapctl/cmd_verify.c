@@ -12,19 +12,12 @@ static int run(struct ctl *c, int argc, char **argv) {
   if (optind >= argc) return ctl_usage(c, "missing DATASET[@VERSION]");
   if (optind + 1 < argc)
     return ctl_usage(c, "unexpected argument '%s'", argv[optind + 1]);
-  char dataset[SNAP_DATASET_NAME_MAX + 1];
-  uint64_t version;
-  int rc = ctl_parse_target(c, argv[optind], dataset, sizeof dataset, &version);
-  if (rc) return rc;
   snap_store *store;
-  if ((rc = ctl_open(c, SNAP_RDONLY, &store))) return rc;
+  snap_snapshot *snap;
+  int rc = ctl_pin_target(c, argv[optind], &store, &snap);
+  if (rc) return rc;
   struct snap_error err = {0};
-  snap_snapshot *snap = NULL;
-  rc = version ? snap_pin_version(store, dataset, version, &snap, &err)
-               : snap_pin(store, dataset, &snap, &err);
-  if (rc) {
-    rc = ctl_fail_snap(c, argv[optind], rc, &err);
-  } else {
+  {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int vrc = snap_snapshot_verify(snap, &err);
@@ -34,7 +27,7 @@ static int run(struct ctl *c, int argc, char **argv) {
     size_t len = 0;
     snap_snapshot_segment(snap, &len);
     char what[SNAP_DATASET_NAME_MAX + 32], b[32];
-    snprintf(what, sizeof what, "%s@%llu", dataset,
+    snprintf(what, sizeof what, "%s@%llu", snap_snapshot_dataset(snap),
              (unsigned long long)snap_snapshot_version(snap));
     if (vrc) {
       rc = ctl_fail_snap(c, what, vrc, &err);

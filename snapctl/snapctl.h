@@ -58,6 +58,12 @@ int ctl_open(struct ctl *c, unsigned flags, snap_store **out);
 /** Split "DATASET[@VERSION]" (version 0 = current). CTL_OK or CTL_USAGE (printed). */
 int ctl_parse_target(struct ctl *c, const char *arg, char *dataset, size_t cap,
                      uint64_t *version);
+
+/* Open the store read-only and pin DATASET[@VERSION] (the current version when
+ * no version is given). On success the caller unpins and closes; on failure the
+ * error is reported and nothing is left open. Returns 0 or the exit status. */
+int ctl_pin_target(struct ctl *c, const char *arg, snap_store **store,
+                   snap_snapshot **snap);
 /** Parse a positive decimal integer. 0 on success, -1 otherwise. */
 int ctl_parse_u64(const char *s, uint64_t *out);
 

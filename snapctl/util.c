@@ -292,3 +292,22 @@ void ctl_table_free(struct ctl_table *t) {
   free(t->cells);
   memset(t, 0, sizeof *t);
 }
+
+int ctl_pin_target(struct ctl *c, const char *arg, snap_store **store,
+                   snap_snapshot **snap) {
+  char dataset[SNAP_DATASET_NAME_MAX + 1];
+  uint64_t version;
+  *store = NULL;
+  *snap = NULL;
+  int rc = ctl_parse_target(c, arg, dataset, sizeof dataset, &version);
+  if (rc || (rc = ctl_open(c, SNAP_RDONLY, store))) return rc;
+  struct snap_error err = {0};
+  rc = version ? snap_pin_version(*store, dataset, version, snap, &err)
+               : snap_pin(*store, dataset, snap, &err);
+  if (rc) {
+    rc = ctl_fail_snap(c, arg, rc, &err);
+    snap_store_close(*store);
+    *store = NULL;
+  }
+  return rc;
+}
