@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -11,15 +12,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Fill err like the library does; returns status. */
-static int fail(struct snap_error *err, int status, const char *fmt, const char *a,
-                const char *b) {
+int ingest_error(struct snap_error *err, int status, const char *fmt, ...) {
   if (err) {
+    va_list ap;
+    va_start(ap, fmt);
     err->code = status;
-    snprintf(err->message, sizeof err->message, fmt, a, b);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
   }
   return status;
 }
+#define fail ingest_error
 
 enum ingest_format ingest_format_from_name(const char *name) {
   const char *dot = name ? strrchr(name, '.') : NULL;

@@ -73,6 +73,11 @@ struct ingest_result {
 };
 
 /** The format a file name implies, or INGEST_AUTO when it implies none. */
+/* Fill err (if any) with status and a printf-style message; returns status.
+ * Shared by the parsers. */
+int ingest_error(struct snap_error *err, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Whether the caller asked to cancel: an atomic load (another thread sets the
  * flag with __atomic_store_n; a plain volatile read would race). */
 static inline int ingest_cancelled(const struct ingest_options *o) {

@@ -32,18 +32,7 @@
 
 /* ------------------------------------------------------------ messages */
 
-static int cerr(struct snap_error *err, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int cerr(struct snap_error *err, int status, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    err->code = status;
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-  }
-  return status;
-}
+#define cerr ingest_error
 
 /* A short printable excerpt of a value for messages. */
 static const char *excerpt(char *out, size_t cap, const char *p, size_t n) {

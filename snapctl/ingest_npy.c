@@ -15,18 +15,7 @@
 
 #include "ingest.h"
 
-static int nerr(struct snap_error *err, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int nerr(struct snap_error *err, int status, const char *fmt, ...) {
-  if (err) {
-    va_list ap;
-    va_start(ap, fmt);
-    err->code = status;
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-  }
-  return status;
-}
+#define nerr ingest_error
 
 struct npy {
   enum snap_type type;
