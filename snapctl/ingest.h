@@ -24,9 +24,10 @@ extern "C" {
 #endif
 
 enum ingest_format {
-  INGEST_AUTO = 0, /* from the file name: .npy, else .csv/.tsv/.txt; else refused */
+  INGEST_AUTO = 0, /* from the file name: .npy, .seg, else .csv/.tsv/.txt; else refused */
   INGEST_NPY = 1,
   INGEST_CSV = 2,
+  INGEST_SEG = 3, /* a libsnap segment file (snap_publish_import); files only */
 };
 
 /** Progress callback: @p done of @p total units (bytes of input, counted twice

@@ -1,6 +1,6 @@
 /*
  * The inbox: a directory watched with inotify. A file <dataset>.<ext> (.npy,
- * .csv) that appears in it (renamed in: IN_MOVED_TO, or written in place and
+ * .csv, .seg) that appears in it (renamed in: IN_MOVED_TO, or written in place and
  * closed: IN_CLOSE_WRITE) is published as a new version of <dataset>, then moved
  * to done/; a file that fails is moved to failed/ with <file>.error beside it
  * holding the one-line error. Names starting with '.' are ignored (temporary
@@ -130,7 +130,9 @@ static void consider(struct wd_inbox *in, struct wd_worker *w, const char *name)
     job->status = SNAP_EINVAL;
     job->err.code = SNAP_EINVAL;
     snprintf(job->err.message, sizeof job->err.message,
-             "%s: unknown input format (name it <dataset>.npy or <dataset>.csv)", name);
+             "%s: unknown input format (name it <dataset>.npy, <dataset>.csv or "
+             "<dataset>.seg)",
+             name);
     wd_inbox_finish(in, job);
     return;
   }

@@ -500,6 +500,54 @@ static void test_detached_publish_adopted(void) {
   close_store();
 }
 
+static void test_import_a_segment_file(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "src", 3000, 3, 42, &v), 0);
+  char path[4096];
+  snprintf(path, sizeof path, "%s/segments/src/%llu.seg", g_dir, (unsigned long long)v);
+  /* into another store, under another name */
+  char *dir2;
+  snap_store *other = tu_store_create("import", &dir2);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(other, "dst", 10, 1, 1, &v), 0);
+  int fd = open(path, O_RDONLY);
+  struct snap_error err;
+  CU_ASSERT_EQUAL(snap_publish_import(other, "dst", fd, &v, &err), 0);
+  CU_ASSERT_EQUAL(v, 2);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(other, "dst", &s, NULL), 0);
+  CU_ASSERT_EQUAL(tu_check_f64(s), 42);
+  CU_ASSERT_STRING_EQUAL(snap_snapshot_dataset(s), "dst");
+  CU_ASSERT_EQUAL(snap_snapshot_verify(s, NULL), 0);
+  snap_unpin(s);
+  close(fd);
+  /* damaged copies are refused and publish nothing */
+  char bad[4200];
+  snprintf(bad, sizeof bad, "%s/bad.seg", dir2);
+  for (int k = 0; k < 2; k++) {
+    int in = open(path, O_RDONLY), out = open(bad, O_CREAT | O_TRUNC | O_RDWR, 0600);
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0)
+      CU_ASSERT_EQUAL(write(out, buf, (size_t)n), n);
+    close(in);
+    uint8_t b = 0x77;
+    CU_ASSERT_EQUAL(pwrite(out, &b, 1, k ? 8192 + 100 : SNAP__H_NROWS), 1);
+    int rc = snap_publish_import(other, "dst", out, &v, &err);
+    CU_ASSERT_EQUAL(rc, k ? SNAP_ECHECKSUM : SNAP_ECORRUPT);
+    close(out);
+  }
+  int notseg = open(g_dir, O_RDONLY | O_DIRECTORY);
+  CU_ASSERT_EQUAL(snap_publish_import(other, "dst", notseg, &v, &err), SNAP_EINVAL);
+  close(notseg);
+  uint64_t cur;
+  CU_ASSERT_EQUAL(snap_current_version(other, "dst", &cur, NULL), 0);
+  CU_ASSERT_EQUAL(cur, 2);
+  tu_store_destroy(other, dir2);
+  close_store();
+}
+
 int main(void) {
   static const tu_test tests[] = {
       {"open errors, env default, read-only", test_open_errors},
@@ -514,6 +562,7 @@ int main(void) {
       {"handles share the control file; no mapping leaks",
        test_shared_control_and_mappings},
       {"detached publish sealed and adopted", test_detached_publish_adopted},
+      {"import a segment file from another store", test_import_a_segment_file},
       {NULL, NULL}};
   return tu_run("store", tests);
 }

@@ -407,6 +407,23 @@ class CliTest(unittest.TestCase):
 
     # ------------------------------------------------------------ bad input
 
+    def test_publish_segment_file(self):
+        self.run_ctl("init")
+        self.run_ctl("publish", "src", self.write("a.csv", "x,y\n1,a\n2,b\n"))
+        seg = self.segment_files()[0]
+        copy = self.write("copy.seg", open(seg, "rb").read())
+        p = self.run_ctl("publish", "dst", copy)
+        self.assertIn("dst: published version 1 (2 rows x 2 columns", p.stdout)
+        self.assertEqual(self.run_ctl("export", "dst", "--format", "csv").stdout,
+                         "x,y\n1,a\n2,b\n")
+        data = bytearray(open(seg, "rb").read())
+        data[-1] ^= 0xFF  # a data byte: the checksum catches it
+        bad = self.write("bad.seg", bytes(data))
+        p = self.run_ctl("publish", "dst", bad, code=1)
+        self.assertIn("bad.seg", p.stderr)
+        self.assertIn("checksum", p.stderr)
+        self.assertEqual(sorted(self.versions("dst")), [1])
+
     def test_publish_bad_inputs(self):
         self.run_ctl("init")
         good = self.write("good.csv", "a,b\n1,x\n")

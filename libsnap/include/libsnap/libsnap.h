@@ -343,6 +343,19 @@ SNAP_API int snap_publish_seal(snap_publish *pub, int *fd, struct snap_error *er
 SNAP_API int snap_publish_adopt(snap_store *store, const char *dataset, int fd,
                                 uint64_t *version, struct snap_error *err);
 
+/**
+ * Publish a copy of a segment file from anywhere (another store, an export, a
+ * detached segment saved under a name) as the next version of @p dataset. The
+ * file is untrusted: it is validated completely (structure, header checksum,
+ * data checksum, string offsets, category codes) before anything is written;
+ * its own version number, store id and dataset name are ignored. The data is
+ * written once, into the new segment. @p fd (readable) stays the caller's.
+ * @return 0; SNAP_ECORRUPT / SNAP_EFORMAT / SNAP_ECHECKSUM (nothing published);
+ *         SNAP_EINVAL, SNAP_ERDONLY, or -errno.
+ */
+SNAP_API int snap_publish_import(snap_store *store, const char *dataset, int fd,
+                                 uint64_t *version, struct snap_error *err);
+
 /* ------------------------------------------------------------------- pins */
 
 /**
