@@ -109,6 +109,20 @@ static int publish_via_writerd(struct ctl *c, int sock, const char *dataset,
                             o->category_max);
   if (o->no_category)
     len += (size_t)snprintf(req + len, sizeof req - len, " no-category");
+  if (o->schema) { /* the schema's text travels in the request, percent-encoded */
+    char *text = strndup(o->schema, o->schema_len);
+    len += (size_t)snprintf(req + len, sizeof req - len, " schema=");
+    if (text) put_arg(req, sizeof req, &len, text);
+    free(text);
+  }
+  if (len + 2 > 4096) { /* writerd's request line limit (docs/protocol.md) */
+    close(fd);
+    close(sock);
+    return ctl_fail(c,
+                    "%s: request too long for writerd (%zu bytes, at most 4096): "
+                    "shorten the schema or use --direct",
+                    dataset, len + 1);
+  }
   if (len + 2 > sizeof req) {
     close(fd);
     close(sock);
@@ -246,13 +260,11 @@ static int run(struct ctl *c, int argc, char **argv) {
   }
 
   int sock = direct ? -1 : writerd_connect(c);
-  if (sock >= 0 && schema) { /* the protocol has no schema option yet */
-    close(sock);
+  if (sock >= 0) {
+    int rc = publish_via_writerd(c, sock, dataset, path, &o, quiet);
     free(schema);
-    return ctl_fail(c, "%s: --schema is not supported through writerd yet; use --direct",
-                    dataset);
+    return rc;
   }
-  if (sock >= 0) return publish_via_writerd(c, sock, dataset, path, &o, quiet);
 
   snap_store *store;
   int rc = ctl_open(c, 0, &store);

@@ -99,9 +99,31 @@ static void unpend(struct wd_inbox *in, const char *name) {
     }
 }
 
+/* A <dataset>.schema file in the inbox gives the column types of the dataset's
+ * CSV files (snapctl publish --schema's format) instead of inference. */
+static void attach_schema(struct wd_inbox *in, struct wd_job *job) {
+  char name[SNAP_DATASET_NAME_MAX + 16];
+  snprintf(name, sizeof name, "%s.schema", job->dataset);
+  int fd = openat(in->dirfd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  struct stat st;
+  if (!fstat(fd, &st) && S_ISREG(st.st_mode) && st.st_size <= (1 << 20) &&
+      (job->schema = malloc((size_t)st.st_size + 1)) &&
+      read(fd, job->schema, (size_t)st.st_size) == st.st_size &&
+      (job->schema_name = strdup(name))) {
+    job->opt.schema = job->schema;
+    job->opt.schema_len = (size_t)st.st_size;
+    job->opt.schema_name = job->schema_name;
+  }
+  close(fd);
+}
+
 /* Queue @p name if it is a regular file not already queued. */
 static void consider(struct wd_inbox *in, struct wd_worker *w, const char *name) {
   if (name[0] == '.' || is_pending(in, name)) return;
+  size_t nlen = strlen(name);
+  if (nlen > 7 && !strcmp(name + nlen - 7, ".schema"))
+    return; /* <dataset>.schema stays: it types every <dataset>.csv that comes in */
   struct stat st;
   if (fstatat(in->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) || S_ISDIR(st.st_mode)) return;
   size_t len = strlen(name);
@@ -136,6 +158,7 @@ static void consider(struct wd_inbox *in, struct wd_worker *w, const char *name)
     wd_inbox_finish(in, job);
     return;
   }
+  if (job->opt.format == INGEST_CSV) attach_schema(in, job);
   memcpy(p->name, name, len + 1);
   p->next = in->pending;
   in->pending = p;

@@ -301,7 +301,7 @@ static void req_publish(struct wd_server *s, struct client *c, char **argv, int 
     reply_proto(c, "EPROTO",
                 adopt ? "usage: ADOPT DATASET (a descriptor attached)"
                       : "usage: PUBLISH DATASET PATH|- [format=npy|csv] "
-                        "[category-max=N] [no-category] [name=NAME]");
+                        "[category-max=N] [no-category] [name=NAME] [schema=TEXT]");
     return;
   }
   if (adopt && argc > 2) {
@@ -339,6 +339,17 @@ static void req_publish(struct wd_server *s, struct client *c, char **argv, int 
       job->opt.no_category = 1;
     } else if (!strncmp(argv[i], "name=", 5) && argv[i][5]) {
       display = argv[i] + 5;
+    } else if (!strncmp(argv[i], "schema=", 7) && argv[i][7] && !job->schema) {
+      /* the schema's text itself (snapctl publish --schema), percent-decoded */
+      if (!(job->schema = strdup(argv[i] + 7)) ||
+          !(job->schema_name = strdup("<schema>"))) {
+        reply_err(c, -ENOMEM, "out of memory");
+        wd_job_free(job);
+        return;
+      }
+      job->opt.schema = job->schema;
+      job->opt.schema_len = strlen(job->schema);
+      job->opt.schema_name = job->schema_name;
     } else {
       char m[300];
       snprintf(m, sizeof m, "unknown PUBLISH option '%.200s'", argv[i]);

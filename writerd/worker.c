@@ -40,6 +40,8 @@ void wd_job_free(struct wd_job *job) {
   if (!job) return;
   if (job->fd >= 0) close(job->fd);
   free(job->name);
+  free(job->schema);
+  free(job->schema_name);
   free(job);
 }
 

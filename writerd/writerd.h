@@ -97,7 +97,9 @@ struct wd_job {
                  the worker relative to the inbox directory) */
   int adopt;  /* fd is a sealed detached segment: snap_publish_adopt() */
   pid_t peer; /* socket: the client's pid (SO_PEERCRED) */
-  struct ingest_options opt; /* format, category_max, no_category */
+  struct ingest_options opt; /* format, category_max, no_category, schema */
+  char *schema;              /* owned text behind opt.schema (inbox: <dataset>.schema) */
+  char *schema_name;         /* owned, behind opt.schema_name */
   /* results, filled by the worker */
   int status;   /* 0, a libsnap/ingest status, or -ECANCELED */
   int vanished; /* inbox: the file was gone when the worker came to it */

@@ -348,6 +348,35 @@ class WriterdTest(unittest.TestCase):
         self.assertNotIn("by writerd", p.stdout)
         self.assertGreater(self.read_version("prices")[0], 5)
 
+    def test_inbox_schema_and_segment(self):
+        d = self.start()
+        # <dataset>.schema in the inbox types every <dataset>.csv after it
+        self.drop("p.schema", "v float64\nw string\n")
+        mark = d.mark()
+        self.drop("p.csv", "v,w\n1,2\n3,4\n")  # inferred, these would be int64s
+        d.wait_log(r"^publish dataset=p version=1 ", start=mark)
+        info = json.loads(self.ctl("info", "p", "--json").stdout)
+        self.assertEqual([c["type"] for c in info["columns"]], ["float64", "string"])
+        self.assertTrue(os.path.exists(os.path.join(self.inbox, "p.schema")))
+        mark = d.mark()
+        self.drop("p.csv", "v,w\nnot-a-number,x\n")
+        d.wait_log(r"^error op=publish dataset=p source=inbox file=p\.csv", start=mark)
+        with open(os.path.join(self.inbox, "failed", "p.csv.error")) as f:
+            self.assertIn("p.csv: line 2", f.read())
+        # snapctl publish --schema through writerd: the schema travels in the request
+        mark = d.mark()
+        self.ctl("publish", "--schema", self.write("r.schema", "v float64\nw string\n"), "r",
+                 self.write("r.csv", "v,w\n5,6\n"))
+        d.wait_log(r"^publish dataset=r version=1 ", start=mark)
+        info = json.loads(self.ctl("info", "r", "--json").stdout)
+        self.assertEqual([c["type"] for c in info["columns"]], ["float64", "string"])
+        # a libsnap segment dropped in is validated and copied in as a new version
+        mark = d.mark()
+        self.drop("q.seg", open(self.segment_files()[0], "rb").read())
+        d.wait_log(r"^publish dataset=q version=1 ", start=mark)
+        self.assertEqual(self.read_version("q"), (1, 2, 4.0))
+        self.assertEqual(d.stop(), 0)
+
     def test_inbox_bad_inputs(self):
         d = self.start()
         cases = [
