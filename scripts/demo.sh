@@ -11,10 +11,10 @@ bash scripts/setup.sh
 store=${LIBSNAP_STORE:-/dev/shm/libsnap/demo}
 if [ "${1:-}" = "--c" ]; then
   shift
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSNAP_BUILD_PYTHON=OFF \
+  cmake -S . -B build-demo -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSNAP_BUILD_PYTHON=OFF \
     >/dev/null
-  cmake --build build -j "$(nproc)"
-  exec ./build/examples/libsnap_demo --store "$store" "$@"
+  cmake --build build-demo -j "$(nproc)" --target libsnap_demo
+  exec ./build-demo/examples/libsnap_demo --store "$store" "$@"
 fi
 bash scripts/venv.sh .venv readers/python/requirements-test.txt
 .venv/bin/python -m pip install -q ./readers/python

@@ -17,6 +17,7 @@ git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror
 
 echo "== build and test: release"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-Werror \
+  -DSNAP_BUILD_PYTHON=ON -DSNAP_BUILD_BENCH=ON \
   -DPython3_EXECUTABLE="$PWD/.venv/bin/python" -DSNAP_PYTHON_SECOND="$PWD/.venv-pd22/bin/python"
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
