@@ -179,6 +179,23 @@ static inline uint64_t parse_eight(uint64_t v) {
 /* Syntax check plus Clinger's fast path (exact when the mantissa fits 53 bits and
  * the power of ten is exact), then exact integer scaling for up to 19 digits and
  * powers of ten up to 27; anything else goes to strtod on a copy. */
+/* Append the decimal digits at *s to *mant, 8 at a time while they last, counting
+ * them in *nd; -1 when they would make more than 19 digits in all. */
+static inline int fast_digits(const char **s, const char *e, uint64_t *mant, int *nd) {
+  while (e - *s >= 8 && *nd <= 11) {
+    uint64_t v;
+    memcpy(&v, *s, 8);
+    if (!eight_digits(v)) break;
+    *mant = *mant * 100000000 + parse_eight(v);
+    *s += 8, *nd += 8;
+  }
+  for (; *s < e && (unsigned)(**s - '0') < 10; (*s)++, (*nd)++) {
+    if (*nd == 19) return -1;
+    *mant = *mant * 10 + (unsigned)(**s - '0');
+  }
+  return 0;
+}
+
 static int parse_float(const char *p, size_t n, double *out, int convert) {
   trim(&p, &n);
   if (!n) return 0;
@@ -202,31 +219,11 @@ static int parse_float(const char *p, size_t n, double *out, int convert) {
   /* Fast path: at most 19 digits in all (leading zeros included), 8 at a time. */
   const char *s0 = s;
   int nd = 0, nint;
-  while (e - s >= 8 && nd <= 11) {
-    uint64_t v;
-    memcpy(&v, s, 8);
-    if (!eight_digits(v)) break;
-    mant = mant * 100000000 + parse_eight(v);
-    s += 8, nd += 8;
-  }
-  for (; s < e && (unsigned)(*s - '0') < 10; s++, nd++) {
-    if (nd == 19) goto slow;
-    mant = mant * 10 + (unsigned)(*s - '0');
-  }
+  if (fast_digits(&s, e, &mant, &nd)) goto slow;
   nint = nd;
   if (s < e && *s == '.') {
     s++;
-    while (e - s >= 8 && nd <= 11) {
-      uint64_t v;
-      memcpy(&v, s, 8);
-      if (!eight_digits(v)) break;
-      mant = mant * 100000000 + parse_eight(v);
-      s += 8, nd += 8;
-    }
-    for (; s < e && (unsigned)(*s - '0') < 10; s++, nd++) {
-      if (nd == 19) goto slow;
-      mant = mant * 10 + (unsigned)(*s - '0');
-    }
+    if (fast_digits(&s, e, &mant, &nd)) goto slow;
   }
   exp10 = nint - nd;
   digits = nd > 0;
