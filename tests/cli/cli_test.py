@@ -18,8 +18,10 @@ import subprocess
 import sys
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from snaptest import StoreCase  # noqa: E402
+
 SNAPCTL = os.environ.get("SNAPCTL", "snapctl")
-PIN_HELPER = os.environ.get("PIN_HELPER", "pin_helper")
 
 
 def npy_bytes(descr, shape, payload, fortran=False):
@@ -44,7 +46,7 @@ def npy_parse(data):
     return d["descr"], d["fortran_order"], d["shape"], data[start + hlen:]
 
 
-class CliTest(unittest.TestCase):
+class CliTest(StoreCase, unittest.TestCase):
     def setUp(self):
         self.store = "/dev/shm/snapctl-test-%d-%s" % (os.getpid(), self._testMethodName)
         self.tmp = self.store + ".files"
@@ -77,22 +79,6 @@ class CliTest(unittest.TestCase):
 
     def json(self, *args):
         return json.loads(self.run_ctl(*args).stdout)
-
-    def write(self, name, data):
-        path = os.path.join(self.tmp, name)
-        with open(path, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-        return path
-
-    def pin(self, dataset, version=None):
-        """Start a reader that pins; returns (process, version, nrows, sum)."""
-        argv = [PIN_HELPER, self.store, dataset] + ([str(version)] if version else [])
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        line = p.stdout.readline()  # blocks until the pin is taken
-        m = re.match(r"pinned (\d+) (\d+) (\S+)", line)
-        self.assertIsNotNone(m, "pin_helper said %r" % line)
-        return p, int(m.group(1)), int(m.group(2)), float(m.group(3))
 
     def unpin(self, p):
         p.stdin.close()

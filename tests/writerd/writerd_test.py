@@ -22,9 +22,11 @@ import threading
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from snaptest import StoreCase  # noqa: E402
+
 WRITERD = os.environ.get("WRITERD", "writerd")
 SNAPCTL = os.environ.get("SNAPCTL", "snapctl")
-PIN_HELPER = os.environ.get("PIN_HELPER", "pin_helper")
 ADOPT_CLIENT = os.environ.get("ADOPT_CLIENT", "adopt_client")
 DEADLINE = 60.0  # seconds; generous for ASan builds on a shared machine
 
@@ -149,7 +151,7 @@ class Client:
         self.sock.close()
 
 
-class WriterdTest(unittest.TestCase):
+class WriterdTest(StoreCase, unittest.TestCase):
     def setUp(self):
         self.store = "/dev/shm/writerd-test-%d-%s" % (os.getpid(), self._testMethodName)
         self.tmp = self.store + ".files"
@@ -185,12 +187,6 @@ class WriterdTest(unittest.TestCase):
     def client(self):
         return Client(self.sock)
 
-    def write(self, name, data):
-        path = os.path.join(self.tmp, name)
-        with open(path, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-        return path
-
     def drop(self, name, data):
         """Write a file elsewhere and rename it into the inbox, as producers should."""
         tmp = self.write(".drop-" + name, data)
@@ -212,15 +208,6 @@ class WriterdTest(unittest.TestCase):
     def versions(self, dataset):
         doc = self.status(dataset)
         return {v["version"]: v for v in doc["datasets"][0]["versions"]}
-
-    def pin(self, dataset, version=None):
-        argv = [PIN_HELPER, self.store, dataset] + ([str(version)] if version else [])
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.procs.append(p)
-        line = p.stdout.readline()  # blocks until the pin is taken
-        m = re.match(r"pinned (\d+) (\d+) (\S+)", line)
-        self.assertIsNotNone(m, "pin_helper said %r" % line)
-        return p, int(m.group(1)), int(m.group(2)), float(m.group(3))
 
     def read_version(self, dataset):
         """(version, nrows, sum of column 0) as a fresh reader process sees it."""
