@@ -9,7 +9,6 @@
  * already past its last poll commits completely. Either way no half version.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -61,46 +60,6 @@ static void version_facts(snap_store *store, struct wd_job *job) {
   free(v);
 }
 
-/* Does process @p pid have a descriptor open for writing on the file of @p st? */
-static int holds_file(pid_t pid, const struct stat *st) {
-  char dir[64];
-  snprintf(dir, sizeof dir, "/proc/%ld/fd", (long)pid);
-  DIR *d = opendir(dir);
-  if (!d) return 0; /* gone (or not ours to look at: let the lease decide) */
-  int found = 0;
-  struct dirent *e;
-  while (!found && (e = readdir(d))) {
-    struct stat fs;
-    if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &fs, 0) ||
-        fs.st_dev != st->st_dev || fs.st_ino != st->st_ino)
-      continue;
-    char info[320], buf[256];
-    snprintf(info, sizeof info, "/proc/%ld/fdinfo/%s", (long)pid, e->d_name);
-    int f = open(info, O_RDONLY | O_CLOEXEC);
-    ssize_t n = f >= 0 ? read(f, buf, sizeof buf - 1) : -1;
-    if (f >= 0) close(f);
-    const char *flags = n > 0 ? (buf[n] = 0, strstr(buf, "flags:")) : NULL;
-    found = !flags || (strtoul(flags + 6, NULL, 8) & O_ACCMODE) != O_RDONLY;
-  }
-  closedir(d);
-  return found;
-}
-
-/* The sender of a segment closes its copy right after sendmsg(), but maybe
- * not before we get here; snap_publish_adopt() refuses a file still open for
- * writing elsewhere (SNAP_EBUSY). Wait up to 5 s for the sender to let go. */
-static void wait_sender_closed(const struct wd_job *job) {
-  struct stat st;
-  int fl = fcntl(job->fd, F_GETFL);
-  if (job->peer <= 0 || fl < 0 || (fl & O_ACCMODE) != O_RDWR || fstat(job->fd, &st))
-    return; /* adopt refuses it anyway */
-  struct timespec ts = {0, 1000000};
-  for (double end = wd_now() + 5.0; holds_file(job->peer, &st) && wd_now() < end;) {
-    nanosleep(&ts, NULL);
-    if (ts.tv_nsec < 16000000) ts.tv_nsec *= 2;
-  }
-}
-
 static void run_job(struct wd_worker *w, struct wd_job *job) {
   char qname[600], qds[600];
   wd_log("publish-start", "dataset=%s source=%s file=%s",
@@ -134,7 +93,6 @@ static void run_job(struct wd_worker *w, struct wd_job *job) {
     nbefore = 0;
   }
   if (job->adopt) {
-    wait_sender_closed(job);
     int fd = job->fd;
     job->fd = -1; /* snap_publish_adopt() takes it, success or not */
     struct stat st;
