@@ -50,9 +50,12 @@ struct ingest_options {
   /** Polled as often as progress: when *cancel becomes nonzero the publish is
    *  aborted and the call returns -ECANCELED. May be NULL. */
   const volatile int *cancel;
-  /** CSV: threads that parse values into the segment (the second pass) on row
-   *  ranges the first pass marked. 0: 2 when the machine has 2 or more CPUs and
-   *  the input is 4 MiB or more, else 1; N: up to N (at most 8) at any size. */
+  /** CSV: threads for both passes. The first splits the data at newlines into a
+   *  chunk per thread and infers the types of each chunk in parallel (a chunk that
+   *  starts inside a quoted field is detected and scanned again in one piece);
+   *  the second parses the same row ranges into the segment. The table, and every
+   *  message, is the same for any number. 0: 2 when the machine has 2 or more CPUs
+   *  and the input is 4 MiB or more, else 1; N: up to N (at most 8) at any size. */
   unsigned threads;
   /** CSV: the text of a schema (schema_len bytes; need not be NUL-terminated),
    *  or NULL to infer every type. One "COLUMN TYPE [nullable]" line per column of

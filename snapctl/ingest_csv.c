@@ -654,21 +654,48 @@ static int strset_add(struct strset *s, const char *p, size_t n, int copy) {
   return 0;
 }
 
+/* Move every value of src into dst (src's copies too); src is left empty. */
+static int strset_merge(struct strset *dst, struct strset *src) {
+  if (src->narena) {
+    char **a = realloc(dst->arena, (dst->narena + src->narena) * sizeof *a);
+    if (!a) return -ENOMEM;
+    dst->arena = a;
+    memcpy(a + dst->narena, src->arena, src->narena * sizeof *a);
+    dst->narena += src->narena;
+    src->narena = 0;
+  }
+  for (size_t i = 0; i < src->cap; i++)
+    if (src->tab[i].p) {
+      int rc = strset_add(dst, src->tab[i].p, src->tab[i].n, 0);
+      if (rc) return rc;
+    }
+  strset_free(src);
+  return 0;
+}
+
 /* ------------------------------------------------------------- columns */
 
 enum { CAND_INT = 1, CAND_FLOAT = 2, CAND_BOOL = 4, CAND_TIME = 8 };
+
+/* What pass 1 learns of one column over some rows. Chunks of the file are
+ * scanned in parallel, each into its own stats, merged in file order; every
+ * field merges in an order-independent way (sums, intersections, unions). */
+struct colstat {
+  unsigned cand;
+  unsigned tz;    /* 1: a naive timestamp seen, 2: a zoned one */
+  int overflow;   /* more distinct values than a category may have: set freed */
+  uint64_t nulls; /* unquoted empty fields */
+  uint64_t nonnull;
+  uint64_t bytes;    /* unescaped bytes of all values */
+  uint64_t unhashed; /* non-null values not in set (seen while cand was not 0) */
+  struct strset set; /* distinct values, for a category */
+};
 
 struct col {
   char *name;
   int declared; /* type given by the schema (in field.type) */
   int nullable; /* declared nullable */
-  unsigned cand;
-  unsigned tz;    /* 1: a naive timestamp seen, 2: a zoned one */
-  int hashing;    /* collecting distinct values */
-  uint64_t nulls; /* unquoted empty fields */
-  uint64_t nonnull;
-  uint64_t bytes; /* unescaped bytes of all values */
-  struct strset set;
+  struct colstat st;
   struct sentry **sorted; /* CATEGORY: entries by code */
   struct snap_field field;
   struct snap_fill fill;
@@ -688,38 +715,29 @@ struct csv {
   const char *name;
   struct col *cols;
   uint32_t ncols;
-  struct field *f;
+  struct field *f; /* the header's fields */
   uint64_t nrows;
-  char *scratch; /* unescape buffer for pass 1 */
-  size_t scratch_cap;
+  uint32_t category_max;
   uint64_t total; /* progress units */
-  /* Pass 2 may run in parallel on row ranges that pass 1 marked: split i is
-   * the first record at or after byte len * (i + 1) / nthreads whose row index
-   * is a multiple of 8 (so that threads never share a validity-bitmap byte). */
+  /* Pass 2 runs in parallel on the row ranges of the chunks pass 1 scanned:
+   * split i is where chunk i + 1 starts. */
   unsigned nthreads, nsplits;
   struct split {
-    const char *pos; /* before the record (and any blank lines before it) */
+    const char *pos; /* the record (after any blank lines before it) */
     uint64_t line, row;
     uint64_t *bytes; /* each column's string bytes before the row */
-    const char *target;
   } splits[CSV_MAX_THREADS - 1];
 };
 
 static void csv_free(struct csv *c) {
   for (uint32_t i = 0; i < c->ncols; i++) {
     free(c->cols[i].name);
-    strset_free(&c->cols[i].set);
+    strset_free(&c->cols[i].st.set);
     free(c->cols[i].sorted);
   }
   free(c->cols);
   free(c->f);
-  free(c->scratch);
   for (unsigned i = 0; i < c->nsplits; i++) free(c->splits[i].bytes);
-}
-
-static int cancelled(const struct csv *c, uint64_t done) {
-  if (c->opt->progress) c->opt->progress(done, c->total, c->opt->progress_arg);
-  return ingest_cancelled(c->opt);
 }
 
 static int grow(char **buf, size_t *cap, size_t n) {
@@ -805,7 +823,7 @@ static int apply_schema(struct csv *c, struct snap_error *err) {
     col->declared = 1;
     col->nullable = nullable;
     col->field.type = schema_types[t].type;
-    col->cand = 0;
+    col->st.cand = 0;
   }
   for (uint32_t k = 0; k < c->ncols; k++)
     if (!c->cols[k].declared)
@@ -817,9 +835,38 @@ static int apply_schema(struct csv *c, struct snap_error *err) {
 static int bad_value(struct csv *c, uint64_t line, uint32_t k, const struct field *f,
                      struct snap_error *err);
 
+/* Pass 1 of a range of records (a chunk): the stats of every column over the
+ * range, on a thread of its own. Chunk 0 works on the columns' own stats with
+ * true line numbers; any other chunk on fresh stats with lines counted from 1. */
+struct chunk {
+  struct csv *c;
+  struct scan s;
+  const char *start; /* where the chunk begins: after a newline and blank lines */
+  const char *stop;  /* the next chunk's start; NULL: the end of input */
+  struct colstat *st;
+  struct field *f;
+  char *scratch;
+  size_t scratch_cap;
+  uint64_t rows;
+  int first; /* reports progress */
+  int rc;
+  struct snap_error err;
+};
+
+/* Add a value's unescaped text to a set of distinct values. */
+static int hash_value(struct chunk *ch, struct strset *set, const struct field *f) {
+  int rc;
+  if (!f->esc) return strset_add(set, f->p, f->n, 0);
+  if ((rc = grow(&ch->scratch, &ch->scratch_cap, f->n))) return rc;
+  size_t n = unescape(ch->scratch, f);
+  return strset_add(set, ch->scratch, n, 1);
+}
+
 /* Pass 1 for one value (not null) of a column whose type the schema gives. */
-static int check_declared(struct csv *c, struct col *col, const struct field *f,
+static int check_declared(struct chunk *ch, struct colstat *st, const struct field *f,
                           uint32_t k, struct snap_error *err) {
+  struct csv *c = ch->c;
+  struct col *col = &c->cols[k];
   int64_t i64;
   double d;
   uint8_t b;
@@ -837,24 +884,17 @@ static int check_declared(struct csv *c, struct col *col, const struct field *f,
     case SNAP_TIMESTAMP_NS:
       if (!ingest_parse_timestamp(f->p, f->n, &i64, &zoned))
         return bad_value(c, 0, k, f, err);
-      col->tz |= zoned ? 2 : 1;
-      if (col->tz == 3)
+      st->tz |= zoned ? 2 : 1;
+      if (st->tz == 3)
         return cerr(err, SNAP_EINVAL,
                     "%s: line %llu, column %u (%s): timestamps with and without a zone "
                     "mixed",
                     c->name, (unsigned long long)f->line, k + 1, col->name);
       break;
     case SNAP_CATEGORY:
-      if (f->esc) {
-        if ((rc = grow(&c->scratch, &c->scratch_cap, f->n)))
-          return cerr(err, rc, "%s: out of memory", c->name);
-        size_t n = unescape(c->scratch, f);
-        rc = strset_add(&col->set, c->scratch, n, 1);
-      } else {
-        rc = strset_add(&col->set, f->p, f->n, 0);
-      }
-      if (rc) return cerr(err, rc, "%s: out of memory", c->name);
-      if (col->set.count > INT32_MAX)
+      if ((rc = hash_value(ch, &st->set, f)))
+        return cerr(err, rc, "%s: out of memory", c->name);
+      if (st->set.count > INT32_MAX)
         return cerr(err, SNAP_EINVAL, "%s: column %u (%s): too many categories", c->name,
                     k + 1, col->name);
       break;
@@ -900,14 +940,16 @@ static int header(struct csv *c, struct scan *s, struct snap_error *err) {
                   c->name, (unsigned long long)line, i + 1);
     }
     c->cols[i].name = name;
-    c->cols[i].cand = CAND_INT | CAND_FLOAT | CAND_BOOL | CAND_TIME;
+    c->cols[i].st.cand = CAND_INT | CAND_FLOAT | CAND_BOOL | CAND_TIME;
   }
   return c->opt->schema ? apply_schema(c, err) : 0;
 }
 
 /* Pass 1 for one value of column k (not null). */
-static int infer(struct csv *c, struct col *col, const struct field *f, uint32_t k,
+static int infer(struct chunk *ch, struct colstat *st, const struct field *f, uint32_t k,
                  struct snap_error *err) {
+  struct csv *c = ch->c;
+  struct col *col = &c->cols[k];
   if (f->high) {
     size_t bad = utf8_bad((const unsigned char *)f->p, f->n);
     if (bad)
@@ -917,11 +959,11 @@ static int infer(struct csv *c, struct col *col, const struct field *f, uint32_t
                   c->name, (unsigned long long)f->line, k + 1, col->name, bad,
                   (unsigned char)f->p[bad - 1]);
   }
-  col->nonnull++;
-  col->bytes += f->n - f->esc;
-  if (col->declared) return check_declared(c, col, f, k, err);
-  if (col->cand) {
-    unsigned cand = col->cand;
+  st->nonnull++;
+  st->bytes += f->n - f->esc;
+  if (col->declared) return check_declared(ch, st, f, k, err);
+  if (st->cand) {
+    unsigned cand = st->cand;
     int64_t i64;
     double d;
     uint8_t b;
@@ -938,114 +980,324 @@ static int infer(struct csv *c, struct col *col, const struct field *f, uint32_t
         if (!ingest_parse_timestamp(f->p, f->n, &i64, &zoned)) {
           cand &= ~(unsigned)CAND_TIME;
         } else {
-          col->tz |= zoned ? 2 : 1;
-          if (col->tz == 3) cand &= ~(unsigned)CAND_TIME; /* naive and zoned mixed */
+          st->tz |= zoned ? 2 : 1;
+          if (st->tz == 3) cand &= ~(unsigned)CAND_TIME; /* naive and zoned mixed */
         }
       }
     }
-    col->cand = cand;
-    if (!cand) /* a string column; categorical only if it was one from the start */
-      col->hashing = col->nonnull == 1 && !c->opt->no_category;
-  }
-  if (!col->cand && col->hashing) {
-    int rc;
-    if (f->esc) {
-      if ((rc = grow(&c->scratch, &c->scratch_cap, f->n)))
-        return cerr(err, rc, "%s: out of memory", c->name);
-      size_t n = unescape(c->scratch, f);
-      rc = strset_add(&col->set, c->scratch, n, 1);
-    } else {
-      rc = strset_add(&col->set, f->p, f->n, 0);
+    st->cand = cand;
+    if (cand) { /* not (yet) a string: its distinct values are not collected */
+      st->unhashed++;
+      return 0;
     }
+  }
+  if (!st->overflow && !c->opt->no_category) {
+    int rc = hash_value(ch, &st->set, f);
     if (rc) return cerr(err, rc, "%s: out of memory", c->name);
-    uint32_t max = c->opt->category_max ? c->opt->category_max : 1024;
-    if (col->set.count > max) {
-      col->hashing = 0;
-      strset_free(&col->set);
+    if (st->set.count > c->category_max) {
+      st->overflow = 1;
+      strset_free(&st->set);
     }
   }
   return 0;
 }
 
-static int pass1(struct csv *c, struct scan *s, struct snap_error *err) {
+/* Skip blank lines at s->pos. */
+static void skip_blank(struct scan *s) {
+  while (s->pos < s->end && (*s->pos == '\n' || *s->pos == '\r')) {
+    if (*s->pos == '\r' && s->pos + 1 < s->end && s->pos[1] == '\n') s->pos++;
+    s->pos++;
+    s->line++;
+  }
+}
+
+/* Pass 1 over the records of a chunk: from s.pos to the first record boundary at
+ * or after stop (or the end of input). */
+static int pass1_range(struct chunk *ch) {
+  struct csv *c = ch->c;
+  struct scan *s = &ch->s;
+  struct snap_error *err = &ch->err;
+  const char *origin = s->pos;
   uint32_t nf;
   uint64_t line;
-  int rc;
+  int rc = 0;
   for (;;) {
-    if (c->nsplits < c->nthreads - 1 && !(c->nrows & 7) &&
-        s->pos >= c->splits[c->nsplits].target) {
-      struct split *sp = &c->splits[c->nsplits];
-      sp->bytes = malloc(c->ncols * sizeof *sp->bytes);
-      if (!sp->bytes) return cerr(err, -ENOMEM, "%s: out of memory", c->name);
-      for (uint32_t k = 0; k < c->ncols; k++) sp->bytes[k] = c->cols[k].bytes;
-      sp->pos = s->pos;
-      sp->line = s->line;
-      sp->row = c->nrows;
-      c->nsplits++;
-    }
-    if ((rc = next_record(s, c->f, c->ncols, &nf, &line, err)) != 1) break;
+    skip_blank(s);
+    if (ch->stop && s->pos >= ch->stop) break;
+    if ((rc = next_record(s, ch->f, c->ncols, &nf, &line, err)) != 1) break;
     if (nf != c->ncols)
       return cerr(err, SNAP_EINVAL,
                   "%s: line %llu: %u field%s, expected %u (as in the header)", c->name,
                   (unsigned long long)line, nf, nf == 1 ? "" : "s", c->ncols);
     for (uint32_t k = 0; k < nf; k++) {
-      const struct field *f = &c->f[k];
+      const struct field *f = &ch->f[k];
       if (!f->n && !f->quoted) {
         if (c->cols[k].declared && !c->cols[k].nullable)
           return cerr(err, SNAP_EINVAL,
                       "%s: line %llu, column %u (%s): empty value (null) in a column the "
                       "schema does not declare nullable",
                       c->name, (unsigned long long)f->line, k + 1, c->cols[k].name);
-        c->cols[k].nulls++;
+        ch->st[k].nulls++;
         continue;
       }
-      if ((rc = infer(c, &c->cols[k], f, k, err))) return rc;
+      if ((rc = infer(ch, &ch->st[k], f, k, err))) return rc;
     }
-    if ((++c->nrows & 0xffff) == 0 && cancelled(c, (uint64_t)(s->pos - s->buf)))
-      return cerr(err, -ECANCELED, "%s: cancelled", c->name);
+    if ((++ch->rows & 0xffff) == 0) {
+      if (c->opt->progress && ch->first) { /* progress of the whole pass */
+        uint64_t done = (uint64_t)(s->pos - origin) * c->nthreads;
+        c->opt->progress(done < c->total / 2 ? done : c->total / 2, c->total,
+                         c->opt->progress_arg);
+      }
+      if (ingest_cancelled(c->opt))
+        return cerr(err, -ECANCELED, "%s: cancelled", c->name);
+    }
   }
+  return rc < 0 ? rc : 0;
+}
+
+static void *pass1_thread(void *arg) {
+  struct chunk *ch = arg;
+  ch->rc = pass1_range(ch);
+  return NULL;
+}
+
+static int chunk_init(struct csv *c, struct chunk *ch, const struct scan *s0,
+                      const char *start, uint64_t line, const char *stop) {
+  *ch = (struct chunk){.c = c, .s = *s0, .start = start, .stop = stop};
+  ch->s.pos = start;
+  ch->s.line = line;
+  ch->st = calloc(c->ncols, sizeof *ch->st);
+  ch->f = calloc(c->ncols, sizeof *ch->f);
+  if (!ch->st || !ch->f) return -ENOMEM;
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    ch->st[k].cand = c->cols[k].st.cand;
+    ch->st[k].tz = c->cols[k].st.tz;
+  }
+  return 0;
+}
+
+static void chunk_free(struct csv *c, struct chunk *ch) {
+  if (ch->st)
+    for (uint32_t k = 0; k < c->ncols; k++) strset_free(&ch->st[k].set);
+  free(ch->st);
+  free(ch->f);
+  free(ch->scratch);
+  memset(ch, 0, sizeof *ch);
+}
+
+/* Whether merging the chunk would mix naive and zoned timestamps in a column the
+ * schema declares: an error the chunk could not see alone. */
+static int chunk_conflicts(const struct csv *c, const struct chunk *ch) {
+  for (uint32_t k = 0; k < c->ncols; k++)
+    if (c->cols[k].declared && (c->cols[k].st.tz | ch->st[k].tz) == 3) return 1;
+  return 0;
+}
+
+/* Fold a chunk's stats into the columns'. */
+static int chunk_merge(struct csv *c, struct chunk *ch) {
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    struct col *col = &c->cols[k];
+    struct colstat *d = &col->st, *s = &ch->st[k];
+    d->cand &= s->cand;
+    d->tz |= s->tz;
+    if (!col->declared && d->tz == 3) d->cand &= ~(unsigned)CAND_TIME;
+    d->nulls += s->nulls;
+    d->nonnull += s->nonnull;
+    d->bytes += s->bytes;
+    d->unhashed += s->unhashed;
+    if (d->overflow || s->overflow) {
+      d->overflow = 1;
+      strset_free(&d->set);
+      strset_free(&s->set);
+      continue;
+    }
+    int rc = strset_merge(&d->set, &s->set);
+    if (rc) return rc;
+    if (!col->declared && d->set.count > c->category_max) {
+      d->overflow = 1;
+      strset_free(&d->set);
+    }
+  }
+  c->nrows += ch->rows;
+  return 0;
+}
+
+/* Pass 1: split the data at newlines into one chunk per thread and scan the chunks
+ * in parallel, then merge them in file order. A chunk's results count only when the
+ * chunk before it ended exactly where it starts (a newline inside a quoted field
+ * makes a false start: then the chunk before it runs on to the end alone). A chunk
+ * that failed is scanned again from its start with true line numbers, so that the
+ * message is the one a single pass gives. Records where each merged chunk starts
+ * as the ranges of pass 2. */
+static int pass1(struct csv *c, const struct scan *s0, struct snap_error *err) {
+  const char *start[CSV_MAX_THREADS] = {s0->pos}, *end = s0->end;
+  unsigned n = 1;
+  size_t span = (size_t)(end - s0->pos);
+  for (unsigned i = 1; i < c->nthreads; i++) {
+    const char *t = s0->pos + span * i / c->nthreads;
+    if (t <= start[n - 1]) continue;
+    const char *nl = memchr(t, '\n', (size_t)(end - t));
+    if (!nl) break;
+    const char *p = nl + 1;
+    while (p < end && (*p == '\n' || *p == '\r')) p++;
+    if (p >= end) break;
+    start[n++] = p;
+  }
+  struct chunk ch[CSV_MAX_THREADS], cont;
+  memset(ch, 0, sizeof ch);
+  memset(&cont, 0, sizeof cont);
+  int rc = 0;
+  for (unsigned i = 0; i < n && !rc; i++)
+    rc = chunk_init(c, &ch[i], s0, start[i], i ? 1 : s0->line,
+                    i + 1 < n ? start[i + 1] : NULL);
+  if (rc) {
+    rc = cerr(err, -ENOMEM, "%s: out of memory", c->name);
+    goto out;
+  }
+  ch[0].first = 1;
+  pthread_t tid[CSV_MAX_THREADS];
+  unsigned started = 1;
+  for (; started < n; started++)
+    if (pthread_create(&tid[started], NULL, pass1_thread, &ch[started])) break;
+  ch[0].rc = pass1_range(&ch[0]);
+  for (unsigned i = started; i < n; i++) ch[i].rc = pass1_range(&ch[i]); /* no thread */
+  for (unsigned i = 1; i < started; i++) pthread_join(tid[i], NULL);
+
+  const char *resume = NULL;
+  uint64_t line = s0->line; /* of the current chunk's start */
+  for (unsigned i = 0; i < n; i++) {
+    if (i && ch[i - 1].s.pos != ch[i].start) { /* false start */
+      resume = ch[i - 1].s.pos;
+      break;
+    }
+    if (ch[i].rc || chunk_conflicts(c, &ch[i])) {
+      if (!i) {
+        rc = ch[i].rc;
+        if (err) *err = ch[i].err;
+        goto out;
+      }
+      resume = ch[i].start;
+      break;
+    }
+    if (i) {
+      struct split *sp = &c->splits[c->nsplits];
+      sp->bytes = malloc(c->ncols * sizeof *sp->bytes);
+      if (!sp->bytes) {
+        rc = cerr(err, -ENOMEM, "%s: out of memory", c->name);
+        goto out;
+      }
+      for (uint32_t k = 0; k < c->ncols; k++) sp->bytes[k] = c->cols[k].st.bytes;
+      sp->pos = ch[i].start;
+      sp->line = line;
+      sp->row = c->nrows;
+      c->nsplits++;
+    }
+    if ((rc = chunk_merge(c, &ch[i]))) {
+      rc = cerr(err, rc, "%s: out of memory", c->name);
+      goto out;
+    }
+    line = i ? line + ch[i].s.line - 1 : ch[i].s.line;
+  }
+  if (resume) { /* the rest in one piece, on this thread */
+    if (chunk_init(c, &cont, s0, resume, line, NULL)) {
+      rc = cerr(err, -ENOMEM, "%s: out of memory", c->name);
+      goto out;
+    }
+    cont.first = 1;
+    if ((rc = pass1_range(&cont))) {
+      if (err) *err = cont.err;
+      goto out;
+    }
+    if ((rc = chunk_merge(c, &cont))) rc = cerr(err, rc, "%s: out of memory", c->name);
+  }
+out:
+  for (unsigned i = 0; i < n; i++) chunk_free(c, &ch[i]);
+  chunk_free(c, &cont);
+  return rc;
+}
+
+/* The distinct values of string columns that were not strings from their first
+ * value: pass 1 collected them only from there on, so scan their values again
+ * (stopping at the first column that has too many to be a category). */
+static int complete_sets(struct csv *c, const struct scan *s0, struct snap_error *err) {
+  uint32_t need = 0;
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    struct colstat *st = &c->cols[k].st;
+    if (!c->cols[k].declared && !st->cand && !st->overflow && st->unhashed &&
+        !c->opt->no_category)
+      need++;
+    else
+      st->unhashed = 0;
+  }
+  if (!need) return 0;
+  struct chunk ch;
+  int rc = chunk_init(c, &ch, s0, s0->pos, s0->line, NULL);
+  uint32_t nf;
+  uint64_t line;
+  while (!rc && need && (rc = next_record(&ch.s, ch.f, c->ncols, &nf, &line, err)) == 1) {
+    rc = 0;
+    for (uint32_t k = 0; k < c->ncols && !rc; k++) {
+      struct colstat *st = &c->cols[k].st;
+      const struct field *f = &ch.f[k];
+      if (!st->unhashed || st->overflow || (!f->n && !f->quoted)) continue;
+      rc = hash_value(&ch, &st->set, f);
+      if (!rc && st->set.count > c->category_max) {
+        st->overflow = 1;
+        strset_free(&st->set);
+        need--;
+      }
+    }
+  }
+  if (rc < 0 && rc != -ENOMEM) goto out; /* err filled by next_record */
+  if (rc) {
+    rc = cerr(err, rc, "%s: out of memory", c->name);
+    goto out;
+  }
+  for (uint32_t k = 0; k < c->ncols; k++) c->cols[k].st.unhashed = 0;
+out:
+  chunk_free(c, &ch);
   return rc;
 }
 
 /* Decide each column's type and fill in the schema fields. */
 static int decide(struct csv *c, struct snap_error *err) {
-  uint32_t max = c->opt->category_max ? c->opt->category_max : 1024;
   for (uint32_t k = 0; k < c->ncols; k++) {
     struct col *col = &c->cols[k];
+    struct colstat *st = &col->st;
     struct snap_field *fl = &col->field;
     fl->name = col->name;
-    fl->flags = col->nulls ? SNAP_NULLABLE : 0;
+    fl->flags = st->nulls ? SNAP_NULLABLE : 0;
     if (col->declared) {
       fl->flags = col->nullable ? SNAP_NULLABLE : 0;
-      if (fl->type == SNAP_TIMESTAMP_NS) fl->timezone = col->tz == 2 ? "UTC" : NULL;
-      if (fl->type == SNAP_CATEGORY) col->hashing = 1;
+      if (fl->type == SNAP_TIMESTAMP_NS) fl->timezone = st->tz == 2 ? "UTC" : NULL;
     }
     if (col->declared && fl->type != SNAP_CATEGORY && fl->type != SNAP_STRING) {
       /* as declared */
     } else if (col->declared && fl->type == SNAP_STRING) {
-      fl->data_bytes = col->bytes;
-      strset_free(&col->set);
-    } else if (!col->nonnull || ((col->cand & CAND_FLOAT) && !(col->cand & CAND_INT))) {
+      fl->data_bytes = st->bytes;
+      strset_free(&st->set);
+    } else if (!col->declared &&
+               (!st->nonnull || ((st->cand & CAND_FLOAT) && !(st->cand & CAND_INT)))) {
       fl->type = SNAP_FLOAT64;
-    } else if (col->cand & CAND_INT) {
+    } else if (st->cand & CAND_INT) {
       fl->type = SNAP_INT64;
-    } else if (col->cand & CAND_BOOL) {
+    } else if (st->cand & CAND_BOOL) {
       fl->type = SNAP_BOOL;
-    } else if (col->cand & CAND_TIME) {
+    } else if (st->cand & CAND_TIME) {
       fl->type = SNAP_TIMESTAMP_NS;
-      fl->timezone = col->tz == 2 ? "UTC" : NULL;
-    } else if (col->hashing && (col->declared || (col->set.count <= max &&
-                                                  col->set.count * 2 <= col->nonnull))) {
+      fl->timezone = st->tz == 2 ? "UTC" : NULL;
+    } else if (col->declared || (!c->opt->no_category && !st->overflow && !st->unhashed &&
+                                 st->set.count * 2 <= st->nonnull)) {
       fl->type = SNAP_CATEGORY;
       fl->flags = 0; /* missing values are code -1 */
-      size_t n = col->set.count;
+      size_t n = st->set.count;
       col->sorted = malloc((n ? n : 1) * sizeof *col->sorted);
       if (!col->sorted) return cerr(err, -ENOMEM, "%s: out of memory", c->name);
       size_t j = 0;
       uint64_t bytes = 0;
-      for (size_t i = 0; i < col->set.cap; i++)
-        if (col->set.tab[i].p)
-          col->sorted[j++] = &col->set.tab[i], bytes += col->set.tab[i].n;
+      for (size_t i = 0; i < st->set.cap; i++)
+        if (st->set.tab[i].p)
+          col->sorted[j++] = &st->set.tab[i], bytes += st->set.tab[i].n;
       qsort(col->sorted, n, sizeof *col->sorted, entry_cmp);
       for (size_t i = 0; i < n; i++) col->sorted[i]->code = (int32_t)i;
       fl->dict_size = n;
@@ -1053,15 +1305,22 @@ static int decide(struct csv *c, struct snap_error *err) {
       fl->code_type = n < 128 ? SNAP_INT8 : n < 32768 ? SNAP_INT16 : SNAP_INT32;
     } else {
       fl->type = SNAP_STRING;
-      fl->data_bytes = col->bytes;
-      strset_free(&col->set);
+      fl->data_bytes = st->bytes;
+      strset_free(&st->set);
     }
   }
   return 0;
 }
 
-static inline void set_valid(uint8_t *bits, uint64_t r) {
-  bits[r >> 3] |= (uint8_t)(1u << (r & 7));
+/* Mark row r valid. Ranges of pass 2 need not start on a multiple of 8 rows, so
+ * the bitmap bytes at either end of a range are shared with the neighbours: those
+ * are set atomically, the ones inside with a plain store. */
+static inline void set_valid(uint8_t *bits, uint64_t r, uint64_t lo, uint64_t hi) {
+  uint8_t bit = (uint8_t)(1u << (r & 7));
+  if (__builtin_expect(r >= lo && r < hi, 1))
+    bits[r >> 3] |= bit;
+  else
+    __atomic_fetch_or(&bits[r >> 3], bit, __ATOMIC_RELAXED);
 }
 
 static int bad_value(struct csv *c, uint64_t line, uint32_t k, const struct field *f,
@@ -1097,6 +1356,8 @@ static int pass2_range(struct worker *w) {
   struct snap_error *err = &w->err;
   uint32_t nf;
   uint64_t line, r = w->row;
+  /* rows whose validity byte no other range touches */
+  uint64_t lo = (w->row + 7) & ~(uint64_t)7, hi = w->row_end & ~(uint64_t)7;
   int rc = 0;
   while (r < w->row_end || !w->stop) {
     if ((rc = next_record(s, w->f, c->ncols, &nf, &line, err)) != 1) break;
@@ -1113,7 +1374,7 @@ static int pass2_range(struct worker *w) {
           if (null) break;
           if (!ingest_parse_int64(f->p, f->n, (int64_t *)fl->values + r))
             return bad_value(c, line, k, f, err);
-          if (fl->validity) set_valid(fl->validity, r);
+          if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
         case SNAP_FLOAT64:
           if (null) {
@@ -1122,20 +1383,20 @@ static int pass2_range(struct worker *w) {
           }
           if (!ingest_parse_float64(f->p, f->n, (double *)fl->values + r))
             return bad_value(c, line, k, f, err);
-          if (fl->validity) set_valid(fl->validity, r);
+          if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
         case SNAP_BOOL:
           if (null) break;
           if (!ingest_parse_bool(f->p, f->n, (uint8_t *)fl->values + r))
             return bad_value(c, line, k, f, err);
-          if (fl->validity) set_valid(fl->validity, r);
+          if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
         case SNAP_TIMESTAMP_NS: {
           int zoned;
           if (null) break;
           if (!ingest_parse_timestamp(f->p, f->n, (int64_t *)fl->values + r, &zoned))
             return bad_value(c, line, k, f, err);
-          if (fl->validity) set_valid(fl->validity, r);
+          if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
         }
         case SNAP_STRING: {
@@ -1147,7 +1408,7 @@ static int pass2_range(struct worker *w) {
                           c->name, (unsigned long long)line);
             /* no data buffer when every value is empty (found by fuzz_csv: UB) */
             off += fl->data ? unescape(fl->data + off, f) : 0;
-            if (fl->validity) set_valid(fl->validity, r);
+            if (fl->validity) set_valid(fl->validity, r, lo, hi);
           }
           str_off[r + 1] = (int64_t)off;
           w->str_off[k] = off;
@@ -1164,7 +1425,7 @@ static int pass2_range(struct worker *w) {
               n = unescape(w->scratch, f);
               p = w->scratch;
             }
-            struct sentry *e = strset_find(&col->set, p, n, hash_bytes(p, n));
+            struct sentry *e = strset_find(&col->st.set, p, n, hash_bytes(p, n));
             if (!e || !e->p) return bad_value(c, line, k, f, err);
             code = e->code;
           }
@@ -1197,6 +1458,7 @@ static int pass2_range(struct worker *w) {
     }
   }
   if (!w->stop && rc < 0) return rc;
+  if (w->stop) skip_blank(s); /* the next range starts after blank lines */
   if (r != w->row_end || (w->stop && s->pos != w->stop))
     return cerr(err, SNAP_EINVAL, "%s: input changed while reading", c->name);
   return 0;
@@ -1302,14 +1564,13 @@ int ingest_csv(snap_store *store, const char *dataset, const char *buf, size_t l
   c.total = 2 * (uint64_t)len;
   struct scan s = {.buf = buf, .pos = buf, .end = buf + len, .line = 1, .name = c.name};
   if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3)) s.pos += 3; /* UTF-8 BOM */
+  c.category_max = c.opt->category_max ? c.opt->category_max : 1024;
   int rc = header(&c, &s, err);
   const char *data_start = s.pos;
-  c.nthreads = csv_threads(c.opt, len);
-  for (unsigned i = 0; i + 1 < c.nthreads; i++)
-    c.splits[i].target =
-        data_start + (size_t)(buf + len - data_start) * (i + 1) / c.nthreads;
   uint64_t data_line = s.line;
+  c.nthreads = csv_threads(c.opt, len);
   if (!rc) rc = pass1(&c, &s, err);
+  if (!rc) rc = complete_sets(&c, &s, err);
   if (!rc) rc = decide(&c, err);
   snap_publish *pub = NULL;
   if (!rc) {

@@ -401,7 +401,9 @@ static void test_csv_threads(void) {
   CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "thr1", &a, NULL), 0);
   for (unsigned n = 2; n <= 9; n += 3) {
     o.threads = n;
-    CU_ASSERT_EQUAL_FATAL(ingest_buffer(g_store, "thrn", t, len, &o, NULL, NULL), 0);
+    rc = ingest_buffer(g_store, "thrn", t, len, &o, NULL, &err);
+    if (rc) printf("\n%u threads: %s\n", n, err.message);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
     CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "thrn", &b, NULL), 0);
     size_t la, lb;
     const char *sa = snap_snapshot_segment(a, &la), *sb = snap_snapshot_segment(b, &lb);
@@ -427,6 +429,119 @@ static void test_csv_threads(void) {
   }
   snap_unpin(a);
   free(t);
+}
+
+/* Pass 1 scans chunks of the file in parallel: the result and the messages must
+ * not depend on how many. Rows are long enough that the chunks of 4 threads start
+ * inside the quoted multi-line fields of some rows. */
+static char *chunk_text(size_t *len, int rows, int bad_row, const char *bad,
+                        int zone_from, size_t *row_off) {
+  size_t cap = (size_t)rows * 80 + 256;
+  char *t = malloc(cap);
+  size_t n = (size_t)snprintf(t, cap, "i,c,ts,q\n");
+  for (int r = 0; r < rows; r++) {
+    if (row_off) row_off[r] = n;
+    if (r == bad_row) {
+      n += (size_t)snprintf(t + n, cap - n, "%s\n", bad);
+      continue;
+    }
+    /* c: integers for the first half, then words: a category of 5 values */
+    const char *words[] = {"x", "y", "z"};
+    char c[8];
+    if (r < rows / 2)
+      snprintf(c, sizeof c, "%d", r % 2);
+    else
+      snprintf(c, sizeof c, "%s", words[r % 3]);
+    n += (size_t)snprintf(t + n, cap - n, "%d,%s,2024-01-01 00:00:%02d%s,\"%s\"\n", r, c,
+                          r % 60, r >= zone_from ? "Z" : "",
+                          r % 5 ? "plain" : "two\nlines");
+  }
+  *len = n;
+  return t;
+}
+
+/* A text whose zoned timestamps start exactly at the row where the second of two
+ * chunks starts (the first newline after the middle of the data). */
+static char *zoned_at_split(size_t *len, int *row) {
+  static size_t off[20000];
+  int from = 10000;
+  for (int iter = 0; iter < 50; iter++) {
+    char *t = chunk_text(len, 20000, -1, NULL, from, off);
+    size_t mid = off[0] + (*len - off[0]) / 2;
+    const char *nl = memchr(t + mid, '\n', *len - mid);
+    size_t at = (size_t)(nl - t) + 1;
+    int r = 0;
+    while (r < 20000 && off[r] < at) r++;
+    if (r < 20000 && off[r] == at && r == from) return *row = r, t;
+    free(t);
+    from = r < 20000 && off[r] == at ? r : from + 1;
+  }
+  CU_FAIL_FATAL("no row starts at the split");
+  return NULL;
+}
+
+static void test_csv_chunks(void) {
+  size_t len;
+  char *t = chunk_text(&len, 20000, -1, NULL, 20000, NULL);
+  struct ingest_options o = {.format = INGEST_CSV, .display_name = "t.csv"};
+  uint64_t dict = 0;
+  for (unsigned n = 1; n <= 4; n++) {
+    o.threads = n;
+    struct snap_error err = {0};
+    int rc = ingest_buffer(g_store, "chunks", t, len, &o, NULL, &err);
+    if (rc) printf("\n%u threads: %s\n", n, err.message);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    snap_snapshot *snap;
+    CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "chunks", &snap, NULL), 0);
+    CU_ASSERT_EQUAL(snap_snapshot_nrows(snap), 20000);
+    const struct snap_column *c = snap_snapshot_column(snap, 1);
+    CU_ASSERT_EQUAL(c->type, SNAP_CATEGORY); /* numbers first, then words */
+    CU_ASSERT_EQUAL(c->dict_size, 5);
+    CU_ASSERT_EQUAL(memcmp(c->data, "01xyz", 5), 0);
+    CU_ASSERT_EQUAL(((const int8_t *)c->values)[19999], 2 + 19999 % 3);
+    if (n == 1) dict = c->dict_size;
+    CU_ASSERT_EQUAL(c->dict_size, dict);
+    c = snap_snapshot_column(snap, 3);
+    CU_ASSERT_EQUAL(c->type, SNAP_CATEGORY);
+    CU_ASSERT_EQUAL(memcmp(c->data, "plaintwo\nlines", 14), 0);
+    snap_unpin(snap);
+  }
+  free(t);
+  /* a bad row late in the file: the same message, true line numbers */
+  static const char *bad[] = {"1,2", "1,x,2024-01-01 00:00:00,\xc3\x28",
+                              "1,x,2024-01-01T00:00:00Z,q", "1,x,,q", NULL};
+  static const char *want[] = {"t.csv: line %d: 2 fields, expected 4",
+                               "t.csv: line %d, column 4 (q): invalid UTF-8",
+                               "t.csv: line %d, column 3 (ts): timestamps with and "
+                               "without a zone mixed",
+                               "t.csv: line %d, column 3 (ts): empty value",
+                               "t.csv: line %d, column 3 (ts): timestamps with and "
+                               "without a zone mixed"};
+  const char *schema = "i int64\nc string\nts timestamp\nq string\n";
+  for (size_t b = 0; b < sizeof bad / sizeof *bad; b++) {
+    /* the last case: only zoned timestamps from row 15000 on, so that no chunk
+     * mixes them alone (the rows in the second chunk of two are zoned) */
+    int row = 15000;
+    t = b == 4 ? zoned_at_split(&len, &row)
+               : chunk_text(&len, 20000, row, bad[b], 20000, NULL);
+    /* header, then rows 0 .. row - 1, one in five (r % 5 == 0) on two lines */
+    char msg[160];
+    snprintf(msg, sizeof msg, want[b], 2 + row + (row + 4) / 5);
+    for (unsigned n = 1; n <= 4; n += b == 4 ? 1 : 3) {
+      if (b == 4 && n == 3) continue;
+      o.threads = n;
+      o.schema = b >= 2 ? schema : NULL;
+      o.schema_len = b >= 2 ? strlen(schema) : 0;
+      struct snap_error err = {0};
+      CU_ASSERT_EQUAL(ingest_buffer(g_store, "chunks", t, len, &o, NULL, &err),
+                      SNAP_EINVAL);
+      if (!strstr(err.message, msg)) {
+        printf("\n%u threads: got \"%s\", want \"%s\"\n", n, err.message, msg);
+        CU_FAIL("message");
+      }
+    }
+    free(t);
+  }
 }
 
 static int csv_schema(const char *dataset, const char *text, const char *schema,
@@ -497,6 +612,7 @@ int main(void) {
       {"CSV errors name the place and publish nothing", test_csv_errors},
       {"cancel aborts the publish", test_cancel},
       {"CSV pass 2 on several threads", test_csv_threads},
+      {"CSV pass 1 in chunks: same table, same messages", test_csv_chunks},
       {"CSV schema file", test_csv_schema},
       {"npy layouts, byte order, time units", test_npy},
       {"npy errors", test_npy_errors},
