@@ -695,6 +695,8 @@ struct col {
   char *name;
   int declared; /* type given by the schema (in field.type) */
   int nullable; /* declared nullable */
+  int spec;     /* type guessed from the first rows (in field.type): see sample() */
+  unsigned spec_tz;
   struct colstat st;
   struct sentry **sorted; /* CATEGORY: entries by code */
   struct snap_field field;
@@ -718,6 +720,7 @@ struct csv {
   struct field *f; /* the header's fields */
   uint64_t nrows;
   uint32_t category_max;
+  int speculate;  /* guess the types of numeric-looking columns (sample()) */
   uint64_t total; /* progress units */
   /* Pass 2 runs in parallel on the row ranges of the chunks pass 1 scanned:
    * split i is where chunk i + 1 starts. */
@@ -848,7 +851,8 @@ struct chunk {
   char *scratch;
   size_t scratch_cap;
   uint64_t rows;
-  int first; /* reports progress */
+  uint64_t limit; /* stop after this many rows (0: no limit) */
+  int first;      /* reports progress */
   int rc;
   struct snap_error err;
 };
@@ -1040,9 +1044,11 @@ static int pass1_range(struct chunk *ch) {
         ch->st[k].nulls++;
         continue;
       }
+      if (c->cols[k].spec) continue; /* checked by pass 2 */
       if ((rc = infer(ch, &ch->st[k], f, k, err))) return rc;
     }
-    if ((++ch->rows & 0xffff) == 0) {
+    if (++ch->rows == ch->limit) break;
+    if ((ch->rows & 0xffff) == 0) {
       if (c->opt->progress && ch->first) { /* progress of the whole pass */
         uint64_t done = (uint64_t)(s->pos - origin) * c->nthreads;
         c->opt->progress(done < c->total / 2 ? done : c->total / 2, c->total,
@@ -1120,6 +1126,39 @@ static int chunk_merge(struct csv *c, struct chunk *ch) {
   }
   c->nrows += ch->rows;
   return 0;
+}
+
+/* Speculation. Checking every value of a numeric column in pass 1 costs as much
+ * as parsing it in pass 2, so the types of the columns whose first rows are all
+ * numbers, bools or timestamps are guessed from those rows: pass 1 then only
+ * counts their nulls, and pass 2 checks each value against the guess as it parses
+ * it. A value that does not fit (CSV_SPEC_MISS) aborts that publish, and the
+ * file is ingested again with every value checked in pass 1. When pass 2 goes
+ * through, every value parsed as the guessed type, and inference over all values
+ * would have chosen that same type: the table is the one a full inference gives.
+ * A string column is never guessed, as one value that fits no other type makes
+ * a column a string for good. */
+#define CSV_SPEC_MISS 1
+#define CSV_SAMPLE_ROWS 4096
+
+static void sample(struct csv *c, const struct scan *s0) {
+  struct chunk ch;
+  if (chunk_init(c, &ch, s0, s0->pos, s0->line, NULL)) goto out;
+  ch.limit = CSV_SAMPLE_ROWS;
+  if (pass1_range(&ch) || ch.rows < CSV_SAMPLE_ROWS) goto out; /* small: no gain */
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    struct col *col = &c->cols[k];
+    const struct colstat *st = &ch.st[k];
+    if (col->declared || !st->nonnull || !st->cand) continue;
+    col->spec = 1;
+    col->spec_tz = st->tz;
+    col->field.type = st->cand & CAND_INT     ? SNAP_INT64
+                      : st->cand & CAND_FLOAT ? SNAP_FLOAT64
+                      : st->cand & CAND_BOOL  ? SNAP_BOOL
+                                              : SNAP_TIMESTAMP_NS;
+  }
+out:
+  chunk_free(c, &ch);
 }
 
 /* Pass 1: split the data at newlines into one chunk per thread and scan the chunks
@@ -1271,7 +1310,9 @@ static int decide(struct csv *c, struct snap_error *err) {
       fl->flags = col->nullable ? SNAP_NULLABLE : 0;
       if (fl->type == SNAP_TIMESTAMP_NS) fl->timezone = st->tz == 2 ? "UTC" : NULL;
     }
-    if (col->declared && fl->type != SNAP_CATEGORY && fl->type != SNAP_STRING) {
+    if (col->spec) {
+      if (fl->type == SNAP_TIMESTAMP_NS) fl->timezone = col->spec_tz == 2 ? "UTC" : NULL;
+    } else if (col->declared && fl->type != SNAP_CATEGORY && fl->type != SNAP_STRING) {
       /* as declared */
     } else if (col->declared && fl->type == SNAP_STRING) {
       fl->data_bytes = st->bytes;
@@ -1373,7 +1414,7 @@ static int pass2_range(struct worker *w) {
         case SNAP_INT64:
           if (null) break;
           if (!ingest_parse_int64(f->p, f->n, (int64_t *)fl->values + r))
-            return bad_value(c, line, k, f, err);
+            return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
           if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
         case SNAP_FLOAT64:
@@ -1382,20 +1423,21 @@ static int pass2_range(struct worker *w) {
             break;
           }
           if (!ingest_parse_float64(f->p, f->n, (double *)fl->values + r))
-            return bad_value(c, line, k, f, err);
+            return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
           if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
         case SNAP_BOOL:
           if (null) break;
           if (!ingest_parse_bool(f->p, f->n, (uint8_t *)fl->values + r))
-            return bad_value(c, line, k, f, err);
+            return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
           if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
         case SNAP_TIMESTAMP_NS: {
           int zoned;
           if (null) break;
           if (!ingest_parse_timestamp(f->p, f->n, (int64_t *)fl->values + r, &zoned))
-            return bad_value(c, line, k, f, err);
+            return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
+          if (col->spec && zoned != (col->spec_tz == 2)) return CSV_SPEC_MISS;
           if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
         }
@@ -1559,16 +1601,19 @@ int ingest_csv(snap_store *store, const char *dataset, const char *buf, size_t l
                const struct ingest_options *opt, struct ingest_result *res,
                struct snap_error *err) {
   static const struct ingest_options defaults = {0};
-  struct csv c = {.opt = opt ? opt : &defaults};
+  int rc, speculate = 1;
+again:;
+  struct csv c = {.opt = opt ? opt : &defaults, .speculate = speculate};
   c.name = c.opt->display_name ? c.opt->display_name : "<input>";
   c.total = 2 * (uint64_t)len;
   struct scan s = {.buf = buf, .pos = buf, .end = buf + len, .line = 1, .name = c.name};
   if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3)) s.pos += 3; /* UTF-8 BOM */
   c.category_max = c.opt->category_max ? c.opt->category_max : 1024;
-  int rc = header(&c, &s, err);
+  rc = header(&c, &s, err);
   const char *data_start = s.pos;
   uint64_t data_line = s.line;
   c.nthreads = csv_threads(c.opt, len);
+  if (!rc && c.speculate) sample(&c, &s);
   if (!rc) rc = pass1(&c, &s, err);
   if (!rc) rc = complete_sets(&c, &s, err);
   if (!rc) rc = decide(&c, err);
@@ -1601,7 +1646,11 @@ int ingest_csv(snap_store *store, const char *dataset, const char *buf, size_t l
       }
     }
   }
-  if (!rc && c.opt->progress) c.opt->progress(c.total, c.total, c.opt->progress_arg);
   csv_free(&c);
+  if (rc == CSV_SPEC_MISS) { /* a guessed type was wrong: again, checking all */
+    speculate = 0;
+    goto again;
+  }
+  if (!rc && c.opt->progress) c.opt->progress(c.total, c.total, c.opt->progress_arg);
   return rc;
 }

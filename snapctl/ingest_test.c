@@ -544,6 +544,77 @@ static void test_csv_chunks(void) {
   }
 }
 
+/* Types guessed from the first rows: a later value that does not fit makes the
+ * ingest start again with every value checked, and the table is the one full
+ * inference gives (the abandoned try burns a version number). */
+static void test_csv_speculation(void) {
+  static const struct {
+    const char *first, *late;
+    enum snap_type type;
+    int miss;
+  } cases[] = {
+      {"7", "1.5", SNAP_FLOAT64, 1},
+      {"7", "x", SNAP_CATEGORY, 1}, /* two distinct values */
+      {"true", "1", SNAP_CATEGORY, 1},
+      {"2024-01-01 10:00:00", "2024-01-01T10:00:00Z", SNAP_CATEGORY, 1},
+      {"1.25", "inf", SNAP_FLOAT64, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    for (unsigned threads = 1; threads <= 2; threads++) {
+      size_t cap = 10000 * 32, n = 0;
+      char *t = malloc(cap);
+      n += (size_t)snprintf(t, cap, "k,v\n");
+      for (int r = 0; r < 9000; r++)
+        n += (size_t)snprintf(t + n, cap - n, "%d,%s\n", r,
+                              r == 8000 ? cases[i].late : cases[i].first);
+      struct ingest_options o = {.format = INGEST_CSV, .threads = threads};
+      uint64_t before = current("spec");
+      struct ingest_result res;
+      struct snap_error err = {0};
+      int rc = ingest_buffer(g_store, "spec", t, n, &o, &res, &err);
+      if (rc) printf("\ncase %zu: %s\n", i, err.message);
+      CU_ASSERT_EQUAL_FATAL(rc, 0);
+      CU_ASSERT_EQUAL(res.version, before + 1 + cases[i].miss); /* a try abandoned */
+      snap_snapshot *snap;
+      CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "spec", &snap, NULL), 0);
+      const struct snap_column *c = snap_snapshot_column(snap, 1);
+      CU_ASSERT_EQUAL(c->type, cases[i].type);
+      if (c->type == SNAP_FLOAT64) {
+        CU_ASSERT_EQUAL(((const double *)c->values)[0], strtod(cases[i].first, NULL));
+        CU_ASSERT_EQUAL(((const double *)c->values)[8000], strtod(cases[i].late, NULL));
+      } else {
+        CU_ASSERT_EQUAL(c->dict_size, 2);
+        int8_t code = ((const int8_t *)c->values)[8000];
+        CU_ASSERT(code == 0 || code == 1);
+        size_t len = (size_t)(c->offsets[code + 1] - c->offsets[code]);
+        CU_ASSERT_EQUAL(len, strlen(cases[i].late));
+        CU_ASSERT_EQUAL(memcmp(c->data + c->offsets[code], cases[i].late, len), 0);
+      }
+      CU_ASSERT_EQUAL(snap_snapshot_column(snap, 0)->type, SNAP_INT64); /* guessed */
+      snap_unpin(snap);
+      free(t);
+    }
+  }
+  /* a guess that holds: no number burned; a bad value late in a guessed column:
+   * the message of a full check */
+  size_t cap = 10000 * 16, n = 0;
+  char *t = malloc(cap);
+  n += (size_t)snprintf(t, cap, "v\n");
+  for (int r = 0; r < 9000; r++) n += (size_t)snprintf(t + n, cap - n, "%d\n", r);
+  struct ingest_options o = {.format = INGEST_CSV, .display_name = "t.csv"};
+  uint64_t before = current("spec");
+  struct ingest_result res;
+  CU_ASSERT_EQUAL_FATAL(ingest_buffer(g_store, "spec", t, n, &o, &res, NULL), 0);
+  CU_ASSERT_EQUAL(res.version, before + 1);
+  memcpy(t + n - 5, "\xff", 1); /* "8999\n" -> "\xff999\n" */
+  struct snap_error err = {0};
+  CU_ASSERT_EQUAL(ingest_buffer(g_store, "spec", t, n, &o, NULL, &err), SNAP_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(err.message, "t.csv: line 9001, column 1 (v): invalid UTF-8"));
+  CU_ASSERT_EQUAL(current("spec"), before + 1);
+  free(t);
+}
+
 static int csv_schema(const char *dataset, const char *text, const char *schema,
                       struct snap_error *err) {
   struct ingest_options o = {.format = INGEST_CSV,
@@ -613,6 +684,7 @@ int main(void) {
       {"cancel aborts the publish", test_cancel},
       {"CSV pass 2 on several threads", test_csv_threads},
       {"CSV pass 1 in chunks: same table, same messages", test_csv_chunks},
+      {"CSV types guessed from the first rows", test_csv_speculation},
       {"CSV schema file", test_csv_schema},
       {"npy layouts, byte order, time units", test_npy},
       {"npy errors", test_npy_errors},
