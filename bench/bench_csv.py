@@ -1,8 +1,9 @@
 """CSV ingest speed: `snapctl publish --direct` (libsnap's C parser, typed and
-published into a store) against pandas.read_csv and pyarrow.csv.read_csv of the
-same file in the same run (medians; MB/s of input).
+published into a store; a new process each time) against pandas.read_csv (in this
+process) and pyarrow.csv.read_csv of the same file in the same run: MB/s of
+input, medians of interleaved runs, and the median of the per-run ratios.
 
-    python bench/bench_csv.py [--mb 200] [--runs 3] [--snapctl build/snapctl/snapctl]
+    python bench/bench_csv.py [--mb 200] [--runs 7] [--snapctl build/snapctl/snapctl]
 
 The file has a mix of the column types the parser infers: int64, float64, bool,
 ISO timestamps and low-cardinality strings.
@@ -34,19 +35,22 @@ def make_csv(path, mb):
     return rows
 
 
-def timed(fn, runs):
-    out = []
+def timed_pairs(fns, runs):
+    """Run the functions in turn, runs times over (so that a noisy neighbour hits
+    them alike); return each one's times."""
+    out = [[] for _ in fns]
     for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return statistics.median(out)
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            out[i].append(time.perf_counter() - t0)
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=float, default=200)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--snapctl", default=os.path.join(os.path.dirname(__file__), "..",
                                                       "build", "snapctl", "snapctl"))
     args = ap.parse_args()
@@ -59,21 +63,27 @@ def main():
         subprocess.run([args.snapctl, "--store", store, "init"], check=True,
                        capture_output=True)
 
-        def snap():
-            subprocess.run([args.snapctl, "--store", store, "publish", "--direct", "t", path],
-                           check=True, capture_output=True)
+        def snap(threads):
+            cmd = [args.snapctl, "--store", store, "publish", "--direct", "-q", "t", path]
+            if threads:
+                cmd[5:5] = ["--threads", str(threads)]
+            return lambda: subprocess.run(cmd, check=True, capture_output=True)
 
-        ts = timed(snap, args.runs)
-        tp = timed(lambda: pd.read_csv(path), args.runs)
+        ts2, ts1, tp = timed_pairs([snap(0), snap(1), lambda: pd.read_csv(path)], args.runs)
+        med = statistics.median
         print(f"CSV {size:.0f} MB, {rows} rows x 6 columns (int, float, int, bool, "
-              f"timestamp, string), medians of {args.runs}")
-        print(f"snapctl publish (parse + type + publish) {size / ts:7.1f} MB/s   "
-              f"pandas.read_csv {size / tp:7.1f} MB/s   ratio {tp / ts:.2f}  (target > 1)")
+              f"timestamp, string); medians of {args.runs} interleaved runs")
+        print(f"pandas.read_csv (one thread, baseline)        {size / med(tp):7.1f} MB/s")
+        for name, ts in (("default threads", ts2), ("--threads 1", ts1)):
+            ratio = med([p / s for p, s in zip(tp, ts)])
+            print(f"snapctl publish --direct, {name:16s}  {size / med(ts):7.1f} MB/s   "
+                  f"ratio to pandas {ratio:.2f} (median of per-run ratios; target > 1)")
         try:
             import pyarrow.csv as pcsv
 
-            ta = timed(lambda: pcsv.read_csv(path), args.runs)
-            print(f"pyarrow.csv.read_csv (multithreaded, for reference) {size / ta:7.1f} MB/s")
+            (ta,) = timed_pairs([lambda: pcsv.read_csv(path)], args.runs)
+            print(f"pyarrow.csv.read_csv (multithreaded, for reference) "
+                  f"{size / med(ta):7.1f} MB/s")
         except ImportError:
             pass
     finally:

@@ -191,6 +191,7 @@ static int run(struct ctl *c, int argc, char **argv) {
                                            {"quiet", no_argument, NULL, 'q'},
                                            {"direct", no_argument, NULL, 'D'},
                                            {"schema", required_argument, NULL, 's'},
+                                           {"threads", required_argument, NULL, 'T'},
                                            {0}};
   struct ingest_options o = {0};
   int opt, code, quiet = 0, direct = 0;
@@ -225,6 +226,11 @@ static int run(struct ctl *c, int argc, char **argv) {
         break;
       case 's':
         schema_path = optarg;
+        break;
+      case 'T':
+        if (ctl_parse_u64(optarg, &u) || u < 1 || u > 8)
+          return ctl_usage(c, "--threads: '%s' is not a count from 1 to 8", optarg);
+        o.threads = (unsigned)u;
         break;
     }
   }
@@ -322,5 +328,7 @@ const struct ctl_command ctl_cmd_publish = {
     "      --schema FILE       CSV: take the column types from FILE, one line\n"
     "                          \"COLUMN TYPE [nullable]\" per column; TYPE is int64,\n"
     "                          float64, bool, timestamp, string or category\n"
-    "                          (not yet through writerd: use with --direct)\n",
+    "      --threads N         CSV, published directly: threads for parsing, 1 to 8\n"
+    "                          (default: 2 for inputs of 4 MiB and more when the\n"
+    "                          machine has 2 or more CPUs, else 1)\n",
     run};

@@ -63,6 +63,22 @@ static inline int word_eq(const char *p, const char *w, size_t n) {
   return 1;
 }
 
+/* Whether the 8 bytes of v (little-endian) are all ASCII digits. */
+static inline int eight_digits(uint64_t v) {
+  return ((v & 0xf0f0f0f0f0f0f0f0ull) |
+          (((v + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull) >> 4)) ==
+         0x3333333333333333ull;
+}
+
+/* The value of 8 ASCII digits (first digit in the lowest byte). */
+static inline uint64_t parse_eight(uint64_t v) {
+  v -= 0x3030303030303030ull;
+  v = v * 10 + (v >> 8);
+  return ((v & 0x000000ff000000ffull) * (100 + (1000000ull << 32)) +
+          ((v >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32))) >>
+         32;
+}
+
 int ingest_parse_int64(const char *p, size_t n, int64_t *out) {
   trim(&p, &n);
   if (!n) return 0;
@@ -159,22 +175,6 @@ static double exact_scale(uint64_t mant, int e10) {
   return d;
 }
 #endif
-
-/* Whether the 8 bytes of v (little-endian) are all ASCII digits. */
-static inline int eight_digits(uint64_t v) {
-  return ((v & 0xf0f0f0f0f0f0f0f0ull) |
-          (((v + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull) >> 4)) ==
-         0x3333333333333333ull;
-}
-
-/* The value of 8 ASCII digits (first digit in the lowest byte). */
-static inline uint64_t parse_eight(uint64_t v) {
-  v -= 0x3030303030303030ull;
-  v = v * 10 + (v >> 8);
-  return ((v & 0x000000ff000000ffull) * (100 + (1000000ull << 32)) +
-          ((v >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32))) >>
-         32;
-}
 
 /* Syntax check plus Clinger's fast path (exact when the mantissa fits 53 bits and
  * the power of ten is exact), then exact integer scaling for up to 19 digits and
@@ -328,8 +328,49 @@ static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
   return era * 146097 + (int64_t)doe - 719468;
 }
 
+/* The common forms "YYYY-MM-DD" and "YYYY-MM-DD HH:MM:SS" (or with T) in years
+ * 1678..2261, where nanoseconds cannot overflow: 1 and the value, or 0 when the
+ * general parser must decide. The separators and digits are checked 8 bytes at a
+ * time. */
+static inline int timestamp_fast(const char *p, size_t n, int64_t *ns) {
+  static const int mdays[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const uint64_t dash = 0xff0000ff00000000ull; /* bytes 4 and 7 of "YYYY-MM-" */
+  uint64_t a;
+  memcpy(&a, p, 8);
+  if ((a & dash) != 0x2d00002d00000000ull ||
+      !eight_digits((a & ~dash) | 0x3000003000000000ull))
+    return 0;
+  int h = 0, mi = 0, sec = 0;
+  if (n == 19) {
+    const uint64_t sep = 0x0000ff0000ff0000ull; /* bytes 2 and 5 of "DD HH:MM" */
+    uint64_t b;
+    memcpy(&b, p + 8, 8);
+    unsigned t = (unsigned)(b >> 16) & 0xff;
+    if (((b >> 40) & 0xff) != ':' || (t != ' ' && t != 'T') ||
+        !eight_digits((b & ~sep) | 0x0000300000300000ull) || p[16] != ':' ||
+        (unsigned)(p[17] - '0') > 9 || (unsigned)(p[18] - '0') > 9)
+      return 0;
+    h = (p[11] - '0') * 10 + (p[12] - '0');
+    mi = (p[14] - '0') * 10 + (p[15] - '0');
+    sec = (p[17] - '0') * 10 + (p[18] - '0');
+    if (h > 23 || mi > 59 || sec > 59) return 0;
+  } else if (n != 10 || (unsigned)(p[8] - '0') > 9 || (unsigned)(p[9] - '0') > 9) {
+    return 0;
+  }
+  int y = (p[0] - '0') * 1000 + (p[1] - '0') * 100 + (p[2] - '0') * 10 + (p[3] - '0');
+  int mo = (p[5] - '0') * 10 + (p[6] - '0'), d = (p[8] - '0') * 10 + (p[9] - '0');
+  if (y < 1678 || y > 2261 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+      (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)))
+    return 0;
+  *ns =
+      (days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + sec) *
+      1000000000;
+  return 1;
+}
+
 int ingest_parse_timestamp(const char *p, size_t n, int64_t *ns, int *has_offset) {
   trim(&p, &n);
+  if ((n == 19 || n == 10) && timestamp_fast(p, n, ns)) return *has_offset = 0, 1;
   int y, mo, d, h = 0, mi = 0, sec = 0;
   int64_t frac = 0;
   if (n < 10 || p[4] != '-' || p[7] != '-' || !digits_at(p, 4, &y) ||
@@ -596,9 +637,25 @@ struct strset {
   size_t narena;
 };
 
-static uint64_t hash_bytes(const char *p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 0x100000001b3ull;
+/* A multiply-xorshift hash, 8 bytes at a time; the last 1 to 8 bytes are read
+ * with two overlapping loads (never past p + n). */
+static inline uint64_t hash_bytes(const char *p, size_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ n, v = 0;
+  for (; n > 8; p += 8, n -= 8) {
+    memcpy(&v, p, 8);
+    h = (h ^ v) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  if (n >= 4) {
+    uint32_t a, b;
+    memcpy(&a, p, 4);
+    memcpy(&b, p + n - 4, 4);
+    v = (uint64_t)a << 32 | b;
+  } else if (n) {
+    v = (uint64_t)(unsigned char)p[0] << 16 | (uint64_t)(unsigned char)p[n / 2] << 8 |
+        (unsigned char)p[n - 1];
+  }
+  h = (h ^ v) * 0xc4ceb9fe1a85ec53ull;
   return h ^ (h >> 29);
 }
 
@@ -609,18 +666,28 @@ static void strset_free(struct strset *s) {
   memset(s, 0, sizeof *s);
 }
 
-static struct sentry *strset_find(const struct strset *s, const char *p, size_t n,
-                                  uint64_t h) {
+/* Whether n bytes at a and b are equal; short ones with two overlapping loads. */
+static inline int bytes_eq(const char *a, const char *b, size_t n) {
+  if (n > 8 || n < 4) return !memcmp(a, b, n);
+  uint32_t x0, x1, y0, y1;
+  memcpy(&x0, a, 4), memcpy(&x1, a + n - 4, 4);
+  memcpy(&y0, b, 4), memcpy(&y1, b + n - 4, 4);
+  return x0 == y0 && x1 == y1;
+}
+
+static inline struct sentry *strset_find(const struct strset *s, const char *p, size_t n,
+                                         uint64_t h) {
   if (!s->cap) return NULL;
   for (size_t i = h & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
     struct sentry *e = &s->tab[i];
     if (!e->p) return e;
-    if (e->hash == h && e->n == n && !memcmp(e->p, p, n)) return e;
+    if (e->hash == h && e->n == n && bytes_eq(e->p, p, n)) return e;
   }
 }
 
-/* Insert (p, n) if new; p must outlive the set unless copy. -ENOMEM on failure. */
-static int strset_add(struct strset *s, const char *p, size_t n, int copy) {
+/* Insert (p, n) with hash h, known to be absent. */
+static int strset_insert(struct strset *s, const char *p, size_t n, uint64_t h,
+                         int copy) {
   if ((s->count + 1) * 2 > s->cap) {
     size_t cap = s->cap ? s->cap * 2 : 64;
     struct sentry *t = calloc(cap, sizeof *t);
@@ -636,9 +703,7 @@ static int strset_add(struct strset *s, const char *p, size_t n, int copy) {
     s->tab = t;
     s->cap = cap;
   }
-  uint64_t h = hash_bytes(p, n);
   struct sentry *e = strset_find(s, p, n, h);
-  if (e->p) return 0;
   if (copy) {
     char **a = realloc(s->arena, (s->narena + 1) * sizeof *a);
     if (!a) return -ENOMEM;
@@ -652,6 +717,14 @@ static int strset_add(struct strset *s, const char *p, size_t n, int copy) {
   *e = (struct sentry){.p = n ? p : "", .n = (uint32_t)n, .code = -1, .hash = h};
   s->count++;
   return 0;
+}
+
+/* Insert (p, n) if new; p must outlive the set unless copy. -ENOMEM on failure. */
+static inline int strset_add(struct strset *s, const char *p, size_t n, int copy) {
+  uint64_t h = hash_bytes(p, n);
+  struct sentry *e = strset_find(s, p, n, h);
+  if (e && e->p) return 0;
+  return strset_insert(s, p, n, h, copy);
 }
 
 /* Move every value of src into dst (src's copies too); src is left empty. */

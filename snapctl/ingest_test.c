@@ -121,6 +121,35 @@ static void test_bool_timestamp(void) {
       ingest_parse_timestamp("1600-01-01", 10, &ns, &z)); /* out of ns range */
   CU_ASSERT_FALSE(ingest_parse_timestamp("2023-01-01x", 11, &ns, &z));
   CU_ASSERT_FALSE(ingest_parse_timestamp("20230101", 8, &ns, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2023-01-01 10:00:0x", 19, &ns, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2023-01-01_10:00:00", 19, &ns, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2023-01-01 10:60:00", 19, &ns, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2023-01-0a", 10, &ns, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2023/01/01", 10, &ns, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2262-04-12", 10, &ns, &z)); /* overflows */
+  CU_ASSERT(ingest_parse_timestamp("2262-04-11", 10, &ns, &z)); /* the general path */
+  CU_ASSERT(ingest_parse_timestamp("1677-09-22", 10, &ns, &z));
+  /* The fast forms (19 and 10 characters) against the general parser, which a
+   * fraction forces: every day of years 1676..2263 at a varying time of day. */
+  unsigned bad = 0;
+  for (int y = 1676; y <= 2263; y++)
+    for (int m = 1; m <= 12; m++)
+      for (int d = 1; d <= 31; d++) {
+        char a[32], b[40];
+        int h = (y + d) % 24, mi = (m * d) % 60, s = (y * d) % 60;
+        snprintf(a, sizeof a, "%04d-%02d-%02d%c%02d:%02d:%02d", y, m, d,
+                 d % 2 ? ' ' : 'T', h, mi, s);
+        snprintf(b, sizeof b, "%s.000", a);
+        int64_t x = 1, w = 2;
+        int zx, zw, ok = ingest_parse_timestamp(a, 19, &x, &zx),
+                    want = ingest_parse_timestamp(b, 23, &w, &zw);
+        if (ok != want || (ok && (x != w || zx || zw))) bad++;
+        snprintf(b, sizeof b, "%.10sT00:00:00.0", a);
+        ok = ingest_parse_timestamp(a, 10, &x, &zx);
+        want = ingest_parse_timestamp(b, 21, &w, &zw);
+        if (ok != want || (ok && x != w)) bad++;
+      }
+  CU_ASSERT_EQUAL(bad, 0);
 }
 
 /* ----------------------------------------------------------------- CSV */
