@@ -141,6 +141,71 @@ static const uint64_t pow5[28] = {1ull,
                                   1490116119384765625ull,
                                   7450580596923828125ull};
 
+/* recip5[k] = floor(2^(128 + log2_pow5[k]) / 5^k), in [2^127, 2^128), as {high, low}
+ * 64 bits; log2_pow5[k] = floor(log2(5^k)). */
+static const uint64_t recip5[28][2] = {
+    {0x0000000000000000ull, 0x0000000000000000ull},
+    {0xccccccccccccccccull, 0xccccccccccccccccull},
+    {0xa3d70a3d70a3d70aull, 0x3d70a3d70a3d70a3ull},
+    {0x83126e978d4fdf3bull, 0x645a1cac083126e9ull},
+    {0xd1b71758e219652bull, 0xd3c36113404ea4a8ull},
+    {0xa7c5ac471b478423ull, 0x0fcf80dc33721d53ull},
+    {0x8637bd05af6c69b5ull, 0xa63f9a49c2c1b10full},
+    {0xd6bf94d5e57a42bcull, 0x3d32907604691b4cull},
+    {0xabcc77118461cefcull, 0xfdc20d2b36ba7c3dull},
+    {0x89705f4136b4a597ull, 0x31680a88f8953030ull},
+    {0xdbe6fecebdedd5beull, 0xb573440e5a884d1bull},
+    {0xafebff0bcb24aafeull, 0xf78f69a51539d748ull},
+    {0x8cbccc096f5088cbull, 0xf93f87b7442e45d3ull},
+    {0xe12e13424bb40e13ull, 0x2865a5f206b06fb9ull},
+    {0xb424dc35095cd80full, 0x538484c19ef38c94ull},
+    {0x901d7cf73ab0acd9ull, 0x0f9d37014bf60a10ull},
+    {0xe69594bec44de15bull, 0x4c2ebe687989a9b3ull},
+    {0xb877aa3236a4b449ull, 0x09befeb9fad487c2ull},
+    {0x9392ee8e921d5d07ull, 0x3aff322e62439fcfull},
+    {0xec1e4a7db69561a5ull, 0x2b31e9e3d06c32e5ull},
+    {0xbce5086492111aeaull, 0x88f4bb1ca6bcf584ull},
+    {0x971da05074da7beeull, 0xd3f6fc16ebca5e03ull},
+    {0xf1c90080baf72cb1ull, 0x5324c68b12dd6338ull},
+    {0xc16d9a0095928a27ull, 0x75b7053c0f178293ull},
+    {0x9abe14cd44753b52ull, 0xc4926a9672793542ull},
+    {0xf79687aed3eec551ull, 0x3a83ddbd83f52204ull},
+    {0xc612062576589ddaull, 0x95364afe032a819dull},
+    {0x9e74d1b791e07e48ull, 0x775ea264cf55347dull},
+};
+static const uint8_t log2_pow5[28] = {0,  2,  4,  6,  9,  11, 13, 16, 18, 20,
+                                      23, 25, 27, 30, 32, 34, 37, 39, 41, 44,
+                                      46, 48, 51, 53, 55, 58, 60, 62};
+
+/* mant * 10^-k for 1 <= k <= 27 without a division: P = mant * recip5[k] is
+ * exact (192 bits) and the true product X = mant * 2^(128 + log2_pow5[k]) / 5^k
+ * lies in [P, P + mant), mant < 2^64. Working on L = P >> 64, X / 2^64 lies in
+ * [L, L + 2): when every value there rounds to the same 53 bits, and none is a
+ * tie, that rounding is the correct one and 1 is returned; otherwise 0 (about
+ * one call in 2^9 at worst, with one-digit mantissas) and exact_scale decides. */
+static int recip_scale(uint64_t mant, int k, double *out) {
+  unsigned __int128 lo = (unsigned __int128)mant * recip5[k][1];
+  unsigned __int128 L = (unsigned __int128)mant * recip5[k][0] + (uint64_t)(lo >> 64);
+  uint64_t top = (uint64_t)(L >> 64); /* L >= 2^63: P >= 2^127 */
+  int bits = top ? 128 - __builtin_clzll(top) : 64 - __builtin_clzll((uint64_t)L);
+  int sh = bits - 53; /* dropped bits: >= 11, as L >= 2^63 */
+  unsigned __int128 one = 1, full = one << sh, half = one << (sh - 1);
+  unsigned __int128 dropped = L & (full - 1);
+  uint64_t m = (uint64_t)(L >> sh);
+  if (dropped + 2 <= half) {
+    /* down */
+  } else if (dropped > half && dropped + 2 <= full) {
+    m++;
+  } else {
+    return 0;
+  }
+  int e2 = sh + 64 - k - 128 - log2_pow5[k];
+  if (m == 1ull << 53) m >>= 1, e2++;
+  uint64_t b = (uint64_t)(e2 + 52 + 1023) << 52 | (m & ((1ull << 52) - 1));
+  memcpy(out, &b, sizeof b);
+  return 1;
+}
+
 /* mant * 10^e10 correctly rounded (to nearest, ties to even), for mant >= 1 and
  * |e10| <= 27, in exact integer arithmetic: the product or a quotient with at
  * least 64 significant bits plus a sticky bit for the remainder. The result is
@@ -280,7 +345,9 @@ exponent:
   }
 #ifdef __SIZEOF_INT128__
   if (!truncated && mant && exp10 >= -27 && exp10 <= 27) {
-    double d = exact_scale(mant, (int)exp10);
+    double d;
+    if (exp10 >= 0 || !recip_scale(mant, (int)-exp10, &d))
+      d = exact_scale(mant, (int)exp10);
     *out = neg ? -d : d;
     return 1;
   }

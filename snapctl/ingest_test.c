@@ -96,6 +96,25 @@ static void test_float64(void) {
     }
   }
   CU_ASSERT_EQUAL(bad, 0);
+  /* mantissas of 1 to 19 digits times 10^-1 .. 10^-27 (the division-free path
+   * and its fallback), and halfway cases: 2^53 + 1 is a tie at 17 digits */
+  for (int i = 0; i < 300000; i++) {
+    uint64_t m = (uint64_t)rand_r(&seed) << 33 ^ (uint64_t)rand_r(&seed) << 11 ^
+                 (uint64_t)rand_r(&seed);
+    int nd = 1 + i % 19;
+    uint64_t lim = 1;
+    for (int k = 0; k < nd; k++) lim *= 10;
+    m %= lim;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%llue-%d", (unsigned long long)m, 1 + (i / 19) % 27);
+    if (i % 1000 == 0) snprintf(buf, sizeof buf, "9007199254740993e-%d", 1 + i % 27);
+    double want = strtod(buf, NULL), got = 0;
+    if (!ingest_parse_float64(buf, strlen(buf), &got) || memcmp(&want, &got, 8)) {
+      if (bad++ < 5)
+        printf("\nfloat mismatch: %s -> %.17g, strtod %.17g\n", buf, got, want);
+    }
+  }
+  CU_ASSERT_EQUAL(bad, 0);
 }
 
 static void test_bool_timestamp(void) {
