@@ -80,6 +80,16 @@ static inline uint64_t parse_eight(uint64_t v) {
 }
 
 int ingest_parse_int64(const char *p, size_t n, int64_t *out) {
+  if (n - 1 < 18) { /* the common case: 1 to 18 digits, which cannot overflow */
+    uint64_t v = 0;
+    size_t i = 0;
+    for (; i < n; i++) {
+      unsigned d = (unsigned char)p[i] - '0';
+      if (d > 9) break;
+      v = v * 10 + d;
+    }
+    if (i == n) return *out = (int64_t)v, 1;
+  }
   trim(&p, &n);
   if (!n) return 0;
   int neg = 0;
@@ -813,6 +823,21 @@ static int strset_merge(struct strset *dst, struct strset *src) {
   return 0;
 }
 
+/* A value of at most 8 bytes as a number (its bytes, little-endian, zero-padded),
+ * read without going past p + n: with the length, a key for quick comparisons. */
+static inline uint64_t short_key(const char *p, size_t n) {
+  uint64_t v = 0;
+  if (n >= 4) {
+    uint32_t a, b;
+    memcpy(&a, p, 4);
+    memcpy(&b, p + n - 4, 4);
+    v = a | (uint64_t)b << (8 * (n - 4)); /* the overlap holds the same bytes */
+  } else {
+    for (size_t i = 0; i < n; i++) v |= (uint64_t)(unsigned char)p[i] << (8 * i);
+  }
+  return v;
+}
+
 /* ------------------------------------------------------------- columns */
 
 enum { CAND_INT = 1, CAND_FLOAT = 2, CAND_BOOL = 4, CAND_TIME = 8 };
@@ -829,6 +854,10 @@ struct colstat {
   uint64_t bytes;    /* unescaped bytes of all values */
   uint64_t unhashed; /* non-null values not in set (seen while cand was not 0) */
   struct strset set; /* distinct values, for a category */
+  /* a cache of short members of set: most categories have a few short values */
+  uint64_t keys[16];
+  uint8_t keylen[16];
+  unsigned nkeys;
 };
 
 struct col {
@@ -839,6 +868,10 @@ struct col {
   unsigned spec_tz;
   struct colstat st;
   struct sentry **sorted; /* CATEGORY: entries by code */
+  uint64_t dkey[16];      /* CATEGORY: short entries as keys, for pass 2 */
+  uint8_t dkeylen[16];
+  int32_t dcode[16];
+  unsigned ndkeys;
   struct snap_field field;
   struct snap_fill fill;
 };
@@ -998,12 +1031,21 @@ struct chunk {
 };
 
 /* Add a value's unescaped text to a set of distinct values. */
-static int hash_value(struct chunk *ch, struct strset *set, const struct field *f) {
+static int hash_value(struct chunk *ch, struct colstat *st, const struct field *f) {
   int rc;
-  if (!f->esc) return strset_add(set, f->p, f->n, 0);
+  if (!f->esc && f->n <= 8) { /* known short values skip the hash table */
+    uint64_t key = short_key(f->p, f->n);
+    for (unsigned i = 0; i < st->nkeys; i++)
+      if (st->keys[i] == key && st->keylen[i] == f->n) return 0;
+    rc = strset_add(&st->set, f->p, f->n, 0);
+    if (!rc && st->nkeys < 16)
+      st->keys[st->nkeys] = key, st->keylen[st->nkeys++] = (uint8_t)f->n;
+    return rc;
+  }
+  if (!f->esc) return strset_add(&st->set, f->p, f->n, 0);
   if ((rc = grow(&ch->scratch, &ch->scratch_cap, f->n))) return rc;
   size_t n = unescape(ch->scratch, f);
-  return strset_add(set, ch->scratch, n, 1);
+  return strset_add(&st->set, ch->scratch, n, 1);
 }
 
 /* Pass 1 for one value (not null) of a column whose type the schema gives. */
@@ -1036,7 +1078,7 @@ static int check_declared(struct chunk *ch, struct colstat *st, const struct fie
                     c->name, (unsigned long long)f->line, k + 1, col->name);
       break;
     case SNAP_CATEGORY:
-      if ((rc = hash_value(ch, &st->set, f)))
+      if ((rc = hash_value(ch, st, f)))
         return cerr(err, rc, "%s: out of memory", c->name);
       if (st->set.count > INT32_MAX)
         return cerr(err, SNAP_EINVAL, "%s: column %u (%s): too many categories", c->name,
@@ -1136,11 +1178,12 @@ static int infer(struct chunk *ch, struct colstat *st, const struct field *f, ui
     }
   }
   if (!st->overflow && !c->opt->no_category) {
-    int rc = hash_value(ch, &st->set, f);
+    int rc = hash_value(ch, st, f);
     if (rc) return cerr(err, rc, "%s: out of memory", c->name);
     if (st->set.count > c->category_max) {
       st->overflow = 1;
       strset_free(&st->set);
+      st->nkeys = 0;
     }
   }
   return 0;
@@ -1419,10 +1462,11 @@ static int complete_sets(struct csv *c, const struct scan *s0, struct snap_error
       struct colstat *st = &c->cols[k].st;
       const struct field *f = &ch.f[k];
       if (!st->unhashed || st->overflow || (!f->n && !f->quoted)) continue;
-      rc = hash_value(&ch, &st->set, f);
+      rc = hash_value(&ch, st, f);
       if (!rc && st->set.count > c->category_max) {
         st->overflow = 1;
         strset_free(&st->set);
+        st->nkeys = 0;
         need--;
       }
     }
@@ -1480,7 +1524,15 @@ static int decide(struct csv *c, struct snap_error *err) {
         if (st->set.tab[i].p)
           col->sorted[j++] = &st->set.tab[i], bytes += st->set.tab[i].n;
       qsort(col->sorted, n, sizeof *col->sorted, entry_cmp);
-      for (size_t i = 0; i < n; i++) col->sorted[i]->code = (int32_t)i;
+      for (size_t i = 0; i < n; i++) {
+        struct sentry *e = col->sorted[i];
+        e->code = (int32_t)i;
+        if (e->n <= 8 && col->ndkeys < 16) {
+          col->dkey[col->ndkeys] = short_key(e->p, e->n);
+          col->dkeylen[col->ndkeys] = (uint8_t)e->n;
+          col->dcode[col->ndkeys++] = (int32_t)i;
+        }
+      }
       fl->dict_size = n;
       fl->data_bytes = bytes;
       fl->code_type = n < 128 ? SNAP_INT8 : n < 32768 ? SNAP_INT16 : SNAP_INT32;
@@ -1598,7 +1650,15 @@ static int pass2_range(struct worker *w) {
         }
         case SNAP_CATEGORY: {
           int32_t code = -1;
-          if (!null) {
+          if (!null && !f->esc && f->n <= 8) { /* short: the key table first */
+            uint64_t key = short_key(f->p, f->n);
+            for (unsigned i = 0; i < col->ndkeys; i++)
+              if (col->dkey[i] == key && col->dkeylen[i] == f->n) {
+                code = col->dcode[i];
+                break;
+              }
+          }
+          if (!null && code < 0) {
             const char *p = f->p;
             size_t n = f->n;
             if (f->esc) {
