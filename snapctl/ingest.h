@@ -66,6 +66,12 @@ struct ingest_options {
   const char *schema;
   size_t schema_len;
   const char *schema_name; /* the schema's name in messages (default "<schema>") */
+  /** CSV, for tests: check every value in the first pass, guessing no type from
+   *  the first rows and never skipping the first pass (the result is the same). */
+  int csv_full_check;
+  /** CSV, for tests and fuzzing: how many first rows the types are guessed from
+   *  (0: 4096), so that small inputs take the guessing paths too. */
+  unsigned csv_sample_rows;
 };
 
 /** What was published. */
@@ -74,6 +80,9 @@ struct ingest_result {
   uint64_t nrows;
   uint32_t ncols;
   uint64_t input_bytes;
+  /** CSV: 1 when the types were planned from the first rows and a scan for
+   *  newlines, and the first pass skipped (ingest_csv.c, "quick path"). */
+  int quick;
 };
 
 /** The format a file name implies, or INGEST_AUTO when it implies none. */

@@ -1,17 +1,21 @@
 /*
  * CSV ingest (RFC 4180 plus the usual liberties) with type inference.
  *
- * Design: two passes over the mapped file, no copy of the text.
+ * Design: passes over the mapped file, no copy of the text.
  *  1. Scan: split records (quoted fields may hold commas, "" and newlines), check
  *     that every record has as many fields as the header, validate UTF-8, and narrow
  *     each column's candidate types (int64 > float64, bool, timestamp) value by
- *     value; whatever fits none is a string. The pass also counts string bytes and,
- *     for columns that are strings from their first value, collects the distinct
- *     values while there are few (they become a SNAP_CATEGORY).
+ *     value; whatever fits none is a string. The pass also counts string bytes and
+ *     collects each string column's distinct values while there are few (they
+ *     become a SNAP_CATEGORY). It runs on a chunk of the file per thread.
  *  2. Fill: with the schema known, begin the publish and parse every field
- *     straight into the segment's buffers, then commit.
- * Any error in either pass aborts: nothing is published. An unquoted empty field
- * is a null (validity bit 0; NaN as well in float columns; code -1 in categories);
+ *     straight into the segment's buffers (a range of rows per thread), then commit.
+ * Two shortcuts keep the result the same (see sample() and quick_plan()): the types
+ * of numeric-looking columns are guessed from the first rows and checked only in
+ * pass 2; and when the guess covers every column and a fast scan shows plain
+ * records only, pass 1 is skipped. A guess that fails sends the file down the
+ * full path. Any error aborts: nothing is published. An unquoted empty field is
+ * a null (validity bit 0; NaN as well in float columns; code -1 in categories);
  * a quoted empty field is an empty string.
  */
 #define _GNU_SOURCE
@@ -894,6 +898,7 @@ struct csv {
   uint64_t nrows;
   uint32_t category_max;
   int speculate;  /* guess the types of numeric-looking columns (sample()) */
+  int quick;      /* no pass 1 at all (quick_plan()) */
   uint64_t total; /* progress units */
   /* Pass 2 runs in parallel on the row ranges of the chunks pass 1 scanned:
    * split i is where chunk i + 1 starts. */
@@ -1324,11 +1329,134 @@ static int chunk_merge(struct csv *c, struct chunk *ch) {
 #define CSV_SPEC_MISS 1
 #define CSV_SAMPLE_ROWS 4096
 
-static void sample(struct csv *c, const struct scan *s0) {
+#ifdef __SSE2__
+/* The quick path's scan of [a, b) (a[-1] must be readable): counts newlines and
+ * tells whether the range has anything that makes a record other than one plain
+ * line of non-empty fields: a quote, a blank line, an empty field, a carriage
+ * return not followed by a newline. */
+struct prescan {
+  const unsigned char *a, *b;
+  uint64_t newlines;
+  int plain;
+};
+
+static void prescan_range(struct prescan *ps) {
+  const unsigned char *p = ps->a, *e = ps->b;
+  const __m128i vq = _mm_set1_epi8('"'), vc = _mm_set1_epi8(','),
+                vn = _mm_set1_epi8('\n'), vr = _mm_set1_epi8('\r'),
+                zero = _mm_setzero_si128();
+  __m128i bad = zero;
+  uint64_t nl = 0;
+  /* each byte against the byte before it (p[-1] is readable: the header or the
+   * newline before a chunk); newlines counted in bytes, 255 blocks at a time */
+  while (e - p >= 16 && !_mm_movemask_epi8(bad)) {
+    __m128i cnt = zero;
+    for (int i = 0; i < 255 && e - p >= 16; i++, p += 16) {
+      __m128i v = _mm_loadu_si128((const __m128i *)p),
+              u = _mm_loadu_si128((const __m128i *)(p - 1));
+      __m128i n = _mm_cmpeq_epi8(v, vn), un = _mm_cmpeq_epi8(u, vn);
+      __m128i delim =
+          _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, vc), n), _mm_cmpeq_epi8(v, vr));
+      __m128i after = _mm_or_si128(_mm_cmpeq_epi8(u, vc), un); /* a field begins here */
+      bad = _mm_or_si128(bad, _mm_cmpeq_epi8(v, vq));
+      bad = _mm_or_si128(bad, _mm_and_si128(delim, after));
+      bad = _mm_or_si128(bad, _mm_andnot_si128(n, _mm_cmpeq_epi8(u, vr)));
+      cnt = _mm_sub_epi8(cnt, n);
+    }
+    __m128i s = _mm_sad_epu8(cnt, zero);
+    nl += (uint64_t)_mm_cvtsi128_si32(s) + (uint64_t)_mm_extract_epi16(s, 4);
+  }
+  int plain = !_mm_movemask_epi8(bad);
+  for (; p < e && plain; p++) {
+    unsigned char x = *p, u = p[-1];
+    int delim = x == ',' || x == '\n' || x == '\r';
+    plain = x != '"' && !(delim && (u == ',' || u == '\n')) && !(u == '\r' && x != '\n');
+    nl += x == '\n';
+  }
+  ps->newlines = nl;
+  ps->plain = plain;
+}
+
+static void *prescan_thread(void *arg) {
+  prescan_range(arg);
+  return NULL;
+}
+
+/* The quick path. When the first rows show only numeric, bool and timestamp
+ * columns and categories with a few values (taken as the whole dictionary), and
+ * a scan of the file (prescan_range, on every thread) finds every record to be
+ * one line of non-empty unquoted fields, the number of rows is the number of
+ * newlines and nothing is left for pass 1 to learn: pass 2 runs at once and
+ * checks every value against the plan; a value that does not fit sends the
+ * file down the full path (CSV_SPEC_MISS). Returns 1 when planned. */
+static int quick_plan(struct csv *c, const struct scan *s0, struct chunk *sm) {
+  if (c->opt->schema || c->opt->csv_full_check) return 0;
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    const struct colstat *st = &sm->st[k];
+    if (st->nulls || !st->nonnull) return 0;
+    if (!st->cand && (c->opt->no_category || st->overflow || st->unhashed ||
+                      st->set.count > 64 || st->set.count * 16 > st->nonnull))
+      return 0;
+  }
+  const unsigned char *d = (const unsigned char *)s0->pos,
+                      *end = (const unsigned char *)s0->end;
+  if (end - d < 1 || end[-1] == ',' || end[-1] == '\r') return 0;
+  struct prescan ps[CSV_MAX_THREADS];
+  const unsigned char *start[CSV_MAX_THREADS + 1] = {d};
+  unsigned n = 1;
+  for (unsigned i = 1; i < c->nthreads; i++) {
+    const unsigned char *t = d + (size_t)(end - d) * i / c->nthreads;
+    if (t <= start[n - 1]) continue;
+    const unsigned char *nl = memchr(t, '\n', (size_t)(end - t));
+    if (!nl || nl + 1 >= end) break;
+    start[n++] = nl + 1;
+  }
+  start[n] = end;
+  for (unsigned i = 0; i < n; i++)
+    ps[i] = (struct prescan){.a = start[i], .b = start[i + 1]};
+  pthread_t tid[CSV_MAX_THREADS];
+  unsigned started = 1;
+  for (; started < n; started++)
+    if (pthread_create(&tid[started], NULL, prescan_thread, &ps[started])) break;
+  prescan_range(&ps[0]);
+  for (unsigned i = started; i < n; i++) prescan_range(&ps[i]);
+  for (unsigned i = 1; i < started; i++) pthread_join(tid[i], NULL);
+  for (unsigned i = 0; i < n; i++)
+    if (!ps[i].plain) return 0;
+  uint64_t rows = 0;
+  for (unsigned i = 0; i < n; i++) {
+    if (i) {
+      struct split *sp = &c->splits[c->nsplits];
+      if (!(sp->bytes = calloc(c->ncols, sizeof *sp->bytes))) return -ENOMEM;
+      sp->pos = (const char *)start[i];
+      sp->row = rows;
+      sp->line = s0->line + rows;
+      c->nsplits++;
+    }
+    rows += ps[i].newlines;
+  }
+  c->nrows = rows + (end[-1] != '\n'); /* the last record may lack its newline */
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    struct col *col = &c->cols[k];
+    struct colstat *st = &sm->st[k];
+    if (st->cand) continue; /* numeric: sample() made its guess */
+    col->spec = 1;
+    col->field.type = SNAP_CATEGORY;
+    col->st.nonnull = c->nrows;
+    col->st.cand = 0;
+    if (strset_merge(&col->st.set, &st->set)) return -ENOMEM;
+  }
+  c->quick = 1;
+  return 1;
+}
+#endif
+
+static int sample(struct csv *c, const struct scan *s0) {
   struct chunk ch;
+  int rc = 0;
   if (chunk_init(c, &ch, s0, s0->pos, s0->line, NULL)) goto out;
-  ch.limit = CSV_SAMPLE_ROWS;
-  if (pass1_range(&ch) || ch.rows < CSV_SAMPLE_ROWS) goto out; /* small: no gain */
+  ch.limit = c->opt->csv_sample_rows ? c->opt->csv_sample_rows : CSV_SAMPLE_ROWS;
+  if (pass1_range(&ch) || ch.rows < ch.limit) goto out; /* small: no gain */
   for (uint32_t k = 0; k < c->ncols; k++) {
     struct col *col = &c->cols[k];
     const struct colstat *st = &ch.st[k];
@@ -1340,8 +1468,12 @@ static void sample(struct csv *c, const struct scan *s0) {
                       : st->cand & CAND_BOOL  ? SNAP_BOOL
                                               : SNAP_TIMESTAMP_NS;
   }
+#ifdef __SSE2__
+  rc = quick_plan(c, s0, &ch) < 0 ? -ENOMEM : 0;
+#endif
 out:
   chunk_free(c, &ch);
+  return rc; /* only -ENOMEM, half-way through a plan: the ingest must fail */
 }
 
 /* Pass 1: split the data at newlines into one chunk per thread and scan the chunks
@@ -1494,7 +1626,7 @@ static int decide(struct csv *c, struct snap_error *err) {
       fl->flags = col->nullable ? SNAP_NULLABLE : 0;
       if (fl->type == SNAP_TIMESTAMP_NS) fl->timezone = st->tz == 2 ? "UTC" : NULL;
     }
-    if (col->spec) {
+    if (col->spec && fl->type != SNAP_CATEGORY) {
       if (fl->type == SNAP_TIMESTAMP_NS) fl->timezone = col->spec_tz == 2 ? "UTC" : NULL;
     } else if (col->declared && fl->type != SNAP_CATEGORY && fl->type != SNAP_STRING) {
       /* as declared */
@@ -1594,14 +1726,17 @@ static int pass2_range(struct worker *w) {
   int rc = 0;
   while (r < w->row_end || !w->stop) {
     if ((rc = next_record(s, w->f, c->ncols, &nf, &line, err)) != 1) break;
-    if (nf != c->ncols || r >= w->row_end)
+    if (nf != c->ncols || r >= w->row_end) {
+      if (c->quick) return CSV_SPEC_MISS; /* the plan was wrong: check everything */
       return cerr(err, SNAP_EINVAL, "%s: line %llu: input changed while reading", c->name,
                   (unsigned long long)line);
+    }
     for (uint32_t k = 0; k < nf; k++) {
       const struct field *f = &w->f[k];
       struct col *col = &c->cols[k];
       struct snap_fill *fl = &col->fill;
       int null = !f->n && !f->quoted;
+      if (null && c->quick) return CSV_SPEC_MISS; /* the prescan found no empty field */
       switch (col->field.type) {
         case SNAP_INT64:
           if (null) break;
@@ -1668,7 +1803,8 @@ static int pass2_range(struct worker *w) {
               p = w->scratch;
             }
             struct sentry *e = strset_find(&col->st.set, p, n, hash_bytes(p, n));
-            if (!e || !e->p) return bad_value(c, line, k, f, err);
+            if (!e || !e->p)
+              return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
             code = e->code;
           }
           switch (col->field.code_type) {
@@ -1701,8 +1837,10 @@ static int pass2_range(struct worker *w) {
   }
   if (!w->stop && rc < 0) return rc;
   if (w->stop) skip_blank(s); /* the next range starts after blank lines */
-  if (r != w->row_end || (w->stop && s->pos != w->stop))
+  if (r != w->row_end || (w->stop && s->pos != w->stop)) {
+    if (c->quick) return CSV_SPEC_MISS;
     return cerr(err, SNAP_EINVAL, "%s: input changed while reading", c->name);
+  }
   return 0;
 }
 
@@ -1801,7 +1939,7 @@ int ingest_csv(snap_store *store, const char *dataset, const char *buf, size_t l
                const struct ingest_options *opt, struct ingest_result *res,
                struct snap_error *err) {
   static const struct ingest_options defaults = {0};
-  int rc, speculate = 1;
+  int rc, speculate = !(opt && opt->csv_full_check);
 again:;
   struct csv c = {.opt = opt ? opt : &defaults, .speculate = speculate};
   c.name = c.opt->display_name ? c.opt->display_name : "<input>";
@@ -1813,9 +1951,17 @@ again:;
   const char *data_start = s.pos;
   uint64_t data_line = s.line;
   c.nthreads = csv_threads(c.opt, len);
-  if (!rc && c.speculate) sample(&c, &s);
-  if (!rc) rc = pass1(&c, &s, err);
-  if (!rc) rc = complete_sets(&c, &s, err);
+  if (!rc && c.speculate && sample(&c, &s))
+    rc = cerr(err, -ENOMEM, "%s: out of memory", c.name);
+  if (!rc && !c.quick) rc = pass1(&c, &s, err);
+  if (!rc && !c.quick) rc = complete_sets(&c, &s, err);
+  if (rc == SNAP_EINVAL && c.speculate) {
+    /* a bad record; but a value of a guessed column before it, which pass 1
+     * did not check, may be bad too: the message must name the first */
+    csv_free(&c);
+    speculate = 0;
+    goto again;
+  }
   if (!rc) rc = decide(&c, err);
   snap_publish *pub = NULL;
   if (!rc) {
@@ -1839,6 +1985,7 @@ again:;
       uint64_t version = 0;
       rc = snap_publish_commit(pub, &version, err);
       if (!rc && res) {
+        res->quick = c.quick;
         res->version = version;
         res->nrows = c.nrows;
         res->ncols = c.ncols;

@@ -320,6 +320,7 @@ int ingest_npy(snap_store *store, const char *dataset, const void *buf, size_t l
   uint64_t version = 0;
   rc = snap_publish_commit(pub, &version, err);
   if (!rc && res) {
+    *res = (struct ingest_result){0};
     res->version = version;
     res->nrows = a.shape[0];
     res->ncols = ncols;

@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ingest_compare.h"
+
 static char g_dir[128];
 static snap_store *g_store;
 
@@ -422,6 +424,12 @@ static void test_npy_errors(void) {
   CU_ASSERT_EQUAL(current("n"), before);
 }
 
+static void compare_tables(snap_snapshot *a, snap_snapshot *b) {
+  const char *why = ingest_tables_differ(a, b);
+  if (why) printf("\ntables differ: %s\n", why);
+  CU_ASSERT_PTR_NULL(why);
+}
+
 /* Pass 2 on several threads gives the same table as on one. */
 static void test_csv_threads(void) {
   size_t cap = 1 << 20, len = 0;
@@ -453,26 +461,7 @@ static void test_csv_threads(void) {
     if (rc) printf("\n%u threads: %s\n", n, err.message);
     CU_ASSERT_EQUAL_FATAL(rc, 0);
     CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "thrn", &b, NULL), 0);
-    size_t la, lb;
-    const char *sa = snap_snapshot_segment(a, &la), *sb = snap_snapshot_segment(b, &lb);
-    CU_ASSERT_EQUAL(snap_snapshot_nrows(a), snap_snapshot_nrows(b));
-    for (uint32_t k = 0; k < snap_snapshot_ncols(a); k++) {
-      const struct snap_column *x = snap_snapshot_column(a, k),
-                               *y = snap_snapshot_column(b, k);
-      CU_ASSERT_EQUAL(x->type, y->type);
-      size_t w = x->type == SNAP_STRING     ? 0
-                 : x->type == SNAP_CATEGORY ? snap_type_size(x->code_type)
-                                            : snap_type_size(x->type);
-      uint64_t nr = snap_snapshot_nrows(a);
-      if (w) CU_ASSERT(!memcmp(x->values, y->values, w * nr));
-      if (x->validity) CU_ASSERT(!memcmp(x->validity, y->validity, (nr + 7) / 8));
-      if (x->type == SNAP_STRING) {
-        CU_ASSERT(!memcmp(x->offsets, y->offsets, 8 * (nr + 1)));
-        CU_ASSERT(x->data_bytes == y->data_bytes &&
-                  !memcmp(x->data, y->data, x->data_bytes));
-      }
-    }
-    (void)sa, (void)sb, (void)la, (void)lb;
+    compare_tables(a, b);
     snap_unpin(b);
   }
   snap_unpin(a);
@@ -667,6 +656,93 @@ static void test_csv_speculation(void) {
   free(t);
 }
 
+/* The quick path (no pass 1) against full checking of every value, and each way
+ * off it: the same table either way, with the same messages. */
+
+static char *quick_text(size_t *len, const char *eol, const char *late, int final_eol) {
+  size_t cap = 12000 * 96, n = 0;
+  char *t = malloc(cap);
+  n += (size_t)snprintf(t, cap, "id,price,qty,flag,ts,venue%s", eol);
+  static const char *venues[] = {"XNYS", "XNAS", "ARCX", "BATS-EXCHANGE-LONG"};
+  unsigned seed = 99;
+  for (int r = 0; r < 10000; r++) {
+    int x = rand_r(&seed);
+    n += (size_t)snprintf(
+        t + n, cap - n, "%d,%.17g,%d,%s,2024-%02d-%02d %02d:%02d:%02d,%s%s", r,
+        (double)x / 977.0, x % 10000, x % 2 ? "True" : "False", 1 + x % 12, 1 + x % 28,
+        x % 24, x % 60, (x / 7) % 60, venues[x % 4], eol);
+    if (r == 7000 && late) n += (size_t)snprintf(t + n, cap - n, "%s%s", late, eol);
+  }
+  if (!final_eol) n -= strlen(eol);
+  *len = n;
+  return t;
+}
+
+static void test_csv_quick(void) {
+  static const struct {
+    const char *eol, *late, *want_error;
+    int final_eol, quick, tries;
+  } cases[] = {
+      {"\n", NULL, NULL, 1, 1, 1},
+      {"\r\n", NULL, NULL, 1, 1, 1},
+      {"\n", NULL, NULL, 0, 1, 1}, /* no final newline */
+      {"\n", "1,2.5,3,True,2024-01-01 00:00:00,NEW", NULL, 1, 0, 2}, /* 5th category */
+      {"\n", "1,,3,True,2024-01-01 00:00:00,XNYS", NULL, 1, 0, 1},   /* a null */
+      {"\n", "1,2.5,3,True,2024-01-01 00:00:00,\"XNYS\"", NULL, 1, 0, 1}, /* quoted */
+      {"\n", "", NULL, 1, 0, 1},                                          /* blank line */
+      {"\n", "1,2.5,3,True,2024-01-01 00:00:00,XNYS\r1,2,3,True,2024-01-01,XNYS", NULL, 1,
+       0, 1}, /* a bare CR ends a record */
+      {"\n", "1,2.5,3,x,2024-01-01 00:00:00,XNYS", NULL, 1, 0, 2}, /* not a bool */
+      {"\n", "1,2.5,3,True", "t.csv: line 7003: 4 fields, expected 6", 1, 0, 2},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    size_t len;
+    char *t = quick_text(&len, cases[i].eol, cases[i].late, cases[i].final_eol);
+    struct ingest_options o = {.format = INGEST_CSV, .display_name = "t.csv"};
+    struct ingest_result res = {0};
+    struct snap_error err = {0};
+    for (unsigned threads = 1; threads <= 3; threads += 2) {
+      o.threads = threads;
+      o.csv_full_check = 0;
+      uint64_t before = current("quick");
+      int rc = ingest_buffer(g_store, "quick", t, len, &o, &res, &err);
+      if (cases[i].want_error) {
+        CU_ASSERT_EQUAL(rc, SNAP_EINVAL);
+        if (!strstr(err.message, cases[i].want_error)) {
+          printf("\ncase %zu: got \"%s\", want \"%s\"\n", i, err.message,
+                 cases[i].want_error);
+          CU_FAIL("message");
+        }
+        continue;
+      }
+      if (rc) printf("\ncase %zu: %s\n", i, err.message);
+      CU_ASSERT_EQUAL_FATAL(rc, 0);
+      CU_ASSERT_EQUAL(res.quick, cases[i].quick);
+      CU_ASSERT_EQUAL(res.version,
+                      before + (uint64_t)cases[i].tries); /* a miss burns one */
+      CU_ASSERT_EQUAL(res.nrows, 10000 + (cases[i].late && *cases[i].late) +
+                                     (cases[i].late && strchr(cases[i].late, '\r')));
+      o.csv_full_check = 1;
+      CU_ASSERT_EQUAL_FATAL(ingest_buffer(g_store, "full", t, len, &o, &res, &err), 0);
+      CU_ASSERT_EQUAL(res.quick, 0);
+      snap_snapshot *a, *b;
+      CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "quick", &a, NULL), 0);
+      CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "full", &b, NULL), 0);
+      compare_tables(a, b);
+      if (i == 0) { /* the types it was meant to find */
+        static const enum snap_type want[] = {SNAP_INT64,        SNAP_FLOAT64,
+                                              SNAP_INT64,        SNAP_BOOL,
+                                              SNAP_TIMESTAMP_NS, SNAP_CATEGORY};
+        for (uint32_t k = 0; k < 6; k++)
+          CU_ASSERT_EQUAL(snap_snapshot_column(a, k)->type, want[k]);
+      }
+      snap_unpin(a);
+      snap_unpin(b);
+    }
+    free(t);
+  }
+}
+
 static int csv_schema(const char *dataset, const char *text, const char *schema,
                       struct snap_error *err) {
   struct ingest_options o = {.format = INGEST_CSV,
@@ -737,6 +813,7 @@ int main(void) {
       {"CSV pass 2 on several threads", test_csv_threads},
       {"CSV pass 1 in chunks: same table, same messages", test_csv_chunks},
       {"CSV types guessed from the first rows", test_csv_speculation},
+      {"CSV quick path: the table of full checking, or off it", test_csv_quick},
       {"CSV schema file", test_csv_schema},
       {"npy layouts, byte order, time units", test_npy},
       {"npy errors", test_npy_errors},
