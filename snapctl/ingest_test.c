@@ -124,6 +124,10 @@ static void test_bool_timestamp(void) {
   CU_ASSERT(ingest_parse_bool("TRUE", 4, &b) && b == 1);
   CU_ASSERT(ingest_parse_bool("false", 5, &b) && b == 0);
   CU_ASSERT_FALSE(ingest_parse_bool("1", 1, &b));
+  CU_ASSERT(ingest_parse_bool(" fAlSe", 6, &b) && b == 0);
+  CU_ASSERT_FALSE(ingest_parse_bool("falsy", 5, &b));
+  CU_ASSERT_FALSE(ingest_parse_bool("tru", 3, &b));
+  CU_ASSERT_FALSE(ingest_parse_bool("true!", 5, &b));
   int64_t ns;
   int z;
   CU_ASSERT(ingest_parse_timestamp("1970-01-01", 10, &ns, &z) && ns == 0 && !z);
