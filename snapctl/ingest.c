@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
@@ -57,6 +58,63 @@ int ingest_buffer(snap_store *store, const char *dataset, const void *buf, size_
   }
 }
 
+/* Whether the input may change under a mapping of it: a read lease, which the
+ * kernel grants only while no process has the file open for writing, makes any
+ * later open for writing (or truncate) wait until the lease is given back, and
+ * ingest_interrupted() sees that as soon as it starts. 0: leased; 1: no lease to
+ * be had (not the owner and no CAP_LEASE, or a file system without leases): the
+ * caller reads the file instead of mapping it, so that nothing can turn into a
+ * SIGBUS; SNAP_EBUSY: open for writing now. */
+static int take_lease(int fd, const char *name, struct snap_error *err) {
+  if (!fcntl(fd, F_SETLEASE, F_RDLCK)) {
+    /* taking a lease makes this process the file's owner, which a lease break
+     * signals with SIGIO, whose default action is to terminate: no owner, no
+     * signal (ingest_interrupted() polls instead) */
+    fcntl(fd, F_SETOWN, 0);
+    return 0;
+  }
+  if (errno == EAGAIN || errno == EBUSY)
+    return fail(err, SNAP_EBUSY,
+                "%s: open for writing by another process: publish a file once it is "
+                "complete (write it elsewhere, then rename it in)",
+                name);
+  return 1;
+}
+
+/* Read len bytes of fd into a new buffer; a file that is not len bytes long any
+ * more is an error. */
+static int read_all(int fd, size_t len, void **out, const char *name,
+                    struct snap_error *err) {
+  char *buf = malloc(len);
+  if (!buf) return fail(err, -ENOMEM, "%s: out of memory for %zu bytes", name, len);
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = pread(fd, buf + got, len - got, (off_t)got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = n < 0 ? errno : 0;
+      free(buf);
+      return e ? fail(err, -e, "%s: read: %s", name, strerror(e))
+               : fail(err, SNAP_EINVAL, "%s: changed while reading: %zu bytes, not %zu",
+                      name, got, len);
+    }
+    got += (size_t)n;
+  }
+  *out = buf;
+  return 0;
+}
+
+int ingest_interrupted(const struct ingest_options *o, const char *name,
+                       struct snap_error *err) {
+  if (ingest_cancelled(o)) return fail(err, -ECANCELED, "%s: cancelled", name);
+  if (o->lease_fd && fcntl(o->lease_fd - 1, F_GETLEASE) != F_RDLCK)
+    return fail(err, SNAP_EBUSY,
+                "%s: another process opened it for writing during the ingest: nothing "
+                "published",
+                name);
+  return 0;
+}
+
 int ingest_fd(snap_store *store, const char *dataset, int fd,
               const struct ingest_options *opt, struct ingest_result *res,
               struct snap_error *err) {
@@ -69,7 +127,27 @@ int ingest_fd(snap_store *store, const char *dataset, int fd,
   if (format == INGEST_AUTO) format = ingest_format_from_name(name);
   if (format == INGEST_SEG) { /* validated completely, copied once, by the library */
     uint64_t v;
-    int rc = snap_publish_import(store, dataset, fd, &v, err);
+    int rc = st.st_size ? take_lease(fd, name, err) : 1, from = fd;
+    if (rc < 0) return rc;
+    if (rc == 1) { /* no lease: import a private copy, which nobody can change */
+      void *copy = NULL;
+      from = memfd_create("snapctl-import", MFD_CLOEXEC);
+      if (from < 0)
+        return fail(err, -errno, "%s: memfd_create: %s", name, strerror(errno));
+      rc = st.st_size ? read_all(fd, (size_t)st.st_size, &copy, name, err) : 0;
+      if (!rc && st.st_size && write(from, copy, (size_t)st.st_size) != st.st_size)
+        rc = fail(err, -errno, "%s: copying: %s", name, strerror(errno));
+      free(copy);
+      if (rc) {
+        close(from);
+        return rc;
+      }
+    }
+    rc = snap_publish_import(store, dataset, from, &v, err);
+    if (from != fd)
+      close(from);
+    else
+      fcntl(fd, F_SETLEASE, F_UNLCK);
     if (rc) {
       if (err && !strncmp(err->message, "import: ", 8)) { /* name the file */
         char why[sizeof err->message];
@@ -92,15 +170,30 @@ int ingest_fd(snap_store *store, const char *dataset, int fd,
     return 0;
   }
   size_t len = (size_t)st.st_size;
-  void *map = NULL;
-  if (len) {
-    map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-    if (map == MAP_FAILED)
-      return fail(err, -errno, "%s: mmap: %s", name, strerror(errno));
-    madvise(map, len, MADV_SEQUENTIAL);
+  struct ingest_options o = {0};
+  if (opt) o = *opt;
+  int rc = 0;
+  void *map = NULL, *copy = NULL;
+  if (len && !o.read_input) {
+    if (!(rc = take_lease(fd, name, err))) {
+      o.lease_fd = fd + 1;
+      map = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+      if (map == MAP_FAILED) {
+        map = NULL;
+        rc = fail(err, -errno, "%s: mmap: %s", name, strerror(errno));
+      } else {
+        madvise(map, len, MADV_SEQUENTIAL);
+      }
+    } else if (rc == 1) {
+      rc = 0; /* no lease to be had: read it instead */
+    }
   }
-  int rc = ingest_buffer(store, dataset, len ? map : "", len, opt, res, err);
-  if (len) munmap(map, len);
+  if (!rc && len && !map) rc = read_all(fd, len, &copy, name, err);
+  if (!rc)
+    rc = ingest_buffer(store, dataset, map ? map : copy ? copy : "", len, &o, res, err);
+  if (map) munmap(map, len);
+  free(copy);
+  if (o.lease_fd) fcntl(fd, F_SETLEASE, F_UNLCK);
   return rc;
 }
 

@@ -72,6 +72,12 @@ struct ingest_options {
   /** CSV, for tests and fuzzing: how many first rows the types are guessed from
    *  (0: 4096), so that small inputs take the guessing paths too. */
   unsigned csv_sample_rows;
+  /** Read the input file into memory instead of mapping it. ingest_fd() does so
+   *  anyway when it cannot take a read lease on the file (see there). */
+  int read_input;
+  /** Internal: ingest_fd() sets it to the input's descriptor + 1 while it holds
+   *  a read lease on it (0: none); ingest_interrupted() checks the lease. */
+  int lease_fd;
 };
 
 /** What was published. */
@@ -96,6 +102,13 @@ int ingest_error(struct snap_error *err, int status, const char *fmt, ...)
 static inline int ingest_cancelled(const struct ingest_options *o) {
   return o->cancel && __atomic_load_n(o->cancel, __ATOMIC_RELAXED);
 }
+
+/* Polled by the parsers about every 64k rows: 0 to go on; -ECANCELED when the
+ * caller asked to cancel; SNAP_EBUSY when another process has opened the input
+ * for writing since ingest_fd() leased it (the kernel lets that open wait while
+ * the lease is being broken: the ingest must stop reading the file now). */
+int ingest_interrupted(const struct ingest_options *o, const char *name,
+                       struct snap_error *err);
 
 enum ingest_format ingest_format_from_name(const char *name);
 

@@ -1258,8 +1258,7 @@ static int pass1_range(struct chunk *ch) {
         c->opt->progress(done < c->total / 2 ? done : c->total / 2, c->total,
                          c->opt->progress_arg);
       }
-      if (ingest_cancelled(c->opt))
-        return cerr(err, -ECANCELED, "%s: cancelled", c->name);
+      if ((rc = ingest_interrupted(c->opt, c->name, err))) return rc;
     }
   }
   return rc < 0 ? rc : 0;
@@ -1847,8 +1846,7 @@ static int pass2_range(struct worker *w) {
         c->opt->progress(half + (done < half ? done : half), c->total,
                          c->opt->progress_arg);
       }
-      if (ingest_cancelled(c->opt))
-        return cerr(err, -ECANCELED, "%s: cancelled", c->name);
+      if ((rc = ingest_interrupted(c->opt, c->name, err))) return rc;
     }
   }
   if (!w->stop && rc < 0) return rc;

@@ -310,7 +310,7 @@ int ingest_npy(snap_store *store, const char *dataset, const void *buf, size_t l
     if (opt->progress) opt->progress(len / 2, len, opt->progress_arg);
   }
   for (uint32_t c = 0; !rc && c < ncols; c++) rc = fix_column(&a, c, dst[c], name, err);
-  if (!rc && ingest_cancelled(opt)) rc = nerr(err, -ECANCELED, "%s: cancelled", name);
+  if (!rc) rc = ingest_interrupted(opt, name, err);
   free(dst);
   free(names);
   if (rc) {

@@ -4,11 +4,14 @@
 
 #include <CUnit/Basic.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ingest_compare.h"
@@ -747,6 +750,77 @@ static void test_csv_quick(void) {
   }
 }
 
+/* The input file under a read lease: refused while another process has it open
+ * for writing; abandoned (nothing published, no SIGBUS) when one opens it during
+ * the ingest; read instead of mapped on request, giving the same table. */
+struct lease_probe {
+  int fd;
+  const char *path;
+  pid_t child;
+};
+
+static void break_lease_once(uint64_t done, uint64_t total, void *arg) {
+  struct lease_probe *lp = arg;
+  (void)done, (void)total;
+  if (lp->child) return;
+  lp->child = fork();
+  if (lp->child == 0) { /* waits in open() until the ingest gives the lease back */
+    int wfd = open(lp->path, O_WRONLY);
+    _exit(wfd < 0 ? 1 : 0);
+  }
+  /* until the kernel marks the lease as being broken: the child is in open() */
+  for (int i = 0; i < 10000 && fcntl(lp->fd, F_GETLEASE) == F_RDLCK; i++) {
+    struct timespec ms = {0, 1000000};
+    nanosleep(&ms, NULL);
+  }
+}
+
+static void test_input_lease(void) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/lease.csv", g_dir);
+  FILE *fp = fopen(path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+  fputs("v\n", fp);
+  for (int r = 0; r < 200000; r++) fprintf(fp, "%d\n", r % 1000);
+  fclose(fp);
+  uint64_t before = current("lease");
+  struct ingest_options o = {.format = INGEST_CSV, .threads = 1};
+  struct snap_error err = {0};
+  /* open for writing (by anyone, this process too): refused */
+  int wfd = open(path, O_WRONLY);
+  CU_ASSERT_EQUAL(ingest_file(g_store, "lease", path, &o, NULL, &err), SNAP_EBUSY);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "open for writing by another process"));
+  close(wfd);
+  /* opened for writing half-way */
+  int fd = open(path, O_RDONLY);
+  struct lease_probe lp = {.fd = fd, .path = path};
+  o.progress = break_lease_once;
+  o.progress_arg = &lp;
+  o.display_name = "lease.csv";
+  CU_ASSERT_EQUAL(ingest_fd(g_store, "lease", fd, &o, NULL, &err), SNAP_EBUSY);
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(err.message, "lease.csv: another process opened it for writing"));
+  CU_ASSERT_EQUAL(current("lease"), before);
+  CU_ASSERT(lp.child > 0);
+  int status = -1;
+  CU_ASSERT_EQUAL(waitpid(lp.child, &status, 0), lp.child);
+  CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0); /* its open() went through */
+  close(fd);
+  /* read, not mapped: the same table */
+  o.progress = NULL;
+  CU_ASSERT_EQUAL_FATAL(ingest_file(g_store, "lease", path, &o, NULL, NULL), 0);
+  o.read_input = 1;
+  CU_ASSERT_EQUAL_FATAL(ingest_file(g_store, "lease_read", path, &o, NULL, NULL), 0);
+  snap_snapshot *a, *b;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "lease", &a, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "lease_read", &b, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_nrows(a), 200000);
+  compare_tables(a, b);
+  snap_unpin(a);
+  snap_unpin(b);
+  unlink(path);
+}
+
 static int csv_schema(const char *dataset, const char *text, const char *schema,
                       struct snap_error *err) {
   struct ingest_options o = {.format = INGEST_CSV,
@@ -818,6 +892,7 @@ int main(void) {
       {"CSV pass 1 in chunks: same table, same messages", test_csv_chunks},
       {"CSV types guessed from the first rows", test_csv_speculation},
       {"CSV quick path: the table of full checking, or off it", test_csv_quick},
+      {"the input under a read lease", test_input_lease},
       {"CSV schema file", test_csv_schema},
       {"npy layouts, byte order, time units", test_npy},
       {"npy errors", test_npy_errors},

@@ -103,21 +103,10 @@ static void run_job(struct wd_worker *w, struct wd_job *job) {
     struct ingest_options o = job->opt;
     o.display_name = job->name;
     o.cancel = &w->cancel;
-    /* The ingest maps the input: a producer truncating it meanwhile would
-     * SIGBUS the daemon. A read lease (granted only while nobody has the file
-     * open for writing; root or the owner) makes truncate(2) and writable
-     * opens wait up to /proc/sys/fs/lease-break-time for the ingest to end.
-     * Without one (another owner, unprivileged writerd), go on unprotected. */
-    int leased = fcntl(job->fd, F_SETLEASE, F_RDLCK) == 0;
-    if (!leased && errno == EAGAIN) {
-      job->status = SNAP_EBUSY;
-      job->err.code = SNAP_EBUSY;
-      snprintf(job->err.message, sizeof job->err.message,
-               "%s: still open for writing by another process", job->name);
-    } else {
-      job->status = ingest_fd(w->store, job->dataset, job->fd, &o, &job->res, &job->err);
-    }
-    if (leased) fcntl(job->fd, F_SETLEASE, F_UNLCK);
+    /* ingest_fd() reads the input under a read lease (or reads it into memory
+     * when it cannot have one): a producer truncating or rewriting the file
+     * meanwhile cannot SIGBUS the daemon; it waits, and the ingest stops */
+    job->status = ingest_fd(w->store, job->dataset, job->fd, &o, &job->res, &job->err);
   }
   job->seconds = wd_now() - t0;
   if (!job->status) {

@@ -417,6 +417,9 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
     goto out;
   }
   leased = true;
+  /* the lease made us the file's owner, and a lease break would SIGIO us, which
+   * terminates by default: no owner, no signal */
+  fcntl(rofd, F_SETOWN, 0);
   if ((rc = snap__map_aligned(rofd, p.total, false, &addr))) {
     rc = snap__errno(err, rc, "%s/%s: mmap", s->path, p.what);
     goto out;
