@@ -33,6 +33,7 @@ struct pending {
 struct wd_inbox {
   char *dir;
   int dirfd, ifd, wd;
+  int done_keep;           /* files kept in done/ (-1: all) */
   struct pending *pending; /* names queued or being published */
   struct wd_worker *w;
 };
@@ -42,7 +43,8 @@ static int mkdir_at(int dirfd, const char *name) {
   return 0;
 }
 
-int wd_inbox_open(const char *dir, struct wd_inbox **out, int *ifd, int *dirfd) {
+int wd_inbox_open(const char *dir, int done_keep, struct wd_inbox **out, int *ifd,
+                  int *dirfd) {
   *out = NULL;
   if (mkdir(dir, 0755) && errno != EEXIST) {
     int e = errno;
@@ -55,6 +57,7 @@ int wd_inbox_open(const char *dir, struct wd_inbox **out, int *ifd, int *dirfd) 
     return -ENOMEM;
   }
   in->ifd = -1;
+  in->done_keep = done_keep;
   in->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   int rc = 0;
   if (in->dirfd < 0 || (rc = mkdir_at(in->dirfd, "done")) ||
@@ -263,6 +266,57 @@ static int move_to(struct wd_inbox *in, const char *name, const char *sub) {
   return 0;
 }
 
+/* Keep the done_keep files that came into done/ last (by ctime, which the rename
+ * into done/ sets) and remove the others. */
+static void prune_done(struct wd_inbox *in) {
+  if (in->done_keep < 0) return;
+  int fd = openat(in->dirfd, "done", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = fd < 0 ? NULL : fdopendir(fd);
+  if (!d) {
+    if (fd >= 0) close(fd);
+    return;
+  }
+  struct entry {
+    struct timespec t;
+    char name[NAME_MAX + 1];
+  } *v = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    struct stat st;
+    if (de->d_name[0] == '.' || fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) ||
+        !S_ISREG(st.st_mode))
+      continue;
+    if (n == cap) {
+      struct entry *nv = realloc(v, (cap = cap ? 2 * cap : 32) * sizeof *v);
+      if (!nv) break;
+      v = nv;
+    }
+    v[n].t = st.st_ctim;
+    snprintf(v[n].name, sizeof v[n].name, "%s", de->d_name);
+    n++;
+  }
+  /* newest first; remove from done_keep on */
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = i + 1; j < n; j++)
+      if (v[j].t.tv_sec > v[i].t.tv_sec ||
+          (v[j].t.tv_sec == v[i].t.tv_sec && v[j].t.tv_nsec > v[i].t.tv_nsec)) {
+        struct entry x = v[i];
+        v[i] = v[j];
+        v[j] = x;
+      }
+  for (size_t i = (size_t)in->done_keep; i < n; i++) {
+    char q[600];
+    if (unlinkat(fd, v[i].name, 0))
+      wd_log("error", "op=inbox file=done/%s message=\"unlink: %s\"",
+             wd_q(q, sizeof q, v[i].name), strerror(errno));
+    else
+      wd_log("inbox-prune", "file=done/%s", wd_q(q, sizeof q, v[i].name));
+  }
+  free(v);
+  closedir(d);
+}
+
 /* Does the name now denote another file than the one the job published? */
 static int replaced(struct wd_inbox *in, const struct wd_job *job) {
   struct stat a, b;
@@ -300,6 +354,7 @@ void wd_inbox_finish(struct wd_inbox *in, struct wd_job *job) {
   } else {
     move_to(in, job->name, "done");
     wd_log_publish(job);
+    prune_done(in);
   }
   wd_job_free(job);
 }

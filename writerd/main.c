@@ -36,7 +36,8 @@
 
 static const char usage_text[] =
     "usage: writerd [--store PATH] [--inbox DIR | --no-inbox] [--socket PATH]\n"
-    "               [--keep N] [--allow-uid UID]... [--allow-gid GID]... [--foreground]\n"
+    "               [--keep N] [--done-keep N|all] [--allow-uid UID]...\n"
+    "               [--allow-gid GID]... [--foreground]\n"
     "\n"
     "The publishing daemon of a libsnap store (see writerd(8), docs/protocol.md).\n"
     "\n"
@@ -45,6 +46,8 @@ static const char usage_text[] =
     ")\n"
     "  --inbox DIR       watched inbox directory (default STORE/inbox)\n"
     "  --no-inbox        watch no inbox\n"
+    "  --done-keep N|all keep the N files published last in the inbox's done/\n"
+    "                    (16); all: remove none\n"
     "  --socket PATH     request socket (default STORE/writerd.sock)\n"
     "  --keep N          keep N versions of every dataset (existing and new)\n"
     "  --allow-uid UID   also accept requests from this user (name or number)\n"
@@ -58,6 +61,7 @@ struct opts {
   char *store, *inbox, *socket;
   int no_inbox, foreground;
   uint32_t keep;
+  int done_keep;
   unsigned reap_ms;
   struct wd_server_config srv;
 };
@@ -106,6 +110,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
       {"no-inbox", no_argument, NULL, 'I'},
       {"socket", required_argument, NULL, 'S'},
       {"keep", required_argument, NULL, 'k'},
+      {"done-keep", required_argument, NULL, 'd'},
       {"allow-uid", required_argument, NULL, 'u'},
       {"allow-gid", required_argument, NULL, 'g'},
       {"reap-interval", required_argument, NULL, 'r'},
@@ -137,6 +142,15 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
         if (!*optarg || *end || v < 1 || v > UINT32_MAX)
           return usage_error("--keep: '%s' is not a count >= 1", optarg);
         o->keep = (uint32_t)v;
+        break;
+      case 'd':
+        v = strtoul(optarg, &end, 10);
+        if (!strcmp(optarg, "all"))
+          o->done_keep = -1;
+        else if (!*optarg || *end || v > 1000000)
+          return usage_error("--done-keep: '%s' is not a count or 'all'", optarg);
+        else
+          o->done_keep = (int)v;
         break;
       case 'r':
         v = strtoul(optarg, &end, 10);
@@ -333,7 +347,7 @@ static int apply_keep(snap_store *store, uint32_t keep) {
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char **argv) {
-  struct opts o = {0};
+  struct opts o = {.done_keep = 16};
   int prc = parse_opts(argc, argv, &o);
   if (prc >= 0) return prc;
   const char *store_arg = o.store ? o.store : getenv(SNAP_STORE_ENV);
@@ -361,7 +375,7 @@ int main(int argc, char **argv) {
   sigaddset(&mask, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &mask, NULL);
   signal(SIGPIPE, SIG_IGN);
-  signal(SIGIO, SIG_IGN); /* lease breaks (worker.c): the lease simply times out */
+  signal(SIGIO, SIG_IGN); /* belt and braces: lease holders set no owner (ingest.c) */
   int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 
   int status = 1;
@@ -397,7 +411,7 @@ int main(int argc, char **argv) {
     perror("writerd: epoll/signalfd");
     goto out;
   }
-  if (inbox && wd_inbox_open(inbox, &in, &ifd, &inbox_dirfd)) goto out;
+  if (inbox && wd_inbox_open(inbox, o.done_keep, &in, &ifd, &inbox_dirfd)) goto out;
   if ((rc = wd_worker_start(store, inbox_dirfd, &worker, &wfd)) ||
       (rc = wd_reaper_start(store, o.reap_ms, &reaper))) {
     fprintf(stderr, "writerd: starting threads: %s\n", strerror(-rc));

@@ -175,8 +175,10 @@ void wd_buf_free(struct wd_buf *b);
 struct wd_inbox;
 
 /** Create DIR, DIR/done and DIR/failed as needed, watch DIR. *ifd is the inotify
- *  descriptor for the event loop; *dirfd the inbox directory (for the worker). */
-int wd_inbox_open(const char *dir, struct wd_inbox **out, int *ifd, int *dirfd);
+ *  descriptor for the event loop; *dirfd the inbox directory (for the worker).
+ *  done/ keeps the @p done_keep files published last (-1: all). */
+int wd_inbox_open(const char *dir, int done_keep, struct wd_inbox **out, int *ifd,
+                  int *dirfd);
 /** Queue every eligible file now in the inbox (at start, after an overflow). */
 void wd_inbox_scan(struct wd_inbox *in, struct wd_worker *w);
 /** Read inotify events and queue the files they name. */

@@ -404,6 +404,28 @@ class WriterdTest(StoreCase, unittest.TestCase):
         self.assertTrue(c.request("PING").startswith("OK writerd"))
         c.close()
 
+    def test_inbox_open_for_writing_and_done_keep(self):
+        d = self.start("--done-keep", "2")
+        # renamed in while its writer still has it open: refused, the daemon goes on
+        tmp = self.write(".drop-busy.csv", "v\n1\n")
+        with open(tmp, "a") as writer:
+            mark = d.mark()
+            os.rename(tmp, os.path.join(self.inbox, "busy.csv"))
+            d.wait_log(r"^error op=publish dataset=busy source=inbox file=busy\.csv "
+                       r"code=SNAP_EBUSY", start=mark)
+            writer.write("2\n")
+        with open(os.path.join(self.inbox, "failed", "busy.csv.error")) as f:
+            self.assertIn("busy.csv: open for writing by another process", f.read())
+        self.assertEqual(self.segment_files(), [])
+        # done/ keeps the 2 files published last
+        for name in ("a.csv", "b.csv", "c.csv"):
+            mark = d.mark()
+            self.drop(name, "v\n1\n")
+            d.wait_log(r"^publish dataset=%s version=1 .*source=inbox" % name[0], start=mark)
+        d.wait_log(r"^inbox-prune file=done/a\.csv$")
+        self.assertEqual(sorted(os.listdir(os.path.join(self.inbox, "done"))),
+                         ["b.csv", "c.csv"])
+
     # --------------------------------------------------------------- socket
 
     def test_socket_garbage(self):
