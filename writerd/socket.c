@@ -16,13 +16,17 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -286,12 +290,46 @@ static int take_fd(struct client *c) {
 }
 
 /* May the peer read this file? Root may read anything; others by the mode bits
- * (owner, primary group, others: supplementary groups are not known here). */
+ * (owner, primary group, others). Only for a writerd that is not root: see
+ * open_as_peer(). */
 static int peer_may_read(const struct ucred *cr, const struct stat *st) {
   if (cr->uid == 0) return 1;
   if (st->st_uid == cr->uid) return (st->st_mode & S_IRUSR) != 0;
   if (st->st_gid == cr->gid) return (st->st_mode & S_IRGRP) != 0;
   return (st->st_mode & S_IROTH) != 0;
+}
+
+/* Open PATH for reading as the peer would: a root writerd takes on the peer's
+ * file-system uid, gid and supplementary groups (SO_PEERGROUPS) for the open,
+ * on this thread only (setfsuid/setfsgid and the raw setgroups system call are
+ * per thread; glibc's setgroups would change every thread), so that the kernel
+ * checks every directory on the way, ACLs included, as for the peer itself.
+ * Returns the descriptor or -errno. *checked tells whether it did so (else the
+ * caller checks the mode bits). */
+static int open_as_peer(int sock, const struct ucred *cr, const char *path,
+                        int *checked) {
+  int flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+  *checked = 0;
+  if (geteuid() != 0 || cr->uid == 0) {
+    int fd = open(path, flags);
+    return fd < 0 ? -errno : fd;
+  }
+  static gid_t peer[NGROUPS_MAX], mine[NGROUPS_MAX]; /* the event-loop thread only */
+  socklen_t len = sizeof peer;
+  int npeer = getsockopt(sock, SOL_SOCKET, SO_PEERGROUPS, peer, &len)
+                  ? 0
+                  : (int)(len / sizeof *peer);
+  int nmine = getgroups(NGROUPS_MAX, mine);
+  if (nmine < 0 || syscall(SYS_setgroups, (size_t)npeer, peer)) return -EPERM;
+  gid_t gid = getegid();
+  setfsgid(cr->gid);
+  setfsuid(cr->uid);
+  int fd = open(path, flags), e = errno;
+  setfsuid(0);
+  setfsgid(gid);
+  if (syscall(SYS_setgroups, (size_t)nmine, mine)) abort(); /* cannot stay the peer */
+  *checked = 1;
+  return fd < 0 ? -e : fd;
 }
 
 static void req_publish(struct wd_server *s, struct client *c, char **argv, int argc,
@@ -381,18 +419,17 @@ static void req_publish(struct wd_server *s, struct client *c, char **argv, int 
       return;
     }
     job->name = strdup(display ? display : src);
-    int fd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    int checked, fd = open_as_peer(c->fd, &c->cred, src, &checked);
     struct stat st;
     char m[400];
     if (fd < 0) {
-      int e = errno;
-      snprintf(m, sizeof m, "%.300s: %s", src, strerror(e));
-      reply_err(c, -e, m);
+      snprintf(m, sizeof m, "%.300s: %s", src, strerror(-fd));
+      reply_err(c, fd, m);
       wd_job_free(job);
       return;
     }
     job->fd = fd;
-    if (fstat(fd, &st) || !peer_may_read(&c->cred, &st)) {
+    if (fstat(fd, &st) || (!checked && !peer_may_read(&c->cred, &st))) {
       snprintf(m, sizeof m, "%.300s: uid %u may not read it", src, (unsigned)c->cred.uid);
       reply_err(c, -EACCES, m);
       wd_job_free(job);

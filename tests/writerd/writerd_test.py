@@ -511,6 +511,11 @@ class WriterdTest(StoreCase, unittest.TestCase):
 
     def ping_as(self, uid, gid):
         """PING from a forked child that has dropped to uid/gid; returns the reply."""
+        return self.request_as(uid, gid, "PING")
+
+    def request_as(self, uid, gid, line):
+        """A request from a forked child that has dropped to uid/gid; returns the
+        reply."""
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # child: no exceptions may escape into the test runner
@@ -523,7 +528,7 @@ class WriterdTest(StoreCase, unittest.TestCase):
                 s.settimeout(DEADLINE)
                 s.connect(self.sock)
                 try:  # a refusing writerd may have closed already
-                    s.sendall(b"PING\n")
+                    s.sendall(line.encode() + b"\n")
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 data = b""
@@ -570,6 +575,30 @@ class WriterdTest(StoreCase, unittest.TestCase):
             os.chown(self.store, -1, 65534)
             self.assertTrue(self.ping_as(65534, 65534).startswith("OK writerd"))
             self.assertEqual(d.stop(), 0)
+
+    def test_publish_path_as_peer(self):
+        """PUBLISH by path opens the file as the peer would: a file the peer may
+        not reach (a private directory, though the file itself is world-readable)
+        is refused, while the root daemon itself could read it."""
+        d = self.start("--allow-uid", "65534")
+        os.chown(self.store, -1, 65534)
+        private = os.path.join(self.tmp, "private")
+        os.makedirs(private)
+        os.chmod(private, 0o700)
+        hidden = os.path.join(private, "h.csv")
+        with open(hidden, "w") as f:
+            f.write("v\n1\n")
+        os.chmod(hidden, 0o644)
+        reply = self.request_as(65534, 65534, "PUBLISH h %s" % hidden)
+        self.assertEqual(reply, "ERR EACCES %s: Permission denied" % hidden)
+        shown = self.write("s.csv", "v\n1\n2\n")
+        os.chmod(shown, 0o644)
+        self.assertRegex(self.request_as(65534, 65534, "PUBLISH s %s" % shown),
+                         r"^OK version=1 rows=2 cols=1 ")
+        c = self.client()  # root may read it
+        self.assertRegex(c.request("PUBLISH h %s" % hidden), r"^OK version=1 rows=1 ")
+        c.close()
+        self.assertEqual(d.stop(), 0)
 
     def test_requests(self):
         d = self.start("--keep", "3")
