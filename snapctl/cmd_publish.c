@@ -109,6 +109,8 @@ static int publish_via_writerd(struct ctl *c, int sock, const char *dataset,
                             o->category_max);
   if (o->no_category)
     len += (size_t)snprintf(req + len, sizeof req - len, " no-category");
+  int bar = !quiet && isatty(STDERR_FILENO);
+  if (bar) len += (size_t)snprintf(req + len, sizeof req - len, " progress");
   if (o->schema) { /* the schema's text travels in the request, percent-encoded */
     char *text = strndup(o->schema, o->schema_len);
     len += (size_t)snprintf(req + len, sizeof req - len, " schema=");
@@ -149,16 +151,30 @@ static int publish_via_writerd(struct ctl *c, int sock, const char *dataset,
     close(sock);
     return ctl_fail(c, "%s: sending to writerd: %s", dataset, strerror(errno));
   }
+  /* "PROGRESS DONE TOTAL" lines (when asked for), then the reply line */
   char reply[4096];
   size_t got = 0;
-  while (got < sizeof reply - 1) {
+  struct progress prog = {.start = now()};
+  for (;;) {
+    char *nl = memchr(reply, '\n', got);
+    if (nl) {
+      unsigned long long done, total;
+      if (strncmp(reply, "PROGRESS ", 9) ||
+          sscanf(reply + 9, "%llu %llu", &done, &total) != 2)
+        break; /* the reply */
+      if (bar) on_progress(done, total, &prog);
+      got -= (size_t)(nl + 1 - reply);
+      memmove(reply, nl + 1, got);
+      continue;
+    }
+    if (got == sizeof reply - 1) break;
     ssize_t n = read(sock, reply + got, sizeof reply - 1 - got);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     got += (size_t)n;
-    if (memchr(reply, '\n', got)) break;
   }
   close(sock);
+  if (prog.shown) fputc('\n', stderr);
   reply[got] = 0;
   reply[strcspn(reply, "\n")] = 0;
   unsigned long long version, rows, bytes, input;

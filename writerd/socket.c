@@ -339,7 +339,8 @@ static void req_publish(struct wd_server *s, struct client *c, char **argv, int 
     reply_proto(c, "EPROTO",
                 adopt ? "usage: ADOPT DATASET (a descriptor attached)"
                       : "usage: PUBLISH DATASET PATH|- [format=npy|csv] "
-                        "[category-max=N] [no-category] [name=NAME] [schema=TEXT]");
+                        "[category-max=N] [no-category] [name=NAME] [schema=TEXT] "
+                        "[progress]");
     return;
   }
   if (adopt && argc > 2) {
@@ -364,6 +365,7 @@ static void req_publish(struct wd_server *s, struct client *c, char **argv, int 
   }
   snprintf(job->dataset, sizeof job->dataset, "%s", dataset);
   const char *display = NULL;
+  int want_progress = 0;
   for (int i = 3; i < argc; i++) {
     uint64_t u;
     if (!strcmp(argv[i], "format=npy")) {
@@ -375,6 +377,8 @@ static void req_publish(struct wd_server *s, struct client *c, char **argv, int 
       job->opt.category_max = (uint32_t)u;
     } else if (!strcmp(argv[i], "no-category")) {
       job->opt.no_category = 1;
+    } else if (!strcmp(argv[i], "progress")) {
+      want_progress = 1; /* job->progress only once it has its descriptor */
     } else if (!strncmp(argv[i], "name=", 5) && argv[i][5]) {
       display = argv[i] + 5;
     } else if (!strncmp(argv[i], "schema=", 7) && argv[i][7] && !job->schema) {
@@ -441,6 +445,8 @@ static void req_publish(struct wd_server *s, struct client *c, char **argv, int 
     wd_job_free(job);
     return;
   }
+  if (want_progress && (job->progress_fd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0)) >= 0)
+    job->progress = 1; /* (no descriptor to spare: no progress; the reply still comes) */
   c->busy = 1;
   wd_worker_submit(s->worker, job);
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,10 +39,26 @@ struct wd_worker {
 void wd_job_free(struct wd_job *job) {
   if (!job) return;
   if (job->fd >= 0) close(job->fd);
+  if (job->progress) close(job->progress_fd);
   free(job->name);
   free(job->schema);
   free(job->schema_name);
   free(job);
+}
+
+/* PROGRESS lines for a socket client that asked: the first, then at most one every
+ * 100 ms, and the last. The line is small enough to go whole or not at all on a
+ * non-blocking Unix stream socket, so a client that stops reading loses lines,
+ * never receives half of one, and never stalls the worker. */
+static void send_progress(uint64_t done, uint64_t total, void *arg) {
+  struct wd_job *job = arg;
+  double t = wd_now();
+  if (job->progress_sent && done < total && t - job->progress_sent < 0.1) return;
+  char line[64];
+  int n = snprintf(line, sizeof line, "PROGRESS %llu %llu\n", (unsigned long long)done,
+                   (unsigned long long)total);
+  if (send(job->progress_fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) == n)
+    job->progress_sent = t;
 }
 
 /* Segment size (and for an adopted segment, its shape) of the new version. */
@@ -103,6 +120,10 @@ static void run_job(struct wd_worker *w, struct wd_job *job) {
     struct ingest_options o = job->opt;
     o.display_name = job->name;
     o.cancel = &w->cancel;
+    if (job->progress) {
+      o.progress = send_progress;
+      o.progress_arg = job;
+    }
     /* ingest_fd() reads the input under a read lease (or reads it into memory
      * when it cannot have one): a producer truncating or rewriting the file
      * meanwhile cannot SIGBUS the daemon; it waits, and the ingest stops */

@@ -92,11 +92,14 @@ struct wd_job {
   enum wd_source source;
   uint64_t client; /* WD_SRC_SOCKET: the requesting client's id */
   char dataset[SNAP_DATASET_NAME_MAX + 1];
-  char *name; /* inbox: file name in the inbox; socket: path or display name */
-  int fd;     /* input descriptor owned by the job, or -1 (inbox: opened by
-                 the worker relative to the inbox directory) */
-  int adopt;  /* fd is a sealed detached segment: snap_publish_adopt() */
-  pid_t peer; /* socket: the client's pid (SO_PEERCRED) */
+  char *name;           /* inbox: file name in the inbox; socket: path or display name */
+  int fd;               /* input descriptor owned by the job, or -1 (inbox: opened by
+                           the worker relative to the inbox directory) */
+  int adopt;            /* fd is a sealed detached segment: snap_publish_adopt() */
+  pid_t peer;           /* socket: the client's pid (SO_PEERCRED) */
+  int progress;         /* socket: the client asked for PROGRESS lines ... */
+  int progress_fd;      /* ... sent on this dup of its socket (valid when progress) */
+  double progress_sent; /* when the last one went (wd_now()) */
   struct ingest_options opt; /* format, category_max, no_category, schema */
   char *schema;              /* owned text behind opt.schema (inbox: <dataset>.schema) */
   char *schema_name;         /* owned, behind opt.schema_name */

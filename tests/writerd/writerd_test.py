@@ -11,6 +11,7 @@ Run one test: WRITERD=... SNAPCTL=... PIN_HELPER=... ADOPT_CLIENT=... \
 """
 import json
 import os
+import pty
 import re
 import shutil
 import signal
@@ -599,6 +600,37 @@ class WriterdTest(StoreCase, unittest.TestCase):
         self.assertRegex(c.request("PUBLISH h %s" % hidden), r"^OK version=1 rows=1 ")
         c.close()
         self.assertEqual(d.stop(), 0)
+
+    def test_publish_progress(self):
+        """PUBLISH ... progress: PROGRESS DONE TOTAL lines, then the reply; snapctl
+        asks for them when its stderr is a terminal, and skips them."""
+        self.start()
+        path = self.write("p.csv", "i,f\n" + "".join("%d,%d.5\n" % (i, i) for i in range(300000)))
+        c = self.client()
+        c.send(("PUBLISH p %s progress\n" % path).encode())
+        seen = []
+        while True:
+            line = c.readline()
+            self.assertIsNotNone(line)
+            if not line.startswith("PROGRESS "):
+                break
+            done, total = map(int, line.split()[1:])
+            self.assertTrue(0 <= done <= total, line)
+            seen.append((done, total))
+        c.close()
+        self.assertRegex(line, r"^OK version=1 rows=300000 cols=2 ")
+        self.assertGreaterEqual(len(seen), 1)
+        self.assertEqual(seen[-1][0], seen[-1][1])  # the last one says 100%
+        self.assertEqual(seen, sorted(seen))
+        # snapctl with a terminal on stderr
+        master, slave = pty.openpty()
+        p = subprocess.Popen([SNAPCTL, "--store", self.store, "publish", "p", path],
+                             stdout=subprocess.PIPE, stderr=slave, text=True)
+        os.close(slave)
+        out, _ = p.communicate(timeout=DEADLINE)
+        os.close(master)
+        self.assertEqual(p.returncode, 0)
+        self.assertRegex(out, r"^p: published version 2 \(300000 rows x 2 columns, .* by writerd$")
 
     def test_requests(self):
         d = self.start("--keep", "3")
