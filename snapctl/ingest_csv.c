@@ -1730,6 +1730,127 @@ struct worker {
   struct snap_error err;
 };
 
+/* The first ',', '\n' or '\r' at or after p, or e. */
+static inline const char *field_end(const char *p, const char *e) {
+#ifdef __SSE2__
+  const __m128i vc = _mm_set1_epi8(','), vn = _mm_set1_epi8('\n'),
+                vr = _mm_set1_epi8('\r');
+  for (; e - p >= 16; p += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    unsigned m = (unsigned)_mm_movemask_epi8(
+        _mm_or_si128(_mm_cmpeq_epi8(v, vc),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, vn), _mm_cmpeq_epi8(v, vr))));
+    if (m) return p + __builtin_ctz(m);
+  }
+#endif
+  while (p < e && !stop_tab[(unsigned char)*p]) p++;
+  return p;
+}
+
+/* Pass 2 of one record on the quick path in a single scan: each value is parsed
+ * where it starts, and its parser's end must be the delimiter (',' between
+ * fields, the end of the line after the last). 1 when done; 0 when anything
+ * else is there (the general path then takes the record, and finds the same
+ * values or the same miss). The quick path has no string column and no null. */
+static int quick_record(struct worker *w, uint64_t r) {
+  struct csv *c = w->c;
+  struct scan *s = &w->s;
+  const char *p = s->pos, *e = s->end, *q;
+  for (uint32_t k = 0; k < c->ncols; k++) {
+    struct col *col = &c->cols[k];
+    struct snap_fill *fl = &col->fill;
+    switch (col->field.type) {
+      case SNAP_INT64: { /* [-]digits, at most 18 of them */
+        uint64_t v = 0;
+        int neg = p < e && *p == '-';
+        q = p + neg;
+        const char *d0 = q;
+        while (q < e && (unsigned)(*q - '0') < 10 && q - d0 < 18)
+          v = v * 10 + (unsigned)(*q++ - '0');
+        if (q == d0) return 0;
+        ((int64_t *)fl->values)[r] = neg ? -(int64_t)v : (int64_t)v;
+        break;
+      }
+      case SNAP_TIMESTAMP_NS: { /* the two fixed-width forms */
+        size_t n = e - p > 19 && stop_tab[(unsigned char)p[19]]   ? 19
+                   : e - p > 10 && stop_tab[(unsigned char)p[10]] ? 10
+                                                                  : 0;
+        if (!n || !timestamp_fast(p, n, (int64_t *)fl->values + r)) return 0;
+        if (col->spec_tz == 2) return 0; /* zoned values never take these forms */
+        q = p + n;
+        break;
+      }
+      case SNAP_BOOL: {
+        size_t n = e - p > 4 && stop_tab[(unsigned char)p[4]]   ? 4
+                   : e - p > 5 && stop_tab[(unsigned char)p[5]] ? 5
+                                                                : 0;
+        if (!n || !ingest_parse_bool(p, n, (uint8_t *)fl->values + r)) return 0;
+        q = p + n;
+        break;
+      }
+      case SNAP_FLOAT64:
+        q = field_end(p, e);
+        if (q == p || !ingest_parse_float64(p, (size_t)(q - p), (double *)fl->values + r))
+          return 0;
+        break;
+      case SNAP_CATEGORY: {
+        q = field_end(p, e);
+        size_t n = (size_t)(q - p);
+        int32_t code = -1;
+        if (!n || *p == '"') return 0;
+        if (n <= 8) {
+          uint64_t key = short_key(p, n);
+          for (unsigned i = 0; i < col->ndkeys; i++)
+            if (col->dkey[i] == key && col->dkeylen[i] == n) {
+              code = col->dcode[i];
+              break;
+            }
+        }
+        if (code < 0) {
+          struct sentry *en = strset_find(&col->st.set, p, n, hash_bytes(p, n));
+          if (!en || !en->p) return 0;
+          code = en->code;
+        }
+        switch (col->field.code_type) {
+          case SNAP_INT8:
+            ((int8_t *)fl->values)[r] = (int8_t)code;
+            break;
+          case SNAP_INT16:
+            ((int16_t *)fl->values)[r] = (int16_t)code;
+            break;
+          default:
+            ((int32_t *)fl->values)[r] = code;
+            break;
+        }
+        break;
+      }
+      default:
+        return 0;
+    }
+    if (k + 1 < c->ncols) {
+      if (q >= e || *q != ',') return 0;
+      p = q + 1;
+    } else {
+      if (q < e && *q == '\r') q++;
+      if (q < e && *q != '\n') return 0;
+      s->pos = q < e ? q + 1 : e;
+    }
+  }
+  s->line++;
+  return 1;
+}
+
+/* Every 64k rows of pass 2: progress (from the first range), cancel, lease. */
+static int pass2_tick(struct worker *w) {
+  struct csv *c = w->c;
+  if (w->first && c->opt->progress) {
+    uint64_t done = (uint64_t)(w->s.pos - w->origin) * c->nthreads;
+    uint64_t half = c->total / 2;
+    c->opt->progress(half + (done < half ? done : half), c->total, c->opt->progress_arg);
+  }
+  return ingest_interrupted(c->opt, c->name, &w->err);
+}
+
 static int pass2_range(struct worker *w) {
   struct csv *c = w->c;
   struct scan *s = &w->s;
@@ -1740,6 +1861,10 @@ static int pass2_range(struct worker *w) {
   uint64_t lo = (w->row + 7) & ~(uint64_t)7, hi = w->row_end & ~(uint64_t)7;
   int rc = 0;
   while (r < w->row_end || !w->stop) {
+    if (c->quick && r < w->row_end && s->pos < s->end && quick_record(w, r)) {
+      if ((++r & 0xffff) == 0 && (rc = pass2_tick(w))) return rc;
+      continue;
+    }
     if ((rc = next_record(s, w->f, c->ncols, &nf, &line, err)) != 1) break;
     if (nf != c->ncols || r >= w->row_end) {
       if (c->quick) return CSV_SPEC_MISS; /* the plan was wrong: check everything */
@@ -1839,15 +1964,7 @@ static int pass2_range(struct worker *w) {
           return cerr(err, SNAP_EINVAL, "%s: internal: unexpected column type", c->name);
       }
     }
-    if ((++r & 0xffff) == 0) {
-      if (w->first && c->opt->progress) {
-        uint64_t done = (uint64_t)(s->pos - w->origin) * c->nthreads;
-        uint64_t half = c->total / 2;
-        c->opt->progress(half + (done < half ? done : half), c->total,
-                         c->opt->progress_arg);
-      }
-      if ((rc = ingest_interrupted(c->opt, c->name, err))) return rc;
-    }
+    if ((++r & 0xffff) == 0 && (rc = pass2_tick(w))) return rc;
   }
   if (!w->stop && rc < 0) return rc;
   if (w->stop) skip_blank(s); /* the next range starts after blank lines */
