@@ -260,23 +260,37 @@ static double exact_scale(uint64_t mant, int e10) {
  * powers of ten up to 27; anything else goes to strtod on a copy. */
 /* Append the decimal digits at *s to *mant, 8 at a time while they last, counting
  * them in *nd; -1 when they would make more than 19 digits in all. */
-static inline int fast_digits(const char **s, const char *e, uint64_t *mant, int *nd) {
-  while (e - *s >= 8 && *nd <= 11) {
+static const uint64_t pow10_u64[9] = {1,      10,      100,      1000,     10000,
+                                      100000, 1000000, 10000000, 100000000};
+
+/* How many of the 8 bytes of v, from the first (lowest), are ASCII digits before
+ * the first that is not. A byte >= 0xfa carries into the next one, which is
+ * later and so does not matter. */
+static inline unsigned leading_digits(uint64_t v) {
+  uint64_t x = ((v & 0xf0f0f0f0f0f0f0f0ull) |
+                (((v + 0x0606060606060606ull) & 0xf0f0f0f0f0f0f0f0ull) >> 4)) ^
+               0x3333333333333333ull;
+  return x ? (unsigned)__builtin_ctzll(x) >> 3 : 8;
+}
+
+/* The value of the first k (1..8) digits of v: moved to the top, '0's below. */
+static inline uint64_t parse_leading(uint64_t v, unsigned k) {
+  if (k < 8) v = v << (8 * (8 - k)) | 0x3030303030303030ull >> (8 * k);
+  return parse_eight(v);
+}
+
+/* Append the decimal digits at *s (up to e) to *mant, counting them in *nd; 8
+ * bytes at a time while at least 8 can be read (up to lim >= e); -1 when they
+ * would make more than 19 digits in all. */
+static inline int fast_digits(const char **s, const char *e, const char *lim,
+                              uint64_t *mant, int *nd) {
+  while (*nd <= 11 && lim - *s >= 8) {
     uint64_t v;
     memcpy(&v, *s, 8);
-    if (!eight_digits(v)) break;
-    *mant = *mant * 100000000 + parse_eight(v);
-    *s += 8, *nd += 8;
-  }
-  if (e - *s >= 4 && *nd <= 15) { /* then 4 at a time: the same tests on 32 bits */
-    uint32_t v;
-    memcpy(&v, *s, 4);
-    if (((v & 0xf0f0f0f0u) | (((v + 0x06060606u) & 0xf0f0f0f0u) >> 4)) == 0x33333333u) {
-      v -= 0x30303030u;
-      v = v * 10 + (v >> 8); /* bytes 0 and 2: the two pairs */
-      *mant = *mant * 10000 + (v & 0xff) * 100 + ((v >> 16) & 0xff);
-      *s += 4, *nd += 4;
-    }
+    unsigned k = leading_digits(v);
+    if (k > (size_t)(e - *s)) k = (unsigned)(e - *s);
+    if (k) *mant = *mant * pow10_u64[k] + parse_leading(v, k), *s += k, *nd += (int)k;
+    if (k < 8) return 0;
   }
   for (; *s < e && (unsigned)(**s - '0') < 10; (*s)++, (*nd)++) {
     if (*nd == 19) return -1;
@@ -285,7 +299,9 @@ static inline int fast_digits(const char **s, const char *e, uint64_t *mant, int
   return 0;
 }
 
-static int parse_float(const char *p, size_t n, double *out, int convert) {
+/* lim >= p + n: how far bytes may be read (the digits are read 8 at a time). */
+static int parse_float(const char *p, size_t n, const char *lim, double *out,
+                       int convert) {
   trim(&p, &n);
   if (!n) return 0;
   const char *s = p, *e = p + n;
@@ -308,11 +324,11 @@ static int parse_float(const char *p, size_t n, double *out, int convert) {
   /* Fast path: at most 19 digits in all (leading zeros included), 8 at a time. */
   const char *s0 = s;
   int nd = 0, nint;
-  if (fast_digits(&s, e, &mant, &nd)) goto slow;
+  if (fast_digits(&s, e, lim, &mant, &nd)) goto slow;
   nint = nd;
   if (s < e && *s == '.') {
     s++;
-    if (fast_digits(&s, e, &mant, &nd)) goto slow;
+    if (fast_digits(&s, e, lim, &mant, &nd)) goto slow;
   }
   exp10 = nint - nd;
   digits = nd > 0;
@@ -388,7 +404,7 @@ exponent:
 }
 
 int ingest_parse_float64(const char *p, size_t n, double *out) {
-  return parse_float(p, n, out, 1);
+  return parse_float(p, n, p + n, out, 1);
 }
 
 int ingest_parse_bool(const char *p, size_t n, uint8_t *out) {
@@ -1083,7 +1099,7 @@ static int check_declared(struct chunk *ch, struct colstat *st, const struct fie
       if (!ingest_parse_int64(f->p, f->n, &i64)) return bad_value(c, 0, k, f, err);
       break;
     case SNAP_FLOAT64:
-      if (!parse_float(f->p, f->n, &d, 0)) return bad_value(c, 0, k, f, err);
+      if (!parse_float(f->p, f->n, f->p + f->n, &d, 0)) return bad_value(c, 0, k, f, err);
       break;
     case SNAP_BOOL:
       if (!ingest_parse_bool(f->p, f->n, &b)) return bad_value(c, 0, k, f, err);
@@ -1178,7 +1194,7 @@ static int infer(struct chunk *ch, struct colstat *st, const struct field *f, ui
       cand &= CAND_INT | CAND_FLOAT;
     } else {
       cand &= ~(unsigned)CAND_INT;
-      if ((cand & CAND_FLOAT) && !parse_float(f->p, f->n, &d, 0))
+      if ((cand & CAND_FLOAT) && !parse_float(f->p, f->n, f->p + f->n, &d, 0))
         cand &= ~(unsigned)CAND_FLOAT;
       if ((cand & CAND_BOOL) && !ingest_parse_bool(f->p, f->n, &b))
         cand &= ~(unsigned)CAND_BOOL;
@@ -1760,14 +1776,25 @@ static int quick_record(struct worker *w, uint64_t r) {
     struct col *col = &c->cols[k];
     struct snap_fill *fl = &col->fill;
     switch (col->field.type) {
-      case SNAP_INT64: { /* [-]digits, at most 18 of them */
+      case SNAP_INT64: { /* [-]digits, at most 18 of them, 8 at a time */
         uint64_t v = 0;
         int neg = p < e && *p == '-';
+        unsigned nd = 0, k;
         q = p + neg;
-        const char *d0 = q;
-        while (q < e && (unsigned)(*q - '0') < 10 && q - d0 < 18)
-          v = v * 10 + (unsigned)(*q++ - '0');
-        if (q == d0) return 0;
+        for (;;) {
+          if (e - q >= 8) {
+            uint64_t x;
+            memcpy(&x, q, 8);
+            if ((k = leading_digits(x))) v = v * pow10_u64[k] + parse_leading(x, k);
+            q += k, nd += k;
+            if (k < 8 || nd > 18) break;
+          } else if (q < e && (unsigned)(*q - '0') < 10) {
+            v = v * 10 + (unsigned)(*q++ - '0'), nd++;
+          } else {
+            break;
+          }
+        }
+        if (!nd || nd > 18) return 0;
         ((int64_t *)fl->values)[r] = neg ? -(int64_t)v : (int64_t)v;
         break;
       }
@@ -1790,7 +1817,7 @@ static int quick_record(struct worker *w, uint64_t r) {
       }
       case SNAP_FLOAT64:
         q = field_end(p, e);
-        if (q == p || !ingest_parse_float64(p, (size_t)(q - p), (double *)fl->values + r))
+        if (q == p || !parse_float(p, (size_t)(q - p), e, (double *)fl->values + r, 1))
           return 0;
         break;
       case SNAP_CATEGORY: {

@@ -685,6 +685,46 @@ static char *quick_text(size_t *len, const char *eol, const char *late, int fina
   return t;
 }
 
+/* The quick path's own integer and float scanners against full checking: signs,
+ * 18 and 19 digits (the general parser takes over), values near a buffer's end. */
+static void test_csv_quick_numbers(void) {
+  static const char *ints[] = {"0",
+                               "-0",
+                               "-5",
+                               "+7",
+                               "123456789012345678",
+                               "-123456789012345678",
+                               "1234567890123456789",
+                               "9223372036854775807",
+                               "-9223372036854775808",
+                               "00000000012"};
+  static const char *floats[] = {
+      "0.5",  "-1e-7", "+3.25", "636.9616873214543", "12345678901234567890", "1e22",
+      "-0.0", "inf",   "7"};
+  size_t cap = 1 << 20, n = 0;
+  char *t = malloc(cap);
+  n += (size_t)snprintf(t, cap, "i,f\n");
+  for (int r = 0; r < 5000; r++)
+    n += (size_t)snprintf(t + n, cap - n, "%s,%s\n", ints[r % 10], floats[r % 9]);
+  n += (size_t)snprintf(t + n, cap - n, "-12345678,1.5"); /* no final newline */
+  struct ingest_options o = {.format = INGEST_CSV, .csv_sample_rows = 64};
+  struct ingest_result res;
+  CU_ASSERT_EQUAL_FATAL(ingest_buffer(g_store, "qn", t, n, &o, &res, NULL), 0);
+  CU_ASSERT_EQUAL(res.quick, 1);
+  o.csv_full_check = 1;
+  CU_ASSERT_EQUAL_FATAL(ingest_buffer(g_store, "qn_full", t, n, &o, NULL, NULL), 0);
+  snap_snapshot *a, *b;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "qn", &a, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "qn_full", &b, NULL), 0);
+  compare_tables(a, b);
+  CU_ASSERT_EQUAL(snap_snapshot_column(a, 0)->type, SNAP_INT64);
+  CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(a, 0)->values)[8], INT64_MIN);
+  CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(a, 0)->values)[5000], -12345678);
+  snap_unpin(a);
+  snap_unpin(b);
+  free(t);
+}
+
 static void test_csv_quick(void) {
   static const struct {
     const char *eol, *late, *want_error;
@@ -892,6 +932,7 @@ int main(void) {
       {"CSV pass 1 in chunks: same table, same messages", test_csv_chunks},
       {"CSV types guessed from the first rows", test_csv_speculation},
       {"CSV quick path: the table of full checking, or off it", test_csv_quick},
+      {"CSV quick path: integer and float scanners", test_csv_quick_numbers},
       {"the input under a read lease", test_input_lease},
       {"CSV schema file", test_csv_schema},
       {"npy layouts, byte order, time units", test_npy},
