@@ -9,13 +9,20 @@
 #include "snapctl.h"
 
 static int run(struct ctl *c, int argc, char **argv) {
-  static const struct option longopts[] = {{"keep", required_argument, NULL, 'k'}, {0}};
-  uint64_t keep = 0;
-  int opt, code;
+  static const struct option longopts[] = {{"keep", required_argument, NULL, 'k'},
+                                           {"max-datasets", required_argument, NULL, 'm'},
+                                           {0}};
+  uint64_t keep = 0, max = 0;
+  int opt, code, set_max = 0;
   while ((opt = ctl_getopt(&ctl_cmd_init, c, argc, argv, "k:", longopts, &code)) != -1) {
     if (opt == -2) return code;
     if (opt == 'k' && (ctl_parse_u64(optarg, &keep) || keep < 1 || keep > UINT32_MAX))
       return ctl_usage(c, "--keep: '%s' is not a count >= 1", optarg);
+    if (opt == 'm') {
+      if (ctl_parse_u64(optarg, &max) || max > UINT32_MAX)
+        return ctl_usage(c, "--max-datasets: '%s' is not a count (0: no limit)", optarg);
+      set_max = 1;
+    }
   }
   if (optind < argc) return ctl_usage(c, "unexpected argument '%s'", argv[optind]);
 
@@ -35,8 +42,14 @@ static int run(struct ctl *c, int argc, char **argv) {
     snap_store_close(store);
     return ctl_fail_snap(c, "--keep", rc, &err);
   }
+  if (set_max && (rc = snap_store_set_max_datasets(store, (uint32_t)max, &err))) {
+    snap_store_close(store);
+    return ctl_fail_snap(c, "--max-datasets", rc, &err);
+  }
   printf("%s store %s", existed ? "existing" : "created", snap_store_path(store));
   if (keep) printf(" (new datasets keep %llu versions)", (unsigned long long)keep);
+  if (set_max && max) printf(" (at most %llu datasets)", (unsigned long long)max);
+  if (set_max && !max) printf(" (no dataset limit)");
   printf("\n");
   snap_store_close(store);
   return CTL_OK;
@@ -44,11 +57,13 @@ static int run(struct ctl *c, int argc, char **argv) {
 
 const struct ctl_command ctl_cmd_init = {
     "init", "create a store",
-    "usage: snapctl [--store PATH] init [--keep N]\n"
+    "usage: snapctl [--store PATH] init [--keep N] [--max-datasets N]\n"
     "\n"
     "Create the store directory and its control file (parents included). An existing\n"
-    "store is left as it is (its default retention is updated when --keep is given).\n"
+    "store is left as it is (its settings are updated when options are given).\n"
     "\n"
-    "  -k, --keep N   datasets created from now on keep the current version plus N-1\n"
-    "                 others for rollback\n",
+    "  -k, --keep N          datasets created from now on keep the current version\n"
+    "                        plus N-1 others for rollback\n"
+    "      --max-datasets N  refuse to create more than N datasets (a publish of a\n"
+    "                        new one fails, naming the limit); 0: no limit (default)\n",
     run};

@@ -123,14 +123,18 @@ static int run(struct ctl *c, int argc, char **argv) {
     }
     free(v);
   }
+  uint32_t max = 0; /* the dataset limit (0: none) */
+  if (snap_store_max_datasets(store, &max, NULL, NULL)) max = 0;
   if (json) {
     printf(
         "%s], \"totals\": {\"datasets\": %zu, \"versions\": %llu, \"bytes\": %llu,"
-        " \"reclaimable_bytes\": %llu, \"draining_pinned_bytes\": %llu}}\n",
+        " \"reclaimable_bytes\": %llu, \"draining_pinned_bytes\": %llu},"
+        " \"max_datasets\": %u}\n",
         first ? "" : "\n  ", only ? (size_t)found : nds, (unsigned long long)tot.versions,
         (unsigned long long)tot.bytes, (unsigned long long)tot.reclaimable,
-        (unsigned long long)tot.pinned_draining);
+        (unsigned long long)tot.pinned_draining, max);
   } else {
+    if (max) printf("%zu of at most %u datasets\n", nds, max);
     if (t.ncells > 8) ctl_table_print(&t, stdout);
     char b1[32], b2[32], b3[32];
     printf(
@@ -163,5 +167,5 @@ const struct ctl_command ctl_cmd_list = {
     "\"pins\"}]}],\n"
     "           \"totals\": {\"datasets\", \"versions\", \"bytes\", "
     "\"reclaimable_bytes\",\n"
-    "           \"draining_pinned_bytes\"}}\n",
+    "           \"draining_pinned_bytes\"}, \"max_datasets\" (0: no limit)}\n",
     run};

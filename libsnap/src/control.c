@@ -242,6 +242,28 @@ int snap__meta_put(struct snap__txn *t, const struct snap__meta *m,
   return put(t, t->c->meta, &k, m, sizeof *m, "meta", err);
 }
 
+/* The dataset limit: its own key in the meta database, so that stores made before
+ * it existed (no key) read as unlimited and the meta record keeps its size. */
+int snap__max_datasets_get(struct snap__txn *t, uint32_t *max, struct snap_error *err) {
+  MDB_val k = {12, "max_datasets"};
+  int rc = get_exact(t, t->c->meta, &k, max, sizeof *max, "max_datasets", err);
+  if (rc == SNAP_ENOTFOUND) *max = 0, rc = 0;
+  return rc;
+}
+
+int snap__max_datasets_put(struct snap__txn *t, uint32_t max, struct snap_error *err) {
+  MDB_val k = {12, "max_datasets"};
+  return put(t, t->c->meta, &k, &max, sizeof max, "max_datasets", err);
+}
+
+int snap__ds_count(struct snap__txn *t, uint64_t *count, struct snap_error *err) {
+  MDB_stat st;
+  int rc = mdb_stat(t->txn, t->c->datasets, &st);
+  if (rc) return lmdb_status(err, rc, t->c->path, "datasets");
+  *count = st.ms_entries;
+  return 0;
+}
+
 int snap__ds_get(struct snap__txn *t, const char *name, struct snap__dsrec *rec,
                  struct snap_error *err) {
   MDB_val k = {strlen(name), (void *)name};

@@ -381,6 +381,31 @@ int snap_store_set_keep(snap_store *s, const char *dataset, uint32_t keep,
   return snap__txn_commit(t, err);
 }
 
+int snap_store_set_max_datasets(snap_store *s, uint32_t max, struct snap_error *err) {
+  int rc = snap__store_writable(s, err);
+  if (rc) return rc;
+  struct snap__txn *t;
+  if ((rc = snap__store_txn(s, true, &t, err))) return rc;
+  if ((rc = snap__max_datasets_put(t, max, err))) {
+    snap__txn_abort(t);
+    return rc;
+  }
+  return snap__txn_commit(t, err);
+}
+
+int snap_store_max_datasets(snap_store *s, uint32_t *max, uint64_t *count,
+                            struct snap_error *err) {
+  struct snap__txn *t;
+  int rc = snap__store_txn(s, false, &t, err);
+  if (rc) return rc;
+  uint64_t n = 0;
+  if (!(rc = snap__max_datasets_get(t, max, err)) && count)
+    rc = snap__ds_count(t, &n, err);
+  snap__txn_abort(t);
+  if (!rc && count) *count = n;
+  return rc;
+}
+
 /* ------------------------------------------------------------ orphan sweep */
 
 static bool parse_seg_name(const char *name, uint64_t *version) {

@@ -168,6 +168,13 @@ SNAP__INTERNAL int snap__txn_commit(struct snap__txn *t, struct snap_error *err)
 SNAP__INTERNAL void snap__txn_abort(struct snap__txn *t);
 
 /* Each returns 0, SNAP_ENOTFOUND, or an error. */
+/* The store's dataset limit (0: none) and the number of datasets. */
+SNAP__INTERNAL int snap__max_datasets_get(struct snap__txn *t, uint32_t *max,
+                                          struct snap_error *err);
+SNAP__INTERNAL int snap__max_datasets_put(struct snap__txn *t, uint32_t max,
+                                          struct snap_error *err);
+SNAP__INTERNAL int snap__ds_count(struct snap__txn *t, uint64_t *count,
+                                  struct snap_error *err);
 SNAP__INTERNAL int snap__meta_get(struct snap__txn *t, struct snap__meta *m,
                                   struct snap_error *err);
 SNAP__INTERNAL int snap__meta_put(struct snap__txn *t, const struct snap__meta *m,

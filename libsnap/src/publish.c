@@ -48,6 +48,18 @@ static int reserve_version(snap_store *s, const char *dataset, uint64_t *version
   rc = snap__ds_get(t, dataset, &ds, err);
   if (rc == SNAP_ENOTFOUND) {
     struct snap__meta m;
+    uint32_t max;
+    uint64_t n;
+    if ((rc = snap__max_datasets_get(t, &max, err)) ||
+        (max && (rc = snap__ds_count(t, &n, err))))
+      goto fail;
+    if (max && n >= max) {
+      rc = snap__err(err, -EDQUOT,
+                     "%s: dataset \"%s\" would be dataset %llu of at most %u "
+                     "(snapctl init --max-datasets raises the limit)",
+                     s->path, dataset, (unsigned long long)n + 1, max);
+      goto fail;
+    }
     if ((rc = snap__meta_get(t, &m, err))) goto fail;
     memset(&ds, 0, sizeof ds);
     ds.id = m.next_dataset_id++;

@@ -246,6 +246,43 @@ static void test_abort_and_numbers(void) {
   close_store();
 }
 
+/* The dataset limit: a new dataset beyond it is refused (-EDQUOT, naming it);
+ * new versions of existing ones and a raised or removed limit go through. */
+static void test_max_datasets(void) {
+  open_store();
+  uint64_t v, n = 9;
+  uint32_t max = 7;
+  CU_ASSERT_EQUAL(snap_store_max_datasets(g_store, &max, &n, NULL), 0);
+  CU_ASSERT_EQUAL(max, 0); /* none by default */
+  CU_ASSERT_EQUAL(n, 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "a", 8, 1, 1, &v), 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "b", 8, 1, 2, &v), 0);
+  CU_ASSERT_EQUAL(snap_store_set_max_datasets(g_store, 2, NULL), 0);
+  CU_ASSERT_EQUAL(snap_store_max_datasets(g_store, &max, &n, NULL), 0);
+  CU_ASSERT(max == 2 && n == 2);
+  struct snap_error err = {0};
+  snap_publish *p;
+  struct snap_field f = {.name = "x", .type = SNAP_FLOAT64};
+  struct snap_schema sch = {.nrows = 1, .ncols = 1, .fields = &f};
+  CU_ASSERT_EQUAL(snap_publish_begin(g_store, "c", &sch, &p, &err), -EDQUOT);
+  CU_ASSERT_PTR_NOT_NULL(
+      strstr(err.message, "dataset \"c\" would be dataset 3 of at most 2"));
+  CU_ASSERT_EQUAL(tu_count_files(g_dir) - 3, 2); /* nothing created for it */
+  CU_ASSERT_EQUAL(snap_current_version(g_store, "c", &v, NULL), SNAP_ENOTFOUND);
+  CU_ASSERT_EQUAL(tu_publish_f64(g_store, "a", 8, 1, 3, &v), 0);     /* existing: fine */
+  CU_ASSERT_EQUAL(snap_store_set_max_datasets(g_store, 1, NULL), 0); /* below the count */
+  CU_ASSERT_EQUAL(tu_publish_f64(g_store, "b", 8, 1, 4, &v), 0);
+  CU_ASSERT_EQUAL(snap_store_set_max_datasets(g_store, 0, NULL), 0);
+  CU_ASSERT_EQUAL(tu_publish_f64(g_store, "c", 8, 1, 5, &v), 0);
+  snap_store *ro;
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, SNAP_RDONLY, &ro, NULL), 0);
+  CU_ASSERT_EQUAL(snap_store_set_max_datasets(ro, 5, NULL), SNAP_ERDONLY);
+  CU_ASSERT_EQUAL(snap_store_max_datasets(ro, &max, &n, NULL), 0);
+  CU_ASSERT(max == 0 && n == 3);
+  snap_store_close(ro);
+  close_store();
+}
+
 static void test_orphan_sweep(void) {
   open_store();
   uint64_t v;
@@ -556,6 +593,7 @@ int main(void) {
       {"rollback", test_rollback},
       {"abort leaves nothing; numbers never reused", test_abort_and_numbers},
       {"orphan sweep at first write", test_orphan_sweep},
+      {"dataset limit", test_max_datasets},
       {"pins outlive store close", test_pins_outlive_close},
       {"threads see whole versions", test_threads_see_whole_versions},
       {"reclaim_wait blocks until unpinned", test_reclaim_wait},

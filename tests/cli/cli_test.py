@@ -144,6 +144,25 @@ class CliTest(StoreCase, unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(json.loads(p.stdout)["store"], self.store)
 
+    def test_init_max_datasets(self):
+        p = self.run_ctl("init", "--max-datasets", "2")
+        self.assertIn("(at most 2 datasets)", p.stdout)
+        csv = self.write("a.csv", "x\n1\n")
+        self.run_ctl("publish", "a", csv)
+        self.run_ctl("publish", "b", csv)
+        p = self.run_ctl("publish", "c", csv, code=1)
+        self.assertIn('dataset "c" would be dataset 3 of at most 2', p.stderr)
+        self.assertEqual(p.stderr.count("\n"), 1)
+        self.run_ctl("publish", "a", csv)  # a new version of an existing one
+        doc = self.json("list", "--json")
+        self.assertEqual(doc["max_datasets"], 2)
+        self.assertEqual([d["name"] for d in doc["datasets"]], ["a", "b"])
+        self.assertIn("2 of at most 2 datasets", self.run_ctl("list").stdout)
+        self.run_ctl("init", "--max-datasets", "0")
+        self.run_ctl("publish", "c", csv)
+        self.assertEqual(self.json("list", "--json")["max_datasets"], 0)
+        self.run_ctl("init", "--max-datasets", "x", code=2)
+
     # ------------------------------------------------------ publish and list
 
     def test_publish_list_info(self):

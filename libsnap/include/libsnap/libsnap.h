@@ -233,6 +233,23 @@ SNAP_API void snap_store_id(const snap_store *store, uint8_t id[16]);
 SNAP_API int snap_store_set_keep(snap_store *store, const char *dataset, uint32_t keep,
                                  struct snap_error *err);
 
+/**
+ * Limit the number of datasets the store may hold (0: no limit, the default).
+ * A publish that would create one more dataset fails at snap_publish_begin()
+ * (or adopt, import) with -EDQUOT, naming the limit; existing datasets are not
+ * affected, also when there are already more. Writers only.
+ * @return 0, SNAP_ERDONLY, or a control-file status.
+ */
+SNAP_API int snap_store_set_max_datasets(snap_store *store, uint32_t max,
+                                         struct snap_error *err);
+
+/**
+ * The store's dataset limit (0: none) and, when @p count is not NULL, how many
+ * datasets it holds. Any handle. @return 0 or a control-file status.
+ */
+SNAP_API int snap_store_max_datasets(snap_store *store, uint32_t *max, uint64_t *count,
+                                     struct snap_error *err);
+
 /* ----------------------------------------------------------------- publish */
 
 /**
