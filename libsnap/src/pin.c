@@ -47,7 +47,9 @@
 struct snap__slot {
   struct snap__slot *next; /* immutable once published */
   char *name;
-  struct snap__map *cur; /* RCU-protected; holds one reference */
+  struct snap__map *cur; /* RCU-protected; holds one reference. Stored with an
+                          * atomic exchange under the store lock, loaded with
+                          * acquire in the fast path */
   _Atomic uint64_t checked;
 };
 
@@ -307,7 +309,7 @@ void snap__slots_free(snap_store *s) {
 /* Replace the slot's cached mapping (may be NULL). Call with s->lock held. */
 static void slot_set(struct snap__slot *sl, struct snap__map *m) {
   if (m) atomic_fetch_add(&m->refs, 1);
-  struct snap__map *old = rcu_xchg_pointer(&sl->cur, m);
+  struct snap__map *old = __atomic_exchange_n(&sl->cur, m, __ATOMIC_ACQ_REL);
   if (old) urcu_bp_call_rcu(&old->rcu, map_unref_rcu);
 }
 
@@ -381,7 +383,9 @@ int snap_pin(snap_store *s, const char *dataset, snap_snapshot **out,
     uint64_t flips = atomic_load_explicit(s->flips, memory_order_acquire);
     if (atomic_load_explicit(&sl->checked, memory_order_acquire) == flips) {
       urcu_bp_read_lock();
-      struct snap__map *m = rcu_dereference(sl->cur);
+      /* an acquire load: the consume that rcu_dereference() stands for, but
+       * one that ThreadSanitizer sees, with the exchanges that store cur */
+      struct snap__map *m = __atomic_load_n(&sl->cur, __ATOMIC_ACQUIRE);
       if (m) atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
       urcu_bp_read_unlock();
       if (m) {
@@ -423,7 +427,8 @@ static void slot_trim(snap_store *s, struct snap__slot *sl) {
     int rc = snap__ds_get(t, sl->name, &ds, NULL);
     snap__txn_abort(t);
     if (!rc) {
-      if (sl->cur->version != ds.current) old = rcu_xchg_pointer(&sl->cur, NULL);
+      if (sl->cur->version != ds.current)
+        old = __atomic_exchange_n(&sl->cur, NULL, __ATOMIC_ACQ_REL);
       atomic_store_explicit(&sl->checked, flips, memory_order_release);
     }
   }
@@ -485,7 +490,7 @@ void snap__store_closing(snap_store *s) {
         more = true;
         break;
       }
-      olds[n++] = rcu_xchg_pointer(&sl->cur, NULL);
+      olds[n++] = __atomic_exchange_n(&sl->cur, NULL, __ATOMIC_ACQ_REL);
     }
     pthread_mutex_unlock(&s->lock);
     urcu_bp_synchronize_rcu();
