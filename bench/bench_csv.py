@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 
-def make_csv(path, mb):
+def make_csv(path, mb, messy=False):
     rng = np.random.default_rng(0)
-    rows = int(mb * 1e6 / 75)  # about 75 bytes a row
+    rows = int(mb * 1e6 / (95 if messy else 75))  # bytes a row
     df = pd.DataFrame({
         "id": np.arange(rows),
         "price": rng.random(rows) * 1000,
@@ -31,6 +31,9 @@ def make_csv(path, mb):
         "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 10**9, rows), "s"),
         "venue": rng.choice(["XNYS", "XNAS", "ARCX", "BATS"], rows),
     })
+    if messy:  # what takes the full path: nulls, and quoted text with commas
+        df.loc[rng.random(rows) < 0.01, "price"] = np.nan
+        df["note"] = rng.choice(["ok", "late, resent", 'said "hold"', ""], rows)
     df.to_csv(path, index=False)
     return rows
 
@@ -51,13 +54,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=float, default=200)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--messy", action="store_true",
+                    help="1%% empty prices and a quoted text column: the full two-pass path")
     ap.add_argument("--snapctl", default=os.path.join(os.path.dirname(__file__), "..",
                                                       "build", "snapctl", "snapctl"))
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="libsnap-csvbench-", dir="/dev/shm")
     try:
         path = os.path.join(tmp, "t.csv")
-        rows = make_csv(path, args.mb)
+        rows = make_csv(path, args.mb, args.messy)
         size = os.path.getsize(path) / 1e6
         store = os.path.join(tmp, "store")
         subprocess.run([args.snapctl, "--store", store, "init"], check=True,
@@ -70,11 +75,14 @@ def main():
             return lambda: subprocess.run(cmd, check=True, capture_output=True)
 
         typed = dict(parse_dates=["ts"], dtype={"venue": "category"})
+        if args.messy:
+            typed["dtype"]["note"] = "category"
         ts2, ts1, tp, tt = timed_pairs([snap(0), snap(1), lambda: pd.read_csv(path),
                                         lambda: pd.read_csv(path, **typed)], args.runs)
         med = statistics.median
-        print(f"CSV {size:.0f} MB, {rows} rows x 6 columns (int, float, int, bool, "
-              f"timestamp, string); medians of {args.runs} interleaved runs")
+        print(f"CSV {size:.0f} MB, {rows} rows x {7 if args.messy else 6} columns (int, "
+              f"float, int, bool, timestamp, string{', quoted text, 1% nulls' if args.messy else ''}"
+              f"); medians of {args.runs} interleaved runs")
         print(f"pandas.read_csv (one thread, baseline)        {size / med(tp):7.1f} MB/s")
         for name, ts in (("default threads", ts2), ("--threads 1", ts1)):
             ratio = med([p / s for p, s in zip(tp, ts)])
