@@ -591,6 +591,57 @@ struct scan {
 
 static const unsigned char stop_tab[256] = {[','] = 1, ['\n'] = 1, ['\r'] = 1};
 
+/* Set bits of a 16-bit mask (the builtin is a libgcc call without -mpopcnt). */
+static inline unsigned popcount16(unsigned x) {
+  x = x - ((x >> 1) & 0x5555);
+  x = (x & 0x3333) + ((x >> 2) & 0x3333);
+  x = (x + (x >> 4)) & 0x0f0f;
+  return (x + (x >> 8)) & 0x1f;
+}
+
+/* The first ',', '\n' or '\r' at or after u, or e; 0x80 is ORed into *high when a
+ * byte before it is >= 0x80. 16 bytes at a time. */
+static inline const unsigned char *plain_end(const unsigned char *u,
+                                             const unsigned char *e,
+                                             unsigned char *high) {
+#ifdef __SSE2__
+  const __m128i vc = _mm_set1_epi8(','), vn = _mm_set1_epi8('\n'),
+                vr = _mm_set1_epi8('\r');
+  for (; e - u >= 16; u += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)u);
+    unsigned m = (unsigned)_mm_movemask_epi8(
+        _mm_or_si128(_mm_cmpeq_epi8(v, vc),
+                     _mm_or_si128(_mm_cmpeq_epi8(v, vn), _mm_cmpeq_epi8(v, vr))));
+    unsigned h = (unsigned)_mm_movemask_epi8(v);
+    if (m) {
+      unsigned k = (unsigned)__builtin_ctz(m);
+      if (h & ((1u << k) - 1)) *high |= 0x80;
+      return u + k;
+    }
+    if (h) *high |= 0x80;
+  }
+#endif
+  while (u < e && !stop_tab[*u]) *high |= *u++;
+  return u;
+}
+
+/* Over [u, end): the bytes' high bits ORed into *acc, newlines added to *lines. */
+static inline void span_scan(const unsigned char *u, const unsigned char *end,
+                             unsigned char *acc, uint64_t *lines) {
+#ifdef __SSE2__
+  const __m128i vn = _mm_set1_epi8('\n');
+  for (; end - u >= 16; u += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)u);
+    if (_mm_movemask_epi8(v)) *acc |= 0x80;
+    *lines += popcount16((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vn)));
+  }
+#endif
+  for (; u < end; u++) {
+    *acc |= *u;
+    *lines += *u == '\n';
+  }
+}
+
 #ifdef __SSE2__
 /* The common case of next_record, 16 bytes at a time: a record with no quote and
  * no byte >= 0x80 that ends (\n or \r) inside the buffer's last whole 16-byte
@@ -667,10 +718,7 @@ static int next_record(struct scan *s, struct field *f, uint32_t cap, uint32_t *
           return cerr(err, SNAP_EINVAL,
                       "%s: line %llu, column %u: quoted field never closed", s->name,
                       (unsigned long long)open_line, k + 1);
-        for (const unsigned char *c = u; c < qq; c++) {
-          acc |= *c;
-          s->line += *c == '\n';
-        }
+        span_scan(u, qq, &acc, &s->line);
         if (qq + 1 < e && qq[1] == '"') {
           cur.esc++;
           u = qq + 2;
@@ -690,7 +738,7 @@ static int next_record(struct scan *s, struct field *f, uint32_t cap, uint32_t *
     } else {
       const unsigned char *start = u;
       unsigned char acc = 0;
-      while (u < e && !stop_tab[*u]) acc |= *u++;
+      u = plain_end(u, e, &acc);
       cur.p = (const char *)start;
       cur.n = (size_t)(u - start);
       cur.high = acc >= 0x80;
@@ -1748,19 +1796,9 @@ struct worker {
 
 /* The first ',', '\n' or '\r' at or after p, or e. */
 static inline const char *field_end(const char *p, const char *e) {
-#ifdef __SSE2__
-  const __m128i vc = _mm_set1_epi8(','), vn = _mm_set1_epi8('\n'),
-                vr = _mm_set1_epi8('\r');
-  for (; e - p >= 16; p += 16) {
-    __m128i v = _mm_loadu_si128((const __m128i *)p);
-    unsigned m = (unsigned)_mm_movemask_epi8(
-        _mm_or_si128(_mm_cmpeq_epi8(v, vc),
-                     _mm_or_si128(_mm_cmpeq_epi8(v, vn), _mm_cmpeq_epi8(v, vr))));
-    if (m) return p + __builtin_ctz(m);
-  }
-#endif
-  while (p < e && !stop_tab[(unsigned char)*p]) p++;
-  return p;
+  unsigned char high = 0;
+  return (const char *)plain_end((const unsigned char *)p, (const unsigned char *)e,
+                                 &high);
 }
 
 /* Pass 2 of one record on the quick path in a single scan: each value is parsed
