@@ -67,7 +67,8 @@ struct ingest_options {
   size_t schema_len;
   const char *schema_name; /* the schema's name in messages (default "<schema>") */
   /** CSV, for tests: check every value in the first pass, guessing no type from
-   *  the first rows and never skipping the first pass (the result is the same). */
+   *  the first rows and never skipping the first pass, and split every record
+   *  with the general scanner, not the 16-byte one (the result is the same). */
   int csv_full_check;
   /** CSV, for tests and fuzzing: how many first rows the types are guessed from
    *  (0: 4096), so that small inputs take the guessing paths too. */

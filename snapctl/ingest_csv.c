@@ -587,6 +587,7 @@ struct scan {
   const char *buf, *pos, *end;
   uint64_t line; /* line of pos, 1-based */
   const char *name;
+  int general; /* never fast_record() (the reference of the differential tests) */
 };
 
 static const unsigned char stop_tab[256] = {[','] = 1, ['\n'] = 1, ['\r'] = 1};
@@ -643,39 +644,82 @@ static inline void span_scan(const unsigned char *u, const unsigned char *end,
 }
 
 #ifdef __SSE2__
-/* The common case of next_record, 16 bytes at a time: a record with no quote and
- * no byte >= 0x80 that ends (\n or \r) inside the buffer's last whole 16-byte
- * block. Returns 1 with the record read as next_record would, or 0 (nothing
- * consumed) when the general scanner must take it. */
+/* One field [fs, c) of a record fast_record() split: 1 with *out filled when it is
+ * unquoted and holds no quote, or quoted ("...", inner quotes doubled, nothing
+ * after the closing one); 0 when the general scanner must decide (a stray quote,
+ * which it keeps as a character or refuses with the line and column). @p lastq:
+ * the last quote before c (NULL: none). */
+static inline int fast_field(const unsigned char *fs, const unsigned char *c,
+                             const unsigned char *lastq, uint64_t line,
+                             struct field *out) {
+  if (!lastq || lastq < fs) {
+    *out = (struct field){.p = (const char *)fs, .n = (size_t)(c - fs), .line = line};
+    return 1;
+  }
+  if (*fs != '"' || c - fs < 2 || c[-1] != '"') return 0;
+  uint32_t esc = 0;
+  for (const unsigned char *u = fs + 1, *end = c - 1; u < end;) {
+    const unsigned char *x = memchr(u, '"', (size_t)(end - u));
+    if (!x) break;
+    if (x + 1 >= end || x[1] != '"') return 0; /* a quote that is not doubled */
+    esc++;
+    u = x + 2;
+  }
+  *out = (struct field){.p = (const char *)fs + 1,
+                        .n = (size_t)(c - fs - 2),
+                        .line = line,
+                        .esc = esc,
+                        .quoted = 1};
+  return 1;
+}
+
+/* The common case of next_record, 16 bytes at a time: a record of one line with
+ * no byte >= 0x80, whose fields are plain or quoted without a newline inside,
+ * that ends (\n or \r) inside the buffer's last whole 16-byte block. Returns 1
+ * with the record read as next_record would, or 0 (nothing consumed; fields may
+ * have been written to f) when the general scanner must take it. */
 static int fast_record(struct scan *s, struct field *f, uint32_t cap, uint32_t *nf) {
   const unsigned char *blk = (const unsigned char *)s->pos;
   const unsigned char *e = (const unsigned char *)s->end, *fs = blk;
   const __m128i vc = _mm_set1_epi8(','), vn = _mm_set1_epi8('\n'),
                 vr = _mm_set1_epi8('\r'), vq = _mm_set1_epi8('"');
   uint32_t k = 0;
+  unsigned inq = 0;               /* inside quotes at the block's start */
+  const unsigned char *lq = NULL; /* the last quote in earlier blocks */
+  struct field spare, *dst;
   for (; (size_t)(e - blk) >= 16; blk += 16) {
     __m128i v = _mm_loadu_si128((const __m128i *)blk);
     unsigned eol = (unsigned)_mm_movemask_epi8(
         _mm_or_si128(_mm_cmpeq_epi8(v, vn), _mm_cmpeq_epi8(v, vr)));
-    unsigned odd = (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, vq), v));
+    unsigned q = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vq));
+    unsigned high = (unsigned)_mm_movemask_epi8(v);
     unsigned comma = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vc));
-    unsigned lim = eol ? (eol & (0u - eol)) - 1 : 0xffffu; /* bytes of this record */
-    if (odd & lim) return 0;
-    comma &= lim;
-    while (comma) {
-      const unsigned char *c = blk + __builtin_ctz(comma);
-      if (k < cap)
-        f[k] =
-            (struct field){.p = (const char *)fs, .n = (size_t)(c - fs), .line = s->line};
+    /* in: bit i set when an odd number of quotes of the record precede byte i
+     * (a prefix XOR of the quote mask); delimiters there are quoted text */
+    unsigned in = 0;
+    if (q | inq) {
+      in = q;
+      in ^= in << 1, in ^= in << 2, in ^= in << 4, in ^= in << 8;
+      in = (in ^ (inq ? 0xffffu : 0)) & 0xffffu;
+    }
+    unsigned eolo = eol & ~in;
+    unsigned lim = eolo ? (eolo & (0u - eolo)) - 1 : 0xffffu; /* bytes of this record */
+    if ((high | (eol & in)) & lim) return 0; /* UTF-8 to check, or a quoted newline */
+    for (comma &= ~in & lim; comma; comma &= comma - 1) {
+      unsigned i = (unsigned)__builtin_ctz(comma), before = q & ((1u << i) - 1);
+      const unsigned char *c = blk + i,
+                          *last = before ? blk + 31 - __builtin_clz(before) : lq;
+      dst = k < cap ? &f[k] : &spare;
+      if (!fast_field(fs, c, last, s->line, dst)) return 0;
       k++;
       fs = c + 1;
-      comma &= comma - 1;
     }
-    if (eol) {
-      const unsigned char *t = blk + __builtin_ctz(eol);
-      if (k < cap)
-        f[k] =
-            (struct field){.p = (const char *)fs, .n = (size_t)(t - fs), .line = s->line};
+    if (eolo) {
+      unsigned i = (unsigned)__builtin_ctz(eolo), before = q & ((1u << i) - 1);
+      const unsigned char *t = blk + i,
+                          *last = before ? blk + 31 - __builtin_clz(before) : lq;
+      dst = k < cap ? &f[k] : &spare;
+      if (!fast_field(fs, t, last, s->line, dst)) return 0;
       k++;
       if (*t == '\r' && t + 1 < e && t[1] == '\n') t++;
       s->pos = (const char *)t + 1;
@@ -683,6 +727,8 @@ static int fast_record(struct scan *s, struct field *f, uint32_t cap, uint32_t *
       *nf = k;
       return 1;
     }
+    inq = in >> 15;
+    if (q) lq = blk + 31 - __builtin_clz(q);
   }
   return 0;
 }
@@ -701,7 +747,7 @@ static int next_record(struct scan *s, struct field *f, uint32_t cap, uint32_t *
   if (s->pos >= s->end) return 0;
   *rec_line = s->line;
 #ifdef __SSE2__
-  if (fast_record(s, f, cap, nf)) return 1;
+  if (!s->general && fast_record(s, f, cap, nf)) return 1;
 #endif
   uint32_t k = 0;
   for (;;) {
@@ -2140,7 +2186,12 @@ again:;
   struct csv c = {.opt = opt ? opt : &defaults, .speculate = speculate};
   c.name = c.opt->display_name ? c.opt->display_name : "<input>";
   c.total = 2 * (uint64_t)len;
-  struct scan s = {.buf = buf, .pos = buf, .end = buf + len, .line = 1, .name = c.name};
+  struct scan s = {.buf = buf,
+                   .pos = buf,
+                   .end = buf + len,
+                   .line = 1,
+                   .name = c.name,
+                   .general = c.opt->csv_full_check};
   if (len >= 3 && !memcmp(buf, "\xef\xbb\xbf", 3)) s.pos += 3; /* UTF-8 BOM */
   c.category_max = c.opt->category_max ? c.opt->category_max : 1024;
   rc = header(&c, &s, err);

@@ -861,6 +861,50 @@ static void test_input_lease(void) {
   unlink(path);
 }
 
+/* The 16-byte record scanner against the general one (csv_full_check): quoted
+ * fields of every shape, across block boundaries, stray quotes, a bad quote. */
+static void test_csv_fast_tokenizer(void) {
+  static const char *cells[] = {"plain",
+                                "\"a,b\"",
+                                "\"say \"\"hi\"\"\"",
+                                "\"\"",
+                                "",
+                                "5\"6",
+                                "\"a long quoted field, with commas, past 16 bytes\"",
+                                "\"\"\"\"",
+                                "x\"",
+                                "\"ends \"\"\"\"\""};
+  static const char *bad[] = {"\"x\"y", "\"unclosed", "\"a\"\"", "\"q\" "};
+  for (size_t round = 0; round <= sizeof bad / sizeof *bad; round++) {
+    size_t cap = 1 << 16, n = 0;
+    char *t = malloc(cap);
+    n += (size_t)snprintf(t, cap, "k,s,v\n");
+    for (int r = 0; r < 300; r++) {
+      const char *s = round && r == 150 ? bad[round - 1] : cells[(r * 7) % 10];
+      n += (size_t)snprintf(t + n, cap - n, "%d,%s,%d.5\n", r, s, r % 13);
+    }
+    struct ingest_options o = {.format = INGEST_CSV, .display_name = "t.csv"};
+    struct snap_error e1 = {0}, e2 = {0};
+    int rc1 = ingest_buffer(g_store, "tok", t, n, &o, NULL, &e1);
+    o.csv_full_check = 1;
+    int rc2 = ingest_buffer(g_store, "tok_ref", t, n, &o, NULL, &e2);
+    CU_ASSERT_EQUAL(rc1, rc2);
+    if (round == 0) {
+      CU_ASSERT_EQUAL_FATAL(rc1, 0);
+      snap_snapshot *a, *b;
+      CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "tok", &a, NULL), 0);
+      CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "tok_ref", &b, NULL), 0);
+      compare_tables(a, b);
+      CU_ASSERT_EQUAL(snap_snapshot_column(a, 1)->type, SNAP_CATEGORY);
+      snap_unpin(a);
+      snap_unpin(b);
+    } else if (rc1) {
+      CU_ASSERT_STRING_EQUAL(e1.message, e2.message);
+    }
+    free(t);
+  }
+}
+
 static int csv_schema(const char *dataset, const char *text, const char *schema,
                       struct snap_error *err) {
   struct ingest_options o = {.format = INGEST_CSV,
@@ -933,6 +977,7 @@ int main(void) {
       {"CSV types guessed from the first rows", test_csv_speculation},
       {"CSV quick path: the table of full checking, or off it", test_csv_quick},
       {"CSV quick path: integer and float scanners", test_csv_quick_numbers},
+      {"CSV 16-byte record scanner against the general one", test_csv_fast_tokenizer},
       {"the input under a read lease", test_input_lease},
       {"CSV schema file", test_csv_schema},
       {"npy layouts, byte order, time units", test_npy},
