@@ -1847,6 +1847,34 @@ static inline const char *field_end(const char *p, const char *e) {
                                  &high);
 }
 
+/* The code of the unescaped value (p, n) in a category column's dictionary: the
+ * table of short values first, then the hash table; -1 when it is not there. */
+static inline int32_t category_code(const struct col *col, const char *p, size_t n) {
+  if (n <= 8) {
+    uint64_t key = short_key(p, n);
+    for (unsigned i = 0; i < col->ndkeys; i++)
+      if (col->dkey[i] == key && col->dkeylen[i] == n) return col->dcode[i];
+  }
+  struct sentry *e = strset_find(&col->st.set, p, n, hash_bytes(p, n));
+  return e && e->p ? e->code : -1;
+}
+
+/* Store a code at row r in the column's code width. */
+static inline void put_code(struct col *col, uint64_t r, int32_t code) {
+  void *v = col->fill.values;
+  switch (col->field.code_type) {
+    case SNAP_INT8:
+      ((int8_t *)v)[r] = (int8_t)code;
+      break;
+    case SNAP_INT16:
+      ((int16_t *)v)[r] = (int16_t)code;
+      break;
+    default:
+      ((int32_t *)v)[r] = code;
+      break;
+  }
+}
+
 /* Pass 2 of one record on the quick path in a single scan: each value is parsed
  * where it starts, and its parser's end must be the delimiter (',' between
  * fields, the end of the line after the last). 1 when done; 0 when anything
@@ -1906,33 +1934,9 @@ static int quick_record(struct worker *w, uint64_t r) {
         break;
       case SNAP_CATEGORY: {
         q = field_end(p, e);
-        size_t n = (size_t)(q - p);
-        int32_t code = -1;
-        if (!n || *p == '"') return 0;
-        if (n <= 8) {
-          uint64_t key = short_key(p, n);
-          for (unsigned i = 0; i < col->ndkeys; i++)
-            if (col->dkey[i] == key && col->dkeylen[i] == n) {
-              code = col->dcode[i];
-              break;
-            }
-        }
-        if (code < 0) {
-          struct sentry *en = strset_find(&col->st.set, p, n, hash_bytes(p, n));
-          if (!en || !en->p) return 0;
-          code = en->code;
-        }
-        switch (col->field.code_type) {
-          case SNAP_INT8:
-            ((int8_t *)fl->values)[r] = (int8_t)code;
-            break;
-          case SNAP_INT16:
-            ((int16_t *)fl->values)[r] = (int16_t)code;
-            break;
-          default:
-            ((int32_t *)fl->values)[r] = code;
-            break;
-        }
+        int32_t code = q > p && *p != '"' ? category_code(col, p, (size_t)(q - p)) : -1;
+        if (code < 0) return 0;
+        put_code(col, r, code);
         break;
       }
       default:
@@ -2036,15 +2040,7 @@ static int pass2_range(struct worker *w) {
         }
         case SNAP_CATEGORY: {
           int32_t code = -1;
-          if (!null && !f->esc && f->n <= 8) { /* short: the key table first */
-            uint64_t key = short_key(f->p, f->n);
-            for (unsigned i = 0; i < col->ndkeys; i++)
-              if (col->dkey[i] == key && col->dkeylen[i] == f->n) {
-                code = col->dcode[i];
-                break;
-              }
-          }
-          if (!null && code < 0) {
+          if (!null) {
             const char *p = f->p;
             size_t n = f->n;
             if (f->esc) {
@@ -2053,22 +2049,10 @@ static int pass2_range(struct worker *w) {
               n = unescape(w->scratch, f);
               p = w->scratch;
             }
-            struct sentry *e = strset_find(&col->st.set, p, n, hash_bytes(p, n));
-            if (!e || !e->p)
+            if ((code = category_code(col, p, n)) < 0)
               return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
-            code = e->code;
           }
-          switch (col->field.code_type) {
-            case SNAP_INT8:
-              ((int8_t *)fl->values)[r] = (int8_t)code;
-              break;
-            case SNAP_INT16:
-              ((int16_t *)fl->values)[r] = (int16_t)code;
-              break;
-            default:
-              ((int32_t *)fl->values)[r] = code;
-              break;
-          }
+          put_code(col, r, code);
           break;
         }
         default:
