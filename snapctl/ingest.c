@@ -135,8 +135,14 @@ int ingest_fd(snap_store *store, const char *dataset, int fd,
       if (from < 0)
         return fail(err, -errno, "%s: memfd_create: %s", name, strerror(errno));
       rc = st.st_size ? read_all(fd, (size_t)st.st_size, &copy, name, err) : 0;
-      if (!rc && st.st_size && write(from, copy, (size_t)st.st_size) != st.st_size)
-        rc = fail(err, -errno, "%s: copying: %s", name, strerror(errno));
+      for (size_t done = 0;
+           !rc && done < (size_t)st.st_size;) { /* write() may be short */
+        ssize_t n = write(from, (char *)copy + done, (size_t)st.st_size - done);
+        if (n > 0)
+          done += (size_t)n;
+        else if (n < 0 && errno != EINTR)
+          rc = fail(err, -errno, "%s: copying: %s", name, strerror(errno));
+      }
       free(copy);
       if (rc) {
         close(from);

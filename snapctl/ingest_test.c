@@ -6,10 +6,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -905,6 +907,60 @@ static void test_csv_fast_tokenizer(void) {
   }
 }
 
+/* Without a lease to be had (another user's file, no CAP_LEASE): a CSV is read
+ * into memory and a segment imported from a private copy, in a child that drops
+ * to uid 65534 (the suite runs as root). */
+static void test_input_no_lease(void) {
+  if (geteuid() != 0) {
+    CU_FAIL("needs root: it drops to uid 65534 to lose CAP_LEASE");
+    return;
+  }
+  char dir[160], csv_path[200], seg_path[200];
+  snprintf(dir, sizeof dir, "%s.nolease", g_dir);
+  snprintf(csv_path, sizeof csv_path, "%s.in.csv", g_dir);
+  snprintf(seg_path, sizeof seg_path, "%s.in.seg", g_dir);
+  CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0755), 0);
+  CU_ASSERT_EQUAL_FATAL(chown(dir, 65534, 65534), 0);
+  FILE *fp = fopen(csv_path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+  fputs("v,w\n", fp);
+  for (int r = 0; r < 1000; r++) fprintf(fp, "%d,%d.5\n", r, r);
+  fclose(fp);
+  /* a segment file: a copy of a version of this store, readable by all */
+  CU_ASSERT_EQUAL_FATAL(csv("noleaseseg", "a,b\n1,x\n2,y\n", NULL, NULL), 0);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "noleaseseg", &s, NULL), 0);
+  size_t len;
+  const void *seg = snap_snapshot_segment(s, &len);
+  fp = fopen(seg_path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+  CU_ASSERT_EQUAL(fwrite(seg, 1, len, fp), len);
+  fclose(fp);
+  snap_unpin(s);
+  chmod(csv_path, 0644);
+  chmod(seg_path, 0644);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int bad = setgroups(0, NULL) || setgid(65534) || setuid(65534);
+    snap_store *st = NULL;
+    struct ingest_result r1 = {0}, r2 = {0};
+    struct snap_error e = {0};
+    bad = bad || snap_store_open(dir, SNAP_CREATE, &st, &e) ||
+          fcntl(open(csv_path, O_RDONLY), F_SETLEASE, F_RDLCK) == 0; /* must not lease */
+    bad = bad || ingest_file(st, "c", csv_path, NULL, &r1, &e) || r1.nrows != 1000;
+    bad = bad || ingest_file(st, "s", seg_path, NULL, &r2, &e) || r2.nrows != 2;
+    if (bad) fprintf(stderr, "\nno-lease child: %s\n", e.message);
+    snap_store_close(st);
+    _exit(bad);
+  }
+  int status = -1;
+  CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
+  CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  unlink(csv_path);
+  unlink(seg_path);
+  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static int csv_schema(const char *dataset, const char *text, const char *schema,
                       struct snap_error *err) {
   struct ingest_options o = {.format = INGEST_CSV,
@@ -979,6 +1035,7 @@ int main(void) {
       {"CSV quick path: integer and float scanners", test_csv_quick_numbers},
       {"CSV 16-byte record scanner against the general one", test_csv_fast_tokenizer},
       {"the input under a read lease", test_input_lease},
+      {"no lease to be had: read, or imported from a copy", test_input_no_lease},
       {"CSV schema file", test_csv_schema},
       {"npy layouts, byte order, time units", test_npy},
       {"npy errors", test_npy_errors},
