@@ -1015,6 +1015,19 @@ static int entry_cmp(const void *a, const void *b) {
 
 #define CSV_MAX_THREADS 8
 
+/* Run fn on each of n (<= CSV_MAX_THREADS) items of size bytes: the first on this
+ * thread, the others on threads of their own (on this one too when no thread can
+ * be had), and wait for all. */
+static void run_all(void *(*fn)(void *), void *items, size_t size, unsigned n) {
+  pthread_t tid[CSV_MAX_THREADS];
+  unsigned started = 1;
+  for (; started < n; started++)
+    if (pthread_create(&tid[started], NULL, fn, (char *)items + started * size)) break;
+  fn(items);
+  for (unsigned i = started; i < n; i++) fn((char *)items + i * size);
+  for (unsigned i = 1; i < started; i++) pthread_join(tid[i], NULL);
+}
+
 struct csv {
   const struct ingest_options *opt;
   const char *name;
@@ -1539,13 +1552,7 @@ static int quick_plan(struct csv *c, const struct scan *s0, struct chunk *sm) {
   start[n] = end;
   for (unsigned i = 0; i < n; i++)
     ps[i] = (struct prescan){.a = start[i], .b = start[i + 1]};
-  pthread_t tid[CSV_MAX_THREADS];
-  unsigned started = 1;
-  for (; started < n; started++)
-    if (pthread_create(&tid[started], NULL, prescan_thread, &ps[started])) break;
-  prescan_range(&ps[0]);
-  for (unsigned i = started; i < n; i++) prescan_range(&ps[i]);
-  for (unsigned i = 1; i < started; i++) pthread_join(tid[i], NULL);
+  run_all(prescan_thread, ps, sizeof *ps, n);
   for (unsigned i = 0; i < n; i++)
     if (!ps[i].plain) return 0;
   uint64_t rows = 0;
@@ -1634,13 +1641,7 @@ static int pass1(struct csv *c, const struct scan *s0, struct snap_error *err) {
     goto out;
   }
   ch[0].first = 1;
-  pthread_t tid[CSV_MAX_THREADS];
-  unsigned started = 1;
-  for (; started < n; started++)
-    if (pthread_create(&tid[started], NULL, pass1_thread, &ch[started])) break;
-  ch[0].rc = pass1_range(&ch[0]);
-  for (unsigned i = started; i < n; i++) ch[i].rc = pass1_range(&ch[i]); /* no thread */
-  for (unsigned i = 1; i < started; i++) pthread_join(tid[i], NULL);
+  run_all(pass1_thread, ch, sizeof *ch, n);
 
   const char *resume = NULL;
   uint64_t line = s0->line; /* of the current chunk's start */
@@ -2118,13 +2119,7 @@ static int pass2(struct csv *c, const struct scan *s0, snap_publish *pub,
     }
     if (i) memcpy(w[i].str_off, c->splits[i - 1].bytes, c->ncols * sizeof *w[i].str_off);
   }
-  pthread_t tid[CSV_MAX_THREADS];
-  unsigned started = 1;
-  for (; started < nw; started++)
-    if (pthread_create(&tid[started], NULL, pass2_thread, &w[started])) break;
-  w[0].rc = pass2_range(&w[0]);
-  for (unsigned i = started; i < nw; i++) w[i].rc = pass2_range(&w[i]); /* no thread */
-  for (unsigned i = 1; i < started; i++) pthread_join(tid[i], NULL);
+  run_all(pass2_thread, w, sizeof *w, nw);
   rc = 0;
   for (unsigned i = 0; i < nw && !rc; i++) {
     if (w[i].rc) {
