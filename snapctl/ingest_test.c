@@ -115,6 +115,10 @@ static void test_float64(void) {
     char buf[64];
     snprintf(buf, sizeof buf, "%llue-%d", (unsigned long long)m, 1 + (i / 19) % 27);
     if (i % 1000 == 0) snprintf(buf, sizeof buf, "9007199254740993e-%d", 1 + i % 27);
+    if (i % 3 == 1) /* more than 19 digits with a fraction: the slow path keeps some */
+      snprintf(buf, sizeof buf, "%.*f", 1 + i % 12, (double)m / (double)(1 + i % 977));
+    if (i % 3 == 2) /* leading zeros count as digits too */
+      snprintf(buf, sizeof buf, "0.%0*llu", 5 + i % 20, (unsigned long long)m);
     double want = strtod(buf, NULL), got = 0;
     if (!ingest_parse_float64(buf, strlen(buf), &got) || memcmp(&want, &got, 8)) {
       if (bad++ < 5)
