@@ -336,27 +336,20 @@ static int parse_float(const char *p, size_t n, const char *lim, double *out,
 slow: /* more digits: keep the first 19 significant ones */
   s = s0;
   mant = 0;
-  while (s < e && (unsigned)(*s - '0') < 10) {
-    unsigned d = (unsigned)(*s++ - '0');
-    digits = 1;
-    if (ndig < 19) {
-      mant = mant * 10 + d;
-      if (mant) ndig++;
-    } else {
-      exp10++;
-      truncated |= d != 0;
+  for (int frac = 0; frac < 2; frac++) { /* the integer part, then the fraction */
+    if (frac) {
+      if (s >= e || *s != '.') break;
+      s++;
     }
-  }
-  if (s < e && *s == '.') {
-    s++;
     while (s < e && (unsigned)(*s - '0') < 10) {
       unsigned d = (unsigned)(*s++ - '0');
       digits = 1;
       if (ndig < 19) {
         mant = mant * 10 + d;
         if (mant) ndig++;
-        exp10--;
+        exp10 -= frac; /* a kept fraction digit scales down */
       } else {
+        exp10 += !frac; /* a dropped integer digit scales up */
         truncated |= d != 0;
       }
     }
