@@ -38,8 +38,18 @@ static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d) {
   *y = (int64_t)yoe + era * 400 + (*m <= 2);
 }
 
-static void put_timestamp(FILE *f, int64_t ns, int zoned) {
-  int64_t secs = ns / 1000000000, frac = ns % 1000000000;
+/* @p v counts units of @p unit_ns nanoseconds (1, 1e3, 1e6 or 1e9), so that
+ * the whole int64 range of every unit prints without overflow. */
+static int64_t time_unit_ns(enum snap_type t) {
+  return t == SNAP_TIMESTAMP_S    ? 1000000000
+         : t == SNAP_TIMESTAMP_MS ? 1000000
+         : t == SNAP_TIMESTAMP_US ? 1000
+                                  : 1;
+}
+
+static void put_timestamp(FILE *f, int64_t v, int64_t unit_ns, int zoned) {
+  int64_t per_sec = 1000000000 / unit_ns;
+  int64_t secs = v / per_sec, frac = (v % per_sec) * unit_ns;
   if (frac < 0) frac += 1000000000, secs--;
   int64_t days = secs / 86400, sod = secs % 86400;
   if (sod < 0) sod += 86400, days--;
@@ -49,7 +59,7 @@ static void put_timestamp(FILE *f, int64_t ns, int zoned) {
   fprintf(f, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d", y, m, d, (int)(sod / 3600),
           (int)(sod / 60 % 60), (int)(sod % 60));
   if (frac) {
-    char b[16];
+    char b[24];
     snprintf(b, sizeof b, "%09" PRId64, frac);
     int k = 9;
     while (b[k - 1] == '0') k--;
@@ -110,6 +120,9 @@ static void put_cell(FILE *f, const struct snap_column *col, uint64_t r) {
       break;
     case SNAP_INT64:
     case SNAP_DURATION_NS:
+    case SNAP_DURATION_S:
+    case SNAP_DURATION_MS:
+    case SNAP_DURATION_US:
       fprintf(f, "%" PRId64, ((const int64_t *)v)[r]);
       break;
     case SNAP_UINT8:
@@ -133,9 +146,13 @@ static void put_cell(FILE *f, const struct snap_column *col, uint64_t r) {
     case SNAP_BOOL:
       fputs(((const uint8_t *)v)[r] ? "true" : "false", f);
       break;
-    case SNAP_TIMESTAMP_NS: {
-      int64_t ns = ((const int64_t *)v)[r];
-      if (ns != INT64_MIN) put_timestamp(f, ns, col->timezone != NULL);
+    case SNAP_TIMESTAMP_NS:
+    case SNAP_TIMESTAMP_S:
+    case SNAP_TIMESTAMP_MS:
+    case SNAP_TIMESTAMP_US: {
+      int64_t t = ((const int64_t *)v)[r];
+      if (t != INT64_MIN)
+        put_timestamp(f, t, time_unit_ns(col->type), col->timezone != NULL);
       break;
     }
     case SNAP_STRING:
@@ -216,8 +233,20 @@ static const char *npy_descr(enum snap_type t) {
       return "<f8";
     case SNAP_TIMESTAMP_NS:
       return "<M8[ns]";
+    case SNAP_TIMESTAMP_US:
+      return "<M8[us]";
+    case SNAP_TIMESTAMP_MS:
+      return "<M8[ms]";
+    case SNAP_TIMESTAMP_S:
+      return "<M8[s]";
     case SNAP_DURATION_NS:
       return "<m8[ns]";
+    case SNAP_DURATION_US:
+      return "<m8[us]";
+    case SNAP_DURATION_MS:
+      return "<m8[ms]";
+    case SNAP_DURATION_S:
+      return "<m8[s]";
     default:
       return NULL;
   }

@@ -31,7 +31,8 @@ static int find_version(struct ctl *c, snap_store *store, const char *dataset,
 
 static void column_detail(char *out, size_t cap, const struct snap_column *col) {
   out[0] = 0;
-  if (col->type == SNAP_TIMESTAMP_NS)
+  if (col->type == SNAP_TIMESTAMP_NS || col->type == SNAP_TIMESTAMP_S ||
+      col->type == SNAP_TIMESTAMP_MS || col->type == SNAP_TIMESTAMP_US)
     snprintf(out, cap, "tz=%s", col->timezone ? col->timezone : "naive");
   else if (col->type == SNAP_CATEGORY)
     snprintf(out, cap, "%llu categories, %s codes", (unsigned long long)col->dict_size,

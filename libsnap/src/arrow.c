@@ -92,15 +92,20 @@ static const char *index_format(enum snap_type t) {
 
 static int column_schema(const struct snap_column *c, struct ArrowSchema *s) {
   static const char *const formats[] = {
-      [SNAP_INT8] = "c",    [SNAP_INT16] = "s",  [SNAP_INT32] = "i",
-      [SNAP_INT64] = "l",   [SNAP_UINT8] = "C",  [SNAP_UINT16] = "S",
-      [SNAP_UINT32] = "I",  [SNAP_UINT64] = "L", [SNAP_FLOAT32] = "f",
-      [SNAP_FLOAT64] = "g", [SNAP_BOOL] = "b",   [SNAP_DURATION_NS] = "tDn",
-      [SNAP_STRING] = "U"};
+      [SNAP_INT8] = "c",         [SNAP_INT16] = "s",        [SNAP_INT32] = "i",
+      [SNAP_INT64] = "l",        [SNAP_UINT8] = "C",        [SNAP_UINT16] = "S",
+      [SNAP_UINT32] = "I",       [SNAP_UINT64] = "L",       [SNAP_FLOAT32] = "f",
+      [SNAP_FLOAT64] = "g",      [SNAP_BOOL] = "b",         [SNAP_DURATION_NS] = "tDn",
+      [SNAP_STRING] = "U",       [SNAP_DURATION_S] = "tDs", [SNAP_DURATION_MS] = "tDm",
+      [SNAP_DURATION_US] = "tDu"};
   char buf[300];
   const char *format;
-  if (c->type == SNAP_TIMESTAMP_NS) {
-    snprintf(buf, sizeof buf, "tsn:%s", c->timezone ? c->timezone : "");
+  if (snap__is_timestamp(c->type)) {
+    char unit = c->type == SNAP_TIMESTAMP_S    ? 's'
+                : c->type == SNAP_TIMESTAMP_MS ? 'm'
+                : c->type == SNAP_TIMESTAMP_US ? 'u'
+                                               : 'n';
+    snprintf(buf, sizeof buf, "ts%c:%s", unit, c->timezone ? c->timezone : "");
     format = buf;
   } else if (c->type == SNAP_CATEGORY) {
     format = index_format(c->code_type);

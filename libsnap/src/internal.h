@@ -20,6 +20,38 @@
 #define SNAP__MODE_SEGMENT 0440   /* a sealed segment: read-only for everyone */
 #define SNAP__MODE_INCOMING 03770 /* setgid, sticky, group may hand in segments */
 
+/* ----------------------------------------------------------------- types */
+
+#define SNAP__TYPE_LAST SNAP_DURATION_US /* highest enum snap_type value */
+
+static inline bool snap__is_timestamp(int type) {
+  return type == SNAP_TIMESTAMP_NS ||
+         (type >= SNAP_TIMESTAMP_S && type <= SNAP_TIMESTAMP_US);
+}
+static inline bool snap__is_duration(int type) {
+  return type == SNAP_DURATION_NS ||
+         (type >= SNAP_DURATION_S && type <= SNAP_DURATION_US);
+}
+/* Nanoseconds per unit of a timestamp or duration type (0 for other types). */
+static inline int64_t snap__time_unit_ns(int type) {
+  switch (type) {
+    case SNAP_TIMESTAMP_S:
+    case SNAP_DURATION_S:
+      return 1000000000;
+    case SNAP_TIMESTAMP_MS:
+    case SNAP_DURATION_MS:
+      return 1000000;
+    case SNAP_TIMESTAMP_US:
+    case SNAP_DURATION_US:
+      return 1000;
+    case SNAP_TIMESTAMP_NS:
+    case SNAP_DURATION_NS:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
 /* ---------------------------------------------------------------- errors */
 
 /* Fill err (if any) with status and a printf-style message; returns status. */

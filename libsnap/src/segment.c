@@ -53,6 +53,12 @@ size_t snap_type_size(enum snap_type type) {
     case SNAP_FLOAT64:
     case SNAP_TIMESTAMP_NS:
     case SNAP_DURATION_NS:
+    case SNAP_TIMESTAMP_S:
+    case SNAP_TIMESTAMP_MS:
+    case SNAP_TIMESTAMP_US:
+    case SNAP_DURATION_S:
+    case SNAP_DURATION_MS:
+    case SNAP_DURATION_US:
       return 8;
     default:
       return 0;
@@ -61,9 +67,11 @@ size_t snap_type_size(enum snap_type type) {
 
 const char *snap_type_name(enum snap_type type) {
   static const char *const names[] = {
-      NULL,     "int8",    "int16",   "int32",   "int64", "uint8",         "uint16",
-      "uint32", "uint64",  "float32", "float64", "bool",  "timestamp[ns]", "duration[ns]",
-      "string", "category"};
+      NULL,           "int8",         "int16",         "int32",         "int64",
+      "uint8",        "uint16",       "uint32",        "uint64",        "float32",
+      "float64",      "bool",         "timestamp[ns]", "duration[ns]",  "string",
+      "category",     "timestamp[s]", "timestamp[ms]", "timestamp[us]", "duration[s]",
+      "duration[ms]", "duration[us]"};
   if ((unsigned)type >= sizeof names / sizeof names[0] || !names[type]) return "unknown";
   return names[type];
 }
@@ -152,8 +160,8 @@ static void layout_free(struct layout *l) {
 }
 
 static const char *tz_of(const struct snap_field *f) {
-  return f->type == SNAP_TIMESTAMP_NS && f->timezone && f->timezone[0] ? f->timezone
-                                                                       : NULL;
+  return snap__is_timestamp(f->type) && f->timezone && f->timezone[0] ? f->timezone
+                                                                      : NULL;
 }
 
 static bool same_block(const struct snap_field *a, const struct snap_field *b) {
@@ -199,7 +207,7 @@ static int schema_check(const struct snap_schema *s, struct snap_error *err) {
                        SNAP_COLUMN_NAME_MAX);
     if (!snap__utf8_valid(f->name, len))
       return snap__err(err, SNAP_EINVAL, "column %u: name is not valid UTF-8", i);
-    if (f->type < SNAP_INT8 || f->type > SNAP_CATEGORY)
+    if (f->type < SNAP_INT8 || f->type > SNAP__TYPE_LAST)
       return snap__err(err, SNAP_EINVAL, "column %u \"%.64s\": type %d unknown", i,
                        f->name, (int)f->type);
     if (f->flags & ~SNAP_NULLABLE)
@@ -643,7 +651,7 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     strp += name_len + 1;
     if (tz_len) {
       const char *tz = name + name_len;
-      if (type != SNAP_TIMESTAMP_NS || memchr(tz, 0, tz_len) ||
+      if (!snap__is_timestamp(type) || memchr(tz, 0, tz_len) ||
           !snap__utf8_valid(tz, tz_len))
         CORRUPT("%s: column %u \"%.64s\": bad time zone of %u bytes", what, i, c->name,
                 tz_len);
@@ -652,7 +660,7 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
       c->timezone = strp;
       strp += tz_len + 1;
     }
-    if (type < SNAP_INT8 || type > SNAP_CATEGORY)
+    if (type < SNAP_INT8 || type > SNAP__TYPE_LAST)
       CORRUPT("%s: column %u \"%.64s\": type = %u unknown", what, i, c->name, type);
     if (cflags & ~SNAP_NULLABLE)
       CORRUPT("%s: column %u \"%.64s\": flags = 0x%x", what, i, c->name, cflags);

@@ -101,6 +101,15 @@ enum snap_type {
   SNAP_DURATION_NS = 13,  /* int64 ns */
   SNAP_STRING = 14,       /* int64 offsets (nrows + 1) + UTF-8 bytes */
   SNAP_CATEGORY = 15,     /* integer codes + dictionary of strings */
+  /* Timestamps and durations in coarser units (int64 counts of the unit), so
+   * that values outside the nanosecond range (about 1677..2262) keep their
+   * value and their dtype: pandas 3 keeps datetime64[s] / [ms] / [us]. */
+  SNAP_TIMESTAMP_S = 16,
+  SNAP_TIMESTAMP_MS = 17,
+  SNAP_TIMESTAMP_US = 18,
+  SNAP_DURATION_S = 19,
+  SNAP_DURATION_MS = 20,
+  SNAP_DURATION_US = 21,
 };
 
 /** Bytes per value of a fixed-width type (codes excluded); 0 for STRING/CATEGORY. */
