@@ -59,10 +59,11 @@ struct ingest_options {
   unsigned threads;
   /** CSV: the text of a schema (schema_len bytes; need not be NUL-terminated),
    *  or NULL to infer every type. One "COLUMN TYPE [nullable]" line per column of
-   *  the header, in any order; TYPE is int64, float64, bool, timestamp, string or
-   *  category; blank lines and lines starting with '#' are ignored. A value that
-   *  does not parse as its column's type, or an empty value in a column not
-   *  declared nullable, is an error naming the file, line, column and value. */
+   *  the header, in any order; TYPE is int64, uint64, float64, bool, timestamp
+   *  (= timestamp[ns]), timestamp[s|ms|us|ns], string or category; blank lines and lines
+   * starting with '#' are ignored. A value that does not parse as its column's type, or
+   * an empty value in a column not declared nullable, is an error naming the file, line,
+   * column and value. */
   const char *schema;
   size_t schema_len;
   const char *schema_name; /* the schema's name in messages (default "<schema>") */
@@ -146,11 +147,20 @@ int ingest_npy(snap_store *store, const char *dataset, const void *buf, size_t l
  * and stores the value when the whole text [p, p + n) is one, else 0. Leading and
  * trailing blanks are allowed. */
 int ingest_parse_int64(const char *p, size_t n, int64_t *out);
+/** A non-negative integer up to 2^64 - 1 ("-0" is 0). */
+int ingest_parse_uint64(const char *p, size_t n, uint64_t *out);
 int ingest_parse_float64(const char *p, size_t n, double *out);
 int ingest_parse_bool(const char *p, size_t n, uint8_t *out);
 /** ISO 8601 date or date-time: YYYY-MM-DD[(T| )HH:MM[:SS[.fraction]]][Z|(+|-)HH[:]MM].
  *  *has_offset tells whether a zone designator was given (the value is then UTC). */
 int ingest_parse_timestamp(const char *p, size_t n, int64_t *ns, int *has_offset);
+/** As ingest_parse_timestamp() in units of @p unit_ns nanoseconds (1, 1000,
+ *  1000000 or 1000000000): 1 and the value when it is a whole number of units
+ *  that fits int64 (INT64_MIN, NaT, excluded); -1 when the text is a timestamp
+ *  that does not (out of the unit's range, or finer than the unit); 0 when it
+ *  is not a timestamp. Nothing is ever rounded or wrapped. */
+int ingest_parse_timestamp_unit(const char *p, size_t n, int64_t unit_ns, int64_t *out,
+                                int *has_offset);
 
 #ifdef __cplusplus
 }

@@ -52,6 +52,47 @@ static const char *excerpt(char *out, size_t cap, const char *p, size_t n) {
 
 /* ------------------------------------------------------- field parsers */
 
+/* The types a column's values so far allow (pass 1 narrows them value by value;
+ * each is a property of every value, so chunks merge by intersection). */
+enum {
+  CAND_INT = 1,      /* fits int64 */
+  CAND_UINT = 2,     /* a non-negative integer that fits uint64 */
+  CAND_INTLIT = 4,   /* an integer of any size */
+  CAND_FLOAT = 8,    /* parses as float64 */
+  CAND_BOOL = 16,    /* true / false */
+  CAND_TIME_NS = 32, /* a timestamp that fits timestamp[ns] */
+  CAND_TIME_US = 64, /* a timestamp that is a whole number of microseconds */
+  CAND_TIME = CAND_TIME_NS | CAND_TIME_US,
+  CAND_ALL = 127,
+};
+
+/* The type inference gives a column whose non-null values allow cand, or 0 for
+ * a string: integers before floats, floats before bools before timestamps, the
+ * finest timestamp unit that holds every value. Integers that fit neither int64
+ * nor uint64 (or mix negatives with values past int64) are not floats: they
+ * become a string column, exact (pandas makes them Python ints or strings). */
+static inline enum snap_type cand_type(unsigned cand) {
+  return cand & CAND_INT                                     ? SNAP_INT64
+         : cand & CAND_UINT                                  ? SNAP_UINT64
+         : (cand & (CAND_FLOAT | CAND_INTLIT)) == CAND_FLOAT ? SNAP_FLOAT64
+         : cand & CAND_BOOL                                  ? SNAP_BOOL
+         : cand & CAND_TIME_NS                               ? SNAP_TIMESTAMP_NS
+         : cand & CAND_TIME_US                               ? SNAP_TIMESTAMP_US
+                                                             : (enum snap_type)0;
+}
+
+static inline int is_timestamp(enum snap_type t) {
+  return t == SNAP_TIMESTAMP_NS || (t >= SNAP_TIMESTAMP_S && t <= SNAP_TIMESTAMP_US);
+}
+
+/* Nanoseconds per unit of a timestamp type. */
+static inline int64_t ts_unit_ns(enum snap_type t) {
+  return t == SNAP_TIMESTAMP_S    ? 1000000000
+         : t == SNAP_TIMESTAMP_MS ? 1000000
+         : t == SNAP_TIMESTAMP_US ? 1000
+                                  : 1;
+}
+
 static inline int blank(char c) { return c == ' ' || c == '\t'; }
 
 static inline void trim(const char **p, size_t *n) {
@@ -117,6 +158,33 @@ int ingest_parse_int64(const char *p, size_t n, int64_t *out) {
     if (v > (uint64_t)INT64_MAX) return 0;
     *out = (int64_t)v;
   }
+  return 1;
+}
+
+int ingest_parse_uint64(const char *p, size_t n, uint64_t *out) {
+  trim(&p, &n);
+  if (!n) return 0;
+  int neg = 0;
+  if (*p == '+' || *p == '-') neg = *p == '-', p++, n--;
+  if (!n) return 0;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned d = (unsigned char)p[i] - '0';
+    if (d > 9 || __builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, d, &v))
+      return 0;
+  }
+  if (neg && v) return 0;
+  *out = v;
+  return 1;
+}
+
+/* Whether [p, p + n) is an integer of any size: blanks, an optional sign, digits. */
+static int int_literal(const char *p, size_t n) {
+  trim(&p, &n);
+  if (n && (*p == '+' || *p == '-')) p++, n--;
+  if (!n) return 0;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned)(p[i] - '0') > 9) return 0;
   return 1;
 }
 
@@ -366,6 +434,8 @@ exponent:
       if (x < 100000) x = x * 10 + (*s - '0');
       s++;
     }
+    /* a saturated exponent is not the true one: strtod sees the whole text */
+    if (x >= 100000) truncated = 1;
     exp10 += eneg ? -x : x;
   }
   if (s != e) return 0;
@@ -474,9 +544,10 @@ static inline int timestamp_fast(const char *p, size_t n, int64_t *ns) {
   return 1;
 }
 
-int ingest_parse_timestamp(const char *p, size_t n, int64_t *ns, int *has_offset) {
-  trim(&p, &n);
-  if ((n == 19 || n == 10) && timestamp_fast(p, n, ns)) return *has_offset = 0, 1;
+/* The general ISO 8601 parser: 1 with the seconds since the epoch (floor) and
+ * the nanoseconds past them (0 .. 999999999), else 0. Years are 4 digits, so
+ * *secs cannot overflow; scaling to a unit is the caller's (ts_scale). */
+static int ts_split(const char *p, size_t n, int64_t *secs, int64_t *nanos, int *zoned) {
   int y, mo, d, h = 0, mi = 0, sec = 0;
   int64_t frac = 0;
   if (n < 10 || p[4] != '-' || p[7] != '-' || !digits_at(p, 4, &y) ||
@@ -497,19 +568,23 @@ int ingest_parse_timestamp(const char *p, size_t n, int64_t *ns, int *has_offset
       i += 3;
       if (i < n && (p[i] == '.' || p[i] == ',')) {
         i++;
-        int k = 0;
+        int k = 0, lost = 0;
         while (i < n && (unsigned)(p[i] - '0') < 10) {
-          if (k < 9) frac = frac * 10 + (p[i] - '0'), k++;
+          if (k < 9)
+            frac = frac * 10 + (p[i] - '0'), k++;
+          else
+            lost |= p[i] != '0';
           i++;
         }
-        if (!k) return 0;
+        if (!k || lost) return 0; /* finer than 1 ns: not rounded, refused */
         while (k < 9) frac *= 10, k++;
       }
     }
   }
-  int off = 0, zoned = 0;
+  int off = 0;
+  *zoned = 0;
   if (i < n && p[i] == 'Z') {
-    zoned = 1;
+    *zoned = 1;
     i++;
   } else if (i < n && (p[i] == '+' || p[i] == '-') && i > 10) {
     int sign = p[i] == '-' ? -1 : 1, oh, om;
@@ -520,18 +595,55 @@ int ingest_parse_timestamp(const char *p, size_t n, int64_t *ns, int *has_offset
     if (n < i + 2 || !digits_at(p + i, 2, &om) || oh > 23 || om > 59) return 0;
     i += 2;
     off = sign * (oh * 3600 + om * 60);
-    zoned = 1;
+    *zoned = 1;
   }
   if (i != n) return 0;
-  int64_t secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 +
-                 mi * 60 + sec - off;
-  int64_t v;
-  if (__builtin_mul_overflow(secs, (int64_t)1000000000, &v) ||
-      __builtin_add_overflow(v, frac, &v) || v == INT64_MIN)
+  *secs = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
+          sec - off;
+  *nanos = frac;
+  return 1;
+}
+
+/* The time secs + nanos / 1e9 in units of unit_ns: 1 when it is a whole number
+ * of units within int64 other than INT64_MIN (NaT), else 0. Never wraps. */
+static inline int ts_scale(int64_t secs, int64_t nanos, int64_t unit_ns, int64_t *out) {
+  int64_t v, per = 1000000000 / unit_ns, f = nanos / unit_ns;
+  if (secs < 0 && f) secs++, f -= per; /* so that secs * per cannot pass INT64_MIN */
+  if (nanos % unit_ns || __builtin_mul_overflow(secs, per, &v) ||
+      __builtin_add_overflow(v, f, &v) || v == INT64_MIN)
     return 0;
-  *ns = v;
+  *out = v;
+  return 1;
+}
+
+int ingest_parse_timestamp_unit(const char *p, size_t n, int64_t unit_ns, int64_t *out,
+                                int *has_offset) {
+  trim(&p, &n);
+  if (unit_ns == 1 && (n == 19 || n == 10) && timestamp_fast(p, n, out))
+    return *has_offset = 0, 1;
+  int64_t secs, nanos;
+  int zoned;
+  if (!ts_split(p, n, &secs, &nanos, &zoned)) return 0;
+  if (!ts_scale(secs, nanos, unit_ns, out)) return -1;
   *has_offset = zoned;
   return 1;
+}
+
+int ingest_parse_timestamp(const char *p, size_t n, int64_t *ns, int *has_offset) {
+  return ingest_parse_timestamp_unit(p, n, 1, ns, has_offset) == 1;
+}
+
+/* Pass 1: 0 when the text is not a timestamp, else which of CAND_TIME_NS (its
+ * value fits timestamp[ns]) and CAND_TIME_US (it is a whole number of
+ * microseconds: any 4-digit year fits timestamp[us]) it allows. */
+static inline unsigned ts_fits(const char *p, size_t n, int *zoned) {
+  trim(&p, &n);
+  int64_t v, secs, nanos;
+  if ((n == 19 || n == 10) && timestamp_fast(p, n, &v))
+    return *zoned = 0, CAND_TIME_NS | CAND_TIME_US;
+  if (!ts_split(p, n, &secs, &nanos, zoned)) return 0;
+  return (ts_scale(secs, nanos, 1, &v) ? CAND_TIME_NS : 0) |
+         (ts_scale(secs, nanos, 1000, &v) ? CAND_TIME_US : 0);
 }
 
 /* 0 or the offset + 1 of the first bad byte. */
@@ -963,8 +1075,6 @@ static inline uint64_t short_key(const char *p, size_t n) {
 
 /* ------------------------------------------------------------- columns */
 
-enum { CAND_INT = 1, CAND_FLOAT = 2, CAND_BOOL = 4, CAND_TIME = 8 };
-
 /* What pass 1 learns of one column over some rows. Chunks of the file are
  * scanned in parallel, each into its own stats, merged in file order; every
  * field merges in an order-independent way (sums, intersections, unions). */
@@ -1067,9 +1177,17 @@ static int grow(char **buf, size_t *cap, size_t n) {
 static const struct {
   const char *name;
   enum snap_type type;
-} schema_types[] = {{"int64", SNAP_INT64},   {"float64", SNAP_FLOAT64},
-                    {"bool", SNAP_BOOL},     {"timestamp", SNAP_TIMESTAMP_NS},
-                    {"string", SNAP_STRING}, {"category", SNAP_CATEGORY}};
+} schema_types[] = {{"int64", SNAP_INT64},
+                    {"uint64", SNAP_UINT64},
+                    {"float64", SNAP_FLOAT64},
+                    {"bool", SNAP_BOOL},
+                    {"timestamp", SNAP_TIMESTAMP_NS},
+                    {"timestamp[ns]", SNAP_TIMESTAMP_NS},
+                    {"timestamp[us]", SNAP_TIMESTAMP_US},
+                    {"timestamp[ms]", SNAP_TIMESTAMP_MS},
+                    {"timestamp[s]", SNAP_TIMESTAMP_S},
+                    {"string", SNAP_STRING},
+                    {"category", SNAP_CATEGORY}};
 
 /* The last blank-separated word of [p, *n): its start; *n becomes the length of
  * what precedes it, blanks trimmed. */
@@ -1087,8 +1205,7 @@ static const char *last_word(const char *p, size_t *n, size_t *wn) {
 
 /* Declare each column's type from the schema text: one "NAME TYPE [nullable]"
  * line per column of the header (any order); blank lines and lines starting with
- * '#' are ignored. NAME may contain blanks; TYPE is int64, float64, bool,
- * timestamp, string or category. */
+ * '#' are ignored. NAME may contain blanks; TYPE is one of schema_types. */
 static int apply_schema(struct csv *c, struct snap_error *err) {
   const char *sn = c->opt->schema_name ? c->opt->schema_name : "<schema>";
   const char *p = c->opt->schema, *end = p + c->opt->schema_len;
@@ -1119,8 +1236,8 @@ static int apply_schema(struct csv *c, struct snap_error *err) {
     char ex[48];
     if (t < 0)
       return cerr(err, SNAP_EINVAL,
-                  "%s: line %u: unknown type \"%s\" (int64, float64, bool, timestamp, "
-                  "string, category)",
+                  "%s: line %u: unknown type \"%s\" (int64, uint64, float64, bool, "
+                  "timestamp[s|ms|us|ns], string, category)",
                   sn, line, excerpt(ex, sizeof ex, w, wn));
     uint32_t k = 0;
     while (k < c->ncols &&
@@ -1191,12 +1308,16 @@ static int check_declared(struct chunk *ch, struct colstat *st, const struct fie
   struct csv *c = ch->c;
   struct col *col = &c->cols[k];
   int64_t i64;
+  uint64_t u64;
   double d;
   uint8_t b;
   int zoned, rc;
   switch (col->field.type) {
     case SNAP_INT64:
       if (!ingest_parse_int64(f->p, f->n, &i64)) return bad_value(c, 0, k, f, err);
+      break;
+    case SNAP_UINT64:
+      if (!ingest_parse_uint64(f->p, f->n, &u64)) return bad_value(c, 0, k, f, err);
       break;
     case SNAP_FLOAT64:
       if (!parse_float(f->p, f->n, f->p + f->n, &d, 0)) return bad_value(c, 0, k, f, err);
@@ -1205,7 +1326,11 @@ static int check_declared(struct chunk *ch, struct colstat *st, const struct fie
       if (!ingest_parse_bool(f->p, f->n, &b)) return bad_value(c, 0, k, f, err);
       break;
     case SNAP_TIMESTAMP_NS:
-      if (!ingest_parse_timestamp(f->p, f->n, &i64, &zoned))
+    case SNAP_TIMESTAMP_US:
+    case SNAP_TIMESTAMP_MS:
+    case SNAP_TIMESTAMP_S:
+      if (ingest_parse_timestamp_unit(f->p, f->n, ts_unit_ns(col->field.type), &i64,
+                                      &zoned) != 1)
         return bad_value(c, 0, k, f, err);
       st->tz |= zoned ? 2 : 1;
       if (st->tz == 3)
@@ -1263,7 +1388,7 @@ static int header(struct csv *c, struct scan *s, struct snap_error *err) {
                   c->name, (unsigned long long)line, i + 1);
     }
     c->cols[i].name = name;
-    c->cols[i].st.cand = CAND_INT | CAND_FLOAT | CAND_BOOL | CAND_TIME;
+    c->cols[i].st.cand = CAND_ALL;
   }
   return c->opt->schema ? apply_schema(c, err) : 0;
 }
@@ -1288,28 +1413,33 @@ static int infer(struct chunk *ch, struct colstat *st, const struct field *f, ui
   if (st->cand) {
     unsigned cand = st->cand;
     int64_t i64;
+    uint64_t u64;
     double d;
     uint8_t b;
     if ((cand & CAND_INT) && ingest_parse_int64(f->p, f->n, &i64)) {
-      cand &= CAND_INT | CAND_FLOAT;
+      cand &= CAND_INT | CAND_INTLIT | CAND_FLOAT | (i64 >= 0 ? CAND_UINT : 0);
+    } else if ((cand & CAND_INTLIT) && int_literal(f->p, f->n)) {
+      /* past int64: uint64 while no value is negative, never float64 */
+      cand &= CAND_INTLIT | CAND_FLOAT |
+              (ingest_parse_uint64(f->p, f->n, &u64) ? CAND_UINT : 0);
     } else {
-      cand &= ~(unsigned)CAND_INT;
+      cand &= ~(unsigned)(CAND_INT | CAND_UINT | CAND_INTLIT);
       if ((cand & CAND_FLOAT) && !parse_float(f->p, f->n, f->p + f->n, &d, 0))
         cand &= ~(unsigned)CAND_FLOAT;
       if ((cand & CAND_BOOL) && !ingest_parse_bool(f->p, f->n, &b))
         cand &= ~(unsigned)CAND_BOOL;
       if (cand & CAND_TIME) {
-        int zoned;
-        if (!ingest_parse_timestamp(f->p, f->n, &i64, &zoned)) {
-          cand &= ~(unsigned)CAND_TIME;
-        } else {
+        int zoned = 0;
+        unsigned fits = ts_fits(f->p, f->n, &zoned);
+        cand &= ~(unsigned)CAND_TIME | fits;
+        if (fits) {
           st->tz |= zoned ? 2 : 1;
           if (st->tz == 3) cand &= ~(unsigned)CAND_TIME; /* naive and zoned mixed */
         }
       }
     }
     st->cand = cand;
-    if (cand) { /* not (yet) a string: its distinct values are not collected */
+    if (cand) { /* maybe not a string: its distinct values are not collected */
       st->unhashed++;
       return 0;
     }
@@ -1525,6 +1655,7 @@ static int quick_plan(struct csv *c, const struct scan *s0, struct chunk *sm) {
   for (uint32_t k = 0; k < c->ncols; k++) {
     const struct colstat *st = &sm->st[k];
     if (st->nulls || !st->nonnull) return 0;
+    if (st->cand && !c->cols[k].spec) return 0; /* no guess (integers past uint64) */
     if (!st->cand && (c->opt->no_category || st->overflow || st->unhashed ||
                       st->set.count > 64 || st->set.count * 16 > st->nonnull))
       return 0;
@@ -1585,13 +1716,10 @@ static int sample(struct csv *c, const struct scan *s0) {
   for (uint32_t k = 0; k < c->ncols; k++) {
     struct col *col = &c->cols[k];
     const struct colstat *st = &ch.st[k];
-    if (col->declared || !st->nonnull || !st->cand) continue;
+    if (col->declared || !st->nonnull || !cand_type(st->cand)) continue;
     col->spec = 1;
     col->spec_tz = st->tz;
-    col->field.type = st->cand & CAND_INT     ? SNAP_INT64
-                      : st->cand & CAND_FLOAT ? SNAP_FLOAT64
-                      : st->cand & CAND_BOOL  ? SNAP_BOOL
-                                              : SNAP_TIMESTAMP_NS;
+    col->field.type = cand_type(st->cand);
   }
 #ifdef __SSE2__
   rc = quick_plan(c, s0, &ch) < 0 ? -ENOMEM : 0;
@@ -1696,7 +1824,7 @@ static int complete_sets(struct csv *c, const struct scan *s0, struct snap_error
   uint32_t need = 0;
   for (uint32_t k = 0; k < c->ncols; k++) {
     struct colstat *st = &c->cols[k].st;
-    if (!c->cols[k].declared && !st->cand && !st->overflow && st->unhashed &&
+    if (!c->cols[k].declared && !cand_type(st->cand) && !st->overflow && st->unhashed &&
         !c->opt->no_category)
       need++;
     else
@@ -1743,25 +1871,20 @@ static int decide(struct csv *c, struct snap_error *err) {
     fl->flags = st->nulls ? SNAP_NULLABLE : 0;
     if (col->declared) {
       fl->flags = col->nullable ? SNAP_NULLABLE : 0;
-      if (fl->type == SNAP_TIMESTAMP_NS) fl->timezone = st->tz == 2 ? "UTC" : NULL;
+      if (is_timestamp(fl->type)) fl->timezone = st->tz == 2 ? "UTC" : NULL;
     }
     if (col->spec && fl->type != SNAP_CATEGORY) {
-      if (fl->type == SNAP_TIMESTAMP_NS) fl->timezone = col->spec_tz == 2 ? "UTC" : NULL;
+      if (is_timestamp(fl->type)) fl->timezone = col->spec_tz == 2 ? "UTC" : NULL;
     } else if (col->declared && fl->type != SNAP_CATEGORY && fl->type != SNAP_STRING) {
       /* as declared */
     } else if (col->declared && fl->type == SNAP_STRING) {
       fl->data_bytes = st->bytes;
       strset_free(&st->set);
-    } else if (!col->declared &&
-               (!st->nonnull || ((st->cand & CAND_FLOAT) && !(st->cand & CAND_INT)))) {
-      fl->type = SNAP_FLOAT64;
-    } else if (st->cand & CAND_INT) {
-      fl->type = SNAP_INT64;
-    } else if (st->cand & CAND_BOOL) {
-      fl->type = SNAP_BOOL;
-    } else if (st->cand & CAND_TIME) {
-      fl->type = SNAP_TIMESTAMP_NS;
-      fl->timezone = st->tz == 2 ? "UTC" : NULL;
+    } else if (!col->declared && !st->nonnull) {
+      fl->type = SNAP_FLOAT64; /* nothing but nulls */
+    } else if (!col->declared && cand_type(st->cand)) {
+      fl->type = cand_type(st->cand);
+      if (is_timestamp(fl->type)) fl->timezone = st->tz == 2 ? "UTC" : NULL;
     } else if (col->declared || (!c->opt->no_category && !st->overflow && !st->unhashed &&
                                  st->set.count * 2 <= st->nonnull)) {
       fl->type = SNAP_CATEGORY;
@@ -1810,7 +1933,19 @@ static inline void set_valid(uint8_t *bits, uint64_t r, uint64_t lo, uint64_t hi
 static int bad_value(struct csv *c, uint64_t line, uint32_t k, const struct field *f,
                      struct snap_error *err) {
   char ex[48];
+  enum snap_type t = c->cols[k].field.type;
+  int64_t v;
+  int zoned;
   (void)line;
+  if (is_timestamp(t) &&
+      ingest_parse_timestamp_unit(f->p, f->n, ts_unit_ns(t), &v, &zoned) == -1)
+    return cerr(err, SNAP_EINVAL,
+                "%s: line %llu, column %u (%s): \"%s\" does not fit %s (%s)", c->name,
+                (unsigned long long)f->line, k + 1, c->cols[k].name,
+                excerpt(ex, sizeof ex, f->p, f->n), snap_type_name(t),
+                t == SNAP_TIMESTAMP_NS
+                    ? "outside 1677-09-21..2262-04-11; timestamp[us] holds any year"
+                    : "finer than its unit; declare a finer one");
   return cerr(err, SNAP_EINVAL,
               "%s: line %llu, column %u (%s): cannot parse \"%s\" as %s", c->name,
               (unsigned long long)f->line, k + 1, c->cols[k].name,
@@ -1993,6 +2128,12 @@ static int pass2_range(struct worker *w) {
             return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
           if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
+        case SNAP_UINT64:
+          if (null) break;
+          if (!ingest_parse_uint64(f->p, f->n, (uint64_t *)fl->values + r))
+            return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
+          if (fl->validity) set_valid(fl->validity, r, lo, hi);
+          break;
         case SNAP_FLOAT64:
           if (null) {
             ((double *)fl->values)[r] = NAN;
@@ -2008,10 +2149,14 @@ static int pass2_range(struct worker *w) {
             return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
           if (fl->validity) set_valid(fl->validity, r, lo, hi);
           break;
-        case SNAP_TIMESTAMP_NS: {
+        case SNAP_TIMESTAMP_NS:
+        case SNAP_TIMESTAMP_US:
+        case SNAP_TIMESTAMP_MS:
+        case SNAP_TIMESTAMP_S: {
           int zoned;
           if (null) break;
-          if (!ingest_parse_timestamp(f->p, f->n, (int64_t *)fl->values + r, &zoned))
+          if (ingest_parse_timestamp_unit(f->p, f->n, ts_unit_ns(col->field.type),
+                                          (int64_t *)fl->values + r, &zoned) != 1)
             return col->spec ? CSV_SPEC_MISS : bad_value(c, line, k, f, err);
           if (col->spec && zoned != (col->spec_tz == 2)) return CSV_SPEC_MISS;
           if (fl->validity) set_valid(fl->validity, r, lo, hi);

@@ -3,8 +3,9 @@
  * (rows, cols) becomes cols columns named "0" .. "cols-1" (pandas' names for
  * DataFrame(matrix)). Fortran-ordered arrays are copied column by column; C-ordered
  * ones are transposed in row tiles that stay in cache. Supported dtypes: b1, i1-i8,
- * u1-u8, f4, f8, M8[s|ms|us|ns] and m8[s|ms|us|ns] (converted to ns), either byte
- * order. The header is untrusted: every field and the data size are checked.
+ * u1-u8, f4, f8, M8[s|ms|us|ns] and m8[s|ms|us|ns] (published in their own unit,
+ * never scaled: pandas 3 keeps datetime64[s] for dates like 9999-12-31), either
+ * byte order. The header is untrusted: every field and the data size are checked.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -20,8 +21,7 @@
 struct npy {
   enum snap_type type;
   size_t itemsize;
-  int swap;         /* big-endian data */
-  int64_t unit_mul; /* datetime/timedelta: ns per unit */
+  int swap; /* big-endian data */
   int fortran;
   int ndim;
   uint64_t shape[2];
@@ -63,19 +63,20 @@ static int descr_parse(struct npy *a, const char *d) {
     if (!strcmp(t, simple[i].code)) {
       a->type = simple[i].type;
       a->itemsize = snap_type_size(a->type);
-      a->unit_mul = 1;
       return 0;
     }
   if ((t[0] == 'M' || t[0] == 'm') && t[1] == '8' && t[2] == '[') {
     static const struct {
       const char *unit;
-      int64_t mul;
-    } units[] = {{"ns]", 1}, {"us]", 1000}, {"ms]", 1000000}, {"s]", 1000000000}};
+      enum snap_type timestamp, duration;
+    } units[] = {{"ns]", SNAP_TIMESTAMP_NS, SNAP_DURATION_NS},
+                 {"us]", SNAP_TIMESTAMP_US, SNAP_DURATION_US},
+                 {"ms]", SNAP_TIMESTAMP_MS, SNAP_DURATION_MS},
+                 {"s]", SNAP_TIMESTAMP_S, SNAP_DURATION_S}};
     for (size_t i = 0; i < sizeof units / sizeof *units; i++)
       if (!strcmp(t + 3, units[i].unit)) {
-        a->type = t[0] == 'M' ? SNAP_TIMESTAMP_NS : SNAP_DURATION_NS;
+        a->type = t[0] == 'M' ? units[i].timestamp : units[i].duration;
         a->itemsize = 8;
-        a->unit_mul = units[i].mul;
         return 0;
       }
   }
@@ -234,7 +235,7 @@ static void copy_columns(const struct npy *a, const unsigned char *src, void **d
   }
 }
 
-/* Byte order, time unit and bool checks of one copied column. */
+/* Byte order and bool checks of one copied column. */
 static int fix_column(const struct npy *a, uint32_t c, void *dst, const char *name,
                       struct snap_error *err) {
   uint64_t nrows = a->shape[0];
@@ -248,16 +249,6 @@ static int fix_column(const struct npy *a, uint32_t c, void *dst, const char *na
         v[i] = v[sz - 1 - i];
         v[sz - 1 - i] = t;
       }
-    }
-  }
-  if (a->unit_mul > 1) {
-    int64_t *v = dst;
-    for (uint64_t r = 0; r < nrows; r++) {
-      if (v[r] == INT64_MIN) continue; /* NaT */
-      if (__builtin_mul_overflow(v[r], a->unit_mul, &v[r]) || v[r] == INT64_MIN)
-        return nerr(err, SNAP_EINVAL,
-                    "%s: row %llu, column %u: value out of range of nanoseconds", name,
-                    (unsigned long long)r, c);
     }
   }
   if (a->type == SNAP_BOOL) {

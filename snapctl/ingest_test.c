@@ -65,6 +65,106 @@ static void test_int64(void) {
   CU_ASSERT_FALSE(ingest_parse_int64("1.0", 3, &v));
 }
 
+static void test_uint64(void) {
+  uint64_t u;
+  CU_ASSERT(ingest_parse_uint64("18446744073709551615", 20, &u) && u == UINT64_MAX);
+  CU_ASSERT(ingest_parse_uint64(" +0000018446744073709551615", 27, &u) &&
+            u == UINT64_MAX);
+  CU_ASSERT(ingest_parse_uint64("-0", 2, &u) && u == 0);
+  CU_ASSERT(ingest_parse_uint64("9223372036854775808", 19, &u) &&
+            u == (uint64_t)INT64_MAX + 1);
+  CU_ASSERT_FALSE(ingest_parse_uint64("18446744073709551616", 20, &u));
+  CU_ASSERT_FALSE(ingest_parse_uint64("99999999999999999999", 20, &u));
+  CU_ASSERT_FALSE(ingest_parse_uint64("-1", 2, &u));
+  CU_ASSERT_FALSE(ingest_parse_uint64("1.0", 3, &u));
+  CU_ASSERT_FALSE(ingest_parse_uint64("+", 1, &u));
+  CU_ASSERT_FALSE(ingest_parse_uint64("", 0, &u));
+}
+
+/* Inputs that are hard to round correctly: long ties and near-ties, the
+ * smallest normal, subnormals, and exponents too long to keep (strtod is
+ * correctly rounded on glibc). */
+static void test_float64_hard(void) {
+  static const char *hard[] = {
+      "9007199254740993",                        /* 2^53 + 1: a tie, to even: ...992 */
+      "9007199254740993.0000000000000000000001", /* just past it: ...994 */
+      "9007199254740992.9999999999999999999999",
+      "1.00000000000000011102230246251565404236316680908203125", /* tie: 1 */
+      "1.00000000000000011102230246251565404236316680908203126",
+      "1.00000000000000011102230246251565404236316680908203124",
+      "2.2250738585072011e-308",
+      "2.2250738585072012e-308",
+      "4.9406564584124654e-324",
+      "2.4703282292062327e-324", /* half the smallest subnormal: a tie, to 0 */
+      "2.4703282292062328e-324",
+      "1.7976931348623157e308",
+      "1.7976931348623158e308",
+      "1.7976931348623159e308", /* rounds to inf */
+      "7.038531e-26",
+      "123456789012345678901234567890",
+      "0.1000000000000000055511151231257827021181583404541015625",
+      "3.14159265358979323846264338327950288419716939937510582097494459",
+      "1e-100000000000",
+      "1e+100000000000",
+      "0.0000000000000000000000000000000000000000000000001e49",
+  };
+  unsigned bad = 0;
+  for (size_t i = 0; i < sizeof hard / sizeof *hard; i++) {
+    double want = strtod(hard[i], NULL), got = 0;
+    if (!ingest_parse_float64(hard[i], strlen(hard[i]), &got) || memcmp(&want, &got, 8))
+      bad++, printf("\nfloat mismatch: %s -> %.17g, strtod %.17g\n", hard[i], got, want);
+  }
+  CU_ASSERT_EQUAL(bad, 0);
+  /* a fraction with 100000 leading zeros and an exponent that saturates the
+   * parser's counter: 1e-100001 * 1e1000010 is inf, not 1 */
+  size_t n = 2 + 100000 + 1 + 8;
+  char *t = malloc(n + 1);
+  memcpy(t, "0.", 2);
+  memset(t + 2, '0', 100000);
+  memcpy(t + 2 + 100000, "1e1000010", 9);
+  t[n] = 0;
+  double got = 0;
+  CU_ASSERT(ingest_parse_float64(t, n, &got) && isinf(got));
+  memcpy(t + 2 + 100000, "1e100001", 8); /* exactly 1 */
+  CU_ASSERT(ingest_parse_float64(t, n - 1, &got) && got == 1.0);
+  free(t);
+}
+
+/* Timestamps in each unit: whole units within int64, never rounded or wrapped. */
+static void test_timestamp_units(void) {
+  int64_t v;
+  int z;
+  CU_ASSERT_EQUAL(ingest_parse_timestamp_unit("9999-12-31", 10, 1000, &v, &z), 1);
+  CU_ASSERT_EQUAL(v, 253402214400LL * 1000000);
+  CU_ASSERT_EQUAL(ingest_parse_timestamp_unit("9999-12-31", 10, 1, &v, &z), -1);
+  CU_ASSERT_EQUAL(
+      ingest_parse_timestamp_unit("1000-01-01T00:00:00Z", 20, 1000000000, &v, &z), 1);
+  CU_ASSERT(v == -30610224000LL && z);
+  CU_ASSERT_EQUAL(ingest_parse_timestamp_unit("0000-01-01", 10, 1000, &v, &z), 1);
+  CU_ASSERT_EQUAL(v, -62167219200LL * 1000000);
+  CU_ASSERT_EQUAL(
+      ingest_parse_timestamp_unit("1969-12-31T23:59:59.5", 21, 1000000, &v, &z), 1);
+  CU_ASSERT_EQUAL(v, -500);
+  CU_ASSERT_EQUAL(
+      ingest_parse_timestamp_unit("2020-01-01T00:00:00.5", 21, 1000000000, &v, &z), -1);
+  CU_ASSERT_EQUAL(
+      ingest_parse_timestamp_unit("2020-01-01T00:00:00.0000001", 27, 1000, &v, &z), -1);
+  CU_ASSERT_EQUAL(
+      ingest_parse_timestamp_unit("2020-01-01T00:00:00.123000", 26, 1000, &v, &z), 1);
+  CU_ASSERT_EQUAL(v, 1577836800123000LL);
+  CU_ASSERT_EQUAL(ingest_parse_timestamp_unit("2020-13-01", 10, 1000, &v, &z), 0);
+  /* the ns range's ends, and a fraction finer than 1 ns (not truncated) */
+  CU_ASSERT(ingest_parse_timestamp("2262-04-11T23:47:16.854775807", 29, &v, &z) &&
+            v == INT64_MAX);
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2262-04-11T23:47:16.854775808", 29, &v, &z));
+  CU_ASSERT(ingest_parse_timestamp("1677-09-21T00:12:43.145224193", 29, &v, &z) &&
+            v == INT64_MIN + 1);
+  CU_ASSERT_FALSE(ingest_parse_timestamp("1677-09-21T00:12:43.145224192", 29, &v, &z));
+  CU_ASSERT_FALSE(ingest_parse_timestamp("2020-01-01T00:00:00.1234567891", 30, &v, &z));
+  CU_ASSERT(ingest_parse_timestamp("2020-01-01T00:00:00.1234567890", 30, &v, &z) &&
+            v == 1577836800123456789LL);
+}
+
 /* The fast path must agree with strtod bit for bit. */
 static void test_float64(void) {
   double d;
@@ -380,18 +480,27 @@ static void test_npy(void) {
   CU_ASSERT(((const int32_t *)c->values)[0] == 256 &&
             ((const int32_t *)c->values)[1] == -2);
   snap_unpin(snap);
-  /* datetime64[us] becomes ns; NaT stays NaT */
-  const int64_t us[2] = {1500000, INT64_MIN};
-  CU_ASSERT_EQUAL_FATAL(
-      npy_publish("n", "{'descr': '<M8[us]', 'fortran_order': False, 'shape': (2,), }",
-                  us, 16, NULL),
-      0);
-  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "n", &snap, NULL), 0);
-  c = snap_snapshot_column(snap, 0);
-  CU_ASSERT_EQUAL(c->type, SNAP_TIMESTAMP_NS);
-  CU_ASSERT(((const int64_t *)c->values)[0] == 1500000000 &&
-            ((const int64_t *)c->values)[1] == INT64_MIN);
-  snap_unpin(snap);
+  /* datetime64/timedelta64 keep their unit and values (9999-12-31 in seconds
+   * would wrap as nanoseconds); NaT stays NaT */
+  static const struct {
+    const char *descr;
+    enum snap_type type;
+  } units[] = {{"<M8[s]", SNAP_TIMESTAMP_S},   {"<M8[ms]", SNAP_TIMESTAMP_MS},
+               {"<M8[us]", SNAP_TIMESTAMP_US}, {"<M8[ns]", SNAP_TIMESTAMP_NS},
+               {"<m8[s]", SNAP_DURATION_S},    {"<m8[ms]", SNAP_DURATION_MS},
+               {"<m8[us]", SNAP_DURATION_US},  {"<m8[ns]", SNAP_DURATION_NS}};
+  const int64_t tv[3] = {253402214400, INT64_MIN, INT64_MAX}; /* 9999-12-31 in s */
+  for (size_t i = 0; i < sizeof units / sizeof *units; i++) {
+    char dict[96];
+    snprintf(dict, sizeof dict,
+             "{'descr': '%s', 'fortran_order': False, 'shape': (3,), }", units[i].descr);
+    CU_ASSERT_EQUAL_FATAL(npy_publish("n", dict, tv, sizeof tv, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "n", &snap, NULL), 0);
+    c = snap_snapshot_column(snap, 0);
+    CU_ASSERT_EQUAL(c->type, units[i].type);
+    CU_ASSERT(!memcmp(c->values, tv, sizeof tv));
+    snap_unpin(snap);
+  }
 }
 
 static void test_npy_errors(void) {
@@ -975,6 +1084,163 @@ static int csv_schema(const char *dataset, const char *text, const char *schema,
   return ingest_buffer(g_store, dataset, text, strlen(text), &o, NULL, err);
 }
 
+/* Integers past int64 and timestamps past the nanosecond range keep their value:
+ * uint64, a string, timestamp[us]; never a float or a wrapped time. Each case is
+ * ingested with every value checked, by default, and with the types guessed from
+ * the first row (so that the guess misses), on one and two threads: the same
+ * table every way. */
+static void test_csv_wide(void) {
+  static const struct {
+    const char *text;
+    enum snap_type type;
+    const char *tz;
+    int nullable;
+  } cases[] = {
+      {"1\n9007199254740993\n12345678901234567890\n", SNAP_UINT64, NULL, 0},
+      {"9007199254740993\n-5\n", SNAP_INT64, NULL, 0},
+      {"-1\n12345678901234567890\n7\n", SNAP_STRING, NULL, 0},
+      {"123456789012345678901234\n1\n2\n", SNAP_STRING, NULL, 0},
+      {"-9223372036854775809\n1\n2\n", SNAP_STRING, NULL, 0},
+      {"12345678901234567890\n1.5\n", SNAP_FLOAT64, NULL, 0}, /* as pandas */
+      {"18446744073709551615\n\"\"\n0\n", SNAP_STRING, NULL, 0},
+      {"18446744073709551615,\n,\n0,\n", SNAP_UINT64, NULL, 1},
+      {"2020-01-01\n9999-12-31\n1000-01-01T00:00:00.000001\n", SNAP_TIMESTAMP_US, NULL,
+       0},
+      {"2020-01-01\n2262-04-11T23:47:16.854775807\n", SNAP_TIMESTAMP_NS, NULL, 0},
+      {"2020-01-01\n2262-04-11T23:47:17\n", SNAP_TIMESTAMP_US, NULL, 0},
+      {"2020-01-01T00:00:00.123456789\n9999-12-31\n0001-01-01\n", SNAP_STRING, NULL, 0},
+      {"9999-12-31T00:00:00Z\n2020-01-01T00:00:00+01:00\n", SNAP_TIMESTAMP_US, "UTC", 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char text[256];
+    int nc = strchr(cases[i].text, ',') != NULL;
+    snprintf(text, sizeof text, "%s\n%s", nc ? "v,w" : "v", cases[i].text);
+    struct ingest_options full = {.format = INGEST_CSV,
+                                  .display_name = "t.csv",
+                                  .no_category = 1,
+                                  .csv_full_check = 1};
+    struct snap_error err = {0};
+    int rc = ingest_buffer(g_store, "wide", text, strlen(text), &full, NULL, &err);
+    if (rc) printf("\ncase %zu: %s\n", i, err.message);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    snap_snapshot *a, *b;
+    CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "wide", &a, NULL), 0);
+    const struct snap_column *c = snap_snapshot_column(a, 0);
+    if (c->type != cases[i].type)
+      printf("\ncase %zu: %s, wanted %s\n", i, snap_type_name(c->type),
+             snap_type_name(cases[i].type));
+    CU_ASSERT_EQUAL(c->type, cases[i].type);
+    CU_ASSERT_EQUAL(!!(c->flags & SNAP_NULLABLE), cases[i].nullable);
+    CU_ASSERT(cases[i].tz ? c->timezone && !strcmp(c->timezone, cases[i].tz)
+                          : !c->timezone);
+    if (c->type == SNAP_STRING) { /* every value exactly as written */
+      const char *p = cases[i].text;
+      for (uint64_t r = 0; r < snap_snapshot_nrows(a); r++) {
+        size_t n = strcspn(p, "\n");
+        size_t got = (size_t)(c->offsets[r + 1] - c->offsets[r]);
+        int quoted = n == 2 && !memcmp(p, "\"\"", 2);
+        CU_ASSERT(quoted ? got == 0 : got == n && !memcmp(c->data + c->offsets[r], p, n));
+        p += n + 1;
+      }
+    }
+    struct ingest_options other[] = {
+        {.format = INGEST_CSV, .no_category = 1},
+        {.format = INGEST_CSV, .no_category = 1, .csv_sample_rows = 1},
+        {.format = INGEST_CSV, .no_category = 1, .csv_sample_rows = 1, .threads = 2},
+    };
+    for (size_t j = 0; j < sizeof other / sizeof *other; j++) {
+      rc = ingest_buffer(g_store, "wide2", text, strlen(text), &other[j], NULL, &err);
+      if (rc) printf("\ncase %zu, options %zu: %s\n", i, j, err.message);
+      CU_ASSERT_EQUAL_FATAL(rc, 0);
+      CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "wide2", &b, NULL), 0);
+      compare_tables(a, b);
+      snap_unpin(b);
+    }
+    snap_unpin(a);
+  }
+  /* the values themselves */
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL_FATAL(csv("wide",
+                            "u,t\n12345678901234567890,9999-12-31T23:59:59.999999\n"
+                            "9007199254740993,1000-01-01\n",
+                            NULL, NULL),
+                        0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "wide", &snap, NULL), 0);
+  const uint64_t *u = snap_snapshot_column(snap, 0)->values;
+  CU_ASSERT(u[0] == 12345678901234567890ull && u[1] == 9007199254740993ull);
+  const int64_t *t = snap_snapshot_column(snap, 1)->values;
+  CU_ASSERT(t[0] == 253402300799999999LL && t[1] == -30610224000LL * 1000000);
+  snap_unpin(snap);
+  /* a schema names the unit and the unsigned type; a value that does not fit is
+   * an error naming it, never rounded */
+  CU_ASSERT_EQUAL_FATAL(csv_schema("wide", "a,b,c\n9999-12-31,2020-01-01T00:00:00.5,1\n",
+                                   "a timestamp[s]\nb timestamp[ms]\nc uint64\n", NULL),
+                        0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "wide", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 0)->type, SNAP_TIMESTAMP_S);
+  CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(snap, 0)->values)[0],
+                  253402214400LL);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 1)->type, SNAP_TIMESTAMP_MS);
+  CU_ASSERT_EQUAL(((const int64_t *)snap_snapshot_column(snap, 1)->values)[0],
+                  1577836800500LL);
+  CU_ASSERT_EQUAL(snap_snapshot_column(snap, 2)->type, SNAP_UINT64);
+  snap_unpin(snap);
+  uint64_t before = current("wide");
+  struct {
+    const char *csv, *schema, *want;
+  } bad[] = {
+      {"a\n2020-01-01\n9999-12-31\n", "a timestamp\n",
+       "t.csv: line 3, column 1 (a): \"9999-12-31\" does not fit timestamp[ns] (outside"},
+      {"a\n2020-01-01T00:00:00.5\n", "a timestamp[s]\n",
+       "t.csv: line 2, column 1 (a): \"2020-01-01T00:00:00.5\" does not fit "
+       "timestamp[s]"},
+      {"a\n-1\n", "a uint64\n",
+       "t.csv: line 2, column 1 (a): cannot parse \"-1\" as uint64"},
+      {"a\n18446744073709551616\n", "a uint64\n",
+       "t.csv: line 2, column 1 (a): cannot parse \"18446744073709551616\" as uint64"},
+      {"a\n12345678901234567890\n", "a int64\n",
+       "t.csv: line 2, column 1 (a): cannot parse \"12345678901234567890\" as int64"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    struct snap_error err = {0};
+    CU_ASSERT_EQUAL(csv_schema("wide", bad[i].csv, bad[i].schema, &err), SNAP_EINVAL);
+    if (strncmp(err.message, bad[i].want, strlen(bad[i].want)))
+      printf("\nwide schema case %zu: got \"%s\"\n", i, err.message);
+    CU_ASSERT(!strncmp(err.message, bad[i].want, strlen(bad[i].want)));
+  }
+  CU_ASSERT_EQUAL(current("wide"), before);
+}
+
+/* A column of quoted empty strings and nulls: a string column (or a category of
+ * one empty value) whose data buffer is empty and whose offsets are all 0. */
+static void test_csv_empty_strings(void) {
+  const char *text = "s,i\n\"\",1\n,2\n\"\",3\n";
+  for (int nocat = 0; nocat <= 1; nocat++) {
+    struct ingest_options o = {.format = INGEST_CSV, .no_category = nocat};
+    struct snap_error err = {0};
+    CU_ASSERT_EQUAL_FATAL(
+        ingest_buffer(g_store, "empty", text, strlen(text), &o, NULL, &err), 0);
+    snap_snapshot *snap;
+    CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "empty", &snap, NULL), 0);
+    CU_ASSERT_EQUAL(snap_snapshot_verify(snap, NULL), 0);
+    const struct snap_column *c = snap_snapshot_column(snap, 0);
+    CU_ASSERT_EQUAL(c->type, nocat ? SNAP_STRING : SNAP_CATEGORY);
+    CU_ASSERT_EQUAL(c->data_bytes, 0);
+    CU_ASSERT_PTR_NOT_NULL(c->offsets);
+    uint64_t no = nocat ? 3 : c->dict_size;
+    for (uint64_t r = 0; r <= no; r++) CU_ASSERT_EQUAL(c->offsets[r], 0);
+    if (nocat) { /* rows 0 and 2 are "", row 1 null */
+      CU_ASSERT(c->flags & SNAP_NULLABLE);
+      CU_ASSERT_EQUAL(c->validity[0] & 7, 5);
+    } else {
+      CU_ASSERT_EQUAL(c->dict_size, 1);
+      const int8_t *code = c->values;
+      CU_ASSERT(code[0] == 0 && code[1] == -1 && code[2] == 0);
+    }
+    snap_unpin(snap);
+  }
+}
+
 static void test_csv_schema(void) {
   struct snap_error err = {0};
   const char *t = "a,b,c d,e,f,g\n1,2,x,true,2024-01-01,u\n3,,y,false,2024-01-02,v\n";
@@ -1026,6 +1292,11 @@ int main(void) {
   CU_pSuite s = CU_add_suite("ingest", suite_init, suite_clean);
   CU_TestInfo tests[] = {
       {"int64 parser", test_int64},
+      {"uint64 parser", test_uint64},
+      {"float64 parser on hard cases", test_float64_hard},
+      {"timestamp parser in each unit", test_timestamp_units},
+      {"CSV integers past int64, timestamps past ns", test_csv_wide},
+      {"CSV of empty strings only", test_csv_empty_strings},
       {"float64 parser agrees with strtod", test_float64},
       {"bool and timestamp parsers", test_bool_timestamp},
       {"CSV type inference, quoting, nulls, categories", test_csv_types},
