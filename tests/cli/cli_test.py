@@ -410,6 +410,71 @@ class CliTest(StoreCase, unittest.TestCase):
         self.assertIn("column 1 (b) is string", p.stderr)
         self.assertFalse(os.path.exists(out))
 
+    def test_export_wide_values(self):
+        """Integers past int64 and dates past the ns range come back as written."""
+        self.run_ctl("init")
+        text = ("u,i,big,t,tz\n"
+                "12345678901234567890,9007199254740993,-1,9999-12-31,"
+                "1000-01-01T00:00:00.000001Z\n"
+                "9007199254740993,-9223372036854775808,12345678901234567890,"
+                "1000-01-01,9999-12-31T23:59:59+01:00\n"
+                "18446744073709551615,9223372036854775807,"
+                "123456789012345678901234567890,2020-01-01T00:00:00.25,"
+                "2020-01-01T00:00:00Z\n")
+        self.run_ctl("publish", "w", self.write("w.csv", text))
+        cols = self.json("info", "w", "--json")["columns"]
+        self.assertEqual([c["type"] for c in cols],
+                         ["uint64", "int64", "string", "timestamp[us]", "timestamp[us]"])
+        rows = list(csv.reader(io.StringIO(
+            self.run_ctl("export", "w", "--format", "csv").stdout)))
+        self.assertEqual([r[0] for r in rows[1:]], [
+            "12345678901234567890", "9007199254740993", "18446744073709551615"])
+        self.assertEqual([r[1] for r in rows[1:]], [
+            "9007199254740993", "-9223372036854775808", "9223372036854775807"])
+        self.assertEqual([r[2] for r in rows[1:]], [
+            "-1", "12345678901234567890", "123456789012345678901234567890"])
+        self.assertEqual([r[3] for r in rows[1:]], [
+            "9999-12-31T00:00:00", "1000-01-01T00:00:00", "2020-01-01T00:00:00.25"])
+        self.assertEqual([r[4] for r in rows[1:]], [
+            "1000-01-01T00:00:00.000001Z", "9999-12-31T22:59:59Z", "2020-01-01T00:00:00Z"])
+        # a schema asking for nanoseconds is refused, naming the value
+        sch = self.write("w.schema", "u uint64\ni int64\nbig string\nt timestamp[ns]\n"
+                         "tz timestamp[ms]\n")
+        p = self.run_ctl("publish", "--schema", sch, "w", self.tmp + "/w.csv", code=1)
+        self.assertIn('line 2, column 4 (t): "9999-12-31" does not fit timestamp[ns]',
+                      p.stderr)
+
+    def test_export_empty_strings(self):
+        """A column of "" and nulls publishes and exports (CSV)."""
+        self.run_ctl("init")
+        self.run_ctl("publish", "--no-category", "e",
+                     self.write("e.csv", 's,i\n"",1\n,2\n"",3\n'))
+        self.assertEqual(self.json("info", "e", "--json")["columns"][0]["type"], "string")
+        self.assertEqual(self.run_ctl("export", "e", "--format", "csv").stdout,
+                         's,i\n"",1\n,2\n"",3\n')
+        self.run_ctl("publish", "e", self.tmp + "/e.csv")  # a category of one ""
+        self.assertEqual(self.run_ctl("export", "e", "--format", "csv").stdout,
+                         's,i\n"",1\n,2\n"",3\n')
+        self.run_ctl("verify", "e")
+
+    def test_export_npy_time_units(self):
+        """datetime64/timedelta64 in s, ms, us keep their unit and values."""
+        self.run_ctl("init")
+        vals = [253402214400, -30610224000, -2**63]  # 9999-12-31, 1000-01-01, NaT
+        for descr in ["<M8[s]", "<M8[ms]", "<M8[us]", "<m8[s]", "<m8[us]"]:
+            payload = struct.pack("<3q", *vals)
+            self.run_ctl("publish", "t", self.write("t.npy", npy_bytes(
+                descr, "(3,)", payload)))
+            out = os.path.join(self.tmp, "out.npy")
+            self.run_ctl("export", "t", "--format", "npy", "-o", out)
+            with open(out, "rb") as f:
+                got = npy_parse(f.read())
+            self.assertEqual((got[0], got[2], got[3]), (descr, (3,), payload))
+        self.run_ctl("publish", "t", self.write("t.npy", npy_bytes(
+            "<M8[s]", "(3,)", struct.pack("<3q", *vals))))
+        rows = self.run_ctl("export", "t", "--format", "csv").stdout.splitlines()
+        self.assertEqual(rows, ["0", "9999-12-31T00:00:00", "1000-01-01T00:00:00", ""])
+
     # ------------------------------------------------------------ bad input
 
     def test_publish_segment_file(self):
