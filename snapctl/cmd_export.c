@@ -7,7 +7,8 @@
  * represented and are refused (use CSV). Nulls become NaN in float columns and are
  * refused elsewhere. CSV: a header row, then one line per row, in the form
  * 'snapctl publish' reads back (nulls as empty fields, strings quoted when needed,
- * timestamps in ISO 8601 with 'Z' when zoned, durations as integer ns).
+ * timestamps in ISO 8601 with 'Z' when zoned, durations as integer counts of their
+ * unit).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -450,7 +451,7 @@ const struct ctl_command ctl_cmd_export = {
     "                     a structured array. Strings and categories are refused;\n"
     "                     nulls become NaN in float columns and are refused elsewhere.\n"
     "  -f, --format csv   a header row, then one line per row; nulls are empty fields,\n"
-    "                     timestamps ISO 8601 (with Z when zoned), durations integer "
-    "ns.\n"
+    "                     timestamps ISO 8601 (with Z when zoned), durations integer\n"
+    "                     counts of their unit.\n"
     "  -o, --output FILE  write here instead of standard output\n",
     run};
