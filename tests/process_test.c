@@ -532,6 +532,34 @@ static void test_full_tmpfs(void) {
   unmount_tmpfs(mnt);
 }
 
+/* ENOSPC on a dataset's first publish leaves no dataset behind: two failures
+ * on a store limited to 2 datasets must not block it. */
+static void test_full_tmpfs_first_publish(void) {
+  char *mnt = mount_tmpfs("enospc1", "8m");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mnt);
+  if (asprintf(&g_dir, "%s/store", mnt) < 0) abort();
+  snap_store *s = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  CU_ASSERT_EQUAL(snap_store_set_max_datasets(s, 2, NULL), 0);
+  struct snap_field f = {.name = "x", .type = SNAP_FLOAT64};
+  struct snap_schema schema = {2000000, 1, &f, NULL, 0}; /* 16 MB: does not fit */
+  snap_publish *p;
+  struct snap_error err;
+  CU_ASSERT_EQUAL(snap_publish_begin(s, "big1", &schema, &p, &err), -ENOSPC);
+  CU_ASSERT_EQUAL(snap_publish_begin(s, "big2", &schema, &p, &err), -ENOSPC);
+  uint32_t max;
+  uint64_t n = 9, v;
+  CU_ASSERT_EQUAL(snap_store_max_datasets(s, &max, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 0);
+  CU_ASSERT_EQUAL(snap_current_version(s, "big1", &v, &err), SNAP_ENOTFOUND);
+  CU_ASSERT_EQUAL(tu_publish_f64(s, "a", 1000, 1, 1, &v), 0);
+  CU_ASSERT_EQUAL(tu_publish_f64(s, "b", 1000, 1, 1, &v), 0);
+  CU_ASSERT_EQUAL(v, 1);
+  snap_store_close(s);
+  free(g_dir);
+  unmount_tmpfs(mnt);
+}
+
 /* ------------------------------------------------------ huge pages */
 
 /* kB of ShmemPmdMapped in the mapping that contains @p addr (from smaps). */
@@ -818,6 +846,7 @@ int main(void) {
       {"publisher SIGKILLed at every crash point", test_killed_publisher},
       {"forked children use and drop inherited pins", test_fork_children},
       {"full tmpfs: ENOSPC, old version stays", test_full_tmpfs},
+      {"full tmpfs on a first publish: no dataset left", test_full_tmpfs_first_publish},
       {"2 MiB-aligned mapping gets PMD pages on huge tmpfs", test_huge_page_mapping},
       {"control file corrupted or deleted: clear error",
        test_control_file_deleted_or_corrupted},

@@ -280,6 +280,14 @@ int snap__ds_put(struct snap__txn *t, const char *name, const struct snap__dsrec
   return put(t, t->c->datasets, &k, rec, sizeof *rec, "datasets", err);
 }
 
+/* Delete a dataset record (its versions are the caller's business). 0 if absent. */
+int snap__ds_del(struct snap__txn *t, const char *name, struct snap_error *err) {
+  MDB_val k = {strlen(name), (void *)name};
+  int rc = mdb_del(t->txn, t->c->datasets, &k, NULL);
+  if (rc == MDB_NOTFOUND) return 0;
+  return rc ? lmdb_status(err, rc, t->c->path, "delete dataset") : 0;
+}
+
 int snap__ds_each(struct snap__txn *t,
                   int (*cb)(const char *name, size_t len, const struct snap__dsrec *rec,
                             void *arg),

@@ -489,3 +489,218 @@ int snap__sweep_orphans(snap_store *s, struct snap_error *err) {
   snap__flips_bump(s);
   return 0;
 }
+
+/* ------------------------------------------------------- dataset directory
+ *
+ * segments/<dataset>/ is also the dataset's lock: every publish holds
+ * flock(LOCK_SH) on it from before it reserves a version number until it has
+ * committed or given up, and whoever removes the dataset record (a drop, or
+ * the last failed first publish) holds LOCK_EX. So a record is never removed
+ * under a publish in progress, and a record removed is never half-used.
+ *
+ * It also keeps the tombstone: segments/<dataset>/.next_version holds the
+ * dataset's next version number when its record was removed, and a dataset
+ * created again under that name starts there. Readers cache mappings by name
+ * and version, so a number must never name two different segments. The
+ * directory (and the tombstone) outlive the record on purpose. */
+
+#define TOMBSTONE ".next_version"
+
+int snap__dataset_dir_lock(snap_store *s, const char *dataset, int how, int *out,
+                           struct snap_error *err) {
+  *out = -1;
+  if (mkdirat(s->segfd, dataset, SNAP__MODE_DIR) && errno != EEXIST)
+    return snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
+  int fd = openat(s->segfd, dataset, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
+  while (flock(fd, how)) {
+    if (errno == EINTR) continue;
+    int e = errno;
+    close(fd);
+    if (e == EWOULDBLOCK)
+      return snap__err(err, SNAP_EBUSY,
+                       "%s/segments/%s: a publish of \"%s\" is in progress", s->path,
+                       dataset, dataset);
+    return snap__errno(err, -e, "%s/segments/%s: flock", s->path, dataset);
+  }
+  *out = fd;
+  return 0;
+}
+
+uint64_t snap__tombstone_get(snap_store *s, const char *dataset) {
+  char rel[SNAP_DATASET_NAME_MAX + 32], buf[32];
+  snprintf(rel, sizeof rel, "%s/" TOMBSTONE, dataset);
+  int fd = openat(s->segfd, rel, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 1;
+  buf[n] = 0;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(buf, &end, 10);
+  return errno || end == buf || v < 1 ? 1 : (uint64_t)v;
+}
+
+/* Raise the tombstone of the dataset whose directory is @p dsfd to @p next. */
+static int tombstone_put(snap_store *s, int dsfd, const char *dataset, uint64_t next,
+                         struct snap_error *err) {
+  if (snap__tombstone_get(s, dataset) >= next) return 0;
+  char buf[32];
+  int len = snprintf(buf, sizeof buf, "%llu\n", (unsigned long long)next);
+  int fd = openat(dsfd, TOMBSTONE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+                  SNAP__MODE_SEGMENT);
+  if (fd < 0)
+    return snap__errno(err, -errno, "%s/segments/%s/" TOMBSTONE ".tmp", s->path, dataset);
+  bool ok = write(fd, buf, (size_t)len) == len;
+  int e = errno;
+  close(fd);
+  if (!ok || renameat(dsfd, TOMBSTONE ".tmp", dsfd, TOMBSTONE)) {
+    if (ok) e = errno;
+    unlinkat(dsfd, TOMBSTONE ".tmp", 0);
+    return snap__errno(err, -e, "%s/segments/%s/" TOMBSTONE, s->path, dataset);
+  }
+  return 0;
+}
+
+static int count_ver(uint64_t version, const struct snap__verrec *rec, void *arg) {
+  (void)version;
+  (void)rec;
+  ++*(size_t *)arg;
+  return 0;
+}
+
+void snap__first_publish_undo(snap_store *s, int dsfd, const char *dataset) {
+  /* Another publish of the dataset in progress holds LOCK_SH: it owns the
+   * record now (and undoes it in turn if it fails too). */
+  if (dsfd < 0 || flock(dsfd, LOCK_EX | LOCK_NB)) return;
+  struct snap__txn *t;
+  if (snap__store_txn(s, true, &t, NULL)) return;
+  struct snap__dsrec ds;
+  size_t n = 0;
+  if (snap__ds_get(t, dataset, &ds, NULL) || ds.current ||
+      snap__ver_each(t, ds.id, count_ver, &n, NULL) || n ||
+      tombstone_put(s, dsfd, dataset, ds.next_version, NULL) ||
+      snap__ds_del(t, dataset, NULL)) {
+    snap__txn_abort(t);
+    return;
+  }
+  snap__txn_commit(t, NULL);
+}
+
+/* ------------------------------------------------------------------ drop */
+
+struct held {
+  uint64_t *v;
+  int *fd;
+  size_t n, cap;
+};
+
+static int held_add(uint64_t version, const struct snap__verrec *rec, void *arg) {
+  (void)rec;
+  struct held *h = arg;
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? 2 * h->cap : 8;
+    uint64_t *v = realloc(h->v, cap * sizeof *v);
+    if (!v) return -ENOMEM;
+    h->v = v;
+    int *fd = realloc(h->fd, cap * sizeof *fd);
+    if (!fd) return -ENOMEM;
+    h->fd = fd;
+    h->cap = cap;
+  }
+  h->v[h->n] = version;
+  h->fd[h->n++] = -1;
+  return 0;
+}
+
+/* "pid 12, 34 and 2 more" into @p out. */
+static void pid_list(char *out, size_t cap, const pid_t *pids, size_t shown, size_t n) {
+  size_t len = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < shown && len < cap; i++)
+    len += (size_t)snprintf(out + len, cap - len, "%s%d", i ? ", " : "", (int)pids[i]);
+  if (n > shown && len < cap) snprintf(out + len, cap - len, " and %zu more", n - shown);
+}
+
+int snap_dataset_drop(snap_store *s, const char *dataset, unsigned flags,
+                      struct snap_error *err) {
+  if (flags & ~SNAP_DROP_FORCE)
+    return snap__err(err, SNAP_EINVAL, "snap_dataset_drop: flags 0x%x unknown", flags);
+  int rc = snap__dataset_name_check(dataset, err);
+  if (rc || (rc = snap__store_writable(s, err))) return rc;
+  struct snap__txn *t;
+  struct snap__dsrec ds;
+  /* Existence first, so that dropping a name that is not there creates no
+   * directory. */
+  if ((rc = snap__store_txn(s, false, &t, err))) return rc;
+  rc = snap__ds_get(t, dataset, &ds, err);
+  snap__txn_abort(t);
+  if (rc) return rc;
+  int dsfd;
+  if ((rc = snap__dataset_dir_lock(s, dataset, LOCK_EX | LOCK_NB, &dsfd, err))) return rc;
+  struct held h = {0};
+  /* No publish can add a version now; take every version's exclusive lock so
+   * that no reader pins one while the records go. */
+  if ((rc = snap__store_txn(s, false, &t, err))) goto out;
+  if (!(rc = snap__ds_get(t, dataset, &ds, err)))
+    rc = snap__ver_each(t, ds.id, held_add, &h, err);
+  snap__txn_abort(t);
+  if (rc == -ENOMEM) rc = snap__errno(err, rc, "drop \"%s\"", dataset);
+  if (rc) goto out;
+  for (size_t i = 0; i < h.n; i++) {
+    char rel[512];
+    snap__seg_relpath(rel, sizeof rel, dataset, h.v[i]);
+    int fd = openat(s->dirfd, rel, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) continue; /* a record whose file is gone: nothing to lock */
+      rc = snap__errno(err, -errno, "%s/%s", s->path, rel);
+      goto out;
+    }
+    h.fd[i] = fd;
+    if (!flock(fd, LOCK_EX | LOCK_NB)) continue;
+    if (errno != EWOULDBLOCK) {
+      rc = snap__errno(err, -errno, "%s/%s: flock", s->path, rel);
+      goto out;
+    }
+    if (flags & SNAP_DROP_FORCE) continue; /* its readers keep their mapping */
+    struct stat st;
+    pid_t pids[8];
+    size_t n = 0;
+    char who[128] = "unknown processes";
+    if (!fstat(fd, &st) && !snap__lock_holders(st.st_dev, st.st_ino, pids, 8, &n) && n)
+      pid_list(who, sizeof who, pids, n < 8 ? n : 8, n);
+    rc = snap__err(err, SNAP_EBUSY,
+                   "%s/%s: version %llu of \"%s\" is pinned by pid %s; nothing dropped "
+                   "(snapctl readers %s; --force drops it and lets them finish)",
+                   s->path, rel, (unsigned long long)h.v[i], dataset, who, dataset);
+    goto out;
+  }
+  /* Records first, then names: a crash in between leaves files no record
+   * names, which the orphan sweep removes. The tombstone goes before both. */
+  if ((rc = tombstone_put(s, dsfd, dataset, ds.next_version, err))) goto out;
+  if ((rc = snap__store_txn(s, true, &t, err))) goto out;
+  for (size_t i = 0; i < h.n && !rc; i++) rc = snap__ver_del(t, ds.id, h.v[i], err);
+  if (!rc) rc = snap__ds_del(t, dataset, err);
+  snap__crash_point();
+  if (rc) {
+    snap__txn_abort(t);
+    goto out;
+  }
+  if ((rc = snap__txn_commit(t, err))) goto out;
+  snap__crash_point(); /* records gone, files still named: orphans */
+  for (size_t i = 0; i < h.n; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "%llu.seg", (unsigned long long)h.v[i]);
+    unlinkat(dsfd, name, 0); /* best effort: the sweep takes what is left */
+  }
+  snap__flips_bump(s);
+  snap__pin_trim(s, dataset);
+out:
+  for (size_t i = 0; i < h.n; i++)
+    if (h.fd[i] >= 0) close(h.fd[i]);
+  free(h.v);
+  free(h.fd);
+  close(dsfd);
+  return rc;
+}

@@ -215,6 +215,8 @@ SNAP__INTERNAL int snap__ds_get(struct snap__txn *t, const char *name,
                                 struct snap__dsrec *rec, struct snap_error *err);
 SNAP__INTERNAL int snap__ds_put(struct snap__txn *t, const char *name,
                                 const struct snap__dsrec *rec, struct snap_error *err);
+SNAP__INTERNAL int snap__ds_del(struct snap__txn *t, const char *name,
+                                struct snap_error *err);
 /* Calls cb for each dataset in name order; cb returning non-zero stops with it. */
 SNAP__INTERNAL int snap__ds_each(struct snap__txn *t,
                                  int (*cb)(const char *name, size_t len,
@@ -277,6 +279,21 @@ SNAP__INTERNAL int snap__retain(struct snap__txn *t, const struct snap__dsrec *d
 SNAP__INTERNAL int snap__gc(snap_store *s, const char *dataset, unsigned flags,
                             snap_gc_cb cb, void *arg, struct snap_gc_stats *stats,
                             struct snap_error *err);
+/* Open (creating it) segments/<dataset>/ and flock it with @p how: LOCK_SH for
+ * a publish in progress, LOCK_EX(|LOCK_NB) to remove the dataset's record.
+ * SNAP_EBUSY when LOCK_NB fails. *out is the caller's to close. */
+SNAP__INTERNAL int snap__dataset_dir_lock(snap_store *s, const char *dataset, int how,
+                                          int *out, struct snap_error *err);
+/* First version number of a dataset created under @p dataset's name (1, or the
+ * tombstone left when an earlier dataset of that name was removed). */
+SNAP__INTERNAL uint64_t snap__tombstone_get(snap_store *s, const char *dataset);
+/* A first publish that failed or was aborted: remove the dataset record if it
+ * has no version and no other publish of it is in progress. @p dsfd holds our
+ * LOCK_SH on the dataset directory. Best effort. */
+SNAP__INTERNAL void snap__first_publish_undo(snap_store *s, int dsfd,
+                                             const char *dataset);
+/* The strict rule for the name of a dataset being created. */
+SNAP__INTERNAL int snap__dataset_name_new_check(const char *name, struct snap_error *err);
 SNAP__INTERNAL int snap__sweep_orphans(snap_store *s, struct snap_error *err);
 /* Count flock holders of the file with @p dev/@p ino (from /proc/locks). */
 SNAP__INTERNAL int snap__lock_holders(dev_t dev, ino_t ino, pid_t *pids, size_t cap,

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -36,7 +37,22 @@ struct snap_publish {
   char where[4096]; /* the store directory, or the detached publish's directory */
   uint8_t *base;
   struct snap__segment seg; /* parsed header: the fill pointers */
+  bool committed;           /* else freeing it may have to undo a first publish */
 };
+
+/* A name that does not exist yet must follow the rule for new names; an
+ * existing dataset keeps its name whatever it is. Checked before anything is
+ * created on disk, and again where the record is created. */
+static int name_creatable(snap_store *s, const char *dataset, struct snap_error *err) {
+  if (!snap__dataset_name_new_check(dataset, NULL)) return 0;
+  struct snap__txn *t;
+  int rc = snap__store_txn(s, false, &t, err);
+  if (rc) return rc;
+  struct snap__dsrec ds;
+  rc = snap__ds_get(t, dataset, &ds, NULL);
+  snap__txn_abort(t);
+  return rc == SNAP_ENOTFOUND ? snap__dataset_name_new_check(dataset, err) : rc;
+}
 
 /* Reserve the next version number, creating the dataset on first use. */
 static int reserve_version(snap_store *s, const char *dataset, uint64_t *version,
@@ -50,7 +66,8 @@ static int reserve_version(snap_store *s, const char *dataset, uint64_t *version
     struct snap__meta m;
     uint32_t max;
     uint64_t n;
-    if ((rc = snap__max_datasets_get(t, &max, err)) ||
+    if ((rc = snap__dataset_name_new_check(dataset, err)) ||
+        (rc = snap__max_datasets_get(t, &max, err)) ||
         (max && (rc = snap__ds_count(t, &n, err))))
       goto fail;
     if (max && n >= max) {
@@ -63,7 +80,7 @@ static int reserve_version(snap_store *s, const char *dataset, uint64_t *version
     if ((rc = snap__meta_get(t, &m, err))) goto fail;
     memset(&ds, 0, sizeof ds);
     ds.id = m.next_dataset_id++;
-    ds.next_version = 1;
+    ds.next_version = snap__tombstone_get(s, dataset); /* never reuse a number */
     ds.keep = m.default_keep;
     if ((rc = snap__meta_put(t, &m, err))) goto fail;
   } else if (rc) {
@@ -112,7 +129,8 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   if (rc) return rc;
   uint64_t total;
   if ((rc = snap__segment_plan(schema, &total, err))) return rc;
-  if ((rc = snap__store_writable(s, err))) return rc;
+  if ((rc = snap__store_writable(s, err)) || (rc = name_creatable(s, dataset, err)))
+    return rc;
   snap_publish *p = calloc(1, sizeof *p);
   if (!p) return snap__errno(err, -ENOMEM, "publish \"%s\"", dataset);
   p->store = s;
@@ -120,19 +138,12 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   p->total = total;
   strcpy(p->dataset, dataset);
   snprintf(p->where, sizeof p->where, "%s", s->path);
+  /* The directory's shared lock before the number: see gc.c "dataset directory". */
+  if ((rc = snap__dataset_dir_lock(s, dataset, LOCK_SH, &p->dsfd, err))) goto fail;
   if ((rc = reserve_version(s, dataset, &p->version, err))) goto fail;
   snap__crash_point();
   snprintf(p->what, sizeof p->what, "segments/%s/%llu.seg", dataset,
            (unsigned long long)p->version);
-  if (mkdirat(s->segfd, dataset, SNAP__MODE_DIR) && errno != EEXIST) {
-    rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
-    goto fail;
-  }
-  p->dsfd = openat(s->segfd, dataset, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (p->dsfd < 0) {
-    rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
-    goto fail;
-  }
   if ((rc = segment_create(p, schema, s->store_id, err))) goto fail;
   snap__crash_point();
   snap__store_ref(s);
@@ -141,6 +152,7 @@ int snap_publish_begin(snap_store *s, const char *dataset,
 fail:
   snap__unmap(p->base, p->total);
   if (p->fd >= 0) close(p->fd);
+  if (p->version) snap__first_publish_undo(s, p->dsfd, dataset);
   if (p->dsfd >= 0) close(p->dsfd);
   free(p);
   return rc;
@@ -178,6 +190,7 @@ static void publish_free(snap_publish *p) {
   snap__segment_free(&p->seg);
   snap__unmap(p->base, p->total);
   if (p->fd >= 0) close(p->fd);
+  if (p->store && !p->committed) snap__first_publish_undo(p->store, p->dsfd, p->dataset);
   if (p->dsfd >= 0) close(p->dsfd);
   if (p->store) snap__store_unref(p->store);
   free(p);
@@ -274,6 +287,7 @@ int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *e
   if (rc) goto out;
   snap__crash_point();
   if ((rc = flip(p, &vr, err))) goto out;
+  p->committed = true;
   snap__crash_point();
   if (version) *version = p->version;
   snap__pin_trim(s, p->dataset);
@@ -382,7 +396,10 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
     goto out;
   }
   snap__segment_free(&seg);
-  if ((rc = reserve_version(s, dataset, &p.version, err))) goto out;
+  if ((rc = name_creatable(s, dataset, err)) ||
+      (rc = snap__dataset_dir_lock(s, dataset, LOCK_SH, &p.dsfd, err)) ||
+      (rc = reserve_version(s, dataset, &p.version, err)))
+    goto out;
   snprintf(p.what, sizeof p.what, "segments/%s/%llu.seg", dataset,
            (unsigned long long)p.version);
   /* Stamp the version and the store id, reseal the header. */
@@ -464,17 +481,9 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
                             .created_ns = seg.created_ns,
                             .data_hash = {seg.data_hash[0], seg.data_hash[1]},
                             .header_hash = seg.header_hash};
-  if (mkdirat(s->segfd, dataset, SNAP__MODE_DIR) && errno != EEXIST) {
-    rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
-    goto out;
-  }
-  p.dsfd = openat(s->segfd, dataset, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (p.dsfd < 0) {
-    rc = snap__errno(err, -errno, "%s/segments/%s", s->path, dataset);
-    goto out;
-  }
   p.fd = rofd;
   if ((rc = flip(&p, &vr, err))) goto out;
+  p.committed = true;
   if (version) *version = p.version;
   snap__pin_trim(s, dataset);
   snap__gc(s, dataset, 0, NULL, NULL, NULL, NULL);
@@ -484,6 +493,7 @@ out:
   if (leased) fcntl(rofd, F_SETLEASE, F_UNLCK);
   if (rofd >= 0) close(rofd);
   if (fd >= 0) close(fd);
+  if (p.version && !p.committed) snap__first_publish_undo(s, p.dsfd, dataset);
   if (p.dsfd >= 0) close(p.dsfd);
   return rc;
 }

@@ -132,6 +132,42 @@ int snap__dataset_name_check(const char *name, struct snap_error *err) {
   return 0;
 }
 
+/* The rule for a dataset being created (docs/design.md, "Dataset names"):
+ * 1..255 bytes of ASCII letters, digits, '_', '-', '.', not starting with '.'.
+ * No '@' (DATASET@VERSION), no space or control byte (one name per line in
+ * listings), no non-ASCII (one spelling per name, no normalisation). */
+int snap__dataset_name_new_check(const char *name, struct snap_error *err) {
+  int rc = snap__dataset_name_check(name, err);
+  if (rc) return rc;
+  size_t bad = 0;
+  for (; name[bad]; bad++) {
+    unsigned char ch = (unsigned char)name[bad];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+          (ch >= '0' && ch <= '9') || ch == '_' || ch == '-' || ch == '.'))
+      break;
+  }
+  if (!name[bad]) return 0;
+  char esc[64];
+  size_t n = 0;
+  const char *p = name;
+  for (; *p && n + 6 < sizeof esc; p++) {
+    unsigned char ch = (unsigned char)*p;
+    if (ch == '"' || ch == '\\')
+      n += (size_t)snprintf(esc + n, sizeof esc - n, "\\%c", ch);
+    else if (ch >= 0x20 && ch < 0x7f)
+      esc[n++] = (char)ch;
+    else
+      n += (size_t)snprintf(esc + n, sizeof esc - n, "\\x%02x", ch);
+  }
+  esc[n] = 0;
+  return snap__err(err, SNAP_EINVAL,
+                   "dataset name \"%s%s\": byte %zu (0x%02x) is not allowed; a new "
+                   "dataset name is 1..%d bytes of ASCII letters, digits, '_', '-' and "
+                   "'.', not starting with '.'",
+                   esc, *p ? "..." : "", bad + 1, (unsigned char)name[bad],
+                   SNAP_DATASET_NAME_MAX);
+}
+
 /* ------------------------------------------------------------------ layout */
 
 struct bufref {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -585,6 +586,165 @@ static void test_import_a_segment_file(void) {
   close_store();
 }
 
+/* ------------------------------------------------------------------ drop */
+
+static bool ds_listed(const char *name) {
+  struct snap_dataset_info *di;
+  size_t n;
+  bool found = false;
+  if (snap_dataset_list(g_store, &di, &n, NULL)) return false;
+  for (size_t i = 0; i < n; i++) found |= !strcmp(di[i].name, name);
+  free(di);
+  return found;
+}
+
+/* A child that pins @p ds at @p version, says 'p' (or 'e') on @p up, waits
+ * for a byte on @p down, then checks the pinned data and exits 0 if intact. */
+static pid_t pinning_child(const char *ds, uint64_t version, int up[2], int down[2]) {
+  if (pipe(up) || pipe(down)) return -1;
+  pid_t pid = fork();
+  if (pid) return pid;
+  snap_store *s;
+  snap_snapshot *snap;
+  char c = 'e';
+  if (snap_store_open(g_dir, SNAP_RDONLY, &s, NULL) ||
+      snap_pin_version(s, ds, version, &snap, NULL)) {
+    if (write(up[1], &c, 1)) _exit(2);
+    _exit(2);
+  }
+  c = 'p';
+  if (write(up[1], &c, 1) != 1 || read(down[0], &c, 1) != 1) _exit(3);
+  int ok = tu_check_f64(snap) == (int64_t)version && !snap_snapshot_verify(snap, NULL);
+  snap_unpin(snap);
+  snap_store_close(s);
+  _exit(ok ? 0 : 4);
+}
+
+static int child_finish(pid_t pid, int up[2], int down[2]) {
+  char c = 'x';
+  int st = -1;
+  if (write(down[1], &c, 1) != 1) return -1;
+  waitpid(pid, &st, 0);
+  close(up[0]), close(up[1]), close(down[0]), close(down[1]);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_drop(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 1, &v), 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 2, &v), 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "other", 10, 1, 1, &v), 0);
+  int up[2], down[2];
+  char c;
+  pid_t pid = pinning_child("d", 1, up, down);
+  CU_ASSERT_FATAL(pid > 0);
+  CU_ASSERT_FATAL(read(up[0], &c, 1) == 1 && c == 'p');
+  struct snap_error err = {0};
+  CU_ASSERT_EQUAL(snap_dataset_drop(g_store, "d", 0, &err), SNAP_EBUSY);
+  char want[64];
+  snprintf(want, sizeof want, "version 1 of \"d\" is pinned by pid %d", (int)pid);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, want));
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "segments/d/1.seg"));
+  CU_ASSERT(ds_listed("d") && seg_exists("d", 1) && seg_exists("d", 2));
+  CU_ASSERT_EQUAL(child_finish(pid, up, down), 0);
+  CU_ASSERT_EQUAL(snap_dataset_drop(g_store, "d", 0, &err), 0);
+  CU_ASSERT(!ds_listed("d") && ds_listed("other"));
+  CU_ASSERT(!seg_exists("d", 1) && !seg_exists("d", 2));
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL(snap_pin(g_store, "d", &snap, NULL), SNAP_ENOTFOUND);
+  CU_ASSERT_EQUAL(snap_dataset_drop(g_store, "d", 0, NULL), SNAP_ENOTFOUND);
+  CU_ASSERT_EQUAL(snap_dataset_drop(g_store, "d", 8, NULL), SNAP_EINVAL);
+  /* Created again: the numbers go on from where the dropped one stopped. */
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 3, &v), 0);
+  CU_ASSERT_EQUAL(v, 3);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(tu_check_f64(snap), 3);
+  snap_unpin(snap);
+  /* --force: the pinner keeps reading its version; the name is gone at once. */
+  pid = pinning_child("d", 3, up, down);
+  CU_ASSERT_FATAL(pid > 0);
+  CU_ASSERT_FATAL(read(up[0], &c, 1) == 1 && c == 'p');
+  CU_ASSERT_EQUAL(snap_dataset_drop(g_store, "d", SNAP_DROP_FORCE, &err), 0);
+  CU_ASSERT(!ds_listed("d") && !seg_exists("d", 3));
+  CU_ASSERT_EQUAL(child_finish(pid, up, down), 0);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 4, &v), 0);
+  CU_ASSERT_EQUAL(v, 4);
+  /* A publish in progress holds the dataset: drop waits for it. */
+  struct snap_field f = {.name = "x", .type = SNAP_FLOAT64};
+  struct snap_schema schema = {1, 1, &f, NULL, 0};
+  snap_publish *p;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "d", &schema, &p, NULL), 0);
+  CU_ASSERT_EQUAL(snap_dataset_drop(g_store, "d", 0, &err), SNAP_EBUSY);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "a publish of \"d\" is in progress"));
+  snap_publish_abort(p);
+  CU_ASSERT(ds_listed("d")); /* not a first publish: the dataset stays */
+  CU_ASSERT_EQUAL(snap_dataset_drop(g_store, "d", 0, NULL), 0);
+  snap_store *ro;
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, SNAP_RDONLY, &ro, NULL), 0);
+  CU_ASSERT_EQUAL(snap_dataset_drop(ro, "other", 0, NULL), SNAP_ERDONLY);
+  snap_store_close(ro);
+  close_store();
+}
+
+/* A first publish that fails or is aborted leaves no dataset behind, unless
+ * another publish of the same new dataset is still going. */
+static void test_failed_first_publish(void) {
+  open_store();
+  CU_ASSERT_EQUAL(snap_store_set_max_datasets(g_store, 1, NULL), 0);
+  struct snap_field f = {.name = "x", .type = SNAP_FLOAT64};
+  struct snap_schema schema = {1, 1, &f, NULL, 0};
+  snap_publish *p, *q;
+  uint64_t v, n = 9;
+  uint32_t max;
+  for (int i = 0; i < 3; i++) {
+    char name[8];
+    snprintf(name, sizeof name, "n%d", i);
+    CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, name, &schema, &p, NULL), 0);
+    snap_publish_abort(p);
+    CU_ASSERT(!ds_listed(name));
+  }
+  /* a commit that fails validation is a failed first publish too */
+  struct snap_field sf = {.name = "s", .type = SNAP_STRING, .data_bytes = 4};
+  struct snap_schema sschema = {1, 1, &sf, NULL, 0};
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "bad", &sschema, &p, NULL), 0);
+  CU_ASSERT_EQUAL(snap_publish_commit(p, &v, NULL), SNAP_EINVAL); /* offsets all 0 */
+  CU_ASSERT_EQUAL(snap_store_max_datasets(g_store, &max, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 0);
+  /* two publishes of one new dataset: the first one's abort leaves it to the other */
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "m", &schema, &p, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "m", &schema, &q, NULL), 0);
+  snap_publish_abort(p);
+  CU_ASSERT(ds_listed("m"));
+  CU_ASSERT_EQUAL(snap_publish_commit(q, &v, NULL), 0);
+  CU_ASSERT_EQUAL(v, 2);
+  CU_ASSERT(ds_listed("m"));
+  close_store();
+}
+
+/* New dataset names follow the rule; the message names the name and the rule. */
+static void test_dataset_names(void) {
+  open_store();
+  struct snap_field f = {.name = "x", .type = SNAP_FLOAT64};
+  struct snap_schema schema = {1, 1, &f, NULL, 0};
+  snap_publish *p;
+  struct snap_error err = {0};
+  const char *bad[] = {"a b", "x@1", "a\nb", "caf\xc3\xa9", ".hidden", "a/b", ""};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CU_ASSERT_EQUAL(snap_publish_begin(g_store, bad[i], &schema, &p, &err), SNAP_EINVAL);
+    CU_ASSERT_PTR_NULL(p);
+  }
+  CU_ASSERT_EQUAL(snap_publish_begin(g_store, "a\nb", &schema, &p, &err), SNAP_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "\"a\\x0ab\""));
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "ASCII letters, digits"));
+  CU_ASSERT_EQUAL(snap_publish_begin(g_store, "x@1", &schema, &p, &err), SNAP_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "byte 2 (0x40)"));
+  CU_ASSERT_EQUAL(seg_files(), 0); /* not even a directory */
+  uint64_t v;
+  CU_ASSERT_EQUAL(tu_publish_f64(g_store, "Ok_name-1.v2", 1, 1, 1, &v), 0);
+  close_store();
+}
+
 int main(void) {
   static const tu_test tests[] = {
       {"open errors, env default, read-only", test_open_errors},
@@ -601,6 +761,9 @@ int main(void) {
        test_shared_control_and_mappings},
       {"detached publish sealed and adopted", test_detached_publish_adopted},
       {"import a segment file from another store", test_import_a_segment_file},
+      {"drop: busy while pinned, --force, numbers never reused", test_drop},
+      {"failed first publish leaves no dataset", test_failed_first_publish},
+      {"new dataset names follow the rule", test_dataset_names},
       {NULL, NULL}};
   return tu_run("store", tests);
 }

@@ -270,8 +270,15 @@ SNAP_API int snap_store_max_datasets(snap_store *store, uint32_t *max, uint64_t 
  * snap_publish_abort(). Until commit nothing is visible and a crash leaves
  * nothing behind. One thread at a time may use a publish handle; any number
  * of publishes may be in progress.
+ * A dataset is created by its first publish (begin, adopt or import) only
+ * if its name follows the rule for new names: 1..255 bytes of ASCII letters,
+ * digits, '_', '-' and '.', not starting with '.'. Existing datasets keep
+ * whatever name they have. If the first publish of a dataset fails or is
+ * aborted (and no other publish of it is in progress), no dataset is left:
+ * it does not count against snap_store_set_max_datasets().
  * @return 0, SNAP_EINVAL (bad name or schema; message names the field),
- *         SNAP_ERDONLY, SNAP_EMAPFULL, or -errno (-ENOSPC, -EMFILE, ...).
+ *         SNAP_ERDONLY, SNAP_EMAPFULL, -EDQUOT (dataset limit), or -errno
+ *         (-ENOSPC, -EMFILE, ...).
  */
 SNAP_API int snap_publish_begin(snap_store *store, const char *dataset,
                                 const struct snap_schema *schema, snap_publish **out,
@@ -504,6 +511,32 @@ SNAP_API int snap_current_version(snap_store *store, const char *dataset,
  */
 SNAP_API int snap_rollback(snap_store *store, const char *dataset, uint64_t version,
                            struct snap_error *err);
+
+/** snap_dataset_drop() flags. */
+#define SNAP_DROP_FORCE 0x1u /* drop even while versions are pinned (see below) */
+
+/**
+ * Remove dataset @p dataset: its record, every version's record and every
+ * segment file. Works for any existing name, also one that the rule for new
+ * names (docs/design.md) would refuse now.
+ * Without SNAP_DROP_FORCE, nothing is removed while any process pins any of
+ * its versions: the call fails with SNAP_EBUSY and the message names the file,
+ * the version and up to 8 pinning pids. With SNAP_DROP_FORCE the dataset goes
+ * anyway; the segment files of pinned versions are unlinked but their pinners
+ * keep reading their mapping, and the memory returns to the tmpfs when the
+ * last of them unpins (snapctl gc and readers no longer see those versions).
+ * Either way new pins of the name fail with SNAP_ENOTFOUND at once.
+ * Version numbers are never reused: a dataset created again under the same
+ * name continues from the dropped one's next version number (the tombstone
+ * segments/<dataset>/.next_version stays behind for that).
+ * Writers only; thread-safe; any number of handles and processes may call it.
+ * @return 0; SNAP_ENOTFOUND (no such dataset); SNAP_EBUSY (a version is
+ *         pinned, or a publish of the dataset is in progress: retry after it);
+ *         SNAP_EINVAL (unknown flags, or a name that cannot exist);
+ *         SNAP_ERDONLY; a control-file status; or -errno.
+ */
+SNAP_API int snap_dataset_drop(snap_store *store, const char *dataset, unsigned flags,
+                               struct snap_error *err);
 
 /** Processes that pin a version now: up to @p cap pids in @p pids, total in *count. */
 SNAP_API int snap_version_holders(snap_store *store, const char *dataset,
