@@ -302,9 +302,13 @@ static void check_draining(struct doctor *d, snap_store *store,
 }
 
 static int run(struct ctl *c, int argc, char **argv) {
+  static const struct option longopts[] = {{"deep", no_argument, NULL, 'D'}, {0}};
   int opt, code;
-  while ((opt = ctl_getopt(&ctl_cmd_doctor, c, argc, argv, "", NULL, &code)) != -1)
+  bool deep = false;
+  while ((opt = ctl_getopt(&ctl_cmd_doctor, c, argc, argv, "", longopts, &code)) != -1) {
     if (opt == -2) return code;
+    if (opt == 'D') deep = true;
+  }
   if (optind < argc) return ctl_usage(c, "unexpected argument '%s'", argv[optind]);
   struct doctor d = {0};
   const char *path = c->store_path ? c->store_path : getenv(SNAP_STORE_ENV);
@@ -376,6 +380,7 @@ static int run(struct ctl *c, int argc, char **argv) {
   }
   check_orphans(&d, store, ds, nds);
   check_draining(&d, store, ds, nds);
+  d.problems += ctl_doctor_segments(store, ds, nds, deep); /* doctor_segments.c */
   printf("%d problem%s, %d piece%s of advice\n", d.problems, d.problems == 1 ? "" : "s",
          d.advice, d.advice == 1 ? "" : "s");
   free(ds);
@@ -388,12 +393,17 @@ static int run(struct ctl *c, int argc, char **argv) {
 
 const struct ctl_command ctl_cmd_doctor = {
     "doctor", "check the store and its environment",
-    "usage: snapctl [--store PATH] doctor\n"
+    "usage: snapctl [--store PATH] doctor [--deep]\n"
     "\n"
     "Check the store and its environment, and print each finding (ok, advice,\n"
     "problem) with the command that fixes it: the store opens; the file system is\n"
     "tmpfs, its size and free space (against the largest current version); the\n"
     "mount's huge-page setting; the cgroup memory limit; orphan segment files; and\n"
-    "draining versions, reclaimable or still pinned (by whom). Changes nothing.\n"
+    "draining versions, reclaimable or still pinned (by whom); every kept version\n"
+    "(current and retained) pinned as a reader would: size, header, checksum of\n"
+    "header and manifest. Changes nothing.\n"
+    "\n"
+    "  --deep   also recompute each kept version's data checksum and check its\n"
+    "           category codes (reads every byte, like snapctl verify)\n"
     "Exit status 1 when a problem was found.\n",
     run};

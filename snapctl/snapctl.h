@@ -3,6 +3,7 @@
 #define SNAPCTL_H
 
 #include <libsnap/libsnap.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -27,7 +28,7 @@ struct ctl_command {
 
 extern const struct ctl_command ctl_cmd_init, ctl_cmd_list, ctl_cmd_info, ctl_cmd_readers,
     ctl_cmd_gc, ctl_cmd_rollback, ctl_cmd_verify, ctl_cmd_export, ctl_cmd_doctor,
-    ctl_cmd_publish;
+    ctl_cmd_publish, ctl_cmd_drop;
 
 /* ---------------------------------------------------------------- errors */
 
@@ -66,6 +67,15 @@ int ctl_pin_target(struct ctl *c, const char *arg, snap_store **store,
                    snap_snapshot **snap);
 /** Parse a positive decimal integer. 0 on success, -1 otherwise. */
 int ctl_parse_u64(const char *s, uint64_t *out);
+
+/**
+ * snapctl doctor's segment checks (doctor_segments.c): pin every kept version
+ * of the @p nds datasets as a reader would (size, header, checksum of header
+ * and manifest), with @p deep also its data checksum and category codes.
+ * Prints a finding per damaged version with its fix; returns how many.
+ */
+int ctl_doctor_segments(snap_store *store, const struct snap_dataset_info *ds, size_t nds,
+                        bool deep);
 
 /* ------------------------------------------------------------- formatting */
 

@@ -31,11 +31,27 @@ int ctl_usage(const struct ctl *c, const char *fmt, ...) {
   return CTL_USAGE;
 }
 
+/* @p s with control bytes as \xNN, so that a message stays on one line. */
+static const char *one_line(char *out, size_t cap, const char *s) {
+  size_t n = 0;
+  for (; *s && n + 5 < cap; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch < 0x20 || ch == 0x7f)
+      n += (size_t)snprintf(out + n, cap - n, "\\x%02x", ch);
+    else
+      out[n++] = (char)ch;
+  }
+  out[n] = 0;
+  return out;
+}
+
 int ctl_fail_snap(const struct ctl *c, const char *what, int status,
                   const struct snap_error *err) {
   const char *msg = err && err->message[0] ? err->message : snap_strerror(status);
-  if (what) return ctl_fail(c, "%s: %s", what, msg);
-  return ctl_fail(c, "%s", msg);
+  char w[4 * SNAP_DATASET_NAME_MAX + 64], m[4 * sizeof err->message];
+  if (what)
+    return ctl_fail(c, "%s: %s", one_line(w, sizeof w, what), one_line(m, sizeof m, msg));
+  return ctl_fail(c, "%s", one_line(m, sizeof m, msg));
 }
 
 int ctl_getopt(const struct ctl_command *cmd, struct ctl *c, int argc, char **argv,

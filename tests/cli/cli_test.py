@@ -116,7 +116,7 @@ class CliTest(StoreCase, unittest.TestCase):
         self.assertIn("snapctl gc --help", p.stderr)
         top = self.run_ctl("--help").stdout
         for cmd in ["init", "list", "info", "readers", "gc", "publish", "rollback", "verify",
-                    "export", "doctor"]:
+                    "export", "doctor", "drop"]:
             self.assertIn(cmd, top)
             out = self.run_ctl(cmd, "--help").stdout
             self.assertTrue(out.startswith("usage: snapctl [--store PATH] " + cmd), out)
@@ -294,6 +294,94 @@ class CliTest(StoreCase, unittest.TestCase):
         self.run_ctl("gc")
         self.assertFalse(os.path.exists(orphan))
         self.run_ctl("doctor")
+
+    def seg_path(self, dataset, version):
+        return os.path.join(self.store, "segments", dataset, "%d.seg" % version)
+
+    def flip_byte(self, path, offset):
+        with open(path, "r+b") as f:
+            f.seek(offset)
+            b = f.read(1)
+            f.seek(offset)
+            f.write(bytes([b[0] ^ 0xff]))
+
+    def test_doctor_segments(self):
+        """doctor pins every kept version as a reader would; --deep checks data."""
+        self.run_ctl("init", "--keep", "3")
+        for i in range(3):
+            self.run_ctl("publish", "d", self.write("%d.csv" % i, "v\n%d\n%d\n" % (i, i)))
+        self.assertIn("3 kept versions pass", self.run_ctl("doctor").stdout)
+        # a data byte of version 2 (retained): only --deep reads the data
+        seg2 = self.seg_path("d", 2)
+        with open(seg2, "rb") as f:
+            data_offset = struct.unpack("<Q", f.read(80)[72:80])[0]
+        self.flip_byte(seg2, data_offset)
+        self.run_ctl("doctor")
+        p = self.run_ctl("doctor", "--deep", code=1)
+        self.assertIn("segment: d@2 (retained)", p.stdout)
+        self.assertIn(seg2, p.stdout)
+        self.assertIn("SNAP_ECHECKSUM", p.stdout)
+        self.assertIn("fix: do not roll back to d@2", p.stdout)
+        self.flip_byte(seg2, data_offset)
+        self.run_ctl("doctor", "--deep")
+        # the header checksum of retained version 1
+        seg1 = self.seg_path("d", 1)
+        self.flip_byte(seg1, 128)
+        p = self.run_ctl("doctor", code=1)
+        self.assertIn("segment: d@1 (retained)", p.stdout)
+        self.assertIn(seg1, p.stdout)
+        self.assertIn("1 problem,", p.stdout)
+        # the current version truncated: roll back to the newest good retained one
+        seg3 = self.seg_path("d", 3)
+        os.truncate(seg3, os.path.getsize(seg3) - 64)
+        p = self.run_ctl("doctor", code=1)
+        self.assertIn("segment: d@3 (current)", p.stdout)
+        self.assertIn(seg3, p.stdout)
+        self.assertIn("fix: snapctl rollback d 2", p.stdout)
+        self.assertIn("2 problems,", p.stdout)
+        self.assertIn("2 problems found", p.stderr)
+        self.run_ctl("rollback", "d", "2")
+        self.run_ctl("drop", "d")
+        self.assertIn("0 problems", self.run_ctl("doctor").stdout)
+
+    def test_drop(self):
+        self.run_ctl("init", "--keep", "2", "--max-datasets", "2")
+        self.run_ctl("publish", "d", self.write("a.csv", "v\n1\n"))
+        self.run_ctl("publish", "d", self.write("b.csv", "v\n2\n"))
+        self.run_ctl("publish", "e", self.write("c.csv", "v\n3\n"))
+        holder, version, _, _ = self.pin("d", 1)
+        p = self.run_ctl("drop", "d", code=1)
+        self.assertIn("version 1 of \"d\" is pinned by pid %d" % holder.pid, p.stderr)
+        self.assertIn(self.seg_path("d", 1), p.stderr)
+        self.assertEqual(sorted(self.versions("d")), [1, 2])
+        self.unpin(holder)
+        p = self.run_ctl("drop", "d")
+        self.assertIn("d: dropped", p.stdout)
+        names = [x["name"] for x in self.json("list", "--json")["datasets"]]
+        self.assertEqual(names, ["e"])
+        self.assertEqual([f for f in self.segment_files() if f.endswith(".seg")],
+                         [self.seg_path("e", 1)])
+        self.run_ctl("drop", "d", code=1)
+        # the limit of 2 has room again; numbers go on where the old d stopped
+        self.run_ctl("publish", "d", self.write("d.csv", "v\n4\n"))
+        self.assertEqual(list(self.versions("d")), [3])
+        holder, _, _, _ = self.pin("d")
+        self.run_ctl("drop", "--force", "d")
+        self.unpin(holder)  # it read its version to the end
+        self.run_ctl("drop", code=2)
+        self.run_ctl("drop", "a", "b", code=2)
+
+    def test_dataset_names(self):
+        self.run_ctl("init")
+        f = self.write("a.csv", "v\n1\n")
+        for bad in ["a b", "x@1", "a\nb", "caf\u00e9", ".x"]:
+            p = self.run_ctl("publish", bad, f, code=1)
+            self.assertIn("start with '.'" if bad == ".x" else "ASCII letters, digits",
+                          p.stderr)
+        p = self.run_ctl("publish", "a\nb", f, code=1)
+        self.assertIn('"a\\x0ab"', p.stderr)
+        self.assertEqual(self.json("list", "--json")["datasets"], [])
+        self.run_ctl("publish", "Good_name-2.v1", f)
 
     def test_doctor_control_file(self):
         self.run_ctl("init")
