@@ -13,8 +13,8 @@ static int run(struct ctl *c, int argc, char **argv) {
     return ctl_usage(c, "unexpected argument '%s'", argv[optind + 2]);
   const char *dataset = argv[optind];
   uint64_t version;
-  if (ctl_parse_u64(argv[optind + 1], &version) || !version)
-    return ctl_usage(c, "VERSION '%s' is not a version number", argv[optind + 1]);
+  if (ctl_parse_range(c, "VERSION", argv[optind + 1], 1, UINT64_MAX, &version))
+    return CTL_USAGE;
   snap_store *store;
   int rc = ctl_open(c, 0, &store);
   if (rc) return rc;

@@ -65,8 +65,13 @@ int ctl_parse_target(struct ctl *c, const char *arg, char *dataset, size_t cap,
  * error is reported and nothing is left open. Returns 0 or the exit status. */
 int ctl_pin_target(struct ctl *c, const char *arg, snap_store **store,
                    snap_snapshot **snap);
-/** Parse a positive decimal integer. 0 on success, -1 otherwise. */
+/** Parse a decimal integer (digits only, no sign, no wrap). 0 on success, -1 otherwise.
+ */
 int ctl_parse_u64(const char *s, uint64_t *out);
+/** Parse an integer in lo..hi; else print "WHAT: 'S' is not an integer from LO to HI"
+ *  as a usage error. CTL_OK or CTL_USAGE. */
+int ctl_parse_range(const struct ctl *c, const char *what, const char *s, uint64_t lo,
+                    uint64_t hi, uint64_t *out);
 
 /**
  * snapctl doctor's segment checks (doctor_segments.c): pin every kept version

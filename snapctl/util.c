@@ -101,11 +101,19 @@ int ctl_parse_u64(const char *s, uint64_t *out) {
   if (!s || !*s) return -1;
   uint64_t v = 0;
   for (const char *p = s; *p; p++) {
-    if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10) return -1;
-    v = v * 10 + (uint64_t)(*p - '0');
+    unsigned d = (unsigned)(*p - '0');
+    if (*p < '0' || *p > '9' || v > (UINT64_MAX - d) / 10) return -1; /* no wrap */
+    v = v * 10 + d;
   }
   *out = v;
   return 0;
+}
+
+int ctl_parse_range(const struct ctl *c, const char *what, const char *s, uint64_t lo,
+                    uint64_t hi, uint64_t *out) {
+  if (!ctl_parse_u64(s, out) && *out >= lo && *out <= hi) return CTL_OK;
+  return ctl_usage(c, "%s: '%s' is not an integer from %llu to %llu", what, s,
+                   (unsigned long long)lo, (unsigned long long)hi);
 }
 
 int ctl_parse_target(struct ctl *c, const char *arg, char *dataset, size_t cap,
@@ -113,9 +121,12 @@ int ctl_parse_target(struct ctl *c, const char *arg, char *dataset, size_t cap,
   *version = 0;
   const char *at = strrchr(arg, '@');
   size_t n = strlen(arg);
-  if (at && at[1] && strspn(at + 1, "0123456789") == strlen(at + 1)) {
-    if (ctl_parse_u64(at + 1, version) || *version == 0)
-      return ctl_usage(c, "bad version in '%s'", arg);
+  /* "@" then something number-like is a version, checked in full ("d@-1",
+   * "d@1.5", "d@99999999999999999999" are errors, not names) */
+  if (at && at[1] && strchr("0123456789+-", at[1])) {
+    char what[64];
+    snprintf(what, sizeof what, "version in '%.40s'", arg);
+    if (ctl_parse_range(c, what, at + 1, 1, UINT64_MAX, version)) return CTL_USAGE;
     n = (size_t)(at - arg);
   } else if (at && !at[1]) {
     return ctl_usage(c, "missing version after '@' in '%s'", arg);

@@ -13,6 +13,7 @@
  * reaper, remove the socket, close the store. The lock goes with the process.
  */
 #define _GNU_SOURCE
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -138,24 +139,27 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
         o->socket = optarg;
         break;
       case 'k':
-        v = strtoul(optarg, &end, 10);
-        if (!*optarg || *end || v < 1 || v > UINT32_MAX)
-          return usage_error("--keep: '%s' is not a count >= 1", optarg);
+        v = strtoul(optarg, &end, 10); /* digits only: strtoul takes "-1" as 2**64-1 */
+        if (!isdigit((unsigned char)*optarg) || *end || v < 1 || v > UINT32_MAX)
+          return usage_error("--keep: '%s' is not an integer from 1 to 4294967295",
+                             optarg);
         o->keep = (uint32_t)v;
         break;
       case 'd':
         v = strtoul(optarg, &end, 10);
         if (!strcmp(optarg, "all"))
           o->done_keep = -1;
-        else if (!*optarg || *end || v > 1000000)
-          return usage_error("--done-keep: '%s' is not a count or 'all'", optarg);
+        else if (!isdigit((unsigned char)*optarg) || *end || v > 1000000)
+          return usage_error(
+              "--done-keep: '%s' is not 'all' or an integer from 0 to 1000000", optarg);
         else
           o->done_keep = (int)v;
         break;
       case 'r':
         v = strtoul(optarg, &end, 10);
-        if (!*optarg || *end || v < 1 || v > 3600000)
-          return usage_error("--reap-interval: '%s' is not a number of ms", optarg);
+        if (!isdigit((unsigned char)*optarg) || *end || v < 1 || v > 3600000)
+          return usage_error(
+              "--reap-interval: '%s' is not a number of ms from 1 to 3600000", optarg);
         o->reap_ms = (unsigned)v;
         break;
       case 'u':

@@ -594,6 +594,29 @@ static void req_keep(struct wd_server *s, struct client *c, char **argv, int arg
   free(before);
 }
 
+/* DROP DATASET [force]: snap_dataset_drop. The reaper keys its waiters by
+ * dataset and version, and numbers are never reused, so a waiter left on a
+ * version of a dropped dataset finds nothing to reclaim and ends. */
+static void req_drop(struct wd_server *s, struct client *c, char **argv, int argc) {
+  if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "force"))) {
+    reply_proto(c, "EPROTO", "usage: DROP DATASET [force]");
+    return;
+  }
+  unsigned flags = argc == 3 ? SNAP_DROP_FORCE : 0;
+  struct snap_error err = {0};
+  int rc = snap_dataset_drop(s->store, argv[1], flags, &err);
+  char q[600];
+  if (rc) {
+    wd_log("error", "op=drop dataset=%s code=%s message=%s", wd_q(q, sizeof q, argv[1]),
+           snap_error_name(rc), wd_q((char[600]){0}, 600, err.message));
+    reply_err(c, rc, err.message);
+    return;
+  }
+  wd_log("drop", "dataset=%s force=%d", wd_q(q, sizeof q, argv[1]), argc == 3);
+  reply(c, "OK dropped");
+  wd_reaper_kick(s->reaper);
+}
+
 /* One request line (no newline, NUL-terminated). */
 static void request(struct wd_server *s, struct client *c, char *line, size_t len) {
   char *argv[WD_ARGV_MAX];
@@ -618,6 +641,8 @@ static void request(struct wd_server *s, struct client *c, char *line, size_t le
     req_rollback(s, c, argv, argc);
   } else if (!strcmp(verb, "KEEP")) {
     req_keep(s, c, argv, argc);
+  } else if (!strcmp(verb, "DROP")) {
+    req_drop(s, c, argv, argc);
   } else {
     char m[120];
     snprintf(m, sizeof m, "unknown request '%.40s' (or wrong number of arguments)", verb);

@@ -637,6 +637,8 @@ int snap_dataset_drop(snap_store *s, const char *dataset, unsigned flags,
   rc = snap__ds_get(t, dataset, &ds, err);
   snap__txn_abort(t);
   if (rc) return rc;
+  /* Our own cache of the current version is a pin as far as flock goes. */
+  snap__pin_forget(s, dataset);
   int dsfd;
   if ((rc = snap__dataset_dir_lock(s, dataset, LOCK_EX | LOCK_NB, &dsfd, err))) return rc;
   struct held h = {0};

@@ -324,6 +324,9 @@ SNAP__INTERNAL void snap__slots_free(snap_store *s);
 /* After this process changed @p dataset's current version: drop its cached
  * mapping of the old one, so that reclamation need not wait for a pin. */
 SNAP__INTERNAL void snap__pin_trim(snap_store *s, const char *dataset);
+/* Drop this process's cached mapping of @p dataset even if it is current (a
+ * drop must not be refused because of our own cache). Pins taken stay. */
+SNAP__INTERNAL void snap__pin_forget(snap_store *s, const char *dataset);
 /* Map @p size bytes of @p fd at a 2 MiB-aligned address (PMD-mappable). */
 SNAP__INTERNAL int snap__map_aligned(int fd, uint64_t size, bool writable, void **out);
 SNAP__INTERNAL void snap__unmap(void *addr, uint64_t size);

@@ -460,6 +460,18 @@ void snap__pin_trim(snap_store *s, const char *dataset) {
   if (sl) slot_trim(s, sl);
 }
 
+void snap__pin_forget(snap_store *s, const char *dataset) {
+  struct snap__slot *sl = slot_find(s, dataset);
+  if (!sl) return;
+  pthread_mutex_lock(&s->lock);
+  struct snap__map *old = __atomic_exchange_n(&sl->cur, NULL, __ATOMIC_ACQ_REL);
+  pthread_mutex_unlock(&s->lock);
+  if (old) {
+    urcu_bp_synchronize_rcu();
+    map_unref(old);
+  }
+}
+
 void snap_store_trim(snap_store *s) {
   for (struct snap__slot *sl = atomic_load_explicit(&s->slots, memory_order_acquire); sl;
        sl = sl->next)

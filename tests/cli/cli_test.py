@@ -371,6 +371,30 @@ class CliTest(StoreCase, unittest.TestCase):
         self.run_ctl("drop", code=2)
         self.run_ctl("drop", "a", "b", code=2)
 
+    def test_number_ranges(self):
+        """Out-of-range numbers are usage errors naming the option and the value."""
+        self.run_ctl("init")
+        self.run_ctl("publish", "d", self.write("a.csv", "v\n1\n"))
+        for target in ["d@18446744073709551616", "d@-1", "d@+1", "d@1.5", "d@0"]:
+            p = self.run_ctl("info", target, code=2)
+            self.assertIn("version in '%s'" % target, p.stderr)
+            self.assertIn("from 1 to 18446744073709551615", p.stderr)
+        self.run_ctl("info", "d@1")
+        for v in ["-1", "0", "18446744073709551616", "1e3", " 1"]:
+            p = self.run_ctl("rollback", "--", "d", v, code=2)
+            self.assertIn("VERSION: '%s' is not an integer" % v, p.stderr)
+        p = self.run_ctl("rollback", "d", "18446744073709551615", code=1)
+        self.assertIn("does not exist", p.stderr)
+        for opt, v in [("--keep", "-1"), ("--keep", "4294967296"), ("--keep", "0"),
+                       ("--max-datasets", "-1"), ("--max-datasets", "4294967296")]:
+            p = self.run_ctl("init", opt, v, code=2)
+            self.assertIn("%s: '%s'" % (opt, v), p.stderr)
+        for opt, v in [("--threads", "0"), ("--threads", "9"), ("--threads", "-1"),
+                       ("--category-max", "4294967296")]:
+            p = self.run_ctl("publish", opt, v, "d", self.write("b.csv", "v\n2\n"), code=2)
+            self.assertIn("%s: '%s'" % (opt, v), p.stderr)
+        self.assertEqual(list(self.versions("d")), [1])
+
     def test_dataset_names(self):
         self.run_ctl("init")
         f = self.write("a.csv", "v\n1\n")

@@ -693,6 +693,33 @@ class WriterdTest(StoreCase, unittest.TestCase):
         c.close()
         self.assertEqual(d.stop(), 0)
 
+    def test_drop_while_reaping(self):
+        """DROP with the reaper waiting on a draining version of the dataset."""
+        d = self.start("--keep", "1")
+        c = self.client()
+        c.request("PUBLISH d %s" % self.write("a.csv", "v\n1\n"))
+        holder, version, _, _ = self.pin("d")
+        self.assertEqual(version, 1)
+        self.assertTrue(c.request("PUBLISH d %s" % self.write("b.csv", "v\n2\n"))
+                        .startswith("OK version=2"))
+        wait_for(lambda: {"dataset": "d", "version": 1} in self.status()["writerd"]["reaping"],
+                 "the reaper to wait on d@1")
+        self.assertRegex(c.request("DROP d"),
+                         r"^ERR SNAP_EBUSY .*version 1 of \"d\" is pinned by pid %d" % holder.pid)
+        self.assertRegex(c.request("DROP d now"), r"^ERR EPROTO usage: DROP")
+        self.assertEqual(c.request("DROP d force"), "OK dropped")
+        d.wait_log(r"^drop dataset=d force=1$")
+        self.assertEqual(self.status()["datasets"], [])
+        holder.stdin.close()
+        self.assertEqual(holder.wait(), 0)  # it read its version to the end
+        wait_for(lambda: self.status()["writerd"]["reaping"] == [], "the waiter to end")
+        self.assertTrue(c.request("PUBLISH d %s" % self.write("c.csv", "v\n3\n"))
+                        .startswith("OK version=3"))  # numbers are not reused
+        self.assertRegex(c.request("DROP nosuch"), r"^ERR SNAP_ENOTFOUND ")
+        self.assertEqual(c.request("DROP d"), "OK dropped")
+        c.close()
+        self.assertEqual(d.stop(), 0)
+
     # ---------------------------------------------------------------- adopt
 
     def test_adopt(self):

@@ -87,6 +87,38 @@ static PyObject *raise_status(int rc, const struct snap_error *err) {
   return NULL;
 }
 
+/* An integer argument @p o in lo..hi. Anything else (bool, float, str, an
+ * integer out of range) raises libsnap.InvalidArgument (a ValueError) naming
+ * @p what and the value: a number is never wrapped or truncated. */
+static int arg_uint(PyObject *o, const char *what, unsigned long long lo,
+                    unsigned long long hi, unsigned long long *out) {
+  struct snap_error err = {SNAP_EINVAL, ""};
+  PyObject *r = PyObject_Repr(o);
+  const char *rs = r ? PyUnicode_AsUTF8(r) : NULL;
+  if (!rs) PyErr_Clear();
+  /* int and what __index__ makes one (numpy integers); not bool, not float */
+  int integral = !PyBool_Check(o) && !PyFloat_Check(o) && PyIndex_Check(o), ok = 0;
+  unsigned long long v = 0;
+  PyObject *i = integral ? PyNumber_Index(o) : NULL;
+  if (i) {
+    v = PyLong_AsUnsignedLongLong(i); /* OverflowError when < 0 or > 2**64 - 1 */
+    ok = !PyErr_Occurred();
+    Py_DECREF(i);
+  }
+  PyErr_Clear();
+  if (ok && v >= lo && v <= hi) {
+    Py_XDECREF(r);
+    *out = v;
+    return 0;
+  }
+  snprintf(err.message, sizeof err.message,
+           "%s = %.120s%s: must be an integer from %llu to %llu", what, rs ? rs : "?",
+           integral ? "" : " (not an integer)", lo, hi);
+  Py_XDECREF(r);
+  raise_status(SNAP_EINVAL, &err);
+  return -1;
+}
+
 /* ----------------------------------------------------------------- types */
 
 typedef struct {
@@ -666,7 +698,9 @@ static PyObject *store_pin(PyObject *self, PyObject *args) {
   StoreObject *s = (StoreObject *)self;
   const char *dataset;
   unsigned long long version = 0;
-  if (!PyArg_ParseTuple(args, "s|K", &dataset, &version)) return NULL;
+  PyObject *vobj = NULL; /* 0 or absent: the current version */
+  if (!PyArg_ParseTuple(args, "s|O", &dataset, &vobj)) return NULL;
+  if (vobj && arg_uint(vobj, "version", 0, UINT64_MAX, &version)) return NULL;
   if (!s->store) return store_closed();
   snap_snapshot *snap = NULL;
   struct snap_error err = {0};
@@ -702,9 +736,13 @@ static PyObject *store_begin(PyObject *self, PyObject *args) {
   StoreObject *s = (StoreObject *)self;
   const char *dataset;
   unsigned long long nrows;
-  PyObject *fields;
+  PyObject *fields, *nrows_obj;
   Py_buffer meta;
-  if (!PyArg_ParseTuple(args, "sKOy*", &dataset, &nrows, &fields, &meta)) return NULL;
+  if (!PyArg_ParseTuple(args, "sOOy*", &dataset, &nrows_obj, &fields, &meta)) return NULL;
+  if (arg_uint(nrows_obj, "nrows", 0, INT64_MAX, &nrows)) {
+    PyBuffer_Release(&meta);
+    return NULL;
+  }
   if (!s->store) {
     PyBuffer_Release(&meta);
     return store_closed();
@@ -726,8 +764,11 @@ static PyObject *store_begin(PyObject *self, PyObject *args) {
     const char *name, *tz = NULL;
     int type, nullable, code_type;
     unsigned long long data_bytes, dict_size;
-    if (!PyArg_ParseTuple(item, "sipzKKi", &name, &type, &nullable, &tz, &data_bytes,
-                          &dict_size, &code_type))
+    PyObject *db, *ds;
+    if (!PyArg_ParseTuple(item, "sipzOOi", &name, &type, &nullable, &tz, &db, &ds,
+                          &code_type) ||
+        arg_uint(db, "data_bytes", 0, INT64_MAX, &data_bytes) ||
+        arg_uint(ds, "dict_size", 0, INT64_MAX, &dict_size))
       goto out;
     f[i] = (struct snap_field){.name = name,
                                .type = (enum snap_type)type,
@@ -884,7 +925,10 @@ static PyObject *store_rollback(PyObject *self, PyObject *args) {
   StoreObject *s = (StoreObject *)self;
   const char *dataset;
   unsigned long long version;
-  if (!PyArg_ParseTuple(args, "sK", &dataset, &version)) return NULL;
+  PyObject *vobj;
+  if (!PyArg_ParseTuple(args, "sO", &dataset, &vobj) ||
+      arg_uint(vobj, "version", 1, UINT64_MAX, &version))
+    return NULL;
   if (!s->store) return store_closed();
   struct snap_error err = {0};
   int rc;
@@ -898,11 +942,43 @@ static PyObject *store_rollback(PyObject *self, PyObject *args) {
 static PyObject *store_set_keep(PyObject *self, PyObject *args) {
   StoreObject *s = (StoreObject *)self;
   const char *dataset;
-  unsigned int keep;
-  if (!PyArg_ParseTuple(args, "zI", &dataset, &keep)) return NULL;
+  unsigned long long keep;
+  PyObject *kobj;
+  if (!PyArg_ParseTuple(args, "zO", &dataset, &kobj) ||
+      arg_uint(kobj, "keep", 1, UINT32_MAX, &keep))
+    return NULL;
   if (!s->store) return store_closed();
   struct snap_error err = {0};
-  int rc = snap_store_set_keep(s->store, dataset, keep, &err);
+  int rc = snap_store_set_keep(s->store, dataset, (uint32_t)keep, &err);
+  if (rc) return raise_status(rc, &err);
+  Py_RETURN_NONE;
+}
+
+static PyObject *store_set_max_datasets(PyObject *self, PyObject *args) {
+  StoreObject *s = (StoreObject *)self;
+  unsigned long long max;
+  PyObject *mobj;
+  if (!PyArg_ParseTuple(args, "O", &mobj) ||
+      arg_uint(mobj, "max_datasets", 0, UINT32_MAX, &max))
+    return NULL;
+  if (!s->store) return store_closed();
+  struct snap_error err = {0};
+  int rc = snap_store_set_max_datasets(s->store, (uint32_t)max, &err);
+  if (rc) return raise_status(rc, &err);
+  Py_RETURN_NONE;
+}
+
+static PyObject *store_drop(PyObject *self, PyObject *args) {
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset;
+  int force = 0;
+  if (!PyArg_ParseTuple(args, "s|p", &dataset, &force)) return NULL;
+  if (!s->store) return store_closed();
+  struct snap_error err = {0};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_dataset_drop(s->store, dataset, force ? SNAP_DROP_FORCE : 0, &err);
+  Py_END_ALLOW_THREADS
   if (rc) return raise_status(rc, &err);
   Py_RETURN_NONE;
 }
@@ -939,6 +1015,9 @@ static PyMethodDef store_methods[] = {
      "gc(dataset=None, dry_run=False) -> dict"},
     {"rollback", store_rollback, METH_VARARGS, "rollback(dataset, version)"},
     {"set_keep", store_set_keep, METH_VARARGS, "set_keep(dataset or None, keep)"},
+    {"set_max_datasets", store_set_max_datasets, METH_VARARGS,
+     "set_max_datasets(max): 0 = no limit"},
+    {"drop", store_drop, METH_VARARGS, "drop(dataset, force=False)"},
     {"trim", store_trim, METH_NOARGS, "Drop cached mappings of old versions."},
     {"close", store_close, METH_NOARGS, "Close the handle (pins stay valid)."},
     {NULL}};
@@ -1001,8 +1080,14 @@ PyMODINIT_FUNC PyInit__core(void) {
     char cls[64], qual[80];
     class_name(ErrorNames[i], cls, sizeof cls);
     snprintf(qual, sizeof qual, "libsnap.%s", cls);
+    /* InvalidArgument is also a ValueError: bad numbers and names are values */
+    PyObject *base = ErrorCodes[i] == SNAP_EINVAL
+                         ? PyTuple_Pack(2, ErrorBase, PyExc_ValueError)
+                         : (Py_INCREF(ErrorBase), ErrorBase);
     ErrorClasses[i] =
-        PyErr_NewExceptionWithDoc(qual, snap_strerror(ErrorCodes[i]), ErrorBase, NULL);
+        base ? PyErr_NewExceptionWithDoc(qual, snap_strerror(ErrorCodes[i]), base, NULL)
+             : NULL;
+    Py_XDECREF(base);
     if (!ErrorClasses[i]) return NULL;
     Py_INCREF(ErrorClasses[i]);
     PyModule_AddObject(m, cls, ErrorClasses[i]);

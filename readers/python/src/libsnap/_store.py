@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,28 @@ class GcReport:
     items: list = field(default_factory=list)  # dicts: dataset, version, nbytes, freed, pinned
 
 
+_U32 = 2**32 - 1
+_U64 = 2**64 - 1
+
+
+def _int_arg(name: str, value, lo: int, hi: int) -> int:
+    """``value`` as an int in lo..hi. Anything else -- bool, float, str, an int
+    out of range -- raises libsnap.InvalidArgument (also a ValueError) naming
+    the argument and the value: a number is never wrapped, truncated or, for a
+    version, taken as "current"."""
+    ok = not isinstance(value, (bool, float)) and hasattr(type(value), "__index__")
+    if ok and lo <= operator.index(value) <= hi:
+        return operator.index(value)
+    raise _core.InvalidArgument(
+        f"{name} = {value!r}{'' if ok else ' (not an integer)'}: "
+        f"must be an integer from {lo} to {hi}")
+
+
+def _version(version) -> int:
+    """0 (the current version) for None, else a version number 1..2**64 - 1."""
+    return 0 if version is None else _int_arg("version", version, 1, _U64)
+
+
 def open(path: str | None = None, create: bool = False, readonly: bool = False) -> "Store":
     """Open the store in directory ``path`` (None: $LIBSNAP_STORE, else the default
     store /dev/shm/libsnap/default). ``create`` makes it if missing; ``readonly``
@@ -59,13 +82,13 @@ class Store:
         """Pin the current version (or a retained ``version``). Use as a context
         manager; arrays and frames taken from it keep the version pinned on
         their own after the block ends."""
-        return Snapshot(self._s.pin(dataset, version or 0))
+        return Snapshot(self._s.pin(dataset, _version(version)))
 
     def read(self, dataset: str, version: int | None = None):
         """The current (or a retained) version as a read-only pandas DataFrame
         over shared memory. The version stays pinned while the frame, or any
         Series or array taken from it, is alive."""
-        return _to_pandas(self._s.pin(dataset, version or 0))
+        return _to_pandas(self._s.pin(dataset, _version(version)))
 
     def datasets(self) -> list[str]:
         """Names of the datasets in the store, sorted."""
@@ -101,12 +124,25 @@ class Store:
 
     def rollback(self, dataset: str, version: int) -> None:
         """Make a retained version current again."""
-        self._s.rollback(dataset, version)
+        self._s.rollback(dataset, _int_arg("version", version, 1, _U64))
 
     def set_keep(self, keep: int, dataset: str | None = None) -> None:
         """Keep the current version plus ``keep - 1`` others (for ``dataset``, or
         the default for datasets created from now on)."""
-        self._s.set_keep(dataset, keep)
+        self._s.set_keep(dataset, _int_arg("keep", keep, 1, _U32))
+
+    def set_max_datasets(self, max_datasets: int) -> None:
+        """Limit how many datasets the store may hold (0: no limit). A publish
+        that would create one more fails with OSError(EDQUOT)."""
+        self._s.set_max_datasets(_int_arg("max_datasets", max_datasets, 0, _U32))
+
+    def drop(self, dataset: str, force: bool = False) -> None:
+        """Remove ``dataset`` and all its versions. Raises libsnap.Busy (naming
+        the pinning pids) while any process pins one of its versions or a
+        publish of it is in progress; ``force=True`` drops it anyway and lets
+        the pinners read on until they unpin. Version numbers are never reused
+        if a dataset of that name is published again."""
+        self._s.drop(dataset, bool(force))
 
     def trim(self) -> None:
         """Let go of cached mappings of versions that are no longer current (an
