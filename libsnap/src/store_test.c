@@ -744,6 +744,25 @@ static void test_dataset_names(void) {
   CU_ASSERT_EQUAL(seg_files(), 0); /* not even a directory */
   uint64_t v;
   CU_ASSERT_EQUAL(tu_publish_f64(g_store, "Ok_name-1.v2", 1, 1, 1, &v), 0);
+  /* A dataset made under the old, looser rule (its record written directly
+   * here) still publishes, pins and drops under its name. */
+  const char *old = "old name@x";
+  struct snap__txn *t;
+  struct snap__meta m;
+  CU_ASSERT_EQUAL_FATAL(snap__store_txn(g_store, true, &t, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap__meta_get(t, &m, NULL), 0);
+  struct snap__dsrec ds = {.id = m.next_dataset_id++, .next_version = 1, .keep = 2};
+  CU_ASSERT_EQUAL(snap__meta_put(t, &m, NULL), 0);
+  CU_ASSERT_EQUAL(snap__ds_put(t, old, &ds, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap__txn_commit(t, NULL), 0);
+  CU_ASSERT_EQUAL(tu_publish_f64(g_store, old, 4, 1, 1, &v), 0);
+  CU_ASSERT_EQUAL(v, 1);
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, old, &snap, NULL), 0);
+  CU_ASSERT_EQUAL(tu_check_f64(snap), 1);
+  snap_unpin(snap);
+  CU_ASSERT_EQUAL(snap_dataset_drop(g_store, old, 0, NULL), 0);
+  CU_ASSERT_EQUAL(snap_publish_begin(g_store, old, &schema, &p, &err), SNAP_EINVAL);
   close_store();
 }
 
