@@ -548,7 +548,8 @@ static int tombstone_put(snap_store *s, int dsfd, const char *dataset, uint64_t 
   if (snap__tombstone_get(s, dataset) >= next) return 0;
   char buf[32];
   int len = snprintf(buf, sizeof buf, "%llu\n", (unsigned long long)next);
-  int fd = openat(dsfd, TOMBSTONE ".tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+  unlinkat(dsfd, TOMBSTONE ".tmp", 0); /* left by a crash, and read-only */
+  int fd = openat(dsfd, TOMBSTONE ".tmp", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
                   SNAP__MODE_SEGMENT);
   if (fd < 0)
     return snap__errno(err, -errno, "%s/segments/%s/" TOMBSTONE ".tmp", s->path, dataset);
