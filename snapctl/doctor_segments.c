@@ -83,6 +83,12 @@ int ctl_doctor_segments(snap_store *store, const struct snap_dataset_info *ds, s
       problems++;
       continue;
     }
+    if (!ds[i].current && !nv)
+      printf(
+          "%-8s dataset: %s has no version: a first publish in progress, or one whose "
+          "process died\n         fix: snapctl drop %s   (if no publish of it is "
+          "running)\n",
+          "advice", ds[i].name, ds[i].name);
     size_t n = 0;
     for (size_t k = 0; k < nv; k++) {
       if (v[k].state != SNAP_STATE_CURRENT && v[k].state != SNAP_STATE_RETAINED) continue;
