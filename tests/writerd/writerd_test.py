@@ -716,6 +716,9 @@ class WriterdTest(StoreCase, unittest.TestCase):
         self.assertTrue(c.request("PUBLISH d %s" % self.write("c.csv", "v\n3\n"))
                         .startswith("OK version=3"))  # numbers are not reused
         self.assertRegex(c.request("DROP nosuch"), r"^ERR SNAP_ENOTFOUND ")
+        # a new dataset's name follows the rule, through writerd too
+        self.assertRegex(c.request("PUBLISH a%%20b %s" % self.write("e.csv", "v\n1\n")),
+                         r'^ERR SNAP_EINVAL dataset name "a b": byte 2 \(0x20\)')
         self.assertEqual(c.request("DROP d"), "OK dropped")
         c.close()
         self.assertEqual(d.stop(), 0)
