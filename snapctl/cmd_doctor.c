@@ -301,18 +301,48 @@ static void check_draining(struct doctor *d, snap_store *store,
   if (!any) finding(d, "ok", NULL, "draining versions: none");
 }
 
+static void rebuild_item(const struct snap_rebuild_item *it, void *arg) {
+  int *set_aside = arg;
+  if (it->status) {
+    (*set_aside)++;
+    printf("set aside %s@%llu (renamed to %llu.seg.damaged): %s\n", it->dataset,
+           (unsigned long long)it->version, (unsigned long long)it->version, it->message);
+  } else {
+    printf("recorded  %s@%llu %s\n", it->dataset, (unsigned long long)it->version,
+           snap_state_name((enum snap_state)it->state));
+  }
+}
+
+/* doctor --rebuild: a new control file from the segment headers. */
+static int run_rebuild(struct ctl *c, const char *path, bool deep) {
+  struct snap_error err = {0};
+  int set_aside = 0;
+  int rc = snap_store_rebuild(path, deep ? SNAP_REBUILD_DEEP : 0, rebuild_item,
+                              &set_aside, &err);
+  fflush(stdout);
+  if (rc) return ctl_fail_snap(c, "--rebuild", rc, &err);
+  printf(
+      "rebuilt %s/control.mdb from the segments (%d set aside); the old file, if "
+      "any, is %s/control.mdb.damaged-<time>\n",
+      path, set_aside, path);
+  return CTL_OK;
+}
+
 static int run(struct ctl *c, int argc, char **argv) {
-  static const struct option longopts[] = {{"deep", no_argument, NULL, 'D'}, {0}};
+  static const struct option longopts[] = {
+      {"deep", no_argument, NULL, 'D'}, {"rebuild", no_argument, NULL, 'R'}, {0}};
   int opt, code;
-  bool deep = false;
+  bool deep = false, rebuild = false;
   while ((opt = ctl_getopt(&ctl_cmd_doctor, c, argc, argv, "", longopts, &code)) != -1) {
     if (opt == -2) return code;
     if (opt == 'D') deep = true;
+    if (opt == 'R') rebuild = true;
   }
   if (optind < argc) return ctl_usage(c, "unexpected argument '%s'", argv[optind]);
   struct doctor d = {0};
   const char *path = c->store_path ? c->store_path : getenv(SNAP_STORE_ENV);
   if (!path || !*path) path = SNAP_STORE_DEFAULT;
+  if (rebuild) return run_rebuild(c, path, deep);
   snap_store *store;
   struct snap_error err = {0};
   int rc = snap_store_open(path, SNAP_RDONLY, &store, &err);
@@ -327,13 +357,12 @@ static int run(struct ctl *c, int argc, char **argv) {
                "(LMDB recreates it; no data is lost)",
                path);
     else if (control)
-      /* the version records are gone or unreadable: the segments alone do not say
-       * which version is current, so the store is rebuilt and republished */
+      /* the records are gone or unreadable: the segment headers carry what is
+       * needed to write them again (the highest whole version becomes current) */
       snprintf(fix, sizeof fix,
-               "stop writerd and the readers; mv %s %s.broken; snapctl --store %s init; "
-               "republish each dataset (the old segments stay readable in "
-               "%s.broken/segments/ until you delete it)",
-               path, path, path, path);
+               "stop writerd and every publisher, then snapctl --store %s doctor "
+               "--rebuild (the old file is kept as control.mdb.damaged-<time>)",
+               path);
     else
       snprintf(fix, sizeof fix, "snapctl --store %s init", path);
     finding(&d, "problem", rc == SNAP_ENOTFOUND || control ? fix : NULL, "store: %s: %s",
@@ -393,7 +422,7 @@ static int run(struct ctl *c, int argc, char **argv) {
 
 const struct ctl_command ctl_cmd_doctor = {
     "doctor", "check the store and its environment",
-    "usage: snapctl [--store PATH] doctor [--deep]\n"
+    "usage: snapctl [--store PATH] doctor [--deep] [--rebuild]\n"
     "\n"
     "Check the store and its environment, and print each finding (ok, advice,\n"
     "problem) with the command that fixes it: the store opens; the file system is\n"
@@ -405,5 +434,9 @@ const struct ctl_command ctl_cmd_doctor = {
     "\n"
     "  --deep   also recompute each kept version's data checksum and check its\n"
     "           category codes (reads every byte, like snapctl verify)\n"
+    "  --rebuild  recreate a lost or damaged control.mdb from the segment headers\n"
+    "           (highest whole version current; with --deep, whole includes the\n"
+    "           data checksum); the old file is renamed control.mdb.damaged-<time>.\n"
+    "           Refused while writerd or another writer has the store open.\n"
     "Exit status 1 when a problem was found.\n",
     run};

@@ -560,6 +560,56 @@ static void test_full_tmpfs_first_publish(void) {
   unmount_tmpfs(mnt);
 }
 
+/* A dropper SIGKILLed at each of drop's crash points: afterwards the dataset
+ * is either whole (both versions readable) or gone (no segment file left once
+ * a writable open has swept), and a new dataset of the name never reuses a
+ * version number. */
+static void test_killed_dropper(void) {
+  for (int n = 1;; n++) {
+    g_dir = tu_store_dir("killdrop");
+    snap_store *s = open_store(SNAP_CREATE);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    uint64_t v;
+    CU_ASSERT_EQUAL_FATAL(tu_publish_f64(s, "d", 100, 1, 1, &v), 0);
+    CU_ASSERT_EQUAL_FATAL(tu_publish_f64(s, "d", 100, 1, 2, &v), 0);
+    snap_store_close(s);
+    pid_t pid = fork();
+    if (pid == 0) {
+      snap_store *c = open_store(0);
+      if (!c) _exit(3);
+      snap__crash_arm(n);
+      _exit(snap_dataset_drop(c, "d", 0, NULL) ? 2 : 0);
+    }
+    int st = wait_exit(pid);
+    CU_ASSERT(st == 0 || st == 1000 + SIGKILL);
+    s = open_store(0); /* writable: the orphan sweep runs at the first write */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    snap_gc(s, NULL, 0, NULL, NULL, NULL, NULL);
+    struct snap_version_info *vi = NULL;
+    size_t nv = 0;
+    int rc = snap_version_list(s, "d", &vi, &nv, NULL);
+    if (rc == 0) { /* the drop did not happen: all there */
+      CU_ASSERT_EQUAL(nv, 2);
+      snap_snapshot *snap;
+      CU_ASSERT_EQUAL(snap_pin_version(s, "d", 1, &snap, NULL), 0);
+      if (snap) CU_ASSERT_EQUAL(tu_check_f64(snap), 1);
+      snap_unpin(snap);
+      CU_ASSERT_EQUAL(snap_dataset_drop(s, "d", 0, NULL), 0);
+    } else {
+      CU_ASSERT_EQUAL(rc, SNAP_ENOTFOUND);
+      CU_ASSERT_EQUAL(tu_count_files(g_dir) - 3, 1); /* only the tombstone */
+    }
+    free(vi);
+    CU_ASSERT_EQUAL(tu_publish_f64(s, "d", 100, 1, 3, &v), 0);
+    CU_ASSERT_EQUAL(v, 3);
+    snap_store_close(s);
+    tu_store_remove(g_dir);
+    free(g_dir);
+    if (st == 0) break; /* ran to the end: every crash point was tried */
+    CU_ASSERT_FATAL(n < 10);
+  }
+}
+
 /* ------------------------------------------------------ huge pages */
 
 /* kB of ShmemPmdMapped in the mapping that contains @p addr (from smaps). */
@@ -633,8 +683,10 @@ static void test_control_file_deleted_or_corrupted(void) {
   CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "control.mdb"));
   /* deleted */
   unlink(path);
-  CU_ASSERT_EQUAL(snap_store_open(g_dir, 0, &s, &err), SNAP_ENOTFOUND);
+  /* deleted next to segments: refused, naming the repair (not a missing store) */
+  CU_ASSERT_EQUAL(snap_store_open(g_dir, 0, &s, &err), SNAP_ECONTROL);
   CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "control.mdb"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "doctor --rebuild"));
   tu_store_remove(g_dir);
   free(g_dir);
 }
@@ -847,6 +899,7 @@ int main(void) {
       {"forked children use and drop inherited pins", test_fork_children},
       {"full tmpfs: ENOSPC, old version stays", test_full_tmpfs},
       {"full tmpfs on a first publish: no dataset left", test_full_tmpfs_first_publish},
+      {"dropper SIGKILLed at every crash point", test_killed_dropper},
       {"2 MiB-aligned mapping gets PMD pages on huge tmpfs", test_huge_page_mapping},
       {"control file corrupted or deleted: clear error",
        test_control_file_deleted_or_corrupted},

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +69,7 @@ static int lmdb_status(struct snap_error *err, int rc, const char *path,
   return snap__err(err, SNAP_ECONTROL, "%s: %s: %s", path, what, mdb_strerror(rc));
 }
 
-static int control_open(const char *path, struct snap__control **out,
+static int control_open(const char *path, bool create, struct snap__control **out,
                         struct snap_error *err);
 
 int snap__control_open(const char *path, bool create, struct snap__control **out,
@@ -90,7 +91,7 @@ int snap__control_open(const char *path, bool create, struct snap__control **out
     if (e == ENOENT) return snap__err(err, SNAP_ENOTFOUND, "%s: no control file", path);
     return snap__errno(err, -e, "%s", path);
   }
-  int rc = control_open(path, out, err);
+  int rc = control_open(path, create, out, err);
   if (!rc && stat(path, &st) == 0) {
     (*out)->dev = st.st_dev;
     (*out)->ino = st.st_ino;
@@ -103,9 +104,28 @@ int snap__control_open(const char *path, bool create, struct snap__control **out
   return rc;
 }
 
-static int control_open(const char *path, struct snap__control **out,
+/* Before LMDB maps the file: LMDB initialises an empty file as a new
+ * environment and trusts every page of a damaged one (control_check.c). */
+static int control_precheck(const char *path, bool create, struct snap_error *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT && create) return 0;
+    if (errno == ENOENT)
+      return snap__err(err, SNAP_ENOTFOUND, "%s: no control file", path);
+    return snap__errno(err, -errno, "%s", path);
+  }
+  struct stat st;
+  int rc = fstat(fd, &st) ? snap__errno(err, -errno, "%s: fstat", path) : 0;
+  if (!rc && !(st.st_size == 0 && create)) rc = snap__control_check(fd, path, err);
+  close(fd);
+  return rc;
+}
+
+static int control_open(const char *path, bool create, struct snap__control **out,
                         struct snap_error *err) {
   *out = NULL;
+  int prc = control_precheck(path, create, err);
+  if (prc) return prc;
   /* Read-write whenever the file allows it, so that read-only and writable
    * handles of one process share the environment; the API enforces
    * SNAP_RDONLY itself. */
@@ -180,9 +200,37 @@ void snap__control_reader_check(struct snap__control *c) {
   mdb_reader_check(c->env, &dead);
 }
 
+bool snap__control_stale(struct snap__control *c) {
+  struct stat st;
+  if (stat(c->path, &st)) return true;
+  if (st.st_dev != c->dev || st.st_ino != c->ino) return true;
+  int fd;
+  return mdb_env_get_fd(c->env, &fd) == 0 && fstat(fd, &st) == 0 && st.st_nlink == 0;
+}
+
+void snap__control_retire(struct snap__control *c) {
+  pthread_mutex_lock(&g_ctl_lock);
+  for (struct snap__control **pp = &g_ctls; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  c->pid = 0; /* snap__control_close() never touches it again */
+  pthread_mutex_unlock(&g_ctl_lock);
+}
+
 int snap__txn_begin(struct snap__control *c, bool write, struct snap__txn **out,
                     struct snap_error *err) {
   *out = NULL;
+  /* A writer must not commit into a control file that was deleted or replaced
+   * under it (its commits would be lost, and an orphan sweep would judge the
+   * segments by a file that is not the store's). One fstat + stat. */
+  if (write && snap__control_stale(c))
+    return snap__err(err, SNAP_ECONTROL,
+                     "%s was deleted or replaced while this process had it open: "
+                     "nothing written (repair: snapctl doctor --rebuild, then reopen "
+                     "the store)",
+                     c->path);
   struct snap__txn *t = malloc(sizeof *t);
   if (!t) return snap__errno(err, -ENOMEM, "%s: transaction", c->path);
   int rc = mdb_txn_begin(c->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);

@@ -234,6 +234,20 @@ SNAP__INTERNAL int snap__ver_each(struct snap__txn *t, uint64_t ds,
                                             const struct snap__verrec *rec, void *arg),
                                   void *arg, struct snap_error *err);
 
+/* Control-file damage and loss (control_check.c, rebuild.c) */
+
+/* Structural check of the LMDB file open as @p fd, read with pread before LMDB
+ * maps it: 0, SNAP_ECONTROL naming the page and field, or -errno. */
+SNAP__INTERNAL int snap__control_check(int fd, const char *path, struct snap_error *err);
+/* The file at the environment's path is no longer the one it opened (deleted,
+ * replaced): one stat + fstat. */
+SNAP__INTERNAL bool snap__control_stale(struct snap__control *c);
+/* Take a stale environment out of the registry and never close it (threads of
+ * other handles may still be in a transaction on it): one leak per rebuild. */
+SNAP__INTERNAL void snap__control_retire(struct snap__control *c);
+/* segments/ holds at least one <version>.seg file. */
+SNAP__INTERNAL bool snap__segments_present(int segfd);
+
 /* ------------------------------------------------------------------ store */
 
 struct snap__slot; /* per-dataset reader cache, pin.c */
@@ -244,6 +258,7 @@ struct snap_store {
   unsigned flags;
   int dirfd; /* the store directory */
   int segfd; /* segments/ */
+  int writer_fd; /* flips, flock(LOCK_SH) once a write operation ran (rebuild.c) */
   struct snap__control *control;
   pid_t control_pid;             /* LMDB handles must not cross fork: reopen in a child */
   const _Atomic uint64_t *flips; /* shared counter, read-only mapping for readers */
@@ -260,6 +275,10 @@ struct snap_store {
 /* Control handle valid in this process (reopened after fork). Call with lock held. */
 SNAP__INTERNAL int snap__store_control(snap_store *s, struct snap__control **out,
                                        struct snap_error *err);
+/* The same, reopening the environment when the control file was replaced
+ * (readers' slow paths). Call with lock held. */
+SNAP__INTERNAL int snap__store_control_fresh(snap_store *s, struct snap__control **out,
+                                             struct snap_error *err);
 /* Begin a transaction on the store's control file (handles fork, locks briefly). */
 SNAP__INTERNAL int snap__store_txn(snap_store *s, bool write, struct snap__txn **out,
                                    struct snap_error *err);

@@ -325,7 +325,8 @@ static int pin_slow(snap_store *s, const char *dataset, uint64_t want,
     return snap__errno(err, -ENOMEM, "pin \"%s\"", dataset);
   }
   struct snap__control *c;
-  if ((rc = snap__store_control(s, &c, err))) goto out;
+  /* the slow path (flips moved): also notice a replaced control file */
+  if ((rc = snap__store_control_fresh(s, &c, err))) goto out;
   for (int attempt = 0; attempt < PIN_RETRIES; attempt++) {
     uint64_t flips = atomic_load_explicit(s->flips, memory_order_acquire);
     struct snap__txn *t;

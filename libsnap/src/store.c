@@ -9,11 +9,13 @@
  * that can only be late, never wrong (it is bumped after the commit).
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -68,6 +70,44 @@ static void read_boot_id(char out[40]) {
   fclose(f);
 }
 
+bool snap__segments_present(int segfd) {
+  int fd = openat(segfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *top = fd >= 0 ? fdopendir(fd) : NULL;
+  if (!top) {
+    if (fd >= 0) close(fd);
+    return true; /* unreadable: assume there is something to protect */
+  }
+  bool found = false;
+  struct dirent *e;
+  while (!found && (e = readdir(top))) {
+    if (e->d_name[0] == '.') continue;
+    int dfd = openat(dirfd(top), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+      if (dfd >= 0) close(dfd);
+      continue;
+    }
+    struct dirent *f;
+    while (!found && (f = readdir(d))) {
+      size_t n = strlen(f->d_name);
+      found = n > 4 && !strcmp(f->d_name + n - 4, ".seg");
+    }
+    closedir(d);
+  }
+  closedir(top);
+  return found;
+}
+
+/* A store whose segments outlived its control file: creating a new control
+ * file would make the first writer sweep every segment as an orphan. */
+static int refuse_new_control(const char *path, const char *why, struct snap_error *err) {
+  return snap__err(err, SNAP_ECONTROL,
+                   "%s/control.mdb: %s, but %s/segments holds segments: not creating a "
+                   "new control file over them (repair: snapctl --store %s doctor "
+                   "--rebuild)",
+                   path, why, path, path);
+}
+
 /* Read the meta record, creating it when the store is new. */
 static int meta_init(snap_store *s, bool create, struct snap_error *err) {
   struct snap__txn *t;
@@ -75,6 +115,10 @@ static int meta_init(snap_store *s, bool create, struct snap_error *err) {
   if (rc) return rc;
   struct snap__meta m;
   rc = snap__meta_get(t, &m, err);
+  if (rc == SNAP_ENOTFOUND && create && snap__segments_present(s->segfd)) {
+    snap__txn_abort(t);
+    return refuse_new_control(s->path, "no meta record", err);
+  }
   if (rc == SNAP_ENOTFOUND && create) {
     memset(&m, 0, sizeof m);
     if (getrandom(m.store_id, sizeof m.store_id, 0) != (ssize_t)sizeof m.store_id) {
@@ -139,6 +183,7 @@ static int flips_open(snap_store *s, bool create, bool rdonly, struct snap_error
 static void store_free(snap_store *s) {
   snap__slots_free(s);
   snap__control_close(s->control);
+  if (s->writer_fd >= 0) close(s->writer_fd);
   if (s->flips) munmap((char *)s->flips - FLIPS_COUNTER, FLIPS_SIZE);
   if (s->segfd >= 0) close(s->segfd);
   if (s->dirfd >= 0) close(s->dirfd);
@@ -172,7 +217,7 @@ int snap_store_open(const char *path, unsigned flags, snap_store **out,
   }
   atomic_init(&s->refs, 1);
   s->flags = flags;
-  s->dirfd = s->segfd = -1;
+  s->dirfd = s->segfd = s->writer_fd = -1;
   s->control_pid = getpid();
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->maps_lock, NULL);
@@ -209,6 +254,16 @@ int snap_store_open(const char *path, unsigned flags, snap_store **out,
     goto fail;
   }
   snprintf(buf, sizeof buf, "%s/control.mdb", path);
+  {
+    /* LMDB would take a missing or empty file for a new store: only when
+     * there are no segments is that true. */
+    struct stat cst;
+    bool missing = stat(buf, &cst) ? errno == ENOENT : cst.st_size == 0;
+    if (missing && snap__segments_present(s->segfd)) {
+      rc = refuse_new_control(path, stat(buf, &cst) ? "missing" : "empty", err);
+      goto fail;
+    }
+  }
   if ((rc = snap__control_open(buf, create, &s->control, err))) goto fail;
   if ((rc = meta_init(s, create, err))) goto fail;
   if ((rc = flips_open(s, create, rdonly, err))) goto fail;
@@ -248,11 +303,35 @@ int snap__store_control(snap_store *s, struct snap__control **out,
   return 0;
 }
 
+int snap__store_control_fresh(snap_store *s, struct snap__control **out,
+                              struct snap_error *err) {
+  int rc = snap__store_control(s, out, err);
+  if (rc || !snap__control_stale(*out)) return rc;
+  /* The control file was replaced (snapctl doctor --rebuild) or deleted since
+   * this process opened it: follow the new one. The old environment is
+   * retired, not closed: other threads may be inside a transaction on it. */
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s/control.mdb", s->path);
+  struct snap__control *c;
+  rc = snap__control_open(buf, false, &c, err);
+  if (rc == SNAP_ENOTFOUND)
+    rc = snap__err(err, SNAP_ECONTROL,
+                   "%s was deleted while this process had it open (repair: snapctl "
+                   "--store %s doctor --rebuild)",
+                   buf, s->path);
+  if (rc) return rc;
+  snap__control_retire(s->control);
+  s->control = c;
+  *out = c;
+  return 0;
+}
+
 int snap__store_txn(snap_store *s, bool write, struct snap__txn **out,
                     struct snap_error *err) {
   struct snap__control *c;
   pthread_mutex_lock(&s->lock);
-  int rc = snap__store_control(s, &c, err);
+  int rc =
+      write ? snap__store_control(s, &c, err) : snap__store_control_fresh(s, &c, err);
   pthread_mutex_unlock(&s->lock);
   if (rc) {
     *out = NULL;
@@ -266,9 +345,29 @@ int snap__store_writable(snap_store *s, struct snap_error *err) {
     return snap__err(err, SNAP_ERDONLY, "%s: store handle is read-only", s->path);
   pthread_mutex_lock(&s->lock);
   bool swept = s->swept;
+  int rc = 0;
+  if (s->writer_fd < 0) {
+    /* A shared flock on the flips file for the handle's life says "a writer
+     * has this store open"; snap_store_rebuild() takes it exclusively. (flips:
+     * every store has it, and readers never flock it.) */
+    int fd = openat(s->dirfd, "flips", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+      rc = snap__errno(err, -errno, "%s/flips", s->path);
+    else if (flock(fd, LOCK_SH | LOCK_NB)) {
+      rc = errno == EWOULDBLOCK
+               ? snap__err(err, SNAP_EBUSY,
+                           "%s/flips is locked: the control file is being rebuilt",
+                           s->path)
+               : snap__errno(err, -errno, "%s/flips: flock", s->path);
+      close(fd);
+    } else {
+      s->writer_fd = fd;
+    }
+  }
   pthread_mutex_unlock(&s->lock);
+  if (rc) return rc;
   if (swept) return 0;
-  int rc = snap__sweep_orphans(s, err);
+  rc = snap__sweep_orphans(s, err);
   if (rc) return rc;
   pthread_mutex_lock(&s->lock);
   s->swept = true;

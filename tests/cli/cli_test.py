@@ -415,12 +415,16 @@ class CliTest(StoreCase, unittest.TestCase):
             f.write(b"Z" * 4096)  # corrupted
         p = self.run_ctl("doctor", code=1)
         self.assertIn("control.mdb", p.stdout)
-        self.assertIn("fix: stop writerd and the readers; mv %s %s.broken" % (self.store, self.store),
-                      p.stdout)
+        self.assertIn("fix: stop writerd and every publisher, then snapctl --store %s doctor "
+                      "--rebuild" % self.store, p.stdout)
         self.assertIn("the store does not open", p.stderr)
         os.unlink(control)  # deleted
         p = self.run_ctl("doctor", code=1)
-        self.assertIn("snapctl --store %s init" % self.store, p.stdout)
+        self.assertIn("snapctl --store %s doctor --rebuild" % self.store, p.stdout)
+        p = self.run_ctl("doctor", "--rebuild")
+        self.assertIn("recorded  d@1 current", p.stdout)
+        self.assertEqual(self.versions("d")[1]["state"], "current")
+        self.run_ctl("doctor")
 
     # ----------------------------------------------------- rollback, verify
 

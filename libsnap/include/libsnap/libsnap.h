@@ -581,6 +581,53 @@ SNAP_API int snap_gc(snap_store *store, const char *dataset, unsigned flags,
 SNAP_API int snap_reclaim_wait(snap_store *store, const char *dataset, uint64_t version,
                                struct snap_error *err);
 
+/* ------------------------------------------------------ control-file repair */
+
+/** One segment file looked at by snap_store_rebuild(). */
+struct snap_rebuild_item {
+  const char *dataset;
+  uint64_t version;
+  int status;          /* 0: recorded; else why it was set aside (SNAP_ECORRUPT, ...) */
+  uint32_t state;      /* enum snap_state given to a recorded version */
+  const char *message; /* why it was set aside, naming the file and field; else "" */
+};
+
+typedef void (*snap_rebuild_cb)(const struct snap_rebuild_item *item, void *arg);
+
+#define SNAP_REBUILD_DEEP 0x1u /* also check every segment's data checksum */
+
+/**
+ * Recreate the control file of the store in @p path (NULL: $LIBSNAP_STORE, else
+ * SNAP_STORE_DEFAULT) from the headers of its segment files, for a store whose
+ * control.mdb was deleted, truncated or damaged (snapctl doctor --rebuild).
+ *
+ * Every segments/<dataset>/<version>.seg is validated (header, header checksum,
+ * manifest, size; with SNAP_REBUILD_DEEP also the data checksum). Whole ones
+ * are recorded: per dataset the highest becomes current, the next keep - 1
+ * (default retention, 2) retained, older ones draining; next_version is the
+ * highest number found plus one, so numbers are never reused. A segment that
+ * fails validation is renamed to <version>.seg.damaged (never deleted) and
+ * reported. The store id is taken from the segments; if they disagree nothing
+ * changes (SNAP_ECORRUPT naming two files). The old control.mdb, if any, is
+ * renamed to control.mdb.damaged-<UTC time>, the new one takes its place, and
+ * the flips counter is bumped so that every reader looks again (readers
+ * reopen the new file on their next slow path).
+ *
+ * Needs write access to the store directory. Refuses with SNAP_EBUSY, naming
+ * the process, while a writer has the store: writerd (its writerd.lock) or any
+ * handle that ran a write operation (publish, gc, rollback, set_keep), which
+ * holds a shared flock on the store's flips file until snap_store_close(). A
+ * writer whose control file was replaced fails its next write with
+ * SNAP_ECONTROL and must reopen the store.
+ * @p cb (may be NULL) sees each segment file, from the calling thread. Any
+ * thread may call it; one rebuild runs at a time per store (the others get
+ * SNAP_EBUSY).
+ * @return 0, SNAP_EBUSY, SNAP_ECORRUPT (store ids disagree), SNAP_ENOTFOUND (no
+ *         store directory), or -errno.
+ */
+SNAP_API int snap_store_rebuild(const char *path, unsigned flags, snap_rebuild_cb cb,
+                                void *arg, struct snap_error *err);
+
 #ifdef __cplusplus
 }
 #endif
