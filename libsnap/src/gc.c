@@ -617,8 +617,7 @@ static int held_add(uint64_t version, const struct snap__verrec *rec, void *arg)
 
 /* "pid 12, 34 and 2 more" into @p out. */
 static void pid_list(char *out, size_t cap, const pid_t *pids, size_t shown, size_t n) {
-  size_t len = 0;
-  out[0] = 0;
+  size_t len = (size_t)snprintf(out, cap, "pid ");
   for (size_t i = 0; i < shown && len < cap; i++)
     len += (size_t)snprintf(out + len, cap - len, "%s%d", i ? ", " : "", (int)pids[i]);
   if (n > shown && len < cap) snprintf(out + len, cap - len, " and %zu more", n - shown);
@@ -670,11 +669,11 @@ int snap_dataset_drop(snap_store *s, const char *dataset, unsigned flags,
     struct stat st;
     pid_t pids[8];
     size_t n = 0;
-    char who[128] = "unknown processes";
+    char who[128] = "a process that is letting go";
     if (!fstat(fd, &st) && !snap__lock_holders(st.st_dev, st.st_ino, pids, 8, &n) && n)
       pid_list(who, sizeof who, pids, n < 8 ? n : 8, n);
     rc = snap__err(err, SNAP_EBUSY,
-                   "%s/%s: version %llu of \"%s\" is pinned by pid %s; nothing dropped "
+                   "%s/%s: version %llu of \"%s\" is pinned by %s; nothing dropped "
                    "(snapctl readers %s; --force drops it and lets them finish)",
                    s->path, rel, (unsigned long long)h.v[i], dataset, who, dataset);
     goto out;
