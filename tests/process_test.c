@@ -560,6 +560,68 @@ static void test_full_tmpfs_first_publish(void) {
   unmount_tmpfs(mnt);
 }
 
+/* Two processes publish the same new dataset at once; the one that gives up
+ * first (abort, or SIGKILL) must not remove the record under the other. */
+static void test_concurrent_first_publish(void) {
+  g_dir = tu_store_dir("firstpub");
+  snap_store *s = open_store(SNAP_CREATE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  CU_ASSERT_EQUAL(snap_store_set_max_datasets(s, 1, NULL), 0);
+  int up[2], down[2];
+  CU_ASSERT_EQUAL_FATAL(pipe(up), 0);
+  CU_ASSERT_EQUAL_FATAL(pipe(down), 0);
+  pid_t pid = fork();
+  if (pid == 0) { /* begins "n", says so, waits, commits */
+    snap_store *c = open_store(0);
+    struct snap_field f = {.name = "x", .type = SNAP_FLOAT64};
+    struct snap_schema schema = {1, 1, &f, NULL, 0};
+    snap_publish *p;
+    char ch = 'b';
+    uint64_t v = 0;
+    if (!c || snap_publish_begin(c, "n", &schema, &p, NULL)) _exit(2);
+    if (write(up[1], &ch, 1) != 1 || read(down[0], &ch, 1) != 1) _exit(3);
+    if (snap_publish_commit(p, &v, NULL)) _exit(4);
+    _exit(v == 1 ? 0 : 5);
+  }
+  char ch;
+  CU_ASSERT_FATAL(read(up[0], &ch, 1) == 1);
+  struct snap_field f = {.name = "x", .type = SNAP_FLOAT64};
+  struct snap_schema schema = {1, 1, &f, NULL, 0};
+  snap_publish *p;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(s, "n", &schema, &p, NULL), 0);
+  CU_ASSERT_EQUAL(snap_publish_version(p), 2);
+  snap_publish_abort(p); /* the child's publish still holds the dataset */
+  uint64_t count = 0;
+  uint32_t max;
+  CU_ASSERT_EQUAL(snap_store_max_datasets(s, &max, &count, NULL), 0);
+  CU_ASSERT_EQUAL(count, 1);
+  CU_ASSERT_FATAL(write(down[1], &ch, 1) == 1);
+  CU_ASSERT_EQUAL(wait_exit(pid), 0);
+  uint64_t cur;
+  CU_ASSERT_EQUAL(snap_current_version(s, "n", &cur, NULL), 0);
+  CU_ASSERT_EQUAL(cur, 1);
+  /* a first publisher SIGKILLed mid-publish leaves the record (its lock goes
+   * with it): the next failed first publish of the name cleans it up */
+  CU_ASSERT_EQUAL(snap_dataset_drop(s, "n", 0, NULL), 0);
+  pid = fork();
+  if (pid == 0) {
+    snap_store *c = open_store(0);
+    if (!c || snap_publish_begin(c, "k", &schema, &p, NULL)) _exit(2);
+    kill(getpid(), SIGKILL);
+  }
+  CU_ASSERT_EQUAL(wait_exit(pid), 1000 + SIGKILL);
+  CU_ASSERT_EQUAL(snap_store_max_datasets(s, &max, &count, NULL), 0);
+  CU_ASSERT_EQUAL(count, 1); /* "k", with no version */
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(s, "k", &schema, &p, NULL), 0);
+  snap_publish_abort(p);
+  CU_ASSERT_EQUAL(snap_store_max_datasets(s, &max, &count, NULL), 0);
+  CU_ASSERT_EQUAL(count, 0);
+  close(up[0]), close(up[1]), close(down[0]), close(down[1]);
+  snap_store_close(s);
+  tu_store_remove(g_dir);
+  free(g_dir);
+}
+
 /* A dropper SIGKILLed at each of drop's crash points: afterwards the dataset
  * is either whole (both versions readable) or gone (no segment file left once
  * a writable open has swept), and a new dataset of the name never reuses a
@@ -900,6 +962,8 @@ int main(void) {
       {"full tmpfs: ENOSPC, old version stays", test_full_tmpfs},
       {"full tmpfs on a first publish: no dataset left", test_full_tmpfs_first_publish},
       {"dropper SIGKILLed at every crash point", test_killed_dropper},
+      {"two processes publish one new dataset; one gives up",
+       test_concurrent_first_publish},
       {"2 MiB-aligned mapping gets PMD pages on huge tmpfs", test_huge_page_mapping},
       {"control file corrupted or deleted: clear error",
        test_control_file_deleted_or_corrupted},
