@@ -409,7 +409,7 @@ static int run(struct ctl *c, int argc, char **argv) {
   }
   check_orphans(&d, store, ds, nds);
   check_draining(&d, store, ds, nds);
-  d.problems += ctl_doctor_segments(store, ds, nds, deep); /* doctor_segments.c */
+  d.problems += ctl_doctor_segments(store, ds, nds, deep, &d.advice); /* segments */
   printf("%d problem%s, %d piece%s of advice\n", d.problems, d.problems == 1 ? "" : "s",
          d.advice, d.advice == 1 ? "" : "s");
   free(ds);

@@ -61,7 +61,7 @@ static void report(const char *dataset, const struct seg_check *bad,
 }
 
 int ctl_doctor_segments(snap_store *store, const struct snap_dataset_info *ds, size_t nds,
-                        bool deep) {
+                        bool deep, int *advice) {
   int problems = 0;
   size_t checked = 0;
   for (size_t i = 0; i < nds; i++) {
@@ -83,7 +83,7 @@ int ctl_doctor_segments(snap_store *store, const struct snap_dataset_info *ds, s
       problems++;
       continue;
     }
-    if (!ds[i].current && !nv)
+    if (!ds[i].current && !nv && ++*advice)
       printf(
           "%-8s dataset: %s has no version: a first publish in progress, or one whose "
           "process died\n         fix: snapctl drop %s   (if no publish of it is "

@@ -77,10 +77,11 @@ int ctl_parse_range(const struct ctl *c, const char *what, const char *s, uint64
  * snapctl doctor's segment checks (doctor_segments.c): pin every kept version
  * of the @p nds datasets as a reader would (size, header, checksum of header
  * and manifest), with @p deep also its data checksum and category codes.
- * Prints a finding per damaged version with its fix; returns how many.
+ * Prints a finding per damaged version with its fix; returns how many, and adds
+ * the pieces of advice it printed to *advice.
  */
 int ctl_doctor_segments(snap_store *store, const struct snap_dataset_info *ds, size_t nds,
-                        bool deep);
+                        bool deep, int *advice);
 
 /* ------------------------------------------------------------- formatting */
 
