@@ -142,10 +142,67 @@ static void test_export_stream_and_column(void) {
   tu_store_destroy(g_store, g_dir);
 }
 
+/* The unit types export as timestamp/duration of their unit (zone kept); a
+ * string or dictionary with no bytes at all, and a table of 0 rows, still get
+ * non-NULL data buffers (consumers such as pyarrow dereference them). */
+static void test_units_and_empty_buffers(void) {
+  g_store = tu_store_create("arrow", &g_dir);
+  struct snap_field f[8] = {
+      {.name = "s", .type = SNAP_TIMESTAMP_S, .timezone = "UTC"},
+      {.name = "ms", .type = SNAP_TIMESTAMP_MS},
+      {.name = "us", .type = SNAP_TIMESTAMP_US, .flags = SNAP_NULLABLE},
+      {.name = "ds", .type = SNAP_DURATION_S},
+      {.name = "dms", .type = SNAP_DURATION_MS},
+      {.name = "dus", .type = SNAP_DURATION_US},
+      {.name = "str", .type = SNAP_STRING, .data_bytes = 0},
+      {.name = "cat", .type = SNAP_CATEGORY, .dict_size = 1, .data_bytes = 0}};
+  static const char *formats[] = {"tss:UTC", "tsm:", "tsu:", "tDs",
+                                  "tDm",     "tDu",  "U",    "c"};
+  for (uint64_t nrows = 0; nrows <= 3; nrows += 3) {
+    struct snap_schema schema = {nrows, 8, f, NULL, 0};
+    snap_publish *p;
+    CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "u", &schema, &p, NULL), 0);
+    struct snap_fill fl;
+    for (uint32_t i = 0; i < 6; i++) {
+      CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, i, &fl, NULL), 0);
+      for (uint64_t r = 0; r < nrows; r++) ((int64_t *)fl.values)[r] = 253402214400LL;
+      if (fl.validity) fl.validity[0] = 0x5; /* row 1 missing */
+    }
+    CU_ASSERT_EQUAL_FATAL(snap_publish_commit(p, NULL, NULL), 0); /* all-zero offsets */
+    snap_snapshot *s;
+    CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "u", &s, NULL), 0);
+    CU_ASSERT_PTR_NULL(snap_snapshot_column(s, 6)->data); /* absent in the C API */
+    struct ArrowSchema sch;
+    struct ArrowArray arr;
+    CU_ASSERT_EQUAL_FATAL(snap_arrow_export(s, &sch, &arr, NULL), 0);
+    for (int i = 0; i < 8; i++) {
+      CU_ASSERT_STRING_EQUAL(sch.children[i]->format, formats[i]);
+      const struct ArrowArray *a = arr.children[i];
+      CU_ASSERT_EQUAL(a->length, (int64_t)nrows);
+      for (int64_t b = 1; b < a->n_buffers; b++) CU_ASSERT_PTR_NOT_NULL(a->buffers[b]);
+    }
+    const struct ArrowArray *str = arr.children[6], *cat = arr.children[7];
+    CU_ASSERT_EQUAL(str->n_buffers, 3);
+    CU_ASSERT_EQUAL(((const int64_t *)str->buffers[1])[nrows], 0);
+    CU_ASSERT_EQUAL(cat->dictionary->length, 1);
+    CU_ASSERT_PTR_NOT_NULL(cat->dictionary->buffers[1]);
+    CU_ASSERT_PTR_NOT_NULL(cat->dictionary->buffers[2]);
+    if (nrows) {
+      CU_ASSERT_EQUAL(((const int64_t *)arr.children[0]->buffers[1])[2], 253402214400LL);
+      CU_ASSERT_EQUAL(((const int64_t *)arr.children[2]->buffers[1])[1], INT64_MIN);
+    }
+    arr.release(&arr);
+    sch.release(&sch);
+    snap_unpin(s);
+  }
+  tu_store_destroy(g_store, g_dir);
+}
+
 int main(void) {
   static const tu_test tests[] = {
       {"export a record batch, zero copy, pins", test_export_record_batch},
       {"export a stream and a column", test_export_stream_and_column},
+      {"unit types and empty buffers", test_units_and_empty_buffers},
       {NULL, NULL}};
   return tu_run("arrow", tests);
 }

@@ -241,8 +241,28 @@ fail:
   return rc;
 }
 
+/* Null slots of nullable timestamp/duration columns get INT64_MIN (NaT), so
+ * readers can view the values as datetime64/timedelta64 with no copy, whatever
+ * the writer left there. One pass over the bitmap: whole valid bytes are skipped. */
+static void nat_fill(const struct snap__segment *seg) {
+  for (uint32_t i = 0; i < seg->ncols; i++) {
+    const struct snap_column *c = &seg->cols[i];
+    if (!(c->flags & SNAP_NULLABLE) || !c->validity || !c->values ||
+        !(snap__is_timestamp(c->type) || snap__is_duration(c->type)))
+      continue;
+    int64_t *v = (int64_t *)c->values;
+    for (uint64_t byte = 0; byte * 8 < seg->nrows; byte++) {
+      uint8_t bits = c->validity[byte];
+      if (bits == 0xff) continue;
+      for (uint64_t r = byte * 8; r < byte * 8 + 8 && r < seg->nrows; r++)
+        if (!(bits >> (r % 8) & 1)) v[r] = INT64_MIN;
+    }
+  }
+}
+
 /* Validate the untrusted fill (string and dictionary offsets, category codes),
- * checksum, seal the header, unmap. Fills the version record. */
+ * write NaT into null temporal slots, checksum, seal the header, unmap. Fills
+ * the version record. Every writer passes here: commit, seal, import. */
 static int seal(snap_publish *p, struct snap__verrec *vr, struct snap_error *err) {
   struct snap__segment check;
   int rc = snap__segment_parse(p->base, p->total, SNAP__SEG_NO_HASH, p->what, p->dataset,
@@ -252,6 +272,7 @@ static int seal(snap_publish *p, struct snap__verrec *vr, struct snap_error *err
     return SNAP_EINVAL;
   }
   snap__segment_free(&check);
+  nat_fill(&p->seg); /* before the data hash */
   snap__crash_point();
   snap__segment_seal(p->base, p->total);
   snap__crash_point();

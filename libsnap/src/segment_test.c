@@ -275,6 +275,106 @@ static void test_zero_columns(void) {
   close_store();
 }
 
+/* The unit types 16..21: names, sizes, time zones on every timestamp unit,
+ * values outside the nanosecond range kept as they are, one block per
+ * (type, zone, nullability). */
+static void test_time_units(void) {
+  static const enum snap_type t[] = {
+      SNAP_TIMESTAMP_S, SNAP_TIMESTAMP_MS, SNAP_TIMESTAMP_US, SNAP_DURATION_S,
+      SNAP_DURATION_MS, SNAP_DURATION_US,  SNAP_TIMESTAMP_NS, SNAP_DURATION_NS};
+  static const char *names[] = {"timestamp[s]",  "timestamp[ms]", "timestamp[us]",
+                                "duration[s]",   "duration[ms]",  "duration[us]",
+                                "timestamp[ns]", "duration[ns]"};
+  static const int64_t unit_ns[] = {1000000000, 1000000, 1000, 1000000000,
+                                    1000000,    1000,    1,    1};
+  for (int i = 0; i < 8; i++) {
+    CU_ASSERT_STRING_EQUAL(snap_type_name(t[i]), names[i]);
+    CU_ASSERT_EQUAL(snap_type_size(t[i]), 8);
+    CU_ASSERT_EQUAL(snap__time_unit_ns(t[i]), unit_ns[i]);
+    CU_ASSERT_EQUAL(snap__is_timestamp(t[i]), strncmp(names[i], "timestamp", 9) == 0);
+    CU_ASSERT_EQUAL(snap__is_duration(t[i]), strncmp(names[i], "duration", 8) == 0);
+  }
+  CU_ASSERT_STRING_EQUAL(snap_type_name(SNAP__TYPE_LAST + 1), "unknown");
+  open_store();
+  struct snap_field f[8];
+  for (int i = 0; i < 8; i++) f[i] = (struct snap_field){.name = names[i], .type = t[i]};
+  f[0].timezone = "Pacific/Kiritimati"; /* a zone on a seconds timestamp is kept */
+  f[3].timezone = "UTC";                /* a zone on a duration is ignored */
+  struct snap_schema schema = {3, 8, f, NULL, 0};
+  snap_publish *p;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "units", &schema, &p, NULL), 0);
+  /* 9999-12-31 in seconds; 10^12 s; year 1 in microseconds: none fits in ns */
+  static const int64_t vals[3] = {253402214400LL, 1000000000000LL, -62135596800000000LL};
+  for (uint32_t i = 0; i < 8; i++) {
+    struct snap_fill fl;
+    CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, i, &fl, NULL), 0);
+    memcpy(fl.values, vals, sizeof vals);
+  }
+  CU_ASSERT_EQUAL_FATAL(snap_publish_commit(p, NULL, NULL), 0);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "units", &s, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_nblocks(s), 8);
+  for (uint32_t i = 0; i < 8; i++) {
+    const struct snap_column *c = snap_snapshot_column(s, i);
+    CU_ASSERT_EQUAL(c->type, t[i]);
+    CU_ASSERT_EQUAL(memcmp(c->values, vals, sizeof vals), 0);
+    if (i == 0) {
+      CU_ASSERT_STRING_EQUAL(c->timezone, "Pacific/Kiritimati");
+    } else {
+      CU_ASSERT_PTR_NULL(c->timezone);
+    }
+  }
+  CU_ASSERT_STRING_EQUAL(snap_snapshot_block(s, 0)->timezone, "Pacific/Kiritimati");
+  CU_ASSERT_EQUAL(snap_snapshot_verify(s, NULL), 0);
+  snap_unpin(s);
+  close_store();
+}
+
+/* Null slots of nullable timestamp/duration columns read as INT64_MIN (NaT)
+ * whatever the writer left there; valid slots, non-temporal nullable columns
+ * and non-nullable columns are untouched. */
+static void test_null_temporal_slots_are_nat(void) {
+  open_store();
+  enum { R = 21 }; /* not a multiple of 8: the last bitmap byte is partial */
+  struct snap_field f[4] = {
+      {.name = "ts",
+       .type = SNAP_TIMESTAMP_US,
+       .flags = SNAP_NULLABLE,
+       .timezone = "UTC"},
+      {.name = "td", .type = SNAP_DURATION_NS, .flags = SNAP_NULLABLE},
+      {.name = "i", .type = SNAP_INT64, .flags = SNAP_NULLABLE},
+      {.name = "plain", .type = SNAP_TIMESTAMP_S}};
+  struct snap_schema schema = {R, 4, f, NULL, 0};
+  snap_publish *p;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "nat", &schema, &p, NULL), 0);
+  for (uint32_t i = 0; i < 4; i++) {
+    struct snap_fill fl;
+    CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, i, &fl, NULL), 0);
+    for (int r = 0; r < R; r++) {
+      ((int64_t *)fl.values)[r] = 1000 + r; /* garbage under the nulls too */
+      if (fl.validity && r % 3) fl.validity[r / 8] |= (uint8_t)(1u << (r % 8));
+    }
+  }
+  CU_ASSERT_EQUAL_FATAL(snap_publish_commit(p, NULL, NULL), 0);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "nat", &s, NULL), 0);
+  for (uint32_t i = 0; i < 4; i++) {
+    const int64_t *v = snap_snapshot_column(s, i)->values;
+    for (int r = 0; r < R; r++) {
+      int64_t want = (i < 2 && r % 3 == 0) ? INT64_MIN : 1000 + r;
+      if (v[r] != want) {
+        CU_FAIL("null temporal slot not NaT, or another slot changed");
+        fprintf(stderr, "column %u row %d: %lld, want %lld\n", i, r, (long long)v[r],
+                (long long)want);
+        break;
+      }
+    }
+  }
+  CU_ASSERT_EQUAL(snap_snapshot_verify(s, NULL), 0); /* hashed after the fill */
+  snap_unpin(s);
+  close_store();
+}
+
 static void test_bad_schemas(void) {
   open_store();
   struct snap_error err;
@@ -535,6 +635,8 @@ int main(void) {
   static const tu_test tests[] = {
       {"round trip of every type", test_roundtrip_all_types},
       {"zero columns", test_zero_columns},
+      {"timestamp and duration units", test_time_units},
+      {"null temporal slots are NaT", test_null_temporal_slots_are_nat},
       {"bad schemas refused", test_bad_schemas},
       {"bad fill refused, old version stays", test_bad_fill_refused},
       {"every header/manifest byte flipped", test_corruption_every_byte},
