@@ -33,6 +33,7 @@ struct snap__control {
   char *path;
   dev_t dev;
   ino_t ino;
+  off_t min_size; /* the size at open: LMDB files never shrink */
   pid_t pid;
   int refs; /* under g_ctl_lock */
   struct snap__control *next;
@@ -95,6 +96,7 @@ int snap__control_open(const char *path, bool create, struct snap__control **out
   if (!rc && stat(path, &st) == 0) {
     (*out)->dev = st.st_dev;
     (*out)->ino = st.st_ino;
+    (*out)->min_size = st.st_size;
     (*out)->pid = getpid();
     (*out)->refs = 1;
     (*out)->next = g_ctls;
@@ -205,7 +207,8 @@ bool snap__control_stale(struct snap__control *c) {
   if (stat(c->path, &st)) return true;
   if (st.st_dev != c->dev || st.st_ino != c->ino) return true;
   int fd;
-  return mdb_env_get_fd(c->env, &fd) == 0 && fstat(fd, &st) == 0 && st.st_nlink == 0;
+  return mdb_env_get_fd(c->env, &fd) == 0 && fstat(fd, &st) == 0 &&
+         (st.st_nlink == 0 || st.st_size < c->min_size);
 }
 
 void snap__control_retire(struct snap__control *c) {
@@ -227,10 +230,17 @@ int snap__txn_begin(struct snap__control *c, bool write, struct snap__txn **out,
    * segments by a file that is not the store's). One fstat + stat. */
   if (write && snap__control_stale(c))
     return snap__err(err, SNAP_ECONTROL,
-                     "%s was deleted or replaced while this process had it open: "
-                     "nothing written (repair: snapctl doctor --rebuild, then reopen "
-                     "the store)",
+                     "%s was deleted, truncated or replaced while this process had it "
+                     "open: nothing written (repair: snapctl doctor --rebuild, then "
+                     "reopen the store)",
                      c->path);
+  /* and its meta pages, which LMDB reads through its map when the txn begins
+   * (two preads); deeper damage is found when a process opens the file */
+  int fd;
+  if (write && mdb_env_get_fd(c->env, &fd) == 0) {
+    int rc = snap__control_check_metas(fd, c->path, err);
+    if (rc) return rc;
+  }
   struct snap__txn *t = malloc(sizeof *t);
   if (!t) return snap__errno(err, -ENOMEM, "%s: transaction", c->path);
   int rc = mdb_txn_begin(c->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);

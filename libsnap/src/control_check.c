@@ -424,6 +424,32 @@ static int check_once(struct walk *w, uint64_t fsize, uint64_t *txnid) {
   return tree_check(w, K_MAIN, "main", &cur->main);
 }
 
+int snap__control_check_metas(int fd, const char *path, struct snap_error *err) {
+  struct stat st;
+  if (fstat(fd, &st)) return snap__errno(err, -errno, "%s: fstat", path);
+  struct walk w = {.fd = fd, .path = path, .err = err};
+  struct meta m[2];
+  uint32_t ps0, ps1;
+  int rc = meta_read(&w, 0, 0, &m[0], &ps0);
+  if (rc) return rc;
+  if (ps0 != (uint32_t)sysconf(_SC_PAGESIZE) || (uint64_t)st.st_size < 2u * (uint64_t)ps0)
+    return bad(&w, "meta page 0: page size %u for a file of %lld bytes", ps0,
+               (long long)st.st_size);
+  if ((rc = meta_read(&w, ps0, 1, &m[1], &ps1))) return rc;
+  for (int i = 0; i < 2; i++) {
+    uint64_t last = m[i].last_pg;
+    if (last < 1 || last >= (uint64_t)st.st_size / ps0 ||
+        (m[i].main.root != INVALID_PGNO && m[i].main.root > last) ||
+        (m[i].free.root != INVALID_PGNO && m[i].free.root > last))
+      return bad(&w,
+                 "meta page %d: last page %llu, roots %llu and %llu, file of %llu pages",
+                 i, (unsigned long long)last, (unsigned long long)m[i].main.root,
+                 (unsigned long long)m[i].free.root,
+                 (unsigned long long)((uint64_t)st.st_size / ps0));
+  }
+  return 0;
+}
+
 int snap__control_check(int fd, const char *path, struct snap_error *err) {
   struct stat st;
   if (fstat(fd, &st)) return snap__errno(err, -errno, "%s: fstat", path);

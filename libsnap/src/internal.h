@@ -239,6 +239,9 @@ SNAP__INTERNAL int snap__ver_each(struct snap__txn *t, uint64_t ds,
 /* Structural check of the LMDB file open as @p fd, read with pread before LMDB
  * maps it: 0, SNAP_ECONTROL naming the page and field, or -errno. */
 SNAP__INTERNAL int snap__control_check(int fd, const char *path, struct snap_error *err);
+/* Only the two meta pages (two preads): what a write transaction checks. */
+SNAP__INTERNAL int snap__control_check_metas(int fd, const char *path,
+                                             struct snap_error *err);
 /* The file at the environment's path is no longer the one it opened (deleted,
  * replaced): one stat + fstat. */
 SNAP__INTERNAL bool snap__control_stale(struct snap__control *c);

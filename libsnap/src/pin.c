@@ -423,7 +423,8 @@ static void slot_trim(snap_store *s, struct snap__slot *sl) {
   if (!sl->cur) {
     /* nothing cached: only note the count, so unpins stop coming here */
     atomic_store_explicit(&sl->checked, flips, memory_order_release);
-  } else if (atomic_load(&sl->checked) != flips && !snap__store_control(s, &c, NULL) &&
+  } else if (atomic_load(&sl->checked) != flips &&
+             !snap__store_control_fresh(s, &c, NULL) &&
              !snap__txn_begin(c, false, &t, NULL)) {
     int rc = snap__ds_get(t, sl->name, &ds, NULL);
     snap__txn_abort(t);
