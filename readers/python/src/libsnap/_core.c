@@ -386,8 +386,9 @@ static PyObject *pin_buffer(PyObject *self, PyObject *args) {
   const struct snap_column *c = snap_snapshot_column(s, idx);
   if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
   const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
-  if (!ptrs[k]) Py_RETURN_NONE;
-  return buffer_new(self, ptrs[k], column_buf_len(c, nrows, k), 0);
+  /* an absent buffer (no bytes: all-empty strings, 0 rows) is an empty buffer,
+   * so callers never special-case None */
+  return buffer_new(self, ptrs[k], ptrs[k] ? column_buf_len(c, nrows, k) : 0, 0);
 }
 
 static PyObject *pin_verify(PyObject *self, PyObject *unused) {
@@ -517,7 +518,7 @@ static PyMethodDef pin_methods[] = {
     {"__arrow_c_stream__", pin_arrow_stream, METH_VARARGS, "Arrow PyCapsule stream."},
     {"columns", pin_columns, METH_NOARGS, "Column descriptions."},
     {"blocks", pin_blocks, METH_NOARGS, "Dtype blocks."},
-    {"buffer", pin_buffer, METH_VARARGS, "buffer(kind, index) -> Buffer or None."},
+    {"buffer", pin_buffer, METH_VARARGS, "buffer(kind, index) -> Buffer."},
     {"verify", pin_verify, METH_NOARGS, "Recompute the data checksum."},
     {NULL}};
 
@@ -1099,7 +1100,7 @@ PyMODINIT_FUNC PyInit__core(void) {
   PyModule_AddObject(m, "ERRORS", table);
   /* type codes, from the header's enum */
   PyObject *types = PyDict_New();
-  for (int t = SNAP_INT8; t <= SNAP_CATEGORY; t++) {
+  for (int t = SNAP_INT8; t <= SNAP_DURATION_US; t++) { /* the last type */
     PyObject *v = PyLong_FromLong(t);
     PyDict_SetItemString(types, snap_type_name((enum snap_type)t), v);
     Py_DECREF(v);

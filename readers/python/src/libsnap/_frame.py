@@ -36,8 +36,11 @@ _NP = {
     "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
     "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
     "float32": np.float32, "float64": np.float64, "bool": np.bool_,
-    "timestamp[ns]": np.dtype("M8[ns]"), "duration[ns]": np.dtype("m8[ns]"),
 }
+for _u in ("s", "ms", "us", "ns"):
+    _NP[f"timestamp[{_u}]"] = np.dtype(f"M8[{_u}]")
+    _NP[f"duration[{_u}]"] = np.dtype(f"m8[{_u}]")
+_INT64_MIN = np.iinfo(np.int64).min
 _MASKED = {"i": pd.arrays.IntegerArray, "u": pd.arrays.IntegerArray,
            "f": pd.arrays.FloatingArray, "b": pd.arrays.BooleanArray}
 
@@ -121,7 +124,7 @@ def _categories(pin, c, i):
 
 
 def _datetime_tz(values_m8, tz):
-    dtype = pd.DatetimeTZDtype("ns", tz)
+    dtype = pd.DatetimeTZDtype(np.datetime_data(values_m8.dtype)[0], tz)
     try:  # zero copy: wrap the int64 view as UTC instants of that zone
         return pd.arrays.DatetimeArray._simple_new(values_m8, dtype=dtype)
     except Exception:  # pragma: no cover - private constructor moved
@@ -133,7 +136,7 @@ def column(pin, lay: Layout, i: int):
     c = lay.cols[i]
     name, tname, nullable, tz, _, _, code, dict_size, _ = c
     n = pin.nrows
-    pa = _pyarrow() if tname == "string" or (nullable and tname.endswith("[ns]")) else None
+    pa = _pyarrow() if tname == "string" else None
     if tname == "string":
         arr = _strings(pin, c, i, n, validity=_buf(pin, "validity", i) if nullable else None)
         return pd.arrays.ArrowExtensionArray(arr) if pa is not None else arr
@@ -144,16 +147,18 @@ def column(pin, lay: Layout, i: int):
         return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
     v = _values(pin, c, i, n)
     if nullable:
-        if tname.endswith("[ns]"):
-            if pa is not None:
-                t = pa.timestamp("ns", tz) if tname.startswith("timestamp") else pa.duration("ns")
-                arr = pa.Array.from_buffers(t, n, [pa.py_buffer(_buf(pin, "validity", i)),
-                                                   pa.py_buffer(_buf(pin, "values", i))])
-                return pd.arrays.ArrowExtensionArray(arr)
-            out = v.copy()  # documented copy: NaT needs writing
-            out[_mask(pin, i, n)] = np.datetime64("NaT") if out.dtype.kind == "M" else np.timedelta64("NaT")
-            return _datetime_tz(out, tz) if tz else out
-        return _MASKED[v.dtype.kind](v, _mask(pin, i, n), copy=False)
+        if v.dtype.kind in "Mm":
+            # The writer's seal stores NaT (INT64_MIN) in every null slot
+            # (docs/format.md), so the values are the datetime64 array as is.
+            # Segments sealed before that rule may hold anything there: check,
+            # and only then copy and write NaT (same dtype either way).
+            miss = _mask(pin, i, n)
+            if miss.any() and not (v.view(np.int64)[miss] == _INT64_MIN).all():
+                v = v.copy()
+                v[miss] = v.dtype.type("NaT")
+                v.flags.writeable = False
+        else:
+            return _MASKED[v.dtype.kind](v, _mask(pin, i, n), copy=False)
     if tz:
         return _datetime_tz(v, tz)
     return v
@@ -162,7 +167,8 @@ def column(pin, lay: Layout, i: int):
 def column_dtype(pin, lay: Layout, i: int):
     c = lay.cols[i]
     tname, nullable, tz = c[1], c[2], c[3]
-    if tname in ("string", "category") or nullable or tz:
+    if tname in ("string", "category") or (nullable and tname in _NP and
+                                            _NP[tname].kind not in "Mm") or tz:
         return column(pin, lay, i).dtype
     return np.dtype(_NP[tname])
 
@@ -252,5 +258,8 @@ def to_pandas(pin, lay: Layout | None = None) -> pd.DataFrame:
         done.update(members[r] for r in rows)
     for c in lay.data_cols:
         if c not in done:
-            blocks.append((column(pin, lay, c), np.array([where[c]], dtype=np.intp)))
+            arr = column(pin, lay, c)
+            if isinstance(arr, np.ndarray) and arr.dtype != object:
+                arr = arr.reshape(1, -1)  # a numpy block is 2-D (e.g. nullable datetime64)
+            blocks.append((arr, np.array([where[c]], dtype=np.intp)))
     return _frame_from_blocks(blocks, _index(pin, lay), _columns_index(lay))

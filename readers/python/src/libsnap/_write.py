@@ -26,6 +26,31 @@ _KIND_TYPE = {
 _CODE_TYPES = {1: "int8", 2: "int16", 4: "int32", 8: "int64"}
 
 
+_UNITS = ("s", "ms", "us", "ns")
+
+
+def _time_values(label, arr):
+    """(libsnap type, int64 values, NaT mask) of a numpy datetime64/timedelta64
+    array, in its own unit when libsnap has it (s, ms, us, ns). Other units are
+    converted to the nearest one that holds them exactly (D, h, m -> s; ps, fs,
+    as -> ns), and a value that would overflow or lose precision is refused
+    naming the column and the value: numpy's astype would wrap silently."""
+    kind = "timestamp" if arr.dtype.kind == "M" else "duration"
+    unit, count = np.datetime_data(arr.dtype)
+    if unit not in _UNITS or count != 1:
+        target = np.dtype(f"{arr.dtype.kind}8[{'ns' if unit in ('ps', 'fs', 'as') else 's'}]")
+        conv = arr.astype(target)
+        nat = np.isnat(arr)
+        bad = ~nat & (conv.astype(arr.dtype) != arr)
+        if bad.any():
+            raise _core.InvalidArgument(
+                f"column {label!r}: value {arr[bad][0]!r} does not fit {target} "
+                f"({kind}s are stored in s, ms, us or ns); nothing was published")
+        arr, unit = conv, np.datetime_data(target)[0]
+    nat = np.isnat(arr)
+    return f"{kind}[{unit}]", arr.view(np.int64), nat
+
+
 def _refuse(label, dtype, why=""):
     raise _core.InvalidArgument(
         f"column {label!r}: dtype {dtype} is not supported{': ' + why if why else ''}; "
@@ -101,7 +126,9 @@ def _classify(col: _Col, values, nrows):
     label = col.label
     pa = _pyarrow()
     if pa is not None and isinstance(values, (pa.Array, pa.ChunkedArray)):
-        return _classify_arrow(col, values, nrows, pa)
+        return _classify_arrow(col, values, nrows, pa, True)
+    if pa is not None and isinstance(values, _ArrowField):
+        return _classify_arrow(col, values.values, nrows, pa, values.nullable)
     if isinstance(values, pd.arrays.NumpyExtensionArray):
         values = values.to_numpy()  # a view of the numpy data
     dtype = getattr(values, "dtype", None)
@@ -121,23 +148,16 @@ def _classify(col: _Col, values, nrows):
         col.dictionary = (offs, data)
         col.dict_size, col.data_bytes = len(cats), len(data)
         return
-    if isinstance(dtype, pd.DatetimeTZDtype):
-        col.type, col.tz = "timestamp[ns]", str(dtype.tz)
-        arr = pd.DatetimeIndex(values).as_unit("ns")
-        col.values = arr.asi8
-        if arr.hasnans:
-            col.nullable, col.mask = True, np.asarray(arr.isna())
+    if isinstance(dtype, pd.DatetimeTZDtype):  # in its own unit: no conversion
+        utc = np.asarray(pd.DatetimeIndex(values).asi8).view(f"M8[{dtype.unit}]")
+        col.type, col.values, nat = _time_values(label, utc)
+        col.tz = str(dtype.tz)
+        if nat.any():
+            col.nullable, col.mask = True, nat
         return
     if isinstance(dtype, np.dtype) and dtype.kind in "Mm":
-        if dtype.kind == "M":
-            col.type = "timestamp[ns]"
-            arr = np.asarray(values).astype("M8[ns]", copy=False)
-        else:
-            col.type = "duration[ns]"
-            arr = np.asarray(values).astype("m8[ns]", copy=False)
-        nat = np.isnat(arr)
-        col.values = arr.view(np.int64)
-        if nat.any():
+        col.type, col.values, nat = _time_values(label, np.asarray(values))
+        if nat.any():  # a NaT-free column reads back with the same dtype (docs/python.md)
             col.nullable, col.mask = True, nat
         return
     if isinstance(dtype, pd.api.extensions.ExtensionDtype) and hasattr(values, "_mask") \
@@ -146,10 +166,10 @@ def _classify(col: _Col, values, nrows):
         key = (data.dtype.kind, data.dtype.itemsize)
         if key not in _KIND_TYPE:
             _refuse(label, dtype)
+        # always nullable, nulls or not: the reader rebuilds the masked dtype from
+        # the flag, so the dtype read never depends on the values
         col.type, col.values = _KIND_TYPE[key], data
-        mask = np.asarray(values._mask)
-        if mask.any():
-            col.nullable, col.mask = True, mask
+        col.nullable, col.mask = True, np.asarray(values._mask)
         return
     pa = _pyarrow() if isinstance(dtype, pd.ArrowDtype) else None
     is_str = (isinstance(dtype, pd.StringDtype) or
@@ -164,14 +184,9 @@ def _classify(col: _Col, values, nrows):
         if mask is not None:
             col.nullable, col.mask = True, mask
         return
-    if isinstance(dtype, pd.ArrowDtype):
-        try:
-            arr = values.to_numpy()
-            if arr.dtype == object:
-                raise TypeError
-        except (TypeError, ValueError):
-            _refuse(label, dtype, "convert it to a numpy or masked dtype first")
-        return _classify(col, arr, nrows)
+    if isinstance(dtype, pd.ArrowDtype) and pa is not None:
+        # an Arrow type is nullable whatever its values: always SNAP_NULLABLE
+        return _classify_arrow(col, pa.chunked_array(values._pa_array), nrows, pa, True)
     if isinstance(dtype, np.dtype) and (dtype.kind, dtype.itemsize) in _KIND_TYPE:
         col.type, col.values = _KIND_TYPE[(dtype.kind, dtype.itemsize)], np.asarray(values)
         return
@@ -180,8 +195,20 @@ def _classify(col: _Col, values, nrows):
     _refuse(label, dtype)
 
 
-def _classify_arrow(col: _Col, values, nrows, pa):
-    """A pyarrow column: its buffers are copied once, into the segment."""
+class _ArrowField:
+    """A column of an Arrow table with its field's declared nullability."""
+
+    __slots__ = ("values", "nullable")
+
+    def __init__(self, values, nullable):
+        self.values, self.nullable = values, nullable
+
+
+def _classify_arrow(col: _Col, values, nrows, pa, nullable):
+    """A pyarrow column: its buffers are copied once, into the segment. Numeric,
+    bool and temporal columns are SNAP_NULLABLE when their field is declared
+    nullable (pyarrow's default), with nulls or without: the dtype read back is
+    then a function of the Arrow type, not of the values."""
     import pyarrow.compute as pc
 
     label = col.label
@@ -213,13 +240,14 @@ def _classify_arrow(col: _Col, values, nrows, pa):
             col.nullable, col.mask = True, m
         return
     if pa.types.is_timestamp(t) or pa.types.is_duration(t) or pa.types.is_date(t):
-        if pa.types.is_date(t):
-            arr, t = arr.cast(pa.timestamp("ns")), pa.timestamp("ns")
-        ns = pa.timestamp("ns", t.tz) if pa.types.is_timestamp(t) else pa.duration("ns")
-        arr = arr.cast(ns)
-        col.type = "timestamp[ns]" if pa.types.is_timestamp(t) else "duration[ns]"
+        if pa.types.is_date(t):  # date32 (days) -> seconds, date64 -> ms: exact
+            t = pa.timestamp("s" if pa.types.is_date32(t) else "ms")
+            arr = arr.cast(t)  # safe cast: cannot overflow int64 for these units
+        col.type = ("timestamp" if pa.types.is_timestamp(t) else "duration") + f"[{t.unit}]"
         col.tz = t.tz if pa.types.is_timestamp(t) else None
+        # null slots become NaT when the segment is sealed (publish.c)
         col.values = pc.fill_null(arr.view(pa.int64()), 0).to_numpy(zero_copy_only=False)
+        col.nullable = nullable
     elif pa.types.is_boolean(t) or pa.types.is_integer(t) or pa.types.is_floating(t):
         if pa.types.is_float16(t):
             _refuse(label, t)
@@ -230,10 +258,13 @@ def _classify_arrow(col: _Col, values, nrows, pa):
         if key not in _KIND_TYPE:
             _refuse(label, t)
         col.type, col.values = _KIND_TYPE[key], v
+        col.nullable = nullable
     else:
         _refuse(label, t)
     if mask is not None:
         col.nullable, col.mask = True, mask
+    elif col.nullable:
+        col.mask = np.zeros(nrows, bool)
 
 
 def _items(data):
@@ -245,8 +276,9 @@ def _items(data):
         elif not isinstance(data, pa.Table) and hasattr(data, "__arrow_c_stream__"):
             data = pa.table(data)  # e.g. a polars DataFrame: imported without a copy
         if isinstance(data, pa.Table):
-            return (list(zip(data.column_names, data.columns)), data.num_rows, None,
-                    {"kind": "list", "name": None})
+            items = [(f.name, _ArrowField(c, f.nullable))
+                     for f, c in zip(data.schema, data.columns)]
+            return items, data.num_rows, None, {"kind": "list", "name": None}
     if isinstance(data, pd.DataFrame):
         items = [(lab, data.iloc[:, j].array) for j, lab in enumerate(data.columns)]
         cols = data.columns
