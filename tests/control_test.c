@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -259,6 +260,19 @@ static void test_rebuild_refused_while_writing(void) {
   set_ctl(dir);
   struct stat st;
   CU_ASSERT_EQUAL(stat(ctl_path, &st), 0); /* untouched */
+  snap_store_close(s);
+  /* writerd's single-instance lock (flock on writerd.lock, writerd/lock.c) */
+  char lock[4200];
+  snprintf(lock, sizeof lock, "%s/writerd.lock", dir);
+  int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  CU_ASSERT_FATAL(fd >= 0 && flock(fd, LOCK_EX) == 0);
+  CU_ASSERT_EQUAL(snap_store_rebuild(dir, 0, NULL, NULL, &err), SNAP_EBUSY);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "writerd.lock"));
+  close(fd);
+  CU_ASSERT_EQUAL(snap_store_rebuild(dir, 0, NULL, NULL, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(dir, 0, &s, &err), 0);
+  CU_ASSERT_EQUAL(snap_current_version(s, "d", &v, &err), 0);
+  CU_ASSERT_EQUAL(v, 1);
   tu_store_destroy(s, dir);
 }
 

@@ -230,9 +230,9 @@ int snap__txn_begin(struct snap__control *c, bool write, struct snap__txn **out,
    * segments by a file that is not the store's). One fstat + stat. */
   if (write && snap__control_stale(c))
     return snap__err(err, SNAP_ECONTROL,
-                     "%s was deleted, truncated or replaced while this process had it "
-                     "open: nothing written (repair: snapctl doctor --rebuild, then "
-                     "reopen the store)",
+                     "%s: deleted, truncated or replaced while this process had it "
+                     "open (repair: snapctl doctor --rebuild, then reopen the store): "
+                     "nothing written",
                      c->path);
   /* and its meta pages, which LMDB reads through its map when the txn begins
    * (two preads); deeper damage is found when a process opens the file */

@@ -126,7 +126,7 @@ static int bad(struct walk *w, const char *fmt, ...) {
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
   return snap__err(w->err, SNAP_ECONTROL,
-                   "%s: damaged: %s (repair: snapctl doctor --rebuild)", w->path, what);
+                   "%s: damaged (repair: snapctl doctor --rebuild): %s", w->path, what);
 }
 
 static int read_at(struct walk *w, void *buf, size_t len, uint64_t off) {

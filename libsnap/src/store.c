@@ -101,11 +101,11 @@ bool snap__segments_present(int segfd) {
 /* A store whose segments outlived its control file: creating a new control
  * file would make the first writer sweep every segment as an orphan. */
 static int refuse_new_control(const char *path, const char *why, struct snap_error *err) {
+  /* the repair first: the message is cut at 255 bytes */
   return snap__err(err, SNAP_ECONTROL,
-                   "%s/control.mdb: %s, but %s/segments holds segments: not creating a "
-                   "new control file over them (repair: snapctl --store %s doctor "
-                   "--rebuild)",
-                   path, why, path, path);
+                   "%s/control.mdb: %s next to segments (repair: snapctl --store %s "
+                   "doctor --rebuild); not creating a new one over them",
+                   path, why, path);
 }
 
 /* Read the meta record, creating it when the store is new. */
@@ -316,9 +316,9 @@ int snap__store_control_fresh(snap_store *s, struct snap__control **out,
   rc = snap__control_open(buf, false, &c, err);
   if (rc == SNAP_ENOTFOUND)
     rc = snap__err(err, SNAP_ECONTROL,
-                   "%s was deleted while this process had it open (repair: snapctl "
-                   "--store %s doctor --rebuild)",
-                   buf, s->path);
+                   "%s: deleted while this process had it open (repair: snapctl doctor "
+                   "--rebuild)",
+                   buf);
   if (rc) return rc;
   snap__control_retire(s->control);
   s->control = c;

@@ -426,6 +426,44 @@ class CliTest(StoreCase, unittest.TestCase):
         self.assertEqual(self.versions("d")[1]["state"], "current")
         self.run_ctl("doctor")
 
+    def test_control_file_lost_or_damaged(self):
+        """Bugs 3 and 4 of issue 11: no tool creates a store over segments or crashes."""
+        self.run_ctl("init")
+        for i in (1, 2, 3):
+            self.run_ctl("publish", "d", self.write("%d.csv" % i, "v\n%d\n" % i))
+        segs = self.segment_files()
+        control = os.path.join(self.store, "control.mdb")
+        with open(control, "rb") as f:
+            good = f.read()
+        cases = [("deleted", None), ("truncated", b"")]
+        for page in range(len(good) // 4096):  # each page overwritten in turn
+            bad = bytearray(good)
+            bad[page * 4096:(page + 1) * 4096] = bytes([0x5a]) * 4096
+            cases.append(("page %d" % page, bytes(bad)))
+        refused = 0
+        for name, content in cases:
+            if content is None:
+                os.unlink(control)
+            else:
+                with open(control, "wb") as f:
+                    f.write(content)
+            for args in (("list",), ("info", "d"), ("gc",), ("init",), ("doctor",)):
+                argv = [SNAPCTL, "--store", self.store] + list(args)
+                p = subprocess.run(argv, capture_output=True, text=True)
+                self.assertIn(p.returncode, (0, 1), (name, args, p.returncode, p.stderr))
+                if p.returncode == 1 and args[0] != "doctor":
+                    refused += 1
+                    self.assertIn("control.mdb", p.stderr, (name, args))
+                    self.assertIn("doctor --rebuild", p.stderr, (name, args))
+            self.assertEqual(self.segment_files(), segs, name)  # nothing swept
+        self.assertGreater(refused, 0)
+        p = self.run_ctl("doctor", "--rebuild")
+        self.assertIn("recorded  d@3 current", p.stdout)
+        self.assertEqual({k: v["state"] for k, v in self.versions("d").items()},
+                         {2: "retained", 3: "current"})
+        self.run_ctl("publish", "d", self.write("4.csv", "v\n4\n"))
+        self.assertIn(4, self.versions("d"))  # never a reused number
+
     # ----------------------------------------------------- rollback, verify
 
     def test_rollback(self):
