@@ -564,8 +564,8 @@ static PyObject *publish_buffer(PyObject *self, PyObject *args) {
   const struct snap_column *c = snap_publish_column(p->pub, idx);
   if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
   const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
-  if (!ptrs[k]) Py_RETURN_NONE;
-  return buffer_new(self, ptrs[k], column_buf_len(c, snap_publish_nrows(p->pub), k), 1);
+  uint64_t len = ptrs[k] ? column_buf_len(c, snap_publish_nrows(p->pub), k) : 0;
+  return buffer_new(self, ptrs[k], len, 1); /* absent: an empty buffer, as for pins */
 }
 
 /* column(i) -> (type, code_type, block, block_pos) as planned */
