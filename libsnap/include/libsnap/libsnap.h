@@ -218,8 +218,12 @@ typedef struct snap_publish snap_publish;
  * Snapshots pinned through the handle may outlive snap_store_close().
  * A writable handle sweeps orphan segment files and stale control-file readers
  * before its first write operation.
+ * The control file is checked page by page the first time a process opens
+ * it; a missing or empty one next to segment files is never replaced by a new
+ * store, even with SNAP_CREATE (repair: snap_store_rebuild()).
  * @return 0; SNAP_ENOTFOUND (no store there and no SNAP_CREATE);
- *         SNAP_EFORMAT (store of another format); SNAP_ECONTROL; or -errno.
+ *         SNAP_EFORMAT (store of another format); SNAP_ECONTROL (control file
+ *         damaged, or lost next to segments); or -errno.
  */
 SNAP_API int snap_store_open(const char *path, unsigned flags, snap_store **out,
                              struct snap_error *err);
