@@ -7,7 +7,7 @@ parent, so the version stays pinned exactly as long as any of them lives.
 What copies (docs/python.md): the validity mask of a nullable numpy-backed
 column (one byte per row; the values are not copied), category labels (the
 dictionary, not the codes), strings when pyarrow is not installed, and
-nullable timestamps/durations when pyarrow is not installed.
+nullable timestamps/durations of segments sealed before the NaT rule.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ _PA = []
 
 
 def _pyarrow():
-    """pyarrow if installed (strings and nullable temporals stay zero-copy), else
+    """pyarrow if installed (strings stay zero-copy), else
     None. Imported on first need: it costs milliseconds that a numeric table's
     read does not need to pay."""
     if not _PA:
