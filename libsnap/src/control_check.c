@@ -462,12 +462,16 @@ int snap__control_check(int fd, const char *path, struct snap_error *err) {
     w.err = &mine;
     rc = check_once(&w, (uint64_t)st.st_size, &txnid);
     w.err = err;
-    if (rc && txnid && w.psize && newest_txnid(&w) > txnid + 1) {
-      /* a writer may have recycled pages we walked: look again */
-      if (fstat(fd, &st)) break;
+    if (!rc) break;
+    /* A writer that grew the file or committed twice since the walk began
+     * may have changed pages under it: look again. */
+    struct stat now;
+    if (fstat(fd, &now) == 0 && now.st_size != st.st_size) {
+      st = now;
       continue;
     }
-    if (rc && err) *err = mine;
+    if (txnid && w.psize && newest_txnid(&w) > txnid + 1) continue;
+    if (err) *err = mine;
     break;
   }
   free(w.seen);
