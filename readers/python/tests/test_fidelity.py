@@ -1,4 +1,6 @@
 """Round-trip fidelity regressions (issue 11): bugs 1, 2 and 8, on both pandas versions."""
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -133,3 +135,28 @@ def test_bug8_arrow_numeric_columns_are_nullable_by_type(store):
     store.publish("a", pa.table({"a": pa.array([1, 2], pa.int64())},
                                 schema=pa.schema([pa.field("a", pa.int64(), False)])))
     assert store.read("a")["a"].dtype == np.int64  # declared non-nullable
+
+
+def test_segment_sealed_before_the_nat_rule_still_reads_nat(store):
+    """A null slot holding 0 (what the C API and Arrow input left before the seal
+    wrote NaT) reads back as NaT, through a copy; the dtype is the same."""
+    s = pd.Series(np.array(["2024-01-01", "NaT", "2024-01-03"], "M8[ms]"))
+    store.publish("old", pd.DataFrame({"t": s}))
+    pin = store._s.pin("old", 0)
+    off = pin.buffer("values", 0).address - pin.buffer("segment").address
+    path = pin.path
+    del pin
+    store.trim()
+    os.chmod(path, 0o640)  # sealed segments are 0440; we own the file
+    fd = os.open(path, os.O_WRONLY)  # behind the library's back, as an old writer would
+    try:
+        os.pwrite(fd, np.int64(0).tobytes(), off + 8)
+    finally:
+        os.close(fd)
+    raw = np.frombuffer(store._s.pin("old", 0).buffer("values", 0), np.int64)
+    assert raw[1] == 0  # the damage is what the reader sees
+    got = store.read("old")
+    assert got["t"].dtype == np.dtype("M8[ms]")
+    assert not np.shares_memory(got["t"].to_numpy(), raw)  # the documented copy
+    assert got["t"].isna().tolist() == [False, True, False]
+    pd.testing.assert_frame_equal(got, pd.DataFrame({"t": s}))
