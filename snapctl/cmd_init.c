@@ -32,7 +32,10 @@ static int run(struct ctl *c, int argc, char **argv) {
   char control[4096];
   snprintf(control, sizeof control, "%s/control.mdb", path);
   struct stat st;
-  int existed = stat(control, &st) == 0;
+  /* an empty file (init killed before LMDB wrote it) is a new store; a lost or
+   * damaged one next to segments is refused by the library, naming the repair
+   * (snapctl doctor --rebuild) */
+  int existed = stat(control, &st) == 0 && st.st_size > 0;
 
   snap_store *store;
   int rc = ctl_open(c, SNAP_CREATE, &store);
