@@ -17,6 +17,7 @@ import libsnap
 
 try:
     import pyarrow as pa
+    import pyarrow.compute  # noqa: F401  (pa.compute below)
 except ImportError:
     pa = None
 
@@ -40,8 +41,10 @@ def _column(draw, n):
     kind = draw(st.sampled_from([
         "int", "uint", "float", "bool", "masked_int", "masked_float", "boolean",
         "datetime", "datetime_tz", "timedelta", "str_object", "str_dtype", "str_arrow",
-        "category", "refused"]))
+        "category", "arrow", "refused"]))
     nulls = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    if kind == "arrow" and pa is None:
+        kind = "int"
     if kind in ("int", "uint", "masked_int"):
         signed = kind != "uint" and draw(st.booleans()) or kind == "int"
         bits = draw(st.sampled_from([8, 16, 32, 64]))
@@ -89,6 +92,23 @@ def _column(draw, n):
         if kind == "str_arrow" and pa is not None:
             return kind, pd.Series(vals, dtype=pd.ArrowDtype(pa.string()))
         return "str_object", pd.Series(vals, dtype=object)
+    if kind == "arrow" and pa is not None:  # pyarrow-backed numeric/bool/temporal
+        t = draw(st.sampled_from([pa.int8(), pa.int64(), pa.uint64(), pa.float64(),
+                                  pa.bool_(), pa.timestamp("s"), pa.timestamp("ms", "UTC"),
+                                  pa.duration("us")]))
+        if pa.types.is_boolean(t):
+            vals = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+        elif pa.types.is_floating(t):
+            vals = draw(st.lists(st.floats(allow_nan=False), min_size=n, max_size=n))
+        elif pa.types.is_timestamp(t):
+            vals = draw(st.lists(_ints(*_YEARS[t.unit]), min_size=n, max_size=n))
+        elif pa.types.is_duration(t):
+            vals = draw(st.lists(_ints(I64.min + 1, I64.max), min_size=n, max_size=n))
+        else:
+            info = np.iinfo(t.to_pandas_dtype())
+            vals = draw(st.lists(_ints(int(info.min), int(info.max)), min_size=n, max_size=n))
+        arr = pa.array([None if m else v for v, m in zip(vals, nulls)], t)
+        return kind, pd.Series(pd.arrays.ArrowExtensionArray(arr))
     if kind == "category":
         cats = draw(st.lists(text, unique=True, max_size=5))
         codes = draw(st.lists(st.integers(-1, len(cats) - 1), min_size=n, max_size=n))
@@ -139,13 +159,34 @@ def _as_read_strings(s):
     return s.astype(object).where(s.notna(), None)
 
 
+_MASKED_NAME = {"i": "Int", "u": "UInt", "f": "Float"}
+
+
 def expected_read(src):
     """THE deliberate differences between what is published and what is read
     (docs/python.md, "Deliberate differences"); everything else must be equal."""
     out = src.copy()
     for j in range(out.shape[1]):
         s = out.iloc[:, j]
-        if not isinstance(s.dtype, pd.CategoricalDtype) and (
+        if pa is not None and isinstance(s.dtype, pd.ArrowDtype) and not (
+                pa.types.is_string(s.dtype.pyarrow_dtype) or
+                pa.types.is_large_string(s.dtype.pyarrow_dtype)):
+            # 3. Arrow numerics -> masked dtypes; Arrow temporals -> numpy with NaT
+            t = s.dtype.pyarrow_dtype
+            if pa.types.is_boolean(t):
+                out.isetitem(j, s.astype("boolean"))
+            elif pa.types.is_timestamp(t) or pa.types.is_duration(t):
+                ints = pa.compute.fill_null(s.array._pa_array.cast(pa.int64()), I64.min)
+                v = ints.to_numpy().view(f"{'M' if pa.types.is_timestamp(t) else 'm'}8"
+                                         f"[{t.unit}]")
+                e = pd.Series(v, index=s.index, name=s.name)
+                if getattr(t, "tz", None):
+                    e = e.dt.tz_localize("UTC").dt.tz_convert(t.tz)
+                out.isetitem(j, e)
+            else:
+                npd = np.dtype(t.to_pandas_dtype())
+                out.isetitem(j, s.astype(f"{_MASKED_NAME[npd.kind]}{npd.itemsize * 8}"))
+        elif not isinstance(s.dtype, pd.CategoricalDtype) and (
                 s.dtype == object or isinstance(s.dtype, (pd.StringDtype,)) or
                 (pa is not None and isinstance(s.dtype, pd.ArrowDtype))):
             # 1. strings: large_string[pyarrow] with pyarrow, else object with None
