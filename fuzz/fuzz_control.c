@@ -18,12 +18,15 @@
 
 static char g_dir[4096], g_ctl[4200], g_tmp[4200];
 
+static struct snap_error err;
+
 static void ok(int rc) {
   if (rc == 0 || rc == SNAP_ECONTROL || rc == SNAP_ECORRUPT || rc == SNAP_ENOTFOUND ||
       rc == SNAP_EFORMAT || rc == SNAP_EBUSY || rc == SNAP_EDRAINING ||
       rc == SNAP_EMAPFULL)
     return;
-  fprintf(stderr, "fuzz_control: unexpected status %d (%s)\n", rc, snap_strerror(rc));
+  fprintf(stderr, "fuzz_control: unexpected status %d (%s): %s\n", rc, snap_strerror(rc),
+          err.message);
   abort();
 }
 
@@ -33,7 +36,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   snprintf(g_dir, sizeof g_dir, "%s/fuzz-control-%d", base ? base : "/dev/shm",
            (int)getpid());
   snap_store *s;
-  struct snap_error err;
   if (snap_store_open(g_dir, SNAP_CREATE, &s, &err)) {
     fprintf(stderr, "fuzz_control: %s\n", err.message);
     abort();
@@ -48,7 +50,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* a new file (new inode) each time, as a process opening a damaged store sees it */
   int fd = open(g_tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
   if (fd < 0 || write(fd, data, size) != (ssize_t)size) abort();
-  struct snap_error err;
   ok(size ? snap__control_check(fd, g_tmp, &err) : 0);
   close(fd);
   if (rename(g_tmp, g_ctl)) abort();

@@ -209,6 +209,9 @@ static int record_check(struct walk *w, enum kind k, const uint8_t *key, uint32_
         return bad(w,
                    "versions record: key %u bytes, data %llu bytes, expected 16 and %zu",
                    ksize, (unsigned long long)dsize, sizeof(struct snap__verrec));
+      if (!rd64(key) || !rd64(key + 8)) /* big-endian ids; 0 means none */
+        return bad(w, "versions page %llu: dataset id or version 0",
+                   (unsigned long long)pgno);
       return 0;
     default:
       return 0;
