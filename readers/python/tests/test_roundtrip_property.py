@@ -227,3 +227,7 @@ def test_round_trip_or_refused(store, case):
     assert "refused" not in kinds, f"{kinds} was published"
     got = store.read("p")
     pd.testing.assert_frame_equal(got, expected_read(src))
+    if got.columns.is_unique:  # Snapshot.dtypes announces what to_pandas() gives
+        with store.pin("p") as snap:
+            announced = snap.dtypes
+        assert [announced[lab] for lab in got.columns] == list(got.dtypes)

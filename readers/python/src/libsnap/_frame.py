@@ -168,7 +168,7 @@ def column_dtype(pin, lay: Layout, i: int):
     c = lay.cols[i]
     tname, nullable, tz = c[1], c[2], c[3]
     if tname in ("string", "category") or (nullable and tname in _NP and
-                                            _NP[tname].kind not in "Mm") or tz:
+                                            np.dtype(_NP[tname]).kind not in "Mm") or tz:
         return column(pin, lay, i).dtype
     return np.dtype(_NP[tname])
 
