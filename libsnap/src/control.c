@@ -211,6 +211,12 @@ bool snap__control_stale(struct snap__control *c) {
          (st.st_nlink == 0 || st.st_size < c->min_size);
 }
 
+int snap__control_verify_metas(struct snap__control *c, struct snap_error *err) {
+  int fd;
+  if (mdb_env_get_fd(c->env, &fd)) return 0;
+  return snap__control_check_metas(fd, c->path, err);
+}
+
 void snap__control_retire(struct snap__control *c) {
   pthread_mutex_lock(&g_ctl_lock);
   for (struct snap__control **pp = &g_ctls; *pp; pp = &(*pp)->next)
@@ -236,9 +242,8 @@ int snap__txn_begin(struct snap__control *c, bool write, struct snap__txn **out,
                      c->path);
   /* and its meta pages, which LMDB reads through its map when the txn begins
    * (two preads); deeper damage is found when a process opens the file */
-  int fd;
-  if (write && mdb_env_get_fd(c->env, &fd) == 0) {
-    int rc = snap__control_check_metas(fd, c->path, err);
+  if (write) {
+    int rc = snap__control_verify_metas(c, err);
     if (rc) return rc;
   }
   struct snap__txn *t = malloc(sizeof *t);

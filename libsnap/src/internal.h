@@ -242,6 +242,9 @@ SNAP__INTERNAL int snap__control_check(int fd, const char *path, struct snap_err
 /* Only the two meta pages (two preads): what a write transaction checks. */
 SNAP__INTERNAL int snap__control_check_metas(int fd, const char *path,
                                              struct snap_error *err);
+/* snap__control_check_metas() on the environment's own descriptor. */
+SNAP__INTERNAL int snap__control_verify_metas(struct snap__control *c,
+                                              struct snap_error *err);
 /* The file at the environment's path is no longer the one it opened (deleted,
  * replaced): one stat + fstat. */
 SNAP__INTERNAL bool snap__control_stale(struct snap__control *c);

@@ -306,13 +306,18 @@ int snap__store_control(snap_store *s, struct snap__control **out,
 int snap__store_control_fresh(snap_store *s, struct snap__control **out,
                               struct snap_error *err) {
   int rc = snap__store_control(s, out, err);
-  if (rc || !snap__control_stale(*out)) return rc;
+  if (rc) return rc;
+  if (!snap__control_stale(*out)) /* same file: are its meta pages still sane? */
+    return snap__control_verify_metas(*out, err);
   /* The control file was replaced (snapctl doctor --rebuild) or deleted since
    * this process opened it: follow the new one. The old environment is
    * retired, not closed: other threads may be inside a transaction on it. */
   char buf[4096];
   snprintf(buf, sizeof buf, "%s/control.mdb", s->path);
   struct snap__control *c;
+  /* out of the registry first: a file truncated in place keeps its inode, and
+   * the lookup must not hand the same environment back */
+  snap__control_retire(s->control);
   rc = snap__control_open(buf, false, &c, err);
   if (rc == SNAP_ENOTFOUND)
     rc = snap__err(err, SNAP_ECONTROL,
@@ -320,7 +325,6 @@ int snap__store_control_fresh(snap_store *s, struct snap__control **out,
                    "--rebuild)",
                    buf);
   if (rc) return rc;
-  snap__control_retire(s->control);
   s->control = c;
   *out = c;
   return 0;
