@@ -4,9 +4,18 @@
 # (-Wall -Wextra -Werror; C tests, install test, Python tests on pandas 3 with
 # pyarrow and on pandas 2.2 without it) and once under ASan+UBSan (C tests); then a
 # 60 s libFuzzer smoke run per fuzz target (scripts/fuzz.sh).
-# Usage: scripts/test.sh
+# Usage: scripts/test.sh           the whole suite (what CI runs)
+#        scripts/test.sh --quick   the loop for a change: one build, the fast tests
+#                                  (no torture, sanitizers, valgrind or fuzzing,
+#                                  Python on pandas 3 only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=0
+case "${1:-}" in
+  --quick) quick=1 ;;
+  "") ;;
+  *) echo "usage: scripts/test.sh [--quick]" >&2; exit 2 ;;
+esac
 bash scripts/setup.sh
 bash scripts/venv.sh .venv readers/python/requirements-test.txt
 bash scripts/venv.sh .venv-pd22 readers/python/requirements-pandas22.txt
@@ -20,6 +29,11 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-
   -DSNAP_BUILD_PYTHON=ON -DSNAP_BUILD_BENCH=ON \
   -DPython3_EXECUTABLE="$PWD/.venv/bin/python" -DSNAP_PYTHON_SECOND="$PWD/.venv-pd22/bin/python"
 cmake --build build -j "$jobs"
+if ((quick)); then
+  ctest --test-dir build --output-on-failure -j "$jobs" \
+    -E '^(torture|install_test|python_tests_second)$'
+  exit 0
+fi
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== build and test: ASan + UBSan"
