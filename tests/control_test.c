@@ -281,6 +281,33 @@ static void test_rebuild_refused_while_writing(void) {
   tu_store_destroy(s, dir);
 }
 
+/* A rebuild numbers on from a dataset's tombstone (segments/<d>/.next_version,
+ * left by a drop) when it is past the files: a number never names two segments. */
+static void test_rebuild_keeps_tombstone(void) {
+  char *dir;
+  snap_store *s = tu_store_create("ctl-tomb", &dir);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  uint64_t v;
+  CU_ASSERT_EQUAL(tu_publish_f64(s, "d", 10, 1, 1, &v), 0);
+  snap_store_close(s);
+  char p[4200];
+  snprintf(p, sizeof p, "%s/segments/d/.next_version", dir);
+  FILE *f = fopen(p, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  fputs("40\n", f);
+  fclose(f);
+  set_ctl(dir);
+  CU_ASSERT_EQUAL(unlink(ctl_path), 0);
+  struct snap_error err = {0};
+  CU_ASSERT_EQUAL(snap_store_rebuild(dir, 0, NULL, NULL, &err), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(dir, 0, &s, &err), 0);
+  CU_ASSERT_EQUAL(snap_current_version(s, "d", &v, &err), 0);
+  CU_ASSERT_EQUAL(v, 1);
+  CU_ASSERT_EQUAL(tu_publish_f64(s, "d", 10, 1, 2, &v), 0);
+  CU_ASSERT_EQUAL(v, 40);
+  tu_store_destroy(s, dir);
+}
+
 /* --------------------------- random damage: every read path, no signal */
 
 static struct snap_error last_err;
@@ -460,6 +487,7 @@ int main(void) {
       {"corrupted under readers and a writer, rebuilt", test_e2e_corrupted},
       {"rebuild refused while a writer has the store",
        test_rebuild_refused_while_writing},
+      {"rebuild numbers on from a tombstone", test_rebuild_keeps_tombstone},
       {"random page damage: every read path, no signal", test_random_page_damage},
       {"cost of the check at open", test_check_cost},
       {NULL, NULL}};

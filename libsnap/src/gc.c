@@ -527,10 +527,10 @@ int snap__dataset_dir_lock(snap_store *s, const char *dataset, int how, int *out
   return 0;
 }
 
-uint64_t snap__tombstone_get(snap_store *s, const char *dataset) {
+uint64_t snap__tombstone_get(int segfd, const char *dataset) {
   char rel[SNAP_DATASET_NAME_MAX + 32], buf[32];
   snprintf(rel, sizeof rel, "%s/" TOMBSTONE, dataset);
-  int fd = openat(s->segfd, rel, O_RDONLY | O_CLOEXEC);
+  int fd = openat(segfd, rel, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 1;
   ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
@@ -545,7 +545,7 @@ uint64_t snap__tombstone_get(snap_store *s, const char *dataset) {
 /* Raise the tombstone of the dataset whose directory is @p dsfd to @p next. */
 static int tombstone_put(snap_store *s, int dsfd, const char *dataset, uint64_t next,
                          struct snap_error *err) {
-  if (snap__tombstone_get(s, dataset) >= next) return 0;
+  if (snap__tombstone_get(s->segfd, dataset) >= next) return 0;
   char buf[32];
   int len = snprintf(buf, sizeof buf, "%llu\n", (unsigned long long)next);
   unlinkat(dsfd, TOMBSTONE ".tmp", 0); /* left by a crash, and read-only */

@@ -262,8 +262,8 @@ struct snap_store {
   atomic_int refs; /* the user's handle + one per live mapping */
   char *path;
   unsigned flags;
-  int dirfd; /* the store directory */
-  int segfd; /* segments/ */
+  int dirfd;     /* the store directory */
+  int segfd;     /* segments/ */
   int writer_fd; /* flips, flock(LOCK_SH) once a write operation ran (rebuild.c) */
   struct snap__control *control;
   pid_t control_pid;             /* LMDB handles must not cross fork: reopen in a child */
@@ -311,7 +311,8 @@ SNAP__INTERNAL int snap__dataset_dir_lock(snap_store *s, const char *dataset, in
                                           int *out, struct snap_error *err);
 /* First version number of a dataset created under @p dataset's name (1, or the
  * tombstone left when an earlier dataset of that name was removed). */
-SNAP__INTERNAL uint64_t snap__tombstone_get(snap_store *s, const char *dataset);
+/* The tombstone of @p dataset under the segments directory @p segfd (1 if none). */
+SNAP__INTERNAL uint64_t snap__tombstone_get(int segfd, const char *dataset);
 /* A first publish that failed or was aborted: remove the dataset record if it
  * has no version and no other publish of it is in progress. @p dsfd holds our
  * LOCK_SH on the dataset directory. Best effort. */

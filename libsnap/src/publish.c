@@ -80,7 +80,7 @@ static int reserve_version(snap_store *s, const char *dataset, uint64_t *version
     if ((rc = snap__meta_get(t, &m, err))) goto fail;
     memset(&ds, 0, sizeof ds);
     ds.id = m.next_dataset_id++;
-    ds.next_version = snap__tombstone_get(s, dataset); /* never reuse a number */
+    ds.next_version = snap__tombstone_get(s->segfd, dataset); /* never reuse a number */
     ds.keep = m.default_keep;
     if ((rc = snap__meta_put(t, &m, err))) goto fail;
   } else if (rc) {

@@ -197,8 +197,9 @@ static int scan(const char *path, int segfd, unsigned flags, snap_rebuild_cb cb,
 }
 
 /* Write the meta, dataset and version records into the new environment. */
-static int fill(struct snap__control *c, struct scan *sc, char **names, uint64_t *maxv,
-                size_t nnames, snap_rebuild_cb cb, void *arg, struct snap_error *err) {
+static int fill(struct snap__control *c, int segfd, struct scan *sc, char **names,
+                uint64_t *maxv, size_t nnames, snap_rebuild_cb cb, void *arg,
+                struct snap_error *err) {
   struct snap__txn *t;
   int rc = snap__txn_begin(c, true, &t, err);
   if (rc) return rc;
@@ -222,9 +223,11 @@ static int fill(struct snap__control *c, struct scan *sc, char **names, uint64_t
         n++;
       }
     if (!n && !maxv[di]) continue; /* an empty directory: no dataset */
+    /* a dropped and recreated dataset's tombstone may be past its files */
+    uint64_t tomb = snap__tombstone_get(segfd, names[di]);
     struct snap__dsrec ds = {.id = id++,
                              .current = n ? sc->v[first + n - 1].version : 0,
-                             .next_version = maxv[di] + 1,
+                             .next_version = maxv[di] + 1 > tomb ? maxv[di] + 1 : tomb,
                              .keep = DEFAULT_KEEP};
     for (size_t i = first; !rc && i < first + n; i++)
       rc = snap__ver_put(t, ds.id, sc->v[i].version, &sc->v[i].rec, err);
@@ -324,7 +327,7 @@ int snap_store_rebuild(const char *path, unsigned flags, snap_rebuild_cb cb, voi
   unlinkat(dirfd, "control.mdb.rebuild-lock", 0);
   struct snap__control *c;
   if ((rc = snap__control_open(tmp, true, &c, err))) goto out;
-  rc = fill(c, &sc, names, maxv, nnames, cb, arg, err);
+  rc = fill(c, segfd, &sc, names, maxv, nnames, cb, arg, err);
   snap__control_close(c);
   if (rc) goto out;
   time_t now = time(NULL);
