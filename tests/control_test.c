@@ -308,6 +308,28 @@ static void test_rebuild_keeps_tombstone(void) {
   tu_store_destroy(s, dir);
 }
 
+/* A record whose segment file is gone (no flip in between) is control-file
+ * trouble, said as such, not "version changed 64 times". */
+static void test_pin_names_missing_segment(void) {
+  char *dir;
+  snap_store *s = tu_store_create("ctl-missing", &dir);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+  uint64_t v;
+  CU_ASSERT_EQUAL(tu_publish_f64(s, "d", 10, 1, 1, &v), 0);
+  snap_store_close(s);
+  char p[4200];
+  snprintf(p, sizeof p, "%s/segments/d/1.seg", dir);
+  CU_ASSERT_EQUAL(unlink(p), 0);
+  struct snap_error err = {0};
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(dir, SNAP_RDONLY, &s, &err), 0);
+  snap_snapshot *snap = NULL;
+  CU_ASSERT_EQUAL(snap_pin(s, "d", &snap, &err), SNAP_ECONTROL);
+  CU_ASSERT_PTR_NULL(snap);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "segments/d/1.seg is missing"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "doctor --rebuild"));
+  tu_store_destroy(s, dir);
+}
+
 /* --------------------------- random damage: every read path, no signal */
 
 static struct snap_error last_err;
@@ -488,6 +510,8 @@ int main(void) {
       {"rebuild refused while a writer has the store",
        test_rebuild_refused_while_writing},
       {"rebuild numbers on from a tombstone", test_rebuild_keeps_tombstone},
+      {"pin of a record without its segment names the repair",
+       test_pin_names_missing_segment},
       {"random page damage: every read path, no signal", test_random_page_damage},
       {"cost of the check at open", test_check_cost},
       {NULL, NULL}};

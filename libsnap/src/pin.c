@@ -194,7 +194,8 @@ static struct snap__map *map_find(snap_store *s, struct snap__slot *slot,
   return found;
 }
 
-#define RETRY 1 /* the version vanished between lookup and open: look again */
+#define RETRY 1   /* the version vanished between lookup and open: look again */
+#define MISSING 2 /* no file of that name: RETRY, unless nothing moved meanwhile */
 
 /* Open, pin, map and validate one version. Call with s->lock held. */
 static int map_open(snap_store *s, struct snap__slot *slot, uint64_t version,
@@ -203,7 +204,7 @@ static int map_open(snap_store *s, struct snap__slot *slot, uint64_t version,
   snap__seg_relpath(rel, sizeof rel, slot->name, version);
   int fd = openat(s->dirfd, rel, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    if (errno == ENOENT) return RETRY;
+    if (errno == ENOENT) return MISSING;
     return snap__errno(err, -errno, "%s/%s", s->path, rel);
   }
   /* The shared lock is the cross-process pin. A refusal means a writer holds
@@ -327,6 +328,7 @@ static int pin_slow(snap_store *s, const char *dataset, uint64_t want,
   struct snap__control *c;
   /* the slow path (flips moved): also notice a replaced control file */
   if ((rc = snap__store_control_fresh(s, &c, err))) goto out;
+  uint64_t missing_flips = UINT64_MAX, missing_version = 0;
   for (int attempt = 0; attempt < PIN_RETRIES; attempt++) {
     uint64_t flips = atomic_load_explicit(s->flips, memory_order_acquire);
     struct snap__txn *t;
@@ -356,7 +358,20 @@ static int pin_slow(snap_store *s, const char *dataset, uint64_t want,
       m = map_find(s, sl, version);
     if (!m) {
       rc = map_open(s, sl, version, &m, err);
-      if (rc == RETRY) continue;
+      if (rc == MISSING && missing_flips == flips && missing_version == version) {
+        /* Twice the same record, no flip in between, and no file: a version is
+         * reclaimed only after it was retired by a flip, so the control file
+         * names a segment that is not there. */
+        char rel[512];
+        snap__seg_relpath(rel, sizeof rel, dataset, version);
+        rc = snap__err(err, SNAP_ECONTROL,
+                       "%s/control.mdb names version %llu of \"%s\" but %s is missing "
+                       "(repair: snapctl --store %s doctor --rebuild)",
+                       s->path, (unsigned long long)version, dataset, rel, s->path);
+        goto out;
+      }
+      if (rc == MISSING) missing_flips = flips, missing_version = version;
+      if (rc == RETRY || rc == MISSING) continue;
       if (rc) goto out;
     }
     if (!want) {
