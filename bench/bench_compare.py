@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """libsnap against the alternatives users would pick, side by side in one run.
 
     python bench/bench_compare.py [--rows 2700000] [--cols 100] [--readers 10]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Core benchmarks: each figure is printed beside its baseline, measured in the
  * same run (the machine is shared and noisy: medians and ratios).

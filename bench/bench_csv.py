@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """CSV ingest speed: `snapctl publish --direct` (libsnap's C parser, typed and
 published into a store; a new process each time) against pandas.read_csv (in this
 process) and pyarrow.csv.read_csv of the same file in the same run: MB/s of

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Python binding benchmarks; each figure beside its baseline from the same run.
 
     python bench/bench_python.py [--gib 2] [--cols 100] [--runs 5] [--workers 10]

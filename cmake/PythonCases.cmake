@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # snap_python_cases(PREFIX FILE CLASS ENV [TIMEOUT SECONDS])
 # One ctest entry PREFIX_NAME per "def test_NAME" of the unittest file FILE (class
 # CLASS), so that `ctest -j` runs the cases in parallel and a new case cannot be

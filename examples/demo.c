@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libsnap demo: one writer publishes a float64 table and refreshes it while
  * several reader processes query it from shared memory.

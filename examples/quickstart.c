@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The README's quick start: publish a two-column table, then pin and read it. */
 #include <libsnap/libsnap.h>
 #include <stdio.h>

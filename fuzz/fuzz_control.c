@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libFuzzer target: the control file. Each input is installed as the
  * control.mdb of a real store (seeds: real control files, so the mutations

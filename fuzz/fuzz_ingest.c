@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libFuzzer targets: the CSV and .npy ingest parsers (snapctl/ingest*.c, also
  * used by writerd), publishing into a store on /dev/shm. A malformed input must

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libFuzzer target: writerd's request lines (writerd/proto.c), split the way the
  * daemon splits its input (at '\n', lines holding NUL refused). Every accepted

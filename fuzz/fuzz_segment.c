@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libFuzzer target: segment validation. Every input is parsed twice: as is
  * (almost everything dies at the header checksum, as real damage would), and

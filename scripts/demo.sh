@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The main job, end to end: install what is needed (Debian packages, a Python venv
 # with numpy/pandas/pyarrow and the libsnap module), then run the motivating
 # workload: 10 Python worker processes answering random queries against one table in

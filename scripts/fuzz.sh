@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Build the libFuzzer targets with clang + ASan/UBSan and run each for SECONDS
 # (default 60) on a scratch copy of its seed corpus, two at a time. A crash fails
 # the run and leaves its input in build-fuzz/crashes/: copy it into

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Install what libsnap needs to build and test on a fresh Debian 12 machine.
 # Idempotent: does nothing when every package is already there.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The whole test suite: installs what it needs (Debian packages, two Python venvs),
 # checks the C formatting, then builds and runs every test twice: once plain
 # (-Wall -Wextra -Werror; C tests, install test, Python tests on pandas 3 with

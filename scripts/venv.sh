@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Create (or refresh) a virtual environment from a requirements file.
 # usage: scripts/venv.sh DIR REQUIREMENTS  -- prints nothing when already up to date
 set -euo pipefail

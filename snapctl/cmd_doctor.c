@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * snapctl doctor: check the store's environment and state, and say for each
  * finding the command that fixes it.

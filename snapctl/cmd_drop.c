@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* snapctl drop: remove a dataset and all its versions. */
 #define _GNU_SOURCE
 #include <getopt.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * snapctl gc: reclaim every draining version no process pins; report the rest
  * and who holds them.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* snapctl info: one version's record, schema, checksum and segment path. */
 #define _GNU_SOURCE
 #include <getopt.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* snapctl init: create a store (or leave an existing one alone). */
 #define _GNU_SOURCE
 #include <errno.h>

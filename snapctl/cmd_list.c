@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* snapctl list: datasets and their versions, with totals of memory in use. */
 #define _GNU_SOURCE
 #include <getopt.h>

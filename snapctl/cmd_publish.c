@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * snapctl publish: publish a .npy or CSV file as a new version of a dataset.
  * When a writerd serves the store (its lock file <store>/writerd.lock names its

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * snapctl readers: which processes pin which versions.
  * Pins are flock(LOCK_SH) locks on the segment files; snap_version_holders() reads

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* snapctl rollback: make a retained version current again. */
 #define _GNU_SOURCE
 #include <getopt.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* snapctl verify: recompute a version's data checksum and check its categories. */
 #define _GNU_SOURCE
 #include <getopt.h>

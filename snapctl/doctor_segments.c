@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * snapctl doctor: the segments a reader can be sent to. Every kept version
  * (current and retained) is pinned exactly as a reader pins it: the file is

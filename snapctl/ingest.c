@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Ingest entry points: pick the format, map the input, hand it to a parser. */
 #define _GNU_SOURCE
 #include "ingest.h"

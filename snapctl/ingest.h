@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Ingest: parse a .npy or CSV file straight into a libsnap publish.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Test helper shared by ingest_test and fuzz_ingest: whether two published
  * tables hold the same columns, bit for bit.

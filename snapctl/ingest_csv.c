@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * CSV ingest (RFC 4180 plus the usual liberties) with type inference.
  *

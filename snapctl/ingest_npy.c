@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * .npy ingest: a 1-D array becomes one column named "0", a 2-D array of shape
  * (rows, cols) becomes cols columns named "0" .. "cols-1" (pandas' names for

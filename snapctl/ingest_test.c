@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Ingest: field parsers, CSV type inference and errors, .npy layouts, in one process. */
 #define _GNU_SOURCE
 #include "ingest.h"

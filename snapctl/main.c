@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * snapctl: operations on a libsnap store. `snapctl [--store PATH] COMMAND [ARGS]`.
  * Each command lives in its own cmd_*.c file and uses libsnap's public API only.

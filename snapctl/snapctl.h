@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* snapctl: shared declarations of the commands (one file each) and their helpers. */
 #ifndef SNAPCTL_H
 #define SNAPCTL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* snapctl helpers: messages, option parsing, store opening, formatting, tables. */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The control file lost or damaged (issue 11): no segment is ever deleted
  * because of it, no process crashes on it, a writer never publishes into a

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # `cmake --install` into a temporary prefix, then build the quick start against
 # it with find_package(libsnap) (shared and static) and with pkg-config, and run
 # each binary.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Multi-process behaviour with real processes: readers in other processes see
  * every flip and never a torn version; SIGKILLed readers leave no pins;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The permission model (docs/security.md) with real uids: a reader in the
  * store's group pins and reads but cannot write, chmod, truncate, rename or

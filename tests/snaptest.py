@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Helpers shared by the end-to-end tests (tests/cli, tests/writerd): files in the
 test's scratch directory and reader processes that pin a version (pin_helper).
 

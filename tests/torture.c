@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Torture run: many reader processes (several threads each) pin the current
  * version in a loop and check every cell, which is a known function of

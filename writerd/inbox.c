@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The inbox: a directory watched with inotify. A file <dataset>.<ext> (.npy,
  * .csv, .seg) that appears in it (renamed in: IN_MOVED_TO, or written in place and

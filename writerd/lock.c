@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * One writerd per store: an exclusive flock on <store>/writerd.lock, held for
  * the daemon's life by an open descriptor (the kernel drops it when the process

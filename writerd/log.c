@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Logging: one line per event on stderr, "EVENT key=value ...", written with a
  * single write(2) so that lines from several threads never interleave. No time

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * writerd: the publishing daemon of a libsnap store.
  *

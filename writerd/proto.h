@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The request-line grammar of docs/protocol.md, apart from the daemon so that it
  * can be tested and fuzzed on its own (fuzz/fuzz_protocol.c). */
 #ifndef WRITERD_PROTO_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The reaper: reclaims each draining (retired) version the moment its last
  * reader lets go.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The Unix-socket request protocol (docs/protocol.md): one request per line,
  * "VERB arg...\n", arguments separated by one space and percent-encoded where

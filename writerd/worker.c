@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The publish thread. Publishes run one at a time, off the event loop, so that
  * status, gc and new connections stay responsive while a large CSV is parsed.

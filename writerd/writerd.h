@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * writerd: the publishing daemon. Shared declarations of its parts, one file each:
  *

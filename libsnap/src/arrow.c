@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Arrow C Data / Stream Interface export of pinned versions (see arrow.h).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Arrow C Data / Stream export: formats, zero-copy buffers, pins held by arrays. */
 #define _GNU_SOURCE
 #include "libsnap/arrow.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The control file: an LMDB environment with three named databases.
  *   meta      "meta"                   -> struct snap__meta

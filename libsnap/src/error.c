@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The error table: one X-macro feeds the status codes, names and messages. */
 #define _GNU_SOURCE
 #include <errno.h>

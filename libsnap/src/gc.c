@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Retention, reclamation, rollback and the orphan sweep.
  *

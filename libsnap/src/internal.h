@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Internal interfaces shared by the library's source files. Not installed. */
 #ifndef LIBSNAP_INTERNAL_H
 #define LIBSNAP_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * snap_store_rebuild: a new control file from the segment headers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Segment format: round trip of every type, and validation of damaged segments. */
 #define _GNU_SOURCE
 #include <errno.h>

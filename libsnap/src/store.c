@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Store handles: the directory, the control file, the shared flips page, and
  * the read-only queries over datasets and versions.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Store, publish, pins, retention, rollback, gc and the orphan sweep, in one process. */
 #define _GNU_SOURCE
 #include <errno.h>

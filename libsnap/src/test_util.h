@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Helpers shared by the CUnit tests: temporary stores, tables, processes. */
 #ifndef SNAP_TEST_UTIL_H
 #define SNAP_TEST_UTIL_H

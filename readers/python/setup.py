@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Builds libsnap._core: the CPython binding plus the libsnap C sources (through
 src/libsnap/_bundle.c), one extension module with hidden symbols.
 System libraries (Debian): liburcu-dev, liblmdb-dev, libxxhash-dev."""

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Property test: `snapctl publish` of a CSV against pandas.read_csv of the same file.
 
 Random small tables (hypothesis) of integers (int64 edges, uint64 past int64, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * A reader process for the CLI tests: pins a version, reports it on stdout, and
  * holds the pin until its standard input reaches end of file (the test closes the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * A detached publisher for the writerd tests: fills a one-column int64 segment
  * (values 0..NROWS-1) in an O_TMPFILE under DIR with snap_publish_begin_detached,

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """End-to-end tests of writerd: real processes on a temporary store under /dev/shm.
 
 Each test makes its own store and removes it. The tests synchronise on writerd's log

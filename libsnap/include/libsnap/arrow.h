@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libsnap <-> Arrow: export a pinned version through the Arrow C Data Interface
  * and the Arrow C Stream Interface, without copying the data.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """The motivating workload: N worker processes answer random queries against the
 current version of one large table while a writer refreshes it every few seconds.
 

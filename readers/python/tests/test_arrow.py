@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Arrow interoperability: PyCapsule export to pyarrow, polars and DuckDB without
 copies, publishing Arrow tables and streams, and python -m libsnap publish/export."""
 import gc

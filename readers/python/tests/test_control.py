@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """A lost or damaged control file (issue 11, bugs 3 and 4) from Python.
 
 A lost control.mdb must never make libsnap.open(create=True) start a new store

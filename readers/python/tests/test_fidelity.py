@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Round-trip fidelity regressions (issue 11): bugs 1, 2 and 8, on both pandas versions."""
 import os
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Zero-copy frames and arrays, type mapping, read-only contract, lifetime."""
 import gc
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Workers started by fork, spawn and forkserver, process pools, and threads."""
 import concurrent.futures as cf
 import gc

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Property: any DataFrame over the supported dtypes either reads back equal
 (after the documented deliberate differences, applied by expected_read() below:
 docs/python.md "Deliberate differences") or is refused with libsnap.Error before

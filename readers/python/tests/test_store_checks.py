@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Range checks on every integer crossing into libsnap, drop, and dataset names."""
 import gc
 import os

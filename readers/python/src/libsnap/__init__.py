@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """libsnap: many processes sharing one large, refreshable table in memory.
 
     import libsnap

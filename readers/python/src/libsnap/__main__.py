@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """python -m libsnap: publish Parquet, Arrow IPC/Feather and CSV files, and export
 versions as Arrow IPC or Parquet, through pyarrow.
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The libsnap C library, compiled into the extension module as one translation
  * unit with hidden symbols, so the module needs no separately installed

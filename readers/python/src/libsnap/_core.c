@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * libsnap._core: the CPython binding of libsnap's public API.
  *

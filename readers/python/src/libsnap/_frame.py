@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Reading: numpy views and pandas DataFrames over a pinned version, without copies.
 
 Every array made here is a view of a libsnap._core.Buffer, which holds the Pin:

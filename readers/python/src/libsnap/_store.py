@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Store and Snapshot: the Python face of libsnap._core."""
 from __future__ import annotations
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Publishing from pandas and numpy: each column is written once, straight into
 the new segment (numpy.copyto into a writable view of the mapping).
 
