@@ -91,31 +91,15 @@ struct walk {
   struct snap_error *err;
 };
 
-static uint16_t rd16(const uint8_t *p) {
-  uint16_t v;
-  memcpy(&v, p, 2);
-  return v;
-}
-static uint32_t rd32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-static uint64_t rd64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
-
 static void db_parse(const uint8_t *p, struct db *d) {
-  d->pad = rd32(p);
-  d->flags = rd16(p + 4);
-  d->depth = rd16(p + 6);
-  d->branch = rd64(p + 8);
-  d->leaf = rd64(p + 16);
-  d->overflow = rd64(p + 24);
-  d->entries = rd64(p + 32);
-  d->root = rd64(p + 40);
+  d->pad = snap__get32(p);
+  d->flags = snap__get16(p + 4);
+  d->depth = snap__get16(p + 6);
+  d->branch = snap__get64(p + 8);
+  d->leaf = snap__get64(p + 16);
+  d->overflow = snap__get64(p + 24);
+  d->entries = snap__get64(p + 32);
+  d->root = snap__get64(p + 40);
 }
 
 static int bad(struct walk *w, const char *fmt, ...)
@@ -169,15 +153,16 @@ static int record_check(struct walk *w, enum kind k, const uint8_t *key, uint32_
         return bad(w, "%s page %llu: record key %u bytes, data %llu bytes", kn,
                    (unsigned long long)pgno, ksize, (unsigned long long)dsize);
       if (data) {
-        uint64_t count = rd64(data);
+        uint64_t count = snap__get64(data);
         if (count != dsize / 8 - 1)
           return bad(w, "%s page %llu: free list of %llu bytes says %llu pages", kn,
                      (unsigned long long)pgno, (unsigned long long)dsize,
                      (unsigned long long)count);
         for (uint64_t i = 1; i <= count; i++)
-          if (rd64(data + 8 * i) < 2 || rd64(data + 8 * i) > w->last_pg)
+          if (snap__get64(data + 8 * i) < 2 || snap__get64(data + 8 * i) > w->last_pg)
             return bad(w, "%s page %llu: free page %llu past last page %llu", kn,
-                       (unsigned long long)pgno, (unsigned long long)rd64(data + 8 * i),
+                       (unsigned long long)pgno,
+                       (unsigned long long)snap__get64(data + 8 * i),
                        (unsigned long long)w->last_pg);
       }
       return 0;
@@ -210,7 +195,7 @@ static int record_check(struct walk *w, enum kind k, const uint8_t *key, uint32_
         return bad(w,
                    "versions record: key %u bytes, data %llu bytes, expected 16 and %zu",
                    ksize, (unsigned long long)dsize, sizeof(struct snap__verrec));
-      if (!rd64(key) || !rd64(key + 8)) /* big-endian ids; 0 means none */
+      if (!snap__get64(key) || !snap__get64(key + 8)) /* big-endian ids; 0 means none */
         return bad(w, "versions page %llu: dataset id or version 0",
                    (unsigned long long)pgno);
       return 0;
@@ -229,10 +214,11 @@ static int page_walk(struct walk *w, enum kind k, uint64_t pgno, unsigned level,
   if (rc) return rc;
   uint8_t *p = w->page + (size_t)level * w->psize;
   if ((rc = read_at(w, p, w->psize, pgno * w->psize))) return rc;
-  uint16_t flags = rd16(p + 10), lower = rd16(p + 12), upper = rd16(p + 14);
-  if (rd64(p) != pgno)
+  uint16_t flags = snap__get16(p + 10), lower = snap__get16(p + 12),
+           upper = snap__get16(p + 14);
+  if (snap__get64(p) != pgno)
     return bad(w, "%s page %llu: header says page %llu", kn, (unsigned long long)pgno,
-               (unsigned long long)rd64(p));
+               (unsigned long long)snap__get64(p));
   bool leaf = level == depth;
   if (flags != (leaf ? P_LEAF : P_BRANCH))
     return bad(w, "%s page %llu: flags 0x%x at level %u of %u, expected a %s page", kn,
@@ -249,25 +235,25 @@ static int page_walk(struct walk *w, enum kind k, uint64_t pgno, unsigned level,
   else
     w->branch++;
   for (unsigned i = 0; i < n; i++) {
-    uint32_t off = rd16(p + HDR + 2 * i);
+    uint32_t off = snap__get16(p + HDR + 2 * i);
     if (off < upper || off % 2 || off + 8u > w->psize)
       return bad(w, "%s page %llu: node %u at offset %u (upper %u, page size %u)", kn,
                  (unsigned long long)pgno, i, off, upper, w->psize);
     const uint8_t *node = p + off;
-    uint16_t nflags = rd16(node + 4);
-    uint32_t ksize = rd16(node + 6);
+    uint16_t nflags = snap__get16(node + 4);
+    uint32_t ksize = snap__get16(node + 6);
     if (off + 8u + ksize > w->psize)
       return bad(w, "%s page %llu: node %u key of %u bytes past the page end", kn,
                  (unsigned long long)pgno, i, ksize);
     if (!leaf) {
-      uint64_t child =
-          rd16(node) | (uint64_t)rd16(node + 2) << 16 | (uint64_t)nflags << 32;
+      uint64_t child = snap__get16(node) | (uint64_t)snap__get16(node + 2) << 16 |
+                       (uint64_t)nflags << 32;
       /* the child is read into the next scratch page: p stays valid */
       if ((rc = page_walk(w, k, child, level + 1, depth))) return rc;
       continue;
     }
     w->entries++;
-    uint64_t dsize = rd16(node) | (uint64_t)rd16(node + 2) << 16;
+    uint64_t dsize = snap__get16(node) | (uint64_t)snap__get16(node + 2) << 16;
     if (nflags & ~(F_BIGDATA | F_SUBDATA))
       return bad(w, "%s page %llu: node %u flags 0x%x", kn, (unsigned long long)pgno, i,
                  nflags);
@@ -280,18 +266,18 @@ static int page_walk(struct walk *w, enum kind k, uint64_t pgno, unsigned level,
       if (off + 8u + ksize + 8u > w->psize || (nflags & F_SUBDATA))
         return bad(w, "%s page %llu: node %u overflow reference past the page end", kn,
                    (unsigned long long)pgno, i);
-      uint64_t ov = rd64(data);
+      uint64_t ov = snap__get64(data);
       uint8_t h[HDR];
       if (ov < 2 || ov > w->last_pg)
         return bad(w, "%s page %llu: node %u overflow page %llu past last page %llu", kn,
                    (unsigned long long)pgno, i, (unsigned long long)ov,
                    (unsigned long long)w->last_pg);
       if ((rc = read_at(w, h, HDR, ov * w->psize))) return rc;
-      uint32_t pages = rd32(h + 12);
-      if (rd64(h) != ov || rd16(h + 10) != P_OVERFLOW || pages == 0 ||
+      uint32_t pages = snap__get32(h + 12);
+      if (snap__get64(h) != ov || snap__get16(h + 10) != P_OVERFLOW || pages == 0 ||
           dsize > (uint64_t)pages * w->psize - HDR)
         return bad(w, "%s overflow page %llu: flags 0x%x, %u pages for %llu bytes", kn,
-                   (unsigned long long)ov, rd16(h + 10), pages,
+                   (unsigned long long)ov, snap__get16(h + 10), pages,
                    (unsigned long long)dsize);
       if ((rc = claim(w, ov, pages, kn))) return rc;
       w->overflow += pages;
@@ -369,16 +355,16 @@ static int meta_read(struct walk *w, uint64_t off, int i, struct meta *m,
   uint8_t b[HDR + META_SIZE];
   int rc = read_at(w, b, sizeof b, off);
   if (rc) return rc;
-  m->magic = rd32(b + 16);
-  m->version = rd32(b + 20);
+  m->magic = snap__get32(b + 16);
+  m->version = snap__get32(b + 20);
   db_parse(b + 40, &m->free);
   db_parse(b + 88, &m->main);
-  m->last_pg = rd64(b + 136);
-  m->txnid = rd64(b + 144);
+  m->last_pg = snap__get64(b + 136);
+  m->txnid = snap__get64(b + 144);
   *psize = m->free.pad;
-  if (!(rd16(b + 10) & P_META) || m->magic != MAGIC)
+  if (!(snap__get16(b + 10) & P_META) || m->magic != MAGIC)
     return bad(w, "meta page %d: flags 0x%x, magic 0x%x, expected LMDB's 0x%x", i,
-               rd16(b + 10), m->magic, MAGIC);
+               snap__get16(b + 10), m->magic, MAGIC);
   if (m->version != DATA_VERSION)
     return bad(w, "meta page %d: LMDB data version %u, expected %u", i, m->version,
                DATA_VERSION);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 
 #include "libsnap/libsnap.h"
 
@@ -51,6 +52,24 @@ static inline int64_t snap__time_unit_ns(int type) {
     default:
       return 0;
   }
+}
+
+/* Unaligned little-endian-as-host loads (the formats are little-endian, and so
+ * is every platform libsnap builds on). */
+static inline uint16_t snap__get16(const uint8_t *p) {
+  uint16_t v;
+  memcpy(&v, p, 2);
+  return v;
+}
+static inline uint32_t snap__get32(const uint8_t *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+static inline uint64_t snap__get64(const uint8_t *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
 }
 
 /* ---------------------------------------------------------------- errors */

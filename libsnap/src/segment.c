@@ -25,16 +25,6 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1)
 
 static void put32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 static void put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
 
 size_t snap_type_size(enum snap_type type) {
   switch (type) {
@@ -445,12 +435,12 @@ void snap__data_hash(const uint8_t *base, uint64_t data_offset, uint64_t data_si
 }
 
 void snap__segment_seal(uint8_t *base, uint64_t size) {
-  uint64_t doff = get64(base + SNAP__H_DATA_OFFSET), h[2];
+  uint64_t doff = snap__get64(base + SNAP__H_DATA_OFFSET), h[2];
   snap__data_hash(base, doff, size - doff, h);
   put64(base + SNAP__H_DATA_HASH_LO, h[0]);
   put64(base + SNAP__H_DATA_HASH_HI, h[1]);
   put64(base + SNAP__H_HEADER_HASH,
-        snap__header_hash(base, get64(base + SNAP__H_MANIFEST_SIZE)));
+        snap__header_hash(base, snap__get64(base + SNAP__H_MANIFEST_SIZE)));
 }
 
 /* ------------------------------------------------------------------- parse */
@@ -477,15 +467,15 @@ void snap__segment_free(struct snap__segment *seg) {
 static int ref_check(const uint8_t *p, const struct snap__segment *seg, uint64_t want,
                      uint64_t align, const char *what, uint32_t col, const char *buf,
                      struct snap_error *err) {
-  uint32_t file = get32(p);
-  uint64_t off = get64(p + 8), len = get64(p + 16);
+  uint32_t file = snap__get32(p);
+  uint64_t off = snap__get64(p + 8), len = snap__get64(p + 16);
   if (file != 0)
     return snap__err(err, SNAP_EFORMAT,
                      "%s: column %u %s buffer: file index %u (v1 readers support 0 only)",
                      what, col, buf, file);
-  if (get32(p + 4) != 0)
+  if (snap__get32(p + 4) != 0)
     return snap__err(err, SNAP_ECORRUPT, "%s: column %u %s buffer: reserved field = %u",
-                     what, col, buf, get32(p + 4));
+                     what, col, buf, snap__get32(p + 4));
   if (len != want)
     return snap__err(err, SNAP_ECORRUPT,
                      "%s: column %u %s buffer: length = %llu, expected %llu", what, col,
@@ -532,18 +522,18 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
                      what, (unsigned long long)size);
   if (memcmp(base, SNAP__MAGIC, 8))
     return snap__err(err, SNAP_ECORRUPT, "%s: magic is not a libsnap segment", what);
-  uint32_t fmt = get32(base + SNAP__H_FORMAT);
+  uint32_t fmt = snap__get32(base + SNAP__H_FORMAT);
   if (fmt != SNAP_FORMAT_VERSION)
     return snap__err(err, SNAP_EFORMAT,
                      "%s: format version = %u, this library reads version %d", what, fmt,
                      SNAP_FORMAT_VERSION);
-  uint32_t hsize = get32(base + SNAP__H_HEADER_SIZE);
+  uint32_t hsize = snap__get32(base + SNAP__H_HEADER_SIZE);
   if (hsize != SNAP__HEADER_SIZE)
     return snap__err(err, SNAP_ECORRUPT, "%s: header_size = %u, expected %u", what, hsize,
                      SNAP__HEADER_SIZE);
-  uint64_t msize = get64(base + SNAP__H_MANIFEST_SIZE);
-  uint64_t moff = get64(base + SNAP__H_MANIFEST_OFFSET);
-  uint64_t total = get64(base + SNAP__H_TOTAL_SIZE);
+  uint64_t msize = snap__get64(base + SNAP__H_MANIFEST_SIZE);
+  uint64_t moff = snap__get64(base + SNAP__H_MANIFEST_OFFSET);
+  uint64_t total = snap__get64(base + SNAP__H_TOTAL_SIZE);
   if (total != size)
     return snap__err(err, SNAP_ECORRUPT, "%s: total_size = %llu but the file has %llu",
                      what, (unsigned long long)total, (unsigned long long)size);
@@ -552,27 +542,27 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
                      "%s: manifest at %llu size %llu lies outside the file", what,
                      (unsigned long long)moff, (unsigned long long)msize);
   if (!(flags & SNAP__SEG_NO_HASH)) {
-    uint64_t want = get64(base + SNAP__H_HEADER_HASH),
+    uint64_t want = snap__get64(base + SNAP__H_HEADER_HASH),
              got = snap__header_hash(base, msize);
     if (want != got)
       return snap__err(err, SNAP_ECORRUPT,
                        "%s: header checksum = %016llx, computed %016llx", what,
                        (unsigned long long)want, (unsigned long long)got);
   }
-  uint64_t hflags = get64(base + SNAP__H_FLAGS);
+  uint64_t hflags = snap__get64(base + SNAP__H_FLAGS);
   if (hflags)
     return snap__err(err, SNAP_EFORMAT, "%s: header flags = 0x%llx unknown to v1", what,
                      (unsigned long long)hflags);
-  seg->version = get64(base + SNAP__H_VERSION);
-  seg->nrows = get64(base + SNAP__H_NROWS);
-  seg->ncols = get32(base + SNAP__H_NCOLS);
-  seg->nblocks = get32(base + SNAP__H_NBLOCKS);
-  seg->data_offset = get64(base + SNAP__H_DATA_OFFSET);
-  seg->data_size = get64(base + SNAP__H_DATA_SIZE);
-  seg->created_ns = get64(base + SNAP__H_CREATED_NS);
-  seg->data_hash[0] = get64(base + SNAP__H_DATA_HASH_LO);
-  seg->data_hash[1] = get64(base + SNAP__H_DATA_HASH_HI);
-  seg->header_hash = get64(base + SNAP__H_HEADER_HASH);
+  seg->version = snap__get64(base + SNAP__H_VERSION);
+  seg->nrows = snap__get64(base + SNAP__H_NROWS);
+  seg->ncols = snap__get32(base + SNAP__H_NCOLS);
+  seg->nblocks = snap__get32(base + SNAP__H_NBLOCKS);
+  seg->data_offset = snap__get64(base + SNAP__H_DATA_OFFSET);
+  seg->data_size = snap__get64(base + SNAP__H_DATA_SIZE);
+  seg->created_ns = snap__get64(base + SNAP__H_CREATED_NS);
+  seg->data_hash[0] = snap__get64(base + SNAP__H_DATA_HASH_LO);
+  seg->data_hash[1] = snap__get64(base + SNAP__H_DATA_HASH_HI);
+  seg->header_hash = snap__get64(base + SNAP__H_HEADER_HASH);
   memcpy(seg->store_id, base + SNAP__H_STORE_ID, 16);
   if (seg->data_offset < SNAP__HEADER_SIZE + msize || seg->data_offset > size ||
       seg->data_offset % SNAP__ALIGN || seg->data_size != size - seg->data_offset)
@@ -595,8 +585,8 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
   if (version && version != seg->version)
     return snap__err(err, SNAP_ECORRUPT, "%s: version = %llu, expected %llu", what,
                      (unsigned long long)seg->version, (unsigned long long)version);
-  uint64_t meta_off = get64(base + SNAP__H_METADATA_OFFSET);
-  uint64_t meta_len = get64(base + SNAP__H_METADATA_SIZE);
+  uint64_t meta_off = snap__get64(base + SNAP__H_METADATA_OFFSET);
+  uint64_t meta_len = snap__get64(base + SNAP__H_METADATA_SIZE);
   uint64_t mend = SNAP__HEADER_SIZE + msize;
   if (meta_len &&
       (meta_off < SNAP__HEADER_SIZE || meta_off > mend || meta_len > mend - meta_off))
@@ -635,9 +625,10 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
   uint32_t assigned = 0;
   for (uint32_t b = 0; b < seg->nblocks; b++, p += SNAP__BLOCK_ENTRY) {
     struct snap_block *blk = &seg->blocks[b];
-    uint32_t type = get32(p), bflags = get32(p + 4), ncols = get32(p + 8);
-    uint32_t file = get32(p + 12);
-    uint64_t off = get64(p + 16), len = get64(p + 24), want;
+    uint32_t type = snap__get32(p), bflags = snap__get32(p + 4),
+             ncols = snap__get32(p + 8);
+    uint32_t file = snap__get32(p + 12);
+    uint64_t off = snap__get64(p + 16), len = snap__get64(p + 24), want;
     size_t sz = snap_type_size(type);
     if (!sz) CORRUPT("%s: block %u: type = %u is not a fixed-width type", what, b, type);
     if (bflags & ~SNAP_NULLABLE) CORRUPT("%s: block %u: flags = 0x%x", what, b, bflags);
@@ -670,10 +661,11 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     struct snap_column *c = &seg->cols[i];
     if ((uint64_t)(mend_p - p) < SNAP__COLUMN_FIXED)
       CORRUPT("%s: column %u: entry runs past the manifest end", what, i);
-    uint32_t esz = get32(p), type = get32(p + 4), cflags = get32(p + 8);
-    uint32_t block = get32(p + 12), pos = get32(p + 16), code = get32(p + 20);
-    uint32_t name_len = get32(p + 24), tz_len = get32(p + 28);
-    uint64_t dict = get64(p + 32), dbytes = get64(p + 40);
+    uint32_t esz = snap__get32(p), type = snap__get32(p + 4), cflags = snap__get32(p + 8);
+    uint32_t block = snap__get32(p + 12), pos = snap__get32(p + 16),
+             code = snap__get32(p + 20);
+    uint32_t name_len = snap__get32(p + 24), tz_len = snap__get32(p + 28);
+    uint64_t dict = snap__get64(p + 32), dbytes = snap__get64(p + 40);
     if (esz % 8 || esz < SNAP__COLUMN_FIXED || esz > (uint64_t)(mend_p - p) ||
         (uint64_t)name_len + tz_len > esz - SNAP__COLUMN_FIXED)
       CORRUPT("%s: column %u: entry size = %u with name %u and time zone %u bytes", what,
@@ -713,8 +705,10 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
              ref_check(refs + (k)*SNAP__BUFREF, seg, (want), (al), what, i, (nm), err))) \
       goto fail;                                                                         \
   } while (0)
-#define PTR(k) \
-  (get64(refs + (k)*SNAP__BUFREF + 16) ? base + get64(refs + (k)*SNAP__BUFREF + 8) : NULL)
+#define PTR(k)                                           \
+  (snap__get64(refs + (k)*SNAP__BUFREF + 16)             \
+       ? base + snap__get64(refs + (k)*SNAP__BUFREF + 8) \
+       : NULL)
     if (sz) {
       if (block >= seg->nblocks || pos >= seg->blocks[block].ncols ||
           seg->blocks[block].type != type ||
@@ -736,10 +730,10 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
       ((uint32_t *)seg->blocks[block].columns)[bcount[block]++] = i;
       uint64_t row = seg->nrows * sz; /* the block length check bounds this */
       REF(SNAP__BUF_VALUES, row, 1, "values");
-      if (row && get64(refs + 8) != boff[block] + row * pos)
+      if (row && snap__get64(refs + 8) != boff[block] + row * pos)
         CORRUPT(
             "%s: column %u \"%.64s\": values offset = %llu, expected %llu in block %u",
-            what, i, c->name, (unsigned long long)get64(refs + 8),
+            what, i, c->name, (unsigned long long)snap__get64(refs + 8),
             (unsigned long long)(boff[block] + row * pos), block);
       c->values = PTR(SNAP__BUF_VALUES);
       REF(SNAP__BUF_OFFSETS, 0, 1, "offsets");
