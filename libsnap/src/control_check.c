@@ -368,6 +368,12 @@ static int meta_read(struct walk *w, uint64_t off, int i, struct meta *m,
   if (m->version != DATA_VERSION)
     return bad(w, "meta page %d: LMDB data version %u, expected %u", i, m->version,
                DATA_VERSION);
+  /* Transaction N writes meta page N & 1, and a read transaction picks its meta
+   * by that parity (from the lock file's txnid), not by comparing the two: a
+   * meta on the wrong page would make readers use a tree this walk never saw. */
+  if (m->txnid && (m->txnid & 1) != (uint64_t)i)
+    return bad(w, "meta page %d: txnid %llu belongs on meta page %d", i,
+               (unsigned long long)m->txnid, (int)(m->txnid & 1));
   return 0;
 }
 
