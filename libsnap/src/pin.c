@@ -390,8 +390,7 @@ out:
   return rc;
 }
 
-int snap_pin(snap_store *s, const char *dataset, snap_snapshot **out,
-             struct snap_error *err) {
+int snap_pin_cached(snap_store *s, const char *dataset, snap_snapshot **out) {
   *out = NULL;
   struct snap__slot *sl = dataset ? slot_find(s, dataset) : NULL;
   if (sl) {
@@ -411,6 +410,12 @@ int snap_pin(snap_store *s, const char *dataset, snap_snapshot **out,
       }
     }
   }
+  return -EAGAIN;
+}
+
+int snap_pin(snap_store *s, const char *dataset, snap_snapshot **out,
+             struct snap_error *err) {
+  if (!snap_pin_cached(s, dataset, out)) return 0;
   return pin_slow(s, dataset, 0, out, err);
 }
 

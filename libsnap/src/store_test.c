@@ -119,6 +119,33 @@ static void test_publish_pin_flip(void) {
   close_store();
 }
 
+/* snap_pin_cached: the fast path alone, never a system call or a lock. */
+static void test_pin_cached(void) {
+  open_store();
+  uint64_t v;
+  snap_snapshot *snap = (snap_snapshot *)1;
+  CU_ASSERT_EQUAL(snap_pin_cached(g_store, "cached", &snap), -EAGAIN); /* unknown */
+  CU_ASSERT_PTR_NULL(snap);
+  CU_ASSERT_EQUAL(snap_pin_cached(g_store, NULL, &snap), -EAGAIN);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "cached", 10, 1, 1, &v), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "cached", &snap, NULL),
+                        0); /* fills the cache */
+  snap_unpin(snap);
+  CU_ASSERT_EQUAL_FATAL(snap_pin_cached(g_store, "cached", &snap), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(snap), v);
+  snap_unpin(snap);
+  uint64_t v2;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "cached", 10, 1, 2, &v2), 0);
+  CU_ASSERT_EQUAL(snap_pin_cached(g_store, "cached", &snap), -EAGAIN); /* flipped */
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "cached", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(snap), v2);
+  snap_unpin(snap);
+  CU_ASSERT_EQUAL_FATAL(snap_pin_cached(g_store, "cached", &snap), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(snap), v2);
+  snap_unpin(snap);
+  close_store();
+}
+
 static void test_retention_and_gc(void) {
   open_store();
   uint64_t v;
@@ -771,6 +798,7 @@ int main(void) {
   static const tu_test tests[] = {
       {"open errors, env default, read-only", test_open_errors},
       {"publish, pin, flip", test_publish_pin_flip},
+      {"pin_cached: the fast path alone", test_pin_cached},
       {"retention and gc", test_retention_and_gc},
       {"rollback", test_rollback},
       {"abort leaves nothing; numbers never reused", test_abort_and_numbers},

@@ -410,6 +410,21 @@ SNAP_API int snap_pin(snap_store *store, const char *dataset, snap_snapshot **ou
                       struct snap_error *err);
 
 /**
+ * snap_pin()'s fast path alone: pin the current version of @p dataset if this
+ * process has it mapped and no flip happened since it last looked. Makes no
+ * system call, takes no lock and never blocks, so it may run where blocking
+ * is not allowed (a binding holding an interpreter lock, a signal-free hot
+ * loop); on -EAGAIN, call snap_pin() from where blocking is fine.
+ * @param store   an open store handle.
+ * @param dataset the dataset name (NUL-terminated); NULL gives -EAGAIN.
+ * @param out     receives the snapshot on success, NULL otherwise.
+ * @return 0 (pinned: release with snap_unpin()), or -EAGAIN (the fast path
+ *         cannot answer: nothing cached for this dataset, or the store flipped
+ *         since). Sets no error message. Thread-safe.
+ */
+SNAP_API int snap_pin_cached(snap_store *store, const char *dataset, snap_snapshot **out);
+
+/**
  * Pin a given version (current or retained) of a dataset.
  * @return as snap_pin(), plus SNAP_EDRAINING when the version is retired.
  */
