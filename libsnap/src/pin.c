@@ -390,7 +390,11 @@ out:
   return rc;
 }
 
-int snap_pin_cached(snap_store *s, const char *dataset, snap_snapshot **out) {
+/* The fast path, inlined into both entries (a call to the exported
+ * snap_pin_cached from snap_pin would go through the PLT: ~1.5 ns a pin). */
+static inline __attribute__((always_inline)) int pin_fast(snap_store *s,
+                                                          const char *dataset,
+                                                          snap_snapshot **out) {
   *out = NULL;
   struct snap__slot *sl = dataset ? slot_find(s, dataset) : NULL;
   if (sl) {
@@ -413,9 +417,13 @@ int snap_pin_cached(snap_store *s, const char *dataset, snap_snapshot **out) {
   return -EAGAIN;
 }
 
+int snap_pin_cached(snap_store *s, const char *dataset, snap_snapshot **out) {
+  return pin_fast(s, dataset, out);
+}
+
 int snap_pin(snap_store *s, const char *dataset, snap_snapshot **out,
              struct snap_error *err) {
-  if (!snap_pin_cached(s, dataset, out)) return 0;
+  if (!pin_fast(s, dataset, out)) return 0;
   return pin_slow(s, dataset, 0, out, err);
 }
 
