@@ -282,15 +282,23 @@ static void test_rebuild_refused_while_writing(void) {
   tu_store_destroy(s, dir);
 }
 
-/* A rebuild numbers on from a dataset's tombstone (segments/<d>/.next_version,
- * left by a drop) when it is past the files: a number never names two segments. */
-static void test_rebuild_keeps_tombstone(void) {
+/* A closed store in a new directory holding one version of dataset "d". */
+static char *store_with_one_version(const char *name) {
   char *dir;
-  snap_store *s = tu_store_create("ctl-tomb", &dir);
+  snap_store *s = tu_store_create(name, &dir);
   CU_ASSERT_PTR_NOT_NULL_FATAL(s);
   uint64_t v;
   CU_ASSERT_EQUAL(tu_publish_f64(s, "d", 10, 1, 1, &v), 0);
   snap_store_close(s);
+  return dir;
+}
+
+/* A rebuild numbers on from a dataset's tombstone (segments/<d>/.next_version,
+ * left by a drop) when it is past the files: a number never names two segments. */
+static void test_rebuild_keeps_tombstone(void) {
+  char *dir = store_with_one_version("ctl-tomb");
+  snap_store *s;
+  uint64_t v;
   char p[4200];
   snprintf(p, sizeof p, "%s/segments/d/.next_version", dir);
   FILE *f = fopen(p, "w");
@@ -312,12 +320,8 @@ static void test_rebuild_keeps_tombstone(void) {
 /* A record whose segment file is gone (no flip in between) is control-file
  * trouble, said as such, not "version changed 64 times". */
 static void test_pin_names_missing_segment(void) {
-  char *dir;
-  snap_store *s = tu_store_create("ctl-missing", &dir);
-  CU_ASSERT_PTR_NOT_NULL_FATAL(s);
-  uint64_t v;
-  CU_ASSERT_EQUAL(tu_publish_f64(s, "d", 10, 1, 1, &v), 0);
-  snap_store_close(s);
+  char *dir = store_with_one_version("ctl-missing");
+  snap_store *s;
   char p[4200];
   snprintf(p, sizeof p, "%s/segments/d/1.seg", dir);
   CU_ASSERT_EQUAL(unlink(p), 0);
