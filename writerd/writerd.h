@@ -26,7 +26,11 @@
 
 #include "ingest.h"
 
-#define WD_VERSION "0.1.0"
+/* writerd ships with the library: one version number (libsnap.h). */
+#define WD_STR2(x) #x
+#define WD_STR(x) WD_STR2(x)
+#define WD_VERSION \
+  WD_STR(SNAP_VERSION_MAJOR) "." WD_STR(SNAP_VERSION_MINOR) "." WD_STR(SNAP_VERSION_PATCH)
 /** Longest request line in bytes, newline included. */
 #define WD_LINE_MAX 4096
 /** Most descriptors a client may have sent and not yet used. */

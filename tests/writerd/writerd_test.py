@@ -33,6 +33,19 @@ ADOPT_CLIENT = os.environ.get("ADOPT_CLIENT", "adopt_client")
 DEADLINE = 60.0  # seconds; generous for ASan builds on a shared machine
 
 
+def _library_version():
+    """The one version number, as libsnap.h writes it."""
+    header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "libsnap",
+                          "include", "libsnap", "libsnap.h")
+    with open(header) as f:
+        text = f.read()
+    return ".".join(re.search(r"#define SNAP_VERSION_%s (\d+)" % p, text).group(1)
+                    for p in ("MAJOR", "MINOR", "PATCH"))
+
+
+VERSION = _library_version()
+
+
 def npy_bytes(descr, shape, payload):
     """A .npy v1.0 file, written by hand (numpy is not needed)."""
     header = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape)
@@ -246,7 +259,7 @@ class WriterdTest(StoreCase, unittest.TestCase):
             self.assertEqual(p.returncode, 1, p.stderr)
             self.assertIn("writerd pid %d" % d.proc.pid, p.stderr)
         c = self.client()
-        self.assertEqual(c.request("PING"), "OK writerd 0.1.0 pid=%d" % d.proc.pid)
+        self.assertEqual(c.request("PING"), "OK writerd %s pid=%d" % (VERSION, d.proc.pid))
         c.close()
         # usage errors exit 2
         p = subprocess.run([WRITERD, "--keep", "0"], capture_output=True, text=True)
@@ -268,7 +281,7 @@ class WriterdTest(StoreCase, unittest.TestCase):
             pid = int(f.read().split("\n")[0])
         try:
             c = self.client()
-            self.assertEqual(c.request("PING"), "OK writerd 0.1.0 pid=%d" % pid)
+            self.assertEqual(c.request("PING"), "OK writerd %s pid=%d" % (VERSION, pid))
             c.close()
         finally:
             os.kill(pid, signal.SIGTERM)

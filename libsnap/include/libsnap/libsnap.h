@@ -37,7 +37,8 @@ extern "C" {
 #define SNAP_API
 #endif
 
-/** Library version (semantic; the SONAME carries the major number). */
+/** Library version (semantic; the SONAME carries the major number). The one place
+ *  the version is written: CMake, the Python package and writerd read it here. */
 #define SNAP_VERSION_MAJOR 0
 #define SNAP_VERSION_MINOR 1
 #define SNAP_VERSION_PATCH 0

@@ -23,6 +23,6 @@ for _cls, _cname, _code, _msg in ERRORS:
     globals()[_cls].code, globals()[_cls].name = _code, "SNAP_E" + _cname
 del _cls, _cname, _code, _msg
 
-__version__ = "0.1.0"
+__version__ = LIBRARY_VERSION  # one version number: libsnap.h
 __all__ = ["open", "Store", "Snapshot", "VersionInfo", "GcReport", "Error", "OSError",
            "LIBRARY_VERSION", "FORMAT_VERSION"] + [e[0] for e in ERRORS]
