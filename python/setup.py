@@ -10,7 +10,7 @@ import re
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-LIB = "../../libsnap"  # readers/python -> the repository root, where the C library lives
+LIB = "../libsnap"  # python/ -> the library beside it in the repository
 
 
 def _version():
@@ -35,8 +35,8 @@ core = Extension(
 )
 
 class BuildExt(build_ext):
-    """Objects of the library's sources (../../libsnap/src/*.c) would be written
-    two folders above build/: keep them inside it."""
+    """Objects of the library's sources (../libsnap/src/*.c) would be written
+    beside python/: keep them inside build/."""
 
     def build_extensions(self):
         names = self.compiler.object_filenames

@@ -17,6 +17,6 @@ if [ "${1:-}" = "--c" ]; then
   cmake --build build-demo -j "$(nproc)" --target libsnap_demo
   exec ./build-demo/examples/libsnap_demo --store "$store" "$@"
 fi
-bash scripts/venv.sh .venv readers/python/requirements-test.txt
-.venv/bin/python -m pip install -q ./readers/python
-exec .venv/bin/python readers/python/examples/workers.py --store "$store" "$@"
+bash scripts/venv.sh .venv python/requirements-test.txt
+.venv/bin/python -m pip install -q ./python
+exec .venv/bin/python python/examples/workers.py --store "$store" "$@"

@@ -19,8 +19,8 @@ case "${1:-}" in
   *) echo "usage: scripts/test.sh [--quick]" >&2; exit 2 ;;
 esac
 bash scripts/setup.sh
-bash scripts/venv.sh .venv readers/python/requirements-test.txt
-bash scripts/venv.sh .venv-pd22 readers/python/requirements-pandas22.txt
+bash scripts/venv.sh .venv python/requirements-test.txt
+bash scripts/venv.sh .venv-pd22 python/requirements-pandas22.txt
 
 jobs=$(nproc)
 echo "== format check (clang-format --dry-run)"
@@ -39,15 +39,15 @@ fi
 ctest --test-dir build --output-on-failure -j "$jobs"
 
 echo "== Python package as users build it: pip wheel, installed apart, Python tests on it"
-# The module pip builds (readers/python/setup.py) is not the CMake one: test it too.
+# The module pip builds (python/setup.py) is not the CMake one: test it too.
 rm -rf build-wheel
-.venv/bin/pip wheel -q --no-deps -w build-wheel ./readers/python
-rm -rf readers/python/build readers/python/src/libsnap.egg-info
+.venv/bin/pip wheel -q --no-deps -w build-wheel ./python
+rm -rf python/build python/src/libsnap.egg-info
 .venv/bin/pip install -q --no-deps --target build-wheel/site build-wheel/*.whl
 (cd build-wheel && PYTHONPATH="$PWD/site" ../.venv/bin/python -c \
   'import libsnap, sys; sys.exit(not libsnap.__file__.startswith(sys.argv[1]))' "$PWD/site")
 PYTHONPATH="$PWD/build-wheel/site" .venv/bin/python -m pytest -q -p no:cacheprovider \
-  readers/python/tests
+  python/tests
 
 echo "== build and test: ASan + UBSan"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \

@@ -2,7 +2,7 @@
 """The motivating workload: N worker processes answer random queries against the
 current version of one large table while a writer refreshes it every few seconds.
 
-    python readers/python/examples/workers.py [--workers 10] [--rows 1000000]
+    python python/examples/workers.py [--workers 10] [--rows 1000000]
         [--cols 64] [--seconds 15] [--refresh 4] [--store DIR]
 
 Every cell of version v holds v * 1000 + column, so each worker checks every value
