@@ -3,7 +3,8 @@
 # The whole test suite: installs what it needs (Debian packages, two Python venvs),
 # checks the C formatting, then builds and runs every test twice: once plain
 # (-Wall -Wextra -Werror; C tests, install test, Python tests on pandas 3 with
-# pyarrow and on pandas 2.2 without it; the pip-built wheel on pandas 3) and once
+# pyarrow and on pandas 2.2 without it; the auditwheel-repaired wheel in a fresh venv
+# with compilers, headers and system libraries hidden, scripts/wheel.sh) and once
 # under ASan+UBSan (C tests); then TSan, valgrind, and a
 # 60 s libFuzzer smoke run per fuzz target (scripts/fuzz.sh).
 # Usage: scripts/test.sh           the whole suite (what CI runs)
@@ -38,16 +39,8 @@ if ((quick)); then
 fi
 ctest --test-dir build --output-on-failure -j "$jobs"
 
-echo "== Python package as users build it: pip wheel, installed apart, Python tests on it"
-# The module pip builds (python/setup.py) is not the CMake one: test it too.
-rm -rf build-wheel
-.venv/bin/pip wheel -q --no-deps -w build-wheel ./python
-rm -rf python/build python/src/libsnap.egg-info
-.venv/bin/pip install -q --no-deps --target build-wheel/site build-wheel/*.whl
-(cd build-wheel && PYTHONPATH="$PWD/site" ../.venv/bin/python -c \
-  'import libsnap, sys; sys.exit(not libsnap.__file__.startswith(sys.argv[1]))' "$PWD/site")
-PYTHONPATH="$PWD/build-wheel/site" .venv/bin/python -m pytest -q -p no:cacheprovider \
-  python/tests
+echo "== Python package as users get it: a repaired wheel in a fresh venv, Python tests on it"
+bash scripts/wheel.sh --test
 
 echo "== build and test: ASan + UBSan"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
