@@ -11,6 +11,8 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+
+pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
