@@ -12,14 +12,20 @@ import sys
 
 NEEDED = ("pytest", "numpy", "pandas")
 
-missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
-if missing:
-    print(f"SKIP: the Python tests need {', '.join(NEEDED)}; {sys.executable} lacks "
-          f"{', '.join(missing)} (pip install -r python/requirements-test.txt, or configure "
-          "with -DPython3_EXECUTABLE=a venv that has them)")
-    sys.exit(77)
 
-import pytest  # noqa: E402
+def main():
+    missing = [m for m in NEEDED if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"SKIP: the Python tests need {', '.join(NEEDED)}; {sys.executable} lacks "
+              f"{', '.join(missing)} (pip install -r python/requirements-test.txt, or "
+              "configure with -DPython3_EXECUTABLE=a venv that has them)")
+        return 77
+    import pytest
+    return pytest.main(["-q", "-p", "no:cacheprovider", os.path.dirname(__file__)]
+                       + sys.argv[1:])
 
-sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", os.path.dirname(__file__)]
-                     + sys.argv[1:]))
+
+# The guard matters: multiprocessing's spawn and forkserver children import the
+# main module again, and must not start another test session.
+if __name__ == "__main__":
+    sys.exit(main())
