@@ -25,7 +25,7 @@ core = Extension(
     "libsnap._core",
     sources=["src/libsnap/_core.c"] + sorted(
         f for f in glob.glob(f"{LIB}/src/*.c")
-        if not f.endswith("_test.c") and os.path.basename(f) != "test_util.c"),
+        if not f.endswith("_test.c")),
     include_dirs=[f"{LIB}/include", f"{LIB}/src"],
     libraries=["urcu-bp", "lmdb", "xxhash", "pthread"],
     # _LGPL_SOURCE: the inline urcu read side, as the CMake build (libsnap is LGPL)
