@@ -11,7 +11,6 @@
  * Exit status: 0 when nothing needs fixing (advice aside), 1 otherwise.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -194,65 +193,22 @@ static uint64_t cgroup_limit(char *where, size_t cap) {
   return 0;
 }
 
-static int is_number(const char *s, size_t n, uint64_t *v) {
-  if (!n) return 0;
-  char tmp[32];
-  if (n >= sizeof tmp) return 0;
-  memcpy(tmp, s, n);
-  tmp[n] = 0;
-  return !ctl_parse_u64(tmp, v);
-}
-
-/* Segment files that no record names. */
-static void check_orphans(struct doctor *d, snap_store *store,
-                          const struct snap_dataset_info *ds, size_t nds) {
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/segments", snap_store_path(store));
-  DIR *top = opendir(dir);
-  if (!top) return;
-  size_t orphans = 0;
+/* Files under segments/<dataset>/ that no record names (snap_orphan_list). */
+static void check_orphans(struct doctor *d, snap_store *store) {
+  struct snap_orphan *o;
+  size_t n;
+  if (snap_orphan_list(store, &o, &n, NULL)) return;
   uint64_t bytes = 0;
-  struct dirent *e;
-  while ((e = readdir(top))) {
-    if (e->d_name[0] == '.') continue;
-    struct snap_version_info *v = NULL;
-    size_t nv = 0;
-    int known = 0;
-    for (size_t i = 0; i < nds && !known; i++) known = !strcmp(ds[i].name, e->d_name);
-    if (known && snap_version_list(store, e->d_name, &v, &nv, NULL)) known = 0;
-    char sub[PATH_MAX];
-    if (snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name) >= (int)sizeof sub) {
-      free(v);
-      continue;
-    }
-    DIR *dd = opendir(sub);
-    struct dirent *s;
-    while (dd && (s = readdir(dd))) {
-      if (s->d_name[0] == '.') continue;
-      size_t n = strlen(s->d_name);
-      uint64_t ver = 0;
-      int named = n > 4 && !strcmp(s->d_name + n - 4, ".seg") &&
-                  is_number(s->d_name, n - 4, &ver);
-      int ok = 0;
-      for (size_t i = 0; named && i < nv && !ok; i++) ok = v[i].version == ver;
-      if (ok) continue;
-      char file[PATH_MAX];
-      struct stat st;
-      if (snprintf(file, sizeof file, "%s/%s", sub, s->d_name) < (int)sizeof file &&
-          !stat(file, &st))
-        bytes += (uint64_t)st.st_size;
-      orphans++;
-      finding(d, "problem", NULL, "orphan: %s is named by no version record", file);
-    }
-    if (dd) closedir(dd);
-    free(v);
+  for (size_t i = 0; i < n; i++) {
+    bytes += o[i].bytes;
+    finding(d, "problem", NULL, "orphan: %s is named by no version record", o[i].path);
   }
-  closedir(top);
-  if (orphans) {
+  snap_orphan_list_free(o, n);
+  if (n) {
     char b[32];
     finding(d, "problem", "snapctl gc   (a writable open removes orphans)",
-            "orphans: %zu file%s (%s) left by publishers that died mid-commit", orphans,
-            orphans == 1 ? "" : "s", ctl_bytes(b, sizeof b, bytes));
+            "orphans: %zu file%s (%s) left by publishers that died mid-commit", n,
+            n == 1 ? "" : "s", ctl_bytes(b, sizeof b, bytes));
   } else {
     finding(d, "ok", NULL, "orphans: none");
   }
@@ -408,7 +364,7 @@ static int run(struct ctl *c, int argc, char **argv) {
     finding(&d, "ok", NULL, "memory: cgroup limit %s (%s)", ctl_bytes(b, sizeof b, limit),
             where);
   }
-  check_orphans(&d, store, ds, nds);
+  check_orphans(&d, store);
   check_draining(&d, store, ds, nds);
   d.problems += ctl_doctor_segments(store, ds, nds, deep, &d.advice); /* segments */
   printf("%d problem%s, %d piece%s of advice\n", d.problems, d.problems == 1 ? "" : "s",

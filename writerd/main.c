@@ -15,7 +15,6 @@
  */
 #define _GNU_SOURCE
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -254,78 +253,30 @@ static void notify_systemd(const char *msg) {
 
 /* ------------------------------------------------------------- start-up */
 
-struct seg_file {
-  char dataset[SNAP_DATASET_NAME_MAX + 1];
-  uint64_t version;
-};
-
-/* Segment files that no version record names (before the sweep removes them). */
-static size_t find_orphans(snap_store *store, struct seg_file **out) {
-  size_t n = 0, cap = 0;
-  *out = NULL;
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/segments", snap_store_path(store));
-  DIR *top = opendir(dir);
-  if (!top) return 0;
-  struct dirent *e;
-  while ((e = readdir(top))) {
-    if (e->d_name[0] == '.') continue;
-    struct snap_version_info *v = NULL;
-    size_t nv = 0;
-    if (snap_version_list(store, e->d_name, &v, &nv, NULL)) nv = 0;
-    char sub[PATH_MAX + 300];
-    snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
-    DIR *dd = opendir(sub);
-    struct dirent *f;
-    while (dd && (f = readdir(dd))) {
-      char *end;
-      unsigned long long num = strtoull(f->d_name, &end, 10);
-      if (f->d_name[0] < '1' || f->d_name[0] > '9' || strcmp(end, ".seg")) continue;
-      int known = 0;
-      for (size_t i = 0; i < nv; i++) known |= v[i].version == num;
-      if (known) continue;
-      if (n == cap) {
-        cap = cap ? 2 * cap : 8;
-        struct seg_file *p = realloc(*out, cap * sizeof *p);
-        if (!p) break;
-        *out = p;
-      }
-      snprintf((*out)[n].dataset, sizeof(*out)[n].dataset, "%s", e->d_name);
-      (*out)[n].version = num;
-      n++;
-    }
-    if (dd) closedir(dd);
-    free(v);
-  }
-  closedir(top);
-  return n;
-}
-
 /* The start-up sweep: orphans (by the library's sweep, which runs before the
  * handle's first write) and every draining version nobody pins (snap_gc). */
 static int startup_gc(snap_store *store) {
-  struct seg_file *orph;
-  size_t n = find_orphans(store, &orph);
+  struct snap_orphan *orph;
+  size_t n;
+  if (snap_orphan_list(store, &orph, &n, NULL)) orph = NULL, n = 0; /* only for the log */
   struct snap_gc_stats st;
   struct snap_error err = {0};
   int rc = snap_gc(store, NULL, 0, NULL, NULL, &st, &err);
   if (rc) {
     fprintf(stderr, "writerd: %s: gc: %s\n", snap_store_path(store), err.message);
-    free(orph);
+    snap_orphan_list_free(orph, n);
     return rc;
   }
   size_t removed = 0;
   char q[600];
   for (size_t i = 0; i < n; i++) {
-    char path[PATH_MAX + 600];
-    snprintf(path, sizeof path, "%s/segments/%s/%llu.seg", snap_store_path(store),
-             orph[i].dataset, (unsigned long long)orph[i].version);
-    if (access(path, F_OK) == 0) continue;
+    /* the sweep removes segments only, and a file still there was not one */
+    if (orph[i].kind != SNAP_ORPHAN_SEGMENT || access(orph[i].path, F_OK) == 0) continue;
     removed++;
     wd_log("orphan", "dataset=%s version=%llu action=removed",
            wd_q(q, sizeof q, orph[i].dataset), (unsigned long long)orph[i].version);
   }
-  free(orph);
+  snap_orphan_list_free(orph, n);
   wd_log("sweep",
          "orphans=%zu freed_versions=%llu freed_bytes=%llu draining_versions=%llu "
          "draining_bytes=%llu",

@@ -2,7 +2,6 @@
 /* The error table: one X-macro feeds the status codes, names and messages. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -67,50 +66,4 @@ int snap__errno(struct snap_error *err, int neg_errno, const char *fmt, ...) {
   snprintf(err->message + len, sizeof err->message - len, ": %s",
            snap_strerror(neg_errno));
   return neg_errno;
-}
-
-const char *snap_version_string(void) {
-#define SNAP_STR2(x) #x
-#define SNAP_STR(x) SNAP_STR2(x)
-  return SNAP_STR(SNAP_VERSION_MAJOR) "." SNAP_STR(SNAP_VERSION_MINOR) "." SNAP_STR(
-      SNAP_VERSION_PATCH);
-}
-
-const char *snap_state_name(enum snap_state state) {
-  switch (state) {
-    case SNAP_STATE_CURRENT:
-      return "current";
-    case SNAP_STATE_RETAINED:
-      return "retained";
-    case SNAP_STATE_DRAINING:
-      return "draining";
-  }
-  return "unknown";
-}
-
-int snap__crash_countdown;
-static int crash_hits;
-static void (*crash_fault)(void);
-
-void snap__crash_arm(int n) {
-  snap__crash_countdown = n;
-  crash_hits = 0;
-  crash_fault = NULL;
-}
-
-void snap__fault_arm(int n, void (*fault)(void)) {
-  snap__crash_arm(n);
-  crash_fault = fault;
-}
-
-int snap__crash_points_hit(void) { return crash_hits; }
-
-void snap__crash_point_slow(void) {
-  crash_hits++;
-  if (snap__crash_countdown > 0 && --snap__crash_countdown == 0) {
-    if (crash_fault)
-      crash_fault();
-    else
-      raise(SIGKILL);
-  }
 }

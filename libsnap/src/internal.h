@@ -1,5 +1,25 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* Internal interfaces shared by the library's source files. Not installed. */
+/*
+ * Internal interfaces shared by the library's source files. Not installed.
+ *
+ * Layering: a file calls only files on its own line or above it, never
+ * below (no cycles; the declarations below are grouped per file).
+ *
+ *   error.c  crash.c  version.c        status codes, fault injection
+ *   segment.c                          the segment format
+ *   layout.c  map.c  locks.c           on-disk names, mmap, /proc/locks
+ *   control_check.c  control.c         the control file (LMDB)
+ *   registry.c                         open handles, fork handlers
+ *   store.c                            handles, flips, read-only queries
+ *   orphans.c                          the write gate: orphan sweep, listing
+ *   pin.c                              reader pins (store.c calls back into it
+ *                                      only through struct snap_store's hooks)
+ *   gc.c                               reclamation of draining versions
+ *   policy.c                           retention, rollback, keep, limits
+ *   drop.c                             removing a dataset record
+ *   publish.c  rebuild.c  arrow.c      publishing, rebuilding the control
+ *                                      file, Arrow export of a snapshot
+ */
 #ifndef LIBSNAP_INTERNAL_H
 #define LIBSNAP_INTERNAL_H
 
@@ -168,6 +188,8 @@ SNAP__INTERNAL void snap__data_hash(const uint8_t *base, uint64_t data_offset,
                                     uint64_t data_size, uint64_t out[2]);
 SNAP__INTERNAL bool snap__utf8_valid(const char *s, size_t len);
 SNAP__INTERNAL int snap__dataset_name_check(const char *name, struct snap_error *err);
+/* The strict rule for the name of a dataset being created. */
+SNAP__INTERNAL int snap__dataset_name_new_check(const char *name, struct snap_error *err);
 
 /* ------------------------------------------------------ control file (LMDB) */
 
@@ -271,8 +293,6 @@ SNAP__INTERNAL bool snap__control_stale(struct snap__control *c);
 /* Take a stale environment out of the registry and never close it (threads of
  * other handles may still be in a transaction on it): one leak per rebuild. */
 SNAP__INTERNAL void snap__control_retire(struct snap__control *c);
-/* segments/ holds at least one <version>.seg file. */
-SNAP__INTERNAL bool snap__segments_present(int segfd);
 
 /* ------------------------------------------------------------------ store */
 
@@ -296,59 +316,16 @@ struct snap_store {
   _Atomic(struct snap__slot *) slots; /* push-only list, freed with the store */
   struct snap_snapshot *maps;         /* every live mapping of this store */
   struct snap_store *next_store, *prev_store; /* global list for atfork */
+  /* pin.c's teardown, set with the handle's first slot, so that store.c need
+   * not call up into pin.c: pins_close drops the cached mappings at
+   * snap_store_close(), pins_free frees the slots with the store. NULL until
+   * then (nothing to tear down). */
+  void (*pins_close)(snap_store *s);
+  void (*pins_free)(snap_store *s);
 };
 
-/* Control handle valid in this process (reopened after fork). Call with lock held. */
-SNAP__INTERNAL int snap__store_control(snap_store *s, struct snap__control **out,
-                                       struct snap_error *err);
-/* The same, reopening the environment when the control file was replaced
- * (readers' slow paths). Call with lock held. */
-SNAP__INTERNAL int snap__store_control_fresh(snap_store *s, struct snap__control **out,
-                                             struct snap_error *err);
-/* Begin a transaction on the store's control file (handles fork, locks briefly). */
-SNAP__INTERNAL int snap__store_txn(snap_store *s, bool write, struct snap__txn **out,
-                                   struct snap_error *err);
-/* Writable operations: refuse read-only handles, run the orphan sweep once. */
-SNAP__INTERNAL int snap__store_writable(snap_store *s, struct snap_error *err);
-SNAP__INTERNAL void snap__store_unref(snap_store *s);
-SNAP__INTERNAL void snap__flips_bump(snap_store *s);
-/* "segments/<dataset>/<version>.seg" relative to the store directory. */
-SNAP__INTERNAL void snap__seg_relpath(char *buf, size_t len, const char *dataset,
-                                      uint64_t version);
-SNAP__INTERNAL uint64_t snap__now_ns(void);
-
-/* Retention: retire versions beyond keep inside write txn @p t. */
-SNAP__INTERNAL int snap__retain(struct snap__txn *t, const struct snap__dsrec *ds,
-                                struct snap_error *err);
-/* Try to reclaim draining versions of one dataset (or all when NULL). */
-SNAP__INTERNAL int snap__gc(snap_store *s, const char *dataset, unsigned flags,
-                            snap_gc_cb cb, void *arg, struct snap_gc_stats *stats,
-                            struct snap_error *err);
-/* Open (creating it) segments/<dataset>/ and flock it with @p how: LOCK_SH for
- * a publish in progress, LOCK_EX(|LOCK_NB) to remove the dataset's record.
- * SNAP_EBUSY when LOCK_NB fails. *out is the caller's to close. */
-SNAP__INTERNAL int snap__dataset_dir_lock(snap_store *s, const char *dataset, int how,
-                                          int *out, struct snap_error *err);
-/* First version number of a dataset created under @p dataset's name (1, or the
- * tombstone left when an earlier dataset of that name was removed). */
-/* The tombstone of @p dataset under the segments directory @p segfd (1 if none). */
-SNAP__INTERNAL uint64_t snap__tombstone_get(int segfd, const char *dataset);
-/* A first publish that failed or was aborted: remove the dataset record if it
- * has no version and no other publish of it is in progress. @p dsfd holds our
- * LOCK_SH on the dataset directory. Best effort. */
-SNAP__INTERNAL void snap__first_publish_undo(snap_store *s, int dsfd,
-                                             const char *dataset);
-/* The strict rule for the name of a dataset being created. */
-SNAP__INTERNAL int snap__dataset_name_new_check(const char *name, struct snap_error *err);
-SNAP__INTERNAL int snap__sweep_orphans(snap_store *s, struct snap_error *err);
-/* Count flock holders of the file with @p dev/@p ino (from /proc/locks). */
-SNAP__INTERNAL int snap__lock_holders(dev_t dev, ino_t ino, pid_t *pids, size_t cap,
-                                      size_t *count);
-
-SNAP__INTERNAL void snap__store_ref(snap_store *s);
-
-/* Crash points for the fault-injection tests: the Nth point reached after
- * snap__crash_arm(N) kills the process with SIGKILL. Costs one load when
+/* crash.c: crash points for the fault-injection tests. The Nth point reached
+ * after snap__crash_arm(N) kills the process with SIGKILL. Costs one load when
  * unarmed. */
 SNAP__INTERNAL extern int snap__crash_countdown;
 SNAP__INTERNAL void snap__crash_arm(int n);
@@ -361,20 +338,104 @@ static inline void snap__crash_point(void) {
   if (__builtin_expect(snap__crash_countdown != 0, 0)) snap__crash_point_slow();
 }
 
-/* pin.c */
+/* layout.c: the store directory's names (the only file that spells them). */
+#define SNAP__CONTROL_FILE "control.mdb"
+#define SNAP__DAMAGED_SUFFIX ".damaged" /* a segment set aside by a rebuild */
+/* "segments/<dataset>/<version>.seg" relative to the store directory. */
+SNAP__INTERNAL void snap__seg_relpath(char *buf, size_t len, const char *dataset,
+                                      uint64_t version);
+/* "<version>.seg", relative to the dataset's directory. */
+SNAP__INTERNAL void snap__seg_name(char *buf, size_t len, uint64_t version);
+/* "<store_path>/control.mdb". */
+SNAP__INTERNAL void snap__control_path(char *buf, size_t len, const char *store_path);
+/* @p name is "<version>.seg" (no leading zero, version >= 1): store it. */
+SNAP__INTERNAL bool snap__seg_name_parse(const char *name, uint64_t *version);
+/* segments/ holds at least one <version>.seg file. */
+SNAP__INTERNAL bool snap__segments_present(int segfd);
+/* Calls @p cb with each directory under segments/ (names starting with '.'
+ * and entries that are not directories skipped) and a descriptor of it, which
+ * is closed when cb returns. cb returning non-zero stops with it. */
+SNAP__INTERNAL int snap__dataset_dirs_each(snap_store *s,
+                                           int (*cb)(const char *dataset, int dsfd,
+                                                     void *arg),
+                                           void *arg, struct snap_error *err);
+/* Open (creating it) segments/<dataset>/ and flock it with @p how: LOCK_SH for
+ * a publish in progress, LOCK_EX(|LOCK_NB) to remove the dataset's record.
+ * SNAP_EBUSY when LOCK_NB fails. *out is the caller's to close. */
+SNAP__INTERNAL int snap__dataset_dir_lock(snap_store *s, const char *dataset, int how,
+                                          int *out, struct snap_error *err);
+/* The tombstone of @p dataset under the segments directory @p segfd: the first
+ * version number of a dataset created under that name (1 if none). */
+SNAP__INTERNAL uint64_t snap__tombstone_get(int segfd, const char *dataset);
+/* Raise the tombstone of the dataset whose directory is @p dsfd to @p next. */
+SNAP__INTERNAL int snap__tombstone_put(snap_store *s, int dsfd, const char *dataset,
+                                       uint64_t next, struct snap_error *err);
+
+/* map.c: map @p size bytes of @p fd at a 2 MiB-aligned address (PMD-mappable). */
+SNAP__INTERNAL int snap__map_aligned(int fd, uint64_t size, bool writable, void **out);
+SNAP__INTERNAL void snap__unmap(void *addr, uint64_t size);
+
+/* locks.c: count flock holders of the file with @p dev/@p ino (from /proc/locks). */
+SNAP__INTERNAL int snap__lock_holders(dev_t dev, ino_t ino, pid_t *pids, size_t cap,
+                                      size_t *count);
+
+/* registry.c: the process's open handles and the fork handlers. */
 SNAP__INTERNAL void snap__library_init(void);
 SNAP__INTERNAL void snap__store_register(snap_store *s);
-/* Unregister and drop this handle's cached mappings (waits for a grace period). */
-SNAP__INTERNAL void snap__store_closing(snap_store *s);
-SNAP__INTERNAL void snap__slots_free(snap_store *s);
+SNAP__INTERNAL void snap__store_unregister(snap_store *s);
+
+/* store.c: handles, the control file and flips. */
+/* Control handle valid in this process (reopened after fork). Call with lock held. */
+SNAP__INTERNAL int snap__store_control(snap_store *s, struct snap__control **out,
+                                       struct snap_error *err);
+/* The same, reopening the environment when the control file was replaced
+ * (readers' slow paths). Call with lock held. */
+SNAP__INTERNAL int snap__store_control_fresh(snap_store *s, struct snap__control **out,
+                                             struct snap_error *err);
+/* Begin a transaction on the store's control file (handles fork, locks briefly). */
+SNAP__INTERNAL int snap__store_txn(snap_store *s, bool write, struct snap__txn **out,
+                                   struct snap_error *err);
+/* Refuse read-only handles; take the writer's shared flock on flips once. */
+SNAP__INTERNAL int snap__store_writer_lock(snap_store *s, struct snap_error *err);
+SNAP__INTERNAL void snap__store_ref(snap_store *s);
+SNAP__INTERNAL void snap__store_unref(snap_store *s);
+SNAP__INTERNAL void snap__flips_bump(snap_store *s);
+SNAP__INTERNAL uint64_t snap__now_ns(void);
+
+/* orphans.c: the gate of every write operation: snap__store_writer_lock(),
+ * then the orphan sweep, once per handle. */
+SNAP__INTERNAL int snap__store_writable(snap_store *s, struct snap_error *err);
+
+/* pin.c: reader pins. */
 /* After this process changed @p dataset's current version: drop its cached
  * mapping of the old one, so that reclamation need not wait for a pin. */
 SNAP__INTERNAL void snap__pin_trim(snap_store *s, const char *dataset);
 /* Drop this process's cached mapping of @p dataset even if it is current (a
  * drop must not be refused because of our own cache). Pins taken stay. */
 SNAP__INTERNAL void snap__pin_forget(snap_store *s, const char *dataset);
-/* Map @p size bytes of @p fd at a 2 MiB-aligned address (PMD-mappable). */
-SNAP__INTERNAL int snap__map_aligned(int fd, uint64_t size, bool writable, void **out);
-SNAP__INTERNAL void snap__unmap(void *addr, uint64_t size);
+
+/* gc.c: try to reclaim draining versions of one dataset (or all when NULL). */
+SNAP__INTERNAL int snap__gc(snap_store *s, const char *dataset, unsigned flags,
+                            snap_gc_cb cb, void *arg, struct snap_gc_stats *stats,
+                            struct snap_error *err);
+
+/* policy.c: retention and limits. */
+/* Retention: retire versions beyond keep inside write txn @p t. */
+SNAP__INTERNAL int snap__retain(struct snap__txn *t, const struct snap__dsrec *ds,
+                                struct snap_error *err);
+/* A dataset about to be created in write txn @p t: its name follows the rule
+ * for new names, and the store's dataset limit leaves room (-EDQUOT). */
+SNAP__INTERNAL int snap__dataset_admit(snap_store *s, struct snap__txn *t,
+                                       const char *dataset, struct snap_error *err);
+/* What follows a committed change of @p dataset's current version (and the
+ * flips bump): drop this process's cache of the old version, then reclaim
+ * what retention released. Best effort. */
+SNAP__INTERNAL void snap__after_commit(snap_store *s, const char *dataset);
+
+/* drop.c: a first publish that failed or was aborted: remove the dataset
+ * record if it has no version and no other publish of it is in progress.
+ * @p dsfd holds our LOCK_SH on the dataset directory. Best effort. */
+SNAP__INTERNAL void snap__first_publish_undo(snap_store *s, int dsfd,
+                                             const char *dataset);
 
 #endif /* LIBSNAP_INTERNAL_H */

@@ -22,8 +22,9 @@
  * Lock order: store->lock, then urcu's internal locks, then the control-file
  * registry lock (control.c), then store->maps_lock.
  * Code under store->lock may call call_rcu() but never synchronize_rcu();
- * call_rcu callbacks take only maps_lock. The atfork handlers take all of them
- * in that order, so a fork from any thread leaves the child consistent.
+ * call_rcu callbacks take only maps_lock. The atfork handlers (registry.c)
+ * take all of them in that order, so a fork from any thread leaves the child
+ * consistent.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,7 +40,6 @@
 
 #include "internal.h"
 
-#define HUGE_ALIGN ((uint64_t)2 << 20)
 #define PIN_RETRIES 64
 
 /* A process's mapping of one version is the snapshot callers hold. */
@@ -68,88 +68,7 @@ struct snap_snapshot {
   struct snap_snapshot *next, *prev; /* store->maps, under maps_lock */
 };
 
-/* ------------------------------------------------------------ fork safety */
-
-static pthread_mutex_t g_stores_lock = PTHREAD_MUTEX_INITIALIZER;
-static snap_store *g_stores;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-
-static void fork_prepare(void) {
-  pthread_mutex_lock(&g_stores_lock);
-  for (snap_store *s = g_stores; s; s = s->next_store) pthread_mutex_lock(&s->lock);
-  urcu_bp_call_rcu_before_fork();
-  urcu_bp_before_fork();
-  snap__control_atfork_lock();
-  for (snap_store *s = g_stores; s; s = s->next_store) pthread_mutex_lock(&s->maps_lock);
-}
-
-static void fork_parent(void) {
-  for (snap_store *s = g_stores; s; s = s->next_store)
-    pthread_mutex_unlock(&s->maps_lock);
-  snap__control_atfork_unlock();
-  urcu_bp_after_fork_parent();
-  urcu_bp_call_rcu_after_fork_parent();
-  for (snap_store *s = g_stores; s; s = s->next_store) pthread_mutex_unlock(&s->lock);
-  pthread_mutex_unlock(&g_stores_lock);
-}
-
-static void fork_child(void) {
-  for (snap_store *s = g_stores; s; s = s->next_store)
-    pthread_mutex_unlock(&s->maps_lock);
-  snap__control_atfork_unlock();
-  urcu_bp_after_fork_child();
-  urcu_bp_call_rcu_after_fork_child();
-  for (snap_store *s = g_stores; s; s = s->next_store) pthread_mutex_unlock(&s->lock);
-  pthread_mutex_unlock(&g_stores_lock);
-}
-
-static void library_init_once(void) {
-  /* The call_rcu worker thread is created by urcu on the first call_rcu(),
-   * under a store lock; that respects the lock order above (store lock, then
-   * urcu's), so it need not be started here, where attach time is spent. */
-  pthread_atfork(fork_prepare, fork_parent, fork_child);
-}
-
-void snap__library_init(void) { pthread_once(&g_once, library_init_once); }
-
-void snap__store_register(snap_store *s) {
-  pthread_mutex_lock(&g_stores_lock);
-  s->next_store = g_stores;
-  s->prev_store = NULL;
-  if (g_stores) g_stores->prev_store = s;
-  g_stores = s;
-  pthread_mutex_unlock(&g_stores_lock);
-}
-
 /* -------------------------------------------------------------- mappings */
-
-int snap__map_aligned(int fd, uint64_t size, bool writable, void **out) {
-  /* Reserve size + 2 MiB of address space, then map the file at the first
-   * 2 MiB boundary inside it, so that huge-page tmpfs files get PMD mappings. */
-  size_t span = size + HUGE_ALIGN;
-  char *res =
-      mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (res == MAP_FAILED) return -errno;
-  char *aligned = (char *)(((uintptr_t)res + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1));
-  void *p = mmap(aligned, size, PROT_READ | (writable ? PROT_WRITE : 0),
-                 MAP_SHARED | MAP_FIXED, fd, 0);
-  if (p == MAP_FAILED) {
-    int e = errno;
-    munmap(res, span);
-    return -e;
-  }
-  if (aligned > res) munmap(res, aligned - res);
-  /* the file mapping covers whole pages: the reservation's tail starts after */
-  size_t page = (size_t)sysconf(_SC_PAGESIZE);
-  char *end = aligned + ((size + page - 1) & ~(page - 1));
-  if (res + span > end) munmap(end, (size_t)(res + span - end));
-  *out = aligned;
-  return 0;
-}
-
-void snap__unmap(void *addr, uint64_t size) {
-  if (addr) munmap(addr, size);
-}
 
 static void map_destroy(struct snap__map *m) {
   snap_store *s = m->store;
@@ -282,6 +201,9 @@ static struct snap__slot *slot_find(snap_store *s, const char *name) {
   return NULL;
 }
 
+static void pins_close(snap_store *s);
+static void pins_free(snap_store *s);
+
 /* Call with s->lock held. */
 static struct snap__slot *slot_get(snap_store *s, const char *name) {
   struct snap__slot *sl = slot_find(s, name);
@@ -292,12 +214,16 @@ static struct snap__slot *slot_get(snap_store *s, const char *name) {
     return NULL;
   }
   atomic_init(&sl->checked, UINT64_MAX);
+  /* store.c calls these back at close and free (it does not call pin.c) */
+  s->pins_close = pins_close;
+  s->pins_free = pins_free;
   sl->next = atomic_load(&s->slots);
   atomic_store_explicit(&s->slots, sl, memory_order_release);
   return sl;
 }
 
-void snap__slots_free(snap_store *s) {
+/* store.c's pins_free hook: the slots go with the store. */
+static void pins_free(snap_store *s) {
   struct snap__slot *sl = atomic_load(&s->slots);
   while (sl) {
     struct snap__slot *next = sl->next;
@@ -510,15 +436,8 @@ void snap_store_trim(snap_store *s) {
   urcu_bp_barrier(); /* mappings already queued for release by call_rcu */
 }
 
-void snap__store_closing(snap_store *s) {
-  pthread_mutex_lock(&g_stores_lock);
-  if (s->prev_store)
-    s->prev_store->next_store = s->next_store;
-  else if (g_stores == s)
-    g_stores = s->next_store;
-  if (s->next_store) s->next_store->prev_store = s->prev_store;
-  s->next_store = s->prev_store = NULL;
-  pthread_mutex_unlock(&g_stores_lock);
+/* store.c's pins_close hook, from snap_store_close(). */
+static void pins_close(snap_store *s) {
   /* Take the cached mappings out of the slots, wait out readers that may
    * have dereferenced them, then drop the slots' references directly. */
   struct snap__map *olds[64];

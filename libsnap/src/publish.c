@@ -12,7 +12,7 @@
  *
  * A crash before the final txn leaves nothing: the O_TMPFILE file dies with
  * its process. A crash between linkat and commit leaves a named file no
- * record mentions; the next writable open sweeps it (gc.c), inside a write
+ * record mentions; the next writable open sweeps it (orphans.c), inside a write
  * txn, so no publisher can be between those two steps then.
  */
 #define _GNU_SOURCE
@@ -65,19 +65,7 @@ static int reserve_version(snap_store *s, const char *dataset, uint64_t *version
   rc = snap__ds_get(t, dataset, &ds, err);
   if (rc == SNAP_ENOTFOUND) {
     struct snap__meta m;
-    uint32_t max;
-    uint64_t n;
-    if ((rc = snap__dataset_name_new_check(dataset, err)) ||
-        (rc = snap__max_datasets_get(t, &max, err)) ||
-        (max && (rc = snap__ds_count(t, &n, err))))
-      goto fail;
-    if (max && n >= max) {
-      rc = snap__err(err, -EDQUOT,
-                     "%s: dataset \"%s\" would be dataset %llu of at most %u "
-                     "(snapctl init --max-datasets raises the limit)",
-                     s->path, dataset, (unsigned long long)n + 1, max);
-      goto fail;
-    }
+    if ((rc = snap__dataset_admit(s, t, dataset, err))) goto fail; /* policy.c */
     if ((rc = snap__meta_get(t, &m, err))) goto fail;
     memset(&ds, 0, sizeof ds);
     ds.id = m.next_dataset_id++;
@@ -139,12 +127,11 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   p->total = total;
   strcpy(p->dataset, dataset);
   snprintf(p->where, sizeof p->where, "%s", s->path);
-  /* The directory's shared lock before the number: see gc.c "dataset directory". */
+  /* The directory's shared lock before the number: see layout.c "dataset directory". */
   if ((rc = snap__dataset_dir_lock(s, dataset, LOCK_SH, &p->dsfd, err))) goto fail;
   if ((rc = reserve_version(s, dataset, &p->version, err))) goto fail;
   snap__crash_point();
-  snprintf(p->what, sizeof p->what, "segments/%s/%llu.seg", dataset,
-           (unsigned long long)p->version);
+  snap__seg_relpath(p->what, sizeof p->what, dataset, p->version);
   if ((rc = segment_create(p, schema, s->store_id, err))) goto fail;
   snap__crash_point();
   snap__store_ref(s);
@@ -210,7 +197,7 @@ static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_erro
   struct snap__dsrec ds;
   struct snap__verrec old;
   char name[32], proc[64];
-  snprintf(name, sizeof name, "%llu.seg", (unsigned long long)p->version);
+  snap__seg_name(name, sizeof name, p->version);
   if ((rc = snap__ds_get(t, p->dataset, &ds, err))) goto fail;
   if (ds.current && !snap__ver_get(t, ds.id, ds.current, &old, NULL)) {
     old.state = SNAP_STATE_RETAINED;
@@ -312,8 +299,8 @@ int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *e
   p->committed = true;
   snap__crash_point();
   if (version) *version = p->version;
-  snap__pin_trim(s, p->dataset);
-  snap__gc(s, p->dataset, 0, NULL, NULL, NULL, NULL); /* best effort */
+  /* The mechanism ends with the flip; what follows is policy's call. */
+  snap__after_commit(s, p->dataset);
 out:
   publish_free(p);
   return rc;
@@ -422,8 +409,7 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
       (rc = snap__dataset_dir_lock(s, dataset, LOCK_SH, &p.dsfd, err)) ||
       (rc = reserve_version(s, dataset, &p.version, err)))
     goto out;
-  snprintf(p.what, sizeof p.what, "segments/%s/%llu.seg", dataset,
-           (unsigned long long)p.version);
+  snap__seg_relpath(p.what, sizeof p.what, dataset, p.version);
   /* Stamp the version and the store id, reseal the header. */
   uint64_t msize, hh;
   memcpy(&msize, p.base + SNAP__H_MANIFEST_SIZE, 8);
@@ -507,8 +493,8 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
   if ((rc = flip(&p, &vr, err))) goto out;
   p.committed = true;
   if (version) *version = p.version;
-  snap__pin_trim(s, dataset);
-  snap__gc(s, dataset, 0, NULL, NULL, NULL, NULL);
+  /* The mechanism ends with the flip; what follows is policy's call. */
+  snap__after_commit(s, dataset);
 out:
   snap__segment_free(&seg);
   snap__unmap(p.base, p.total);

@@ -139,13 +139,8 @@ static int scan(const char *path, int segfd, unsigned flags, snap_rebuild_cb cb,
     (*maxv)[di] = 0;
     struct dirent *f;
     while (!rc && (f = readdir(d))) {
-      size_t n = strlen(f->d_name);
-      if (n <= 4 || strcmp(f->d_name + n - 4, ".seg") || f->d_name[0] < '1' ||
-          f->d_name[0] > '9' || n - 4 > 19)
-        continue;
-      char *end;
-      uint64_t v = strtoull(f->d_name, &end, 10);
-      if (end != f->d_name + n - 4) continue;
+      uint64_t v;
+      if (!snap__seg_name_parse(f->d_name, &v)) continue;
       if (v > (*maxv)[di]) (*maxv)[di] = v;
       char what[600];
       snprintf(what, sizeof what, "%s/segments/%s/%s", path, e->d_name, f->d_name);
@@ -160,7 +155,7 @@ static int scan(const char *path, int segfd, unsigned flags, snap_rebuild_cb cb,
       if (s) {
         /* set aside under a name the orphan sweep never matches */
         char aside[300];
-        snprintf(aside, sizeof aside, "%s.damaged", f->d_name);
+        snprintf(aside, sizeof aside, "%s" SNAP__DAMAGED_SUFFIX, f->d_name);
         renameat(dirfd(d), f->d_name, dirfd(d), aside);
         report(cb, arg, e->d_name, v, s, 0, serr.message);
         continue;
@@ -322,7 +317,7 @@ int snap_store_rebuild(const char *path, unsigned flags, snap_rebuild_cb cb, voi
     goto out;
   if ((rc = scan(path, segfd, flags, cb, arg, &sc, &maxv, &names, &nnames, err)))
     goto out;
-  snprintf(ctl, sizeof ctl, "%s/control.mdb", path);
+  snap__control_path(ctl, sizeof ctl, path);
   snprintf(tmp, sizeof tmp, "%s/control.mdb.rebuild", path);
   unlinkat(dirfd, "control.mdb.rebuild", 0);
   unlinkat(dirfd, "control.mdb.rebuild-lock", 0);

@@ -10,7 +10,6 @@
  * that can only be late, never wrong (it is bumped after the commit).
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,10 +32,6 @@ uint64_t snap__now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-void snap__seg_relpath(char *buf, size_t len, const char *dataset, uint64_t version) {
-  snprintf(buf, len, "segments/%s/%llu.seg", dataset, (unsigned long long)version);
 }
 
 /* mkdir -p for the store directory itself. */
@@ -69,34 +64,6 @@ static void read_boot_id(char out[40]) {
   if (!f) return;
   if (fgets(out, 40, f)) out[strcspn(out, "\n")] = 0;
   fclose(f);
-}
-
-bool snap__segments_present(int segfd) {
-  int fd = openat(segfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  DIR *top = fd >= 0 ? fdopendir(fd) : NULL;
-  if (!top) {
-    if (fd >= 0) close(fd);
-    return true; /* unreadable: assume there is something to protect */
-  }
-  bool found = false;
-  struct dirent *e;
-  while (!found && (e = readdir(top))) {
-    if (e->d_name[0] == '.') continue;
-    int dfd = openat(dirfd(top), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-      if (dfd >= 0) close(dfd);
-      continue;
-    }
-    struct dirent *f;
-    while (!found && (f = readdir(d))) {
-      size_t n = strlen(f->d_name);
-      found = n > 4 && !strcmp(f->d_name + n - 4, ".seg");
-    }
-    closedir(d);
-  }
-  closedir(top);
-  return found;
 }
 
 /* A store whose segments outlived its control file: creating a new control
@@ -182,7 +149,7 @@ static int flips_open(snap_store *s, bool create, bool rdonly, struct snap_error
 }
 
 static void store_free(snap_store *s) {
-  snap__slots_free(s);
+  if (s->pins_free) s->pins_free(s);
   snap__control_close(s->control);
   if (s->writer_fd >= 0) close(s->writer_fd);
   if (s->flips) munmap((char *)s->flips - FLIPS_COUNTER, FLIPS_SIZE);
@@ -254,7 +221,7 @@ int snap_store_open(const char *path, unsigned flags, snap_store **out,
                          : snap__errno(err, -errno, "%s/segments", path);
     goto fail;
   }
-  snprintf(buf, sizeof buf, "%s/control.mdb", path);
+  snap__control_path(buf, sizeof buf, path);
   {
     /* LMDB would take a missing or empty file for a new store: only when
      * there are no segments is that true. */
@@ -278,7 +245,8 @@ fail:
 
 void snap_store_close(snap_store *s) {
   if (!s) return;
-  snap__store_closing(s);
+  snap__store_unregister(s);
+  if (s->pins_close) s->pins_close(s); /* pin.c: drop the cached mappings */
   snap__store_unref(s);
 }
 
@@ -292,7 +260,7 @@ int snap__store_control(snap_store *s, struct snap__control **out,
    * a child opens its own on first use. */
   if (s->control_pid != getpid()) {
     char buf[4096];
-    snprintf(buf, sizeof buf, "%s/control.mdb", s->path);
+    snap__control_path(buf, sizeof buf, s->path);
     struct snap__control *c;
     int rc = snap__control_open(buf, false, &c, err);
     if (rc) return rc;
@@ -314,7 +282,7 @@ int snap__store_control_fresh(snap_store *s, struct snap__control **out,
    * this process opened it: follow the new one. The old environment is
    * retired, not closed: other threads may be inside a transaction on it. */
   char buf[4096];
-  snprintf(buf, sizeof buf, "%s/control.mdb", s->path);
+  snap__control_path(buf, sizeof buf, s->path);
   struct snap__control *c;
   /* out of the registry first: a file truncated in place keeps its inode, and
    * the lookup must not hand the same environment back */
@@ -345,11 +313,10 @@ int snap__store_txn(snap_store *s, bool write, struct snap__txn **out,
   return snap__txn_begin(c, write, out, err);
 }
 
-int snap__store_writable(snap_store *s, struct snap_error *err) {
+int snap__store_writer_lock(snap_store *s, struct snap_error *err) {
   if (s->flags & SNAP_RDONLY)
     return snap__err(err, SNAP_ERDONLY, "%s: store handle is read-only", s->path);
   pthread_mutex_lock(&s->lock);
-  bool swept = s->swept;
   int rc = 0;
   if (s->writer_fd < 0) {
     /* A shared flock on the flips file for the handle's life says "a writer
@@ -370,14 +337,7 @@ int snap__store_writable(snap_store *s, struct snap_error *err) {
     }
   }
   pthread_mutex_unlock(&s->lock);
-  if (rc) return rc;
-  if (swept) return 0;
-  rc = snap__sweep_orphans(s, err);
-  if (rc) return rc;
-  pthread_mutex_lock(&s->lock);
-  s->swept = true;
-  pthread_mutex_unlock(&s->lock);
-  return 0;
+  return rc;
 }
 
 void snap__flips_bump(snap_store *s) {
@@ -385,6 +345,8 @@ void snap__flips_bump(snap_store *s) {
 }
 
 /* ------------------------------------------------------------- queries */
+
+void snap_free(void *ptr) { free(ptr); }
 
 int snap_current_version(snap_store *s, const char *dataset, uint64_t *version,
                          struct snap_error *err) {

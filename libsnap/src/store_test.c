@@ -339,6 +339,92 @@ static void test_orphan_sweep(void) {
   close_store();
 }
 
+static const struct snap_orphan *orphan_find(const struct snap_orphan *o, size_t n,
+                                             const char *dataset, const char *file) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/segments/%s/%s", g_dir, dataset, file);
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(o[i].path, path) && !strcmp(o[i].dataset, dataset)) return &o[i];
+  return NULL;
+}
+
+static void test_orphan_list(void) {
+  open_store();
+  uint64_t v;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_store, "d", 10, 1, 1, &v), 0);
+  char src[4096], dst[4096];
+  struct stat st;
+  snprintf(src, sizeof src, "%s/segments/d/1.seg", g_dir);
+  CU_ASSERT_EQUAL_FATAL(stat(src, &st), 0);
+  /* a segment no record names, one in a directory no record names, a stray
+   * file, a leftover tombstone temp file (the store's own: never listed),
+   * and a stray file beside the dataset directories (not a dataset) */
+  snprintf(dst, sizeof dst, "%s/segments/d/7.seg", g_dir);
+  CU_ASSERT_EQUAL(link(src, dst), 0);
+  snprintf(dst, sizeof dst, "%s/segments/ghost", g_dir);
+  mkdir(dst, 0755);
+  snprintf(dst, sizeof dst, "%s/segments/ghost/3.seg", g_dir);
+  CU_ASSERT_EQUAL(link(src, dst), 0);
+  snprintf(dst, sizeof dst, "%s/segments/d/2.seg.damaged", g_dir);
+  close(open(dst, O_CREAT | O_WRONLY, 0644));
+  snprintf(dst, sizeof dst, "%s/segments/d/.next_version.tmp", g_dir);
+  close(open(dst, O_CREAT | O_WRONLY, 0644));
+  snprintf(dst, sizeof dst, "%s/segments/README", g_dir);
+  close(open(dst, O_CREAT | O_WRONLY, 0644));
+  int files = seg_files();
+
+  snap_store *ro;
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, SNAP_RDONLY, &ro, NULL), 0);
+  struct snap_orphan *o;
+  size_t n;
+  CU_ASSERT_EQUAL_FATAL(snap_orphan_list(ro, &o, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 3);
+  const struct snap_orphan *a = orphan_find(o, n, "d", "7.seg");
+  const struct snap_orphan *b = orphan_find(o, n, "ghost", "3.seg");
+  const struct snap_orphan *c = orphan_find(o, n, "d", "2.seg.damaged");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+  CU_ASSERT_EQUAL(a->kind, SNAP_ORPHAN_SEGMENT);
+  CU_ASSERT_EQUAL(a->version, 7);
+  CU_ASSERT_EQUAL(a->bytes, (uint64_t)st.st_size);
+  CU_ASSERT_EQUAL(b->kind, SNAP_ORPHAN_SEGMENT);
+  CU_ASSERT_EQUAL(b->version, 3);
+  CU_ASSERT_EQUAL(c->kind, SNAP_ORPHAN_OTHER);
+  CU_ASSERT_EQUAL(c->version, 0);
+  CU_ASSERT_EQUAL(c->bytes, 0);
+  snap_orphan_list_free(o, n);
+  CU_ASSERT_EQUAL(seg_files(), files); /* listing changes nothing */
+
+  /* the first write operation of a handle sweeps the segments, and only them */
+  snap_store *w;
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(g_dir, 0, &w, NULL), 0);
+  CU_ASSERT_EQUAL(snap_gc(w, NULL, 0, NULL, NULL, NULL, NULL), 0);
+  snap_store_close(w);
+  CU_ASSERT_EQUAL_FATAL(snap_orphan_list(ro, &o, &n, NULL), 0);
+  CU_ASSERT_EQUAL(n, 1);
+  CU_ASSERT_PTR_NOT_NULL(orphan_find(o, n, "d", "2.seg.damaged"));
+  snap_orphan_list_free(o, n);
+  CU_ASSERT(seg_exists("d", 1));
+
+  /* none left: NULL and 0 */
+  snprintf(dst, sizeof dst, "%s/segments/d/2.seg.damaged", g_dir);
+  CU_ASSERT_EQUAL(unlink(dst), 0);
+  o = (void *)1;
+  CU_ASSERT_EQUAL_FATAL(snap_orphan_list(ro, &o, &n, NULL), 0);
+  CU_ASSERT_PTR_NULL(o);
+  CU_ASSERT_EQUAL(n, 0);
+  snap_orphan_list_free(NULL, 0);
+
+  /* snap_free frees the other lists */
+  struct snap_version_info *vi;
+  CU_ASSERT_EQUAL(snap_version_list(ro, "d", &vi, &n, NULL), 0);
+  snap_free(vi);
+  snap_free(NULL);
+  snap_store_close(ro);
+  close_store();
+}
+
 static void test_pins_outlive_close(void) {
   open_store();
   uint64_t v;
@@ -803,6 +889,7 @@ int main(void) {
       {"rollback", test_rollback},
       {"abort leaves nothing; numbers never reused", test_abort_and_numbers},
       {"orphan sweep at first write", test_orphan_sweep},
+      {"orphan list: dry, every kind, freed", test_orphan_list},
       {"dataset limit", test_max_datasets},
       {"pins outlive store close", test_pins_outlive_close},
       {"threads see whole versions", test_threads_see_whole_versions},

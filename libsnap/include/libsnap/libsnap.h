@@ -84,6 +84,14 @@ SNAP_API const char *snap_strerror(int status);
 /** Symbolic name ("SNAP_ECORRUPT", "ENOSPC"); "UNKNOWN" if not known. */
 SNAP_API const char *snap_error_name(int status);
 
+/**
+ * Free any array or string libsnap returned to the caller (snap_dataset_list(),
+ * snap_version_list(), ...); NULL is a no-op. It is free(), in the library's
+ * own C runtime: use it where the caller's allocator may not be libsnap's
+ * (another language, a static CRT). Thread-safe.
+ */
+SNAP_API void snap_free(void *ptr);
+
 /* ------------------------------------------------------------------- types */
 
 /** Logical column types. Values are stored in the segment format; never renumber. */
@@ -601,6 +609,57 @@ SNAP_API int snap_gc(snap_store *store, const char *dataset, unsigned flags,
  */
 SNAP_API int snap_reclaim_wait(snap_store *store, const char *dataset, uint64_t version,
                                struct snap_error *err);
+
+/* ----------------------------------------------------------------- orphans */
+
+/** What a struct snap_orphan is. */
+enum snap_orphan_kind {
+  SNAP_ORPHAN_SEGMENT = 1, /* <version>.seg that no version record names */
+  SNAP_ORPHAN_OTHER = 2,   /* any other file in a dataset directory, e.g. a
+                            * <version>.seg.damaged set aside by snap_store_rebuild() */
+};
+
+/** A file under segments/<dataset>/ that no version record names. */
+struct snap_orphan {
+  char *dataset;    /* the name of its directory under segments/ */
+  uint64_t version; /* from the file name; 0 for SNAP_ORPHAN_OTHER */
+  char *path;       /* "<store path>/segments/<dataset>/<file name>" */
+  uint64_t bytes;   /* its size; 0 if it could not be read (e.g. gone meanwhile) */
+  enum snap_orphan_kind kind;
+};
+
+/**
+ * List the orphan files of the store: every file in a directory under
+ * segments/ that no version record names (names starting with '.', such as
+ * the dataset's .next_version, are the store's own and never listed). Changes
+ * nothing; works through a read-only handle.
+ *
+ * A SNAP_ORPHAN_SEGMENT is left by a publisher killed between linking its
+ * segment in and committing (or a drop killed after its commit): the first
+ * write operation of a writable handle (snap_publish_begin(), snap_gc(),
+ * snap_rollback(), ...) removes all of them. libsnap never removes a
+ * SNAP_ORPHAN_OTHER. A publish committing while the list is made may show its
+ * new segment as an orphan: list from a quiet store, or check again.
+ *
+ * On success *out is an array of *count entries (NULL and 0 when there are
+ * none), owned by the caller: free it with snap_orphan_list_free(). On error
+ * *out is NULL and *count 0. Thread-safe: any thread, any handle.
+ * @param store  an open store handle
+ * @param out    receives the array
+ * @param count  receives its length
+ * @param err    error detail (may be NULL)
+ * @return 0, SNAP_ECONTROL (or another control-file error) when the records
+ *         cannot be read, or -errno (a directory under segments/ unreadable,
+ *         -ENOMEM).
+ */
+SNAP_API int snap_orphan_list(snap_store *store, struct snap_orphan **out, size_t *count,
+                              struct snap_error *err);
+
+/**
+ * Free what snap_orphan_list() returned: @p count entries' strings, then the
+ * array. NULL is a no-op. (Not snap_free(): the entries own strings.)
+ */
+SNAP_API void snap_orphan_list_free(struct snap_orphan *list, size_t count);
 
 /* ------------------------------------------------------ control-file repair */
 
