@@ -343,9 +343,10 @@ SNAP_API int snap_store_open(const char *path, unsigned flags, snap_store **out,
                              struct snap_error *err);
 
 /**
- * Release the caller's handle: drop this process's cached mappings (waiting
- * for an RCU grace period) and the handle's locks. Pins still held keep what
- * they need alive; publishes still open keep the store too.
+ * Release the caller's handle and drop this process's cached mappings made
+ * through it (waits for an RCU grace period). Pins and publishes still open
+ * keep what they need alive: the handle's descriptors and its writer flock go
+ * when the last of them ends.
  * @param store the handle, or NULL (no-op). Must not be in use by another
  *              thread, and must not be used afterwards.
  */
