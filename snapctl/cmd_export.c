@@ -162,21 +162,7 @@ static void put_cell(FILE *f, const struct snap_column *col, uint64_t r) {
                (size_t)(col->offsets[r + 1] - col->offsets[r]));
       break;
     case SNAP_CATEGORY: {
-      int64_t code;
-      switch (col->code_type) {
-        case SNAP_INT8:
-          code = ((const int8_t *)v)[r];
-          break;
-        case SNAP_INT16:
-          code = ((const int16_t *)v)[r];
-          break;
-        case SNAP_INT32:
-          code = ((const int32_t *)v)[r];
-          break;
-        default:
-          code = ((const int64_t *)v)[r];
-          break;
-      }
+      int64_t code = snap_column_code(col, r);
       if (code >= 0 && (uint64_t)code < col->dict_size)
         put_text(f, col->data + col->offsets[code],
                  (size_t)(col->offsets[code + 1] - col->offsets[code]));

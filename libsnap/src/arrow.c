@@ -212,21 +212,7 @@ static int column_array(snap_snapshot *snap, const struct snap_column *c, uint64
       uint8_t *valid = NULL;
       int64_t missing = 0;
       for (uint64_t i = 0; i < nrows; i++) {
-        int64_t code;
-        switch (c->code_type) {
-          case SNAP_INT8:
-            code = ((const int8_t *)c->values)[i];
-            break;
-          case SNAP_INT16:
-            code = ((const int16_t *)c->values)[i];
-            break;
-          case SNAP_INT32:
-            code = ((const int32_t *)c->values)[i];
-            break;
-          default:
-            code = ((const int64_t *)c->values)[i];
-            break;
-        }
+        int64_t code = snap_column_code(c, i);
         bool ok = code >= 0 && (!c->validity || (c->validity[i / 8] >> (i % 8) & 1));
         if (!ok && !valid) {
           valid = malloc(nrows / 8 + 1);

@@ -156,12 +156,12 @@ const struct snap_column *snap_publish_column(const snap_publish *p, uint32_t co
 int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out,
                       struct snap_error *err) {
   memset(out, 0, sizeof *out);
+  const struct snap_column *c = snap_publish_column(p, col); /* the one accessor */
   if (!p || !p->base)
     return snap__err(err, SNAP_EINVAL, "snap_publish_fill: no publish in progress");
-  if (col >= p->seg.ncols)
+  if (!c)
     return snap__err(err, SNAP_EINVAL, "%s: column %u out of range (%u columns)", p->what,
                      col, p->seg.ncols);
-  const struct snap_column *c = &p->seg.cols[col];
   out->values = (void *)c->values;
   out->validity = (uint8_t *)c->validity;
   out->offsets = (int64_t *)c->offsets;

@@ -652,6 +652,7 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     blk->ncols = ncols;
     blk->columns = seg->block_cols + assigned;
     blk->data = len ? base + off : NULL;
+    blk->data_bytes = len;
     boff[b] = off;
     assigned += ncols;
   }
@@ -736,6 +737,7 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
             what, i, c->name, (unsigned long long)snap__get64(refs + 8),
             (unsigned long long)(boff[block] + row * pos), block);
       c->values = PTR(SNAP__BUF_VALUES);
+      c->values_bytes = row;
       REF(SNAP__BUF_OFFSETS, 0, 1, "offsets");
       REF(SNAP__BUF_DATA, 0, 1, "data");
       if (dict || dbytes)
@@ -757,6 +759,7 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
           CORRUPT("%s: column %u \"%.64s\": codes overflow", what, i, c->name);
         REF(SNAP__BUF_VALUES, vlen, SNAP__ALIGN, "codes");
         c->values = PTR(SNAP__BUF_VALUES);
+        c->values_bytes = vlen;
         c->code_type = code;
         c->dict_size = dict;
       } else {
@@ -767,6 +770,7 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
       REF(SNAP__BUF_OFFSETS, olen, SNAP__ALIGN, "offsets");
       REF(SNAP__BUF_DATA, dbytes, SNAP__ALIGN, "data");
       c->offsets = (const int64_t *)PTR(SNAP__BUF_OFFSETS);
+      c->offsets_bytes = olen;
       c->data = (const char *)PTR(SNAP__BUF_DATA);
       c->data_bytes = dbytes;
       if (!(flags & SNAP__SEG_NO_DATA) &&
@@ -777,8 +781,8 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     if (type != SNAP_CATEGORY && code)
       CORRUPT("%s: column %u \"%.64s\": code_type = %u on %s", what, i, c->name, code,
               snap_type_name(type));
-    REF(SNAP__BUF_VALIDITY, (cflags & SNAP_NULLABLE) ? bitmap : 0, SNAP__ALIGN,
-        "validity");
+    c->validity_bytes = (cflags & SNAP_NULLABLE) ? bitmap : 0;
+    REF(SNAP__BUF_VALIDITY, c->validity_bytes, SNAP__ALIGN, "validity");
     c->validity = PTR(SNAP__BUF_VALIDITY);
 #undef REF
 #undef PTR
@@ -808,21 +812,7 @@ int snap__segment_check_codes(const struct snap__segment *seg, const char *what,
     if (c->type != SNAP_CATEGORY) continue;
     int64_t lim = (int64_t)(c->dict_size > INT64_MAX ? INT64_MAX : c->dict_size);
     for (uint64_t r = 0; r < seg->nrows; r++) {
-      int64_t v;
-      switch (c->code_type) {
-        case SNAP_INT8:
-          v = ((const int8_t *)c->values)[r];
-          break;
-        case SNAP_INT16:
-          v = ((const int16_t *)c->values)[r];
-          break;
-        case SNAP_INT32:
-          v = ((const int32_t *)c->values)[r];
-          break;
-        default:
-          v = ((const int64_t *)c->values)[r];
-          break;
-      }
+      int64_t v = snap_column_code(c, r);
       if (v < -1 || v >= lim)
         return snap__err(err, SNAP_ECORRUPT,
                          "%s: column %u \"%.64s\" row %llu: category code = %lld, "

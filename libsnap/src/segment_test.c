@@ -258,6 +258,91 @@ static void test_roundtrip_all_types(void) {
   close_store();
 }
 
+/* The byte lengths a column reports, worked out here from the format rules. */
+static void check_lengths(const struct snap_column *c, uint64_t nrows, bool filled) {
+  uint64_t values = c->type == SNAP_CATEGORY ? nrows * snap_type_size(c->code_type)
+                                             : nrows * snap_type_size(c->type);
+  uint64_t offsets = c->type == SNAP_STRING     ? 8 * (nrows + 1)
+                     : c->type == SNAP_CATEGORY ? 8 * (c->dict_size + 1)
+                                                : 0;
+  CU_ASSERT_EQUAL(c->values_bytes, values);
+  CU_ASSERT_EQUAL(c->validity_bytes, (c->flags & SNAP_NULLABLE) ? (nrows + 7) / 8 : 0);
+  CU_ASSERT_EQUAL(c->offsets_bytes, offsets);
+  CU_ASSERT_EQUAL(c->values == NULL, c->values_bytes == 0);
+  CU_ASSERT_EQUAL(c->validity == NULL, c->validity_bytes == 0);
+  CU_ASSERT_EQUAL(c->offsets == NULL, c->offsets_bytes == 0);
+  CU_ASSERT_EQUAL(c->data == NULL, c->data_bytes == 0);
+  if (filled && c->offsets)
+    CU_ASSERT_EQUAL((uint64_t)c->offsets[c->offsets_bytes / 8 - 1], c->data_bytes);
+}
+
+/* snap_column gives the length of every buffer, the same in the publish and in
+ * the pinned snapshot: fixed widths, bool, string, category, nullable. */
+static void test_buffer_lengths(void) {
+  open_store();
+  for (uint64_t nrows = 0; nrows <= 13; nrows += 13) {
+    struct snap_field f[18];
+    mixed_fields(f, nrows);
+    struct snap_schema schema = {nrows, 18, f, NULL, 0};
+    snap_publish *p;
+    CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "lengths", &schema, &p, NULL), 0);
+    for (uint32_t i = 0; i < 18; i++)
+      check_lengths(snap_publish_column(p, i), nrows, false);
+    const struct snap_column *b = snap_publish_column(p, 10),
+                             *st = snap_publish_column(p, 14),
+                             *ct = snap_publish_column(p, 15),
+                             *nl = snap_publish_column(p, 13);
+    CU_ASSERT_EQUAL(b->values_bytes, nrows); /* bool: one byte a value */
+    CU_ASSERT_EQUAL(st->values_bytes, 0);
+    CU_ASSERT_EQUAL(st->offsets_bytes, 8 * (nrows + 1));
+    CU_ASSERT_EQUAL(st->data_bytes, string_bytes(nrows));
+    CU_ASSERT_EQUAL(ct->values_bytes, nrows); /* int8 codes for 4 categories */
+    CU_ASSERT_EQUAL(ct->offsets_bytes, 8 * 5);
+    CU_ASSERT_EQUAL(ct->data_bytes, strlen("redgreenblüe"));
+    CU_ASSERT_EQUAL(nl->values_bytes, 8 * nrows);
+    CU_ASSERT_EQUAL(nl->validity_bytes, (nrows + 7) / 8);
+    fill_mixed(p, nrows);
+    for (uint64_t r = 0; r < nrows; r++)
+      CU_ASSERT_EQUAL(snap_column_code(ct, r), (int64_t)(r % 5) - 1);
+    CU_ASSERT_EQUAL_FATAL(snap_publish_commit(p, NULL, NULL), 0);
+    snap_snapshot *s;
+    CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "lengths", &s, NULL), 0);
+    for (uint32_t i = 0; i < 18; i++)
+      check_lengths(snap_snapshot_column(s, i), nrows, true);
+    CU_ASSERT_EQUAL(snap_snapshot_column(s, 14)->data_bytes, string_bytes(nrows));
+    for (uint32_t k = 0; k < snap_snapshot_nblocks(s); k++) {
+      const struct snap_block *blk = snap_snapshot_block(s, k);
+      CU_ASSERT_EQUAL(blk->data_bytes, blk->ncols * nrows * snap_type_size(blk->type));
+      CU_ASSERT_EQUAL(
+          blk->data_bytes,
+          blk->ncols * snap_snapshot_column(s, blk->columns[0])->values_bytes);
+    }
+    const struct snap_column *c = snap_snapshot_column(s, 15);
+    for (uint64_t r = 0; r < nrows; r++)
+      CU_ASSERT_EQUAL(snap_column_code(c, r), (int64_t)(r % 5) - 1);
+    snap_unpin(s);
+  }
+  close_store();
+}
+
+/* snap_column_code() widens every code width, -1 included. */
+static void test_column_code(void) {
+  const int8_t c8[] = {-1, 0, 127};
+  const int16_t c16[] = {-1, 0, 32767};
+  const int32_t c32[] = {-1, 0, INT32_MAX};
+  const int64_t c64[] = {-1, 0, INT64_MAX};
+  const void *v[] = {c8, c16, c32, c64};
+  const int64_t top[] = {127, 32767, INT32_MAX, INT64_MAX};
+  for (int w = 0; w < 4; w++) {
+    struct snap_column c = {.type = SNAP_CATEGORY,
+                            .code_type = (enum snap_type)(SNAP_INT8 + w),
+                            .values = v[w]};
+    CU_ASSERT_EQUAL(snap_column_code(&c, 0), -1);
+    CU_ASSERT_EQUAL(snap_column_code(&c, 1), 0);
+    CU_ASSERT_EQUAL(snap_column_code(&c, 2), top[w]);
+  }
+}
+
 static void test_zero_columns(void) {
   open_store();
   struct snap_schema schema = {.nrows = 5};
@@ -636,6 +721,8 @@ int main(void) {
   static const tu_test tests[] = {
       {"round trip of every type", test_roundtrip_all_types},
       {"zero columns", test_zero_columns},
+      {"buffer byte lengths", test_buffer_lengths},
+      {"category code reader", test_column_code},
       {"timestamp and duration units", test_time_units},
       {"null temporal slots are NaT", test_null_temporal_slots_are_nat},
       {"bad schemas refused", test_bad_schemas},

@@ -76,25 +76,42 @@ struct ArrowArrayStream {
  * Export the whole version as one record batch: a struct array ("+s") with one
  * child per column, in column order, named as in the segment.
  * Type mapping: int8..uint64, float32/64 as themselves; bool as "b" (copied
- * into a bitmap); timestamp[ns] as "tsn:<zone>"; duration[ns] as "tDn";
- * string as large_utf8 "U"; category as a dictionary array (int8..int64
- * indices, large_utf8 dictionary); validity bitmaps as Arrow's.
- * On success the caller owns @p schema and @p array and must call their
- * release callbacks. Thread-safe.
+ * into a bitmap); timestamp[s|ms|us|ns] as "ts<unit>:<zone>"; duration[...]
+ * as "tD<unit>"; string as large_utf8 "U"; category as a dictionary array
+ * (int8..int64 indices, large_utf8 dictionary, code -1 as null); validity
+ * bitmaps as Arrow's.
+ * @param snap   a pinned snapshot; stays the caller's (the export takes its own
+ *               references, so the caller may unpin at once).
+ * @param schema receives the schema; on success the caller owns it and must
+ *               call its release callback; nothing to release on failure.
+ * @param array  receives the batch; the same rules as @p schema. Each child
+ *               holds its own pin: it may be moved out and released alone.
  * @return 0, or -ENOMEM (nothing to release then).
+ * Thread-safe. The release callbacks may run on any thread, in any order, also
+ * after snap_store_close(); they free memory and call snap_unpin() only.
  */
 SNAP_API int snap_arrow_export(snap_snapshot *snap, struct ArrowSchema *schema,
                                struct ArrowArray *array, struct snap_error *err);
 
-/** Export one column (see snap_arrow_export). @return 0, SNAP_EINVAL, or -ENOMEM. */
+/**
+ * Export column @p col alone (the mapping of snap_arrow_export()).
+ * @param col < snap_snapshot_ncols(snap).
+ * @return 0, SNAP_EINVAL (col out of range), or -ENOMEM (nothing to release).
+ * Ownership and threads as for snap_arrow_export().
+ */
 SNAP_API int snap_arrow_export_column(snap_snapshot *snap, uint32_t col,
                                       struct ArrowSchema *schema,
                                       struct ArrowArray *array, struct snap_error *err);
 
 /**
  * A stream of exactly one record batch (the whole version), then end of
- * stream. The caller owns @p stream and must call its release callback; the
- * stream holds its own pin until then. @return 0 or -ENOMEM.
+ * stream (a released array). get_schema and get_next return 0 or ENOMEM (a
+ * positive errno, as the stream interface wants; get_last_error says more).
+ * @param stream receives the stream; the caller owns it and must call its
+ *               release callback; the stream holds its own pin until then.
+ * @return 0 or -ENOMEM (nothing to release then).
+ * Thread-safe to create; the stream itself, as the interface says, is used by
+ * one thread at a time.
  */
 SNAP_API int snap_arrow_export_stream(snap_snapshot *snap,
                                       struct ArrowArrayStream *stream,

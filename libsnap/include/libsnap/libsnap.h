@@ -11,12 +11,40 @@
  * Conventions used by every call below:
  *  - Status: 0 is success, -errno an operating-system failure, and the
  *    SNAP_E* codes (a reserved range below -1000) the library's own failures.
- *    snap_strerror() names any of them.
+ *    snap_strerror() names any of them. The @return lists name every code a
+ *    call can return; "-errno" stands for the operating-system failures named
+ *    after it (and -ENOMEM wherever memory is allocated).
+ *  - "A control-file status" is one of: SNAP_ECONTROL (control.mdb damaged,
+ *    replaced or deleted under the handle, or an LMDB error), SNAP_EMAPFULL
+ *    (its map or its reader table is full), or -errno (I/O, -ENOMEM).
+ *  - "A write-handle status" is what every writing call returns before it
+ *    does anything: SNAP_ERDONLY (handle opened with SNAP_RDONLY), SNAP_EBUSY
+ *    (snap_store_rebuild() holds the store), or, from the first write of a
+ *    handle (which sweeps orphan segments), a control-file status or -errno.
  *  - Every call that can fail takes an optional caller-owned struct snap_error;
  *    pass NULL when the message is not wanted. There is no global error state.
  *  - A call that fails leaves its output pointer NULL and has already released
  *    whatever it took: the caller has nothing to clean up.
- *  - Destructors accept NULL.
+ *  - Destructors accept NULL. Every other pointer argument must be valid unless
+ *    its @param says NULL is allowed.
+ *  - Strings are NUL-terminated UTF-8. Names of datasets follow docs/design.md
+ *    ("Dataset names"); a name that can never exist gives SNAP_EINVAL.
+ *
+ * Threads and fork (the rules in one place; each call repeats what is special):
+ *  - A snap_store handle may be used by any number of threads at once, for
+ *    every call, except snap_store_close(), which must be the last call on it.
+ *  - A snap_snapshot is immutable: its accessors may run concurrently from
+ *    any thread; snap_snapshot_ref() and snap_unpin() too (each reference is
+ *    dropped once, by whichever thread holds it).
+ *  - A snap_publish handle is used by one thread at a time (any thread);
+ *    different publishes may run concurrently, also of the same dataset.
+ *  - fork(): the library's atfork handlers leave the child consistent when any
+ *    thread forks. In the child, store handles and snapshots stay usable (the
+ *    child opens its own control-file environment on first use; each process
+ *    unpins its own copies). A publish handle belongs to the process that began
+ *    it: the child must not use it, not even to abort it.
+ *  - No call takes or returns a lock the caller can see; callbacks are named
+ *    with their rules (snap_gc_cb, snap_rebuild_cb).
  */
 #ifndef LIBSNAP_H
 #define LIBSNAP_H
@@ -45,7 +73,11 @@ extern "C" {
 /** On-disk segment format version, independent of the library version. */
 #define SNAP_FORMAT_VERSION 1
 
-/** Returns "MAJOR.MINOR.PATCH" of the library actually linked. */
+/**
+ * The version of the library actually linked (which may differ from the
+ * SNAP_VERSION_* this header was compiled with).
+ * @return "MAJOR.MINOR.PATCH", a static string. Thread-safe.
+ */
 SNAP_API const char *snap_version_string(void);
 
 /* ------------------------------------------------------------------ errors */
@@ -67,21 +99,31 @@ SNAP_API const char *snap_version_string(void);
   X(RDONLY, -1009, "store was opened read-only")                                 \
   X(BUSY, -1010, "resource is in use")
 
+/** The library's own status codes (see SNAP_ERROR_MAP for each one's meaning). */
 enum snap_status {
 #define SNAP_X_ENUM(name, code, msg) SNAP_E##name = (code),
   SNAP_ERROR_MAP(SNAP_X_ENUM)
 #undef SNAP_X_ENUM
 };
 
-/** Caller-owned error detail. code repeats the returned status. */
+/** Caller-owned error detail, filled only when a call fails. */
 struct snap_error {
-  int code;
-  char message[256]; /* e.g. "segments/prices/7.seg: header field nrows = 9 ..." */
+  int code;          /**< the status the call returned */
+  char message[256]; /**< NUL-terminated, names the file, field and value, e.g.
+                          "segments/prices/7.seg: header field nrows = 9 ..." */
 };
 
-/** Static message for a status (library code or -errno). Never NULL. Thread-safe. */
+/**
+ * @param status a status returned by any libsnap call (library code or -errno).
+ * @return a static message, never NULL: "success" for 0, "unknown error" for a
+ *         code in neither range. Thread-safe.
+ */
 SNAP_API const char *snap_strerror(int status);
-/** Symbolic name ("SNAP_ECORRUPT", "ENOSPC"); "UNKNOWN" if not known. */
+/**
+ * @param status as for snap_strerror().
+ * @return a static symbolic name ("SNAP_ECORRUPT", "ENOSPC"; "OK" for 0), or
+ *         "UNKNOWN". Thread-safe.
+ */
 SNAP_API const char *snap_error_name(int status);
 
 /**
@@ -96,35 +138,43 @@ SNAP_API void snap_free(void *ptr);
 
 /** Logical column types. Values are stored in the segment format; never renumber. */
 enum snap_type {
-  SNAP_INT8 = 1,
-  SNAP_INT16 = 2,
-  SNAP_INT32 = 3,
-  SNAP_INT64 = 4,
-  SNAP_UINT8 = 5,
-  SNAP_UINT16 = 6,
-  SNAP_UINT32 = 7,
-  SNAP_UINT64 = 8,
-  SNAP_FLOAT32 = 9,
-  SNAP_FLOAT64 = 10,
-  SNAP_BOOL = 11,         /* one byte per value, 0 or 1 (numpy's layout) */
-  SNAP_TIMESTAMP_NS = 12, /* int64 ns since the Unix epoch; optional time zone */
-  SNAP_DURATION_NS = 13,  /* int64 ns */
-  SNAP_STRING = 14,       /* int64 offsets (nrows + 1) + UTF-8 bytes */
-  SNAP_CATEGORY = 15,     /* integer codes + dictionary of strings */
+  SNAP_INT8 = 1,          /**< int8_t */
+  SNAP_INT16 = 2,         /**< int16_t */
+  SNAP_INT32 = 3,         /**< int32_t */
+  SNAP_INT64 = 4,         /**< int64_t */
+  SNAP_UINT8 = 5,         /**< uint8_t */
+  SNAP_UINT16 = 6,        /**< uint16_t */
+  SNAP_UINT32 = 7,        /**< uint32_t */
+  SNAP_UINT64 = 8,        /**< uint64_t */
+  SNAP_FLOAT32 = 9,       /**< IEEE 754 binary32 */
+  SNAP_FLOAT64 = 10,      /**< IEEE 754 binary64 */
+  SNAP_BOOL = 11,         /**< one byte per value, 0 or 1 (numpy's layout) */
+  SNAP_TIMESTAMP_NS = 12, /**< int64 ns since the Unix epoch; optional time zone;
+                               INT64_MIN is NaT */
+  SNAP_DURATION_NS = 13,  /**< int64 ns; INT64_MIN is NaT */
+  SNAP_STRING = 14,       /**< int64 offsets (nrows + 1) + UTF-8 bytes */
+  SNAP_CATEGORY = 15,     /**< integer codes (-1 = missing) + dictionary of strings */
   /* Timestamps and durations in coarser units (int64 counts of the unit), so
    * that values outside the nanosecond range (about 1677..2262) keep their
    * value and their dtype: pandas 3 keeps datetime64[s] / [ms] / [us]. */
-  SNAP_TIMESTAMP_S = 16,
-  SNAP_TIMESTAMP_MS = 17,
-  SNAP_TIMESTAMP_US = 18,
-  SNAP_DURATION_S = 19,
-  SNAP_DURATION_MS = 20,
-  SNAP_DURATION_US = 21,
+  SNAP_TIMESTAMP_S = 16,  /**< int64 s since the epoch; optional time zone */
+  SNAP_TIMESTAMP_MS = 17, /**< int64 ms since the epoch; optional time zone */
+  SNAP_TIMESTAMP_US = 18, /**< int64 us since the epoch; optional time zone */
+  SNAP_DURATION_S = 19,   /**< int64 s */
+  SNAP_DURATION_MS = 20,  /**< int64 ms */
+  SNAP_DURATION_US = 21,  /**< int64 us */
 };
 
-/** Bytes per value of a fixed-width type (codes excluded); 0 for STRING/CATEGORY. */
+/**
+ * @return bytes per value of fixed-width @p type (1 for SNAP_BOOL, 8 for every
+ *         timestamp and duration); 0 for SNAP_STRING, SNAP_CATEGORY and values
+ *         that are not a type. Thread-safe.
+ */
 SNAP_API size_t snap_type_size(enum snap_type type);
-/** Lower-case name: "int8", ..., "timestamp[ns]", "string", "category". */
+/**
+ * @return the static lower-case name: "int8", ..., "timestamp[ns]", "string",
+ *         "category"; "unknown" for a value that is not a type. Thread-safe.
+ */
 SNAP_API const char *snap_type_name(enum snap_type type);
 
 /** The column has a validity bitmap (Arrow layout: bit i of byte i/8, LSB first,
@@ -140,81 +190,132 @@ SNAP_API const char *snap_type_name(enum snap_type type);
 /** Column that is not part of a dtype block (strings, categoricals). */
 #define SNAP_NO_BLOCK UINT32_MAX
 
-/** One column of a schema given to snap_publish_begin(). */
+/** One column of a schema given to snap_publish_begin(). Read during the call only. */
 struct snap_field {
-  const char *name; /* UTF-8, 1..SNAP_COLUMN_NAME_MAX bytes, no NUL */
-  enum snap_type type;
-  unsigned flags;           /* SNAP_NULLABLE */
-  const char *timezone;     /* SNAP_TIMESTAMP_NS only: IANA name, NULL or "" = naive */
-  uint64_t data_bytes;      /* STRING: total bytes of all values;
-                               CATEGORY: total bytes of all categories */
-  uint64_t dict_size;       /* CATEGORY: number of categories */
-  enum snap_type code_type; /* CATEGORY: INT8/16/32/64, or 0 for the width pandas
-                               would choose for dict_size categories */
+  const char *name;         /**< UTF-8, 1..SNAP_COLUMN_NAME_MAX bytes, no NUL */
+  enum snap_type type;      /**< the column's logical type */
+  unsigned flags;           /**< 0 or SNAP_NULLABLE */
+  const char *timezone;     /**< timestamps only: IANA name (<= 255 bytes); NULL or ""
+                                 = naive; ignored for other types */
+  uint64_t data_bytes;      /**< STRING: total bytes of all values; CATEGORY: total
+                                 bytes of all categories; 0 for other types */
+  uint64_t dict_size;       /**< CATEGORY: number of categories; else ignored */
+  enum snap_type code_type; /**< CATEGORY: SNAP_INT8/16/32/64, or 0 for the width
+                                 pandas would choose for dict_size categories */
 };
 
-/** A table's shape as given to snap_publish_begin(). */
+/** A table's shape as given to snap_publish_begin(). Read during the call only. */
 struct snap_schema {
-  uint64_t nrows;
-  uint32_t ncols;
-  const struct snap_field *fields; /* ncols entries */
-  const void *metadata;            /* opaque blob stored with the version (e.g. JSON
-                                      describing the pandas index); may be NULL */
-  size_t metadata_len;
+  uint64_t nrows;                  /**< rows of every column */
+  uint32_t ncols;                  /**< 0..SNAP_COLUMNS_MAX */
+  const struct snap_field *fields; /**< ncols entries (may be NULL when ncols = 0) */
+  const void *metadata;            /**< opaque blob stored with the version (e.g. JSON
+                                        describing the pandas index); may be NULL */
+  size_t metadata_len;             /**< bytes at metadata; 0 when none */
 };
 
 /**
- * One column of a pinned snapshot. Every pointer is into the read-only shared
- * mapping and lives as long as the snapshot's pin. Absent buffers are NULL.
+ * One column of a pinned snapshot (snap_snapshot_column()) or of a publish in
+ * progress (snap_publish_column()): its type, its place in a block, and its
+ * buffers with their byte lengths. For a snapshot every pointer is into the
+ * read-only shared mapping and lives as long as the pin; for a publish they
+ * are the writable buffers to fill (see snap_publish_column()).
+ * A buffer the column does not have is NULL with length 0; a buffer it has
+ * may also be NULL with length 0 (no rows, no bytes). Lengths:
+ *  - values_bytes:   nrows * snap_type_size(type) for fixed-width types and
+ *                    SNAP_BOOL; nrows * snap_type_size(code_type) for
+ *                    SNAP_CATEGORY; 0 for SNAP_STRING.
+ *  - validity_bytes: (nrows + 7) / 8 with SNAP_NULLABLE, else 0.
+ *  - offsets_bytes:  8 * (nrows + 1) for SNAP_STRING, 8 * (dict_size + 1) for
+ *                    SNAP_CATEGORY, else 0.
+ *  - data_bytes:     offsets[last], the bytes of all strings or categories.
+ * In a snapshot, string and dictionary offsets start at 0, never decrease and
+ * end at data_bytes, and every category code is -1 or < dict_size: the
+ * library checked them when it mapped the segment.
  */
 struct snap_column {
-  const char *name; /* NUL-terminated copy; may contain no NUL itself */
-  size_t name_len;
-  enum snap_type type;
-  unsigned flags;           /* SNAP_NULLABLE */
-  const char *timezone;     /* NULL when naive or not a timestamp */
-  enum snap_type code_type; /* CATEGORY: physical type of the codes */
-  uint32_t block;           /* block index or SNAP_NO_BLOCK */
-  uint32_t block_pos;       /* row of this column inside its block */
-  const void *values;       /* fixed-width values, bools, or category codes */
-  const uint8_t *validity;  /* SNAP_NULLABLE only */
-  const int64_t *offsets;   /* STRING: nrows + 1; CATEGORY: dict_size + 1 */
-  const char *data;         /* STRING: value bytes; CATEGORY: category bytes */
-  uint64_t data_bytes;      /* length of data */
-  uint64_t dict_size;       /* CATEGORY: number of categories */
+  const char *name;         /**< NUL-terminated copy; contains no NUL itself */
+  size_t name_len;          /**< strlen(name) */
+  enum snap_type type;      /**< logical type */
+  unsigned flags;           /**< 0 or SNAP_NULLABLE */
+  const char *timezone;     /**< time zone of a zoned timestamp; NULL when naive or
+                                 not a timestamp */
+  enum snap_type code_type; /**< CATEGORY: SNAP_INT8..SNAP_INT64, the type of the
+                                 codes (see snap_column_code()); else 0 */
+  uint32_t block;           /**< index of its block, or SNAP_NO_BLOCK (STRING,
+                                 CATEGORY) */
+  uint32_t block_pos;       /**< its row inside its block (0 when no block) */
+  const void *values;       /**< fixed-width values, bools, or category codes */
+  const uint8_t *validity;  /**< SNAP_NULLABLE only: the validity bitmap */
+  const int64_t *offsets;   /**< STRING: nrows + 1; CATEGORY: dict_size + 1 */
+  const char *data;         /**< STRING: value bytes; CATEGORY: category bytes */
+  uint64_t data_bytes;      /**< length of data */
+  uint64_t dict_size;       /**< CATEGORY: number of categories; else 0 */
+  uint64_t values_bytes;    /**< length of values */
+  uint64_t validity_bytes;  /**< length of validity */
+  uint64_t offsets_bytes;   /**< length of offsets */
 };
+
+/**
+ * The code of row @p row of a category column, whatever its code width.
+ * @param col a SNAP_CATEGORY column (snapshot or publish).
+ * @param row < nrows; not checked.
+ * @return the code widened to int64: -1 (missing) or 0..dict_size-1 in a
+ *         snapshot; in a publish, whatever was written. Thread-safe, no call.
+ */
+static inline int64_t snap_column_code(const struct snap_column *col, uint64_t row) {
+  switch (col->code_type) {
+    case SNAP_INT8:
+      return ((const int8_t *)col->values)[row];
+    case SNAP_INT16:
+      return ((const int16_t *)col->values)[row];
+    case SNAP_INT32:
+      return ((const int32_t *)col->values)[row];
+    default:
+      return ((const int64_t *)col->values)[row];
+  }
+}
 
 /**
  * Fixed-width columns of the same type (and time zone and nullability) are
  * stored together as one C-contiguous (ncols, nrows) array: the layout pandas
- * keeps internally, so a homogeneous table is one 2-D matrix.
+ * keeps internally, so a homogeneous table is one 2-D matrix. Its data is the
+ * values buffers of its columns end to end, in block-row order. Every pointer
+ * lives as long as the snapshot's pin.
  */
 struct snap_block {
-  enum snap_type type;
-  const char *timezone; /* NULL unless a zoned timestamp block */
-  unsigned flags;       /* SNAP_NULLABLE if its columns carry validity bitmaps */
-  uint32_t ncols;
-  const uint32_t *columns; /* ncols column indices, in block-row order */
-  const void *data;        /* ncols * nrows * snap_type_size(type) bytes */
+  enum snap_type type;     /**< the fixed-width type of all its columns */
+  const char *timezone;    /**< NULL unless a zoned timestamp block */
+  unsigned flags;          /**< SNAP_NULLABLE if its columns carry validity bitmaps */
+  uint32_t ncols;          /**< >= 1 */
+  const uint32_t *columns; /**< ncols column indices, in block-row order */
+  const void *data;        /**< the matrix; NULL when data_bytes is 0 */
+  uint64_t data_bytes;     /**< ncols * nrows * snap_type_size(type) */
 };
 
-/** Writable buffers of one column of a publish in progress (see snap_column). */
+/**
+ * Writable buffers of one column of a publish in progress: the pointers of
+ * snap_publish_column() without const (deprecated with snap_publish_fill()).
+ */
 struct snap_fill {
-  void *values;
-  uint8_t *validity;
-  int64_t *offsets;
-  char *data;
+  void *values;      /**< = snap_column.values */
+  uint8_t *validity; /**< = snap_column.validity */
+  int64_t *offsets;  /**< = snap_column.offsets */
+  char *data;        /**< = snap_column.data */
 };
 
 /* ------------------------------------------------------------------- store */
 
+/** An open store (opaque). */
 typedef struct snap_store snap_store;
+/** One reference to a pinned version (opaque). */
 typedef struct snap_snapshot snap_snapshot;
+/** A version being written (opaque). */
 typedef struct snap_publish snap_publish;
 
 /** snap_store_open() flags. */
-#define SNAP_CREATE 0x1u /* create the store directory and control file if missing */
-#define SNAP_RDONLY 0x2u /* reader only: no publish, gc, rollback or orphan sweep */
+#define SNAP_CREATE 0x1u /**< create the store directory and control file if missing */
+#define SNAP_RDONLY 0x2u /**< reader only: no publish, gc, rollback or orphan sweep */
 
 /** Environment variable naming the default store directory. */
 #define SNAP_STORE_ENV "LIBSNAP_STORE"
@@ -222,36 +323,65 @@ typedef struct snap_publish snap_publish;
 #define SNAP_STORE_DEFAULT "/dev/shm/libsnap/default"
 
 /**
- * Open (or with SNAP_CREATE create) the store in directory @p path. NULL means
- * $LIBSNAP_STORE, else SNAP_STORE_DEFAULT. The handle may be shared by all
- * threads of the process and survives fork() in both parent and child.
- * Snapshots pinned through the handle may outlive snap_store_close().
+ * Open (or with SNAP_CREATE create) a store.
  * A writable handle sweeps orphan segment files and stale control-file readers
- * before its first write operation.
- * The control file is checked page by page the first time a process opens
- * it; a missing or empty one next to segment files is never replaced by a new
- * store, even with SNAP_CREATE (repair: snap_store_rebuild()).
- * @return 0; SNAP_ENOTFOUND (no store there and no SNAP_CREATE);
- *         SNAP_EFORMAT (store of another format); SNAP_ECONTROL (control file
- *         damaged, or lost next to segments); or -errno.
+ * before its first write operation. The control file is checked page by page
+ * the first time a process opens it; a missing or empty one next to segment
+ * files is never replaced by a new store, even with SNAP_CREATE (repair:
+ * snap_store_rebuild()).
+ * @param path  the store directory; NULL or "" means $LIBSNAP_STORE, else
+ *              SNAP_STORE_DEFAULT. Copied.
+ * @param flags 0, SNAP_CREATE or SNAP_RDONLY (not both).
+ * @param out   receives the handle (release with snap_store_close()); NULL on
+ *              failure.
+ * @param err   optional error detail.
+ * @return 0;
+ *         SNAP_EINVAL (unknown flags, or SNAP_CREATE with SNAP_RDONLY);
+ *         SNAP_ENOTFOUND (no store directory, no segments/, or no meta record,
+ *         without SNAP_CREATE);
+ *         SNAP_EFORMAT (control file of another format);
+ *         SNAP_ECONTROL (control file damaged, or missing or empty next to
+ *         segments);
+ *         SNAP_EMAPFULL; or -errno (-EACCES, -ENOMEM, ...).
+ * Thread-safe. The handle is shared by all threads of the process and
+ * survives fork() in parent and child. Snapshots pinned through it may outlive
+ * snap_store_close().
  */
 SNAP_API int snap_store_open(const char *path, unsigned flags, snap_store **out,
                              struct snap_error *err);
 
-/** Release the caller's handle. Pins still held keep what they need alive. */
+/**
+ * Release the caller's handle and drop this process's cached mappings made
+ * through it (waits for an RCU grace period). Pins and publishes still open
+ * keep what they need alive: the handle's descriptors and its writer flock go
+ * when the last of them ends.
+ * @param store the handle, or NULL (no-op). Must not be in use by another
+ *              thread, and must not be used afterwards.
+ */
 SNAP_API void snap_store_close(snap_store *store);
 
-/** The store's directory (absolute as given). Lives as long as the handle. */
+/**
+ * @return the store's directory as opened (after the NULL default was
+ *         applied). Lives as long as the handle. Thread-safe.
+ */
 SNAP_API const char *snap_store_path(const snap_store *store);
 
-/** 16 random bytes that identify the store; written into every segment. */
+/**
+ * Copy the 16 random bytes that identify the store (written into every
+ * segment) to @p id. Thread-safe.
+ */
 SNAP_API void snap_store_id(const snap_store *store, uint8_t id[16]);
 
 /**
  * Set the retention of one dataset (keep the current version plus keep - 1
- * others), or of every dataset created afterwards when @p dataset is NULL.
- * Versions that fall out of retention start draining at once.
- * @return 0, SNAP_EINVAL (keep < 1), SNAP_ENOTFOUND, SNAP_ERDONLY, or -errno.
+ * others), or the default of datasets created afterwards. For a dataset,
+ * versions that fall out of retention start draining at once and those no one
+ * pins are reclaimed before the call returns.
+ * @param dataset a dataset name, or NULL for the store's default.
+ * @param keep    >= 1.
+ * @return 0; SNAP_EINVAL (keep < 1, or a name that cannot exist);
+ *         SNAP_ENOTFOUND (no such dataset); a write-handle status; or a
+ *         control-file status. Thread-safe; writers only.
  */
 SNAP_API int snap_store_set_keep(snap_store *store, const char *dataset, uint32_t keep,
                                  struct snap_error *err);
@@ -260,87 +390,126 @@ SNAP_API int snap_store_set_keep(snap_store *store, const char *dataset, uint32_
  * Limit the number of datasets the store may hold (0: no limit, the default).
  * A publish that would create one more dataset fails at snap_publish_begin()
  * (or adopt, import) with -EDQUOT, naming the limit; existing datasets are not
- * affected, also when there are already more. Writers only.
- * @return 0, SNAP_ERDONLY, or a control-file status.
+ * affected, also when there are already more.
+ * @return 0; a write-handle status; or a control-file status. Thread-safe;
+ *         writers only.
  */
 SNAP_API int snap_store_set_max_datasets(snap_store *store, uint32_t max,
                                          struct snap_error *err);
 
 /**
- * The store's dataset limit (0: none) and, when @p count is not NULL, how many
- * datasets it holds. Any handle. @return 0 or a control-file status.
+ * Read the store's dataset limit.
+ * @param max   receives the limit (0: none).
+ * @param count if not NULL, receives the number of datasets.
+ * @return 0 or a control-file status. Thread-safe; any handle.
  */
 SNAP_API int snap_store_max_datasets(snap_store *store, uint32_t *max, uint64_t *count,
                                      struct snap_error *err);
 
 /* ----------------------------------------------------------------- publish */
 
+/*
+ * One accessor per buffer of a publish in progress:
+ *  - a column's values, validity, offsets and data: snap_publish_column(),
+ *    with their byte lengths (the same struct snap_column readers get);
+ *  - a block's (ncols, nrows) matrix, the values of its columns end to end:
+ *    snap_publish_block().
+ * snap_publish_fill() is the older spelling of snap_publish_column().
+ */
+
 /**
  * Begin a new version of @p dataset (created on first publish) with @p schema.
  * Reserves the next version number, allocates the whole segment on the store's
  * tmpfs (a full tmpfs fails here with -ENOSPC, not later with SIGBUS) and
  * writes the manifest. The caller then fills each column's buffers in place
- * through snap_publish_fill() and ends with snap_publish_commit() or
- * snap_publish_abort(). Until commit nothing is visible and a crash leaves
- * nothing behind. One thread at a time may use a publish handle; any number
- * of publishes may be in progress.
+ * (snap_publish_column(), snap_publish_block()) and ends with
+ * snap_publish_commit() or snap_publish_abort(). Until commit nothing is
+ * visible and a crash leaves nothing behind.
  * A dataset is created by its first publish (begin, adopt or import) only
  * if its name follows the rule for new names: 1..255 bytes of ASCII letters,
  * digits, '_', '-' and '.', not starting with '.'. Existing datasets keep
  * whatever name they have. If the first publish of a dataset fails or is
  * aborted (and no other publish of it is in progress), no dataset is left:
  * it does not count against snap_store_set_max_datasets().
- * @return 0, SNAP_EINVAL (bad name or schema; message names the field),
- *         SNAP_ERDONLY, SNAP_EMAPFULL, -EDQUOT (dataset limit), or -errno
- *         (-ENOSPC, -EMFILE, ...).
+ * @param store   a writable handle.
+ * @param dataset the dataset name.
+ * @param schema  the table's shape; read during the call only.
+ * @param out     receives the publish handle (ended by commit or abort);
+ *                NULL on failure.
+ * @return 0;
+ *         SNAP_EINVAL (bad name or schema, or a table too large; the message
+ *         names the field);
+ *         -EDQUOT (dataset limit reached);
+ *         a write-handle status; a control-file status;
+ *         or -errno (-ENOSPC, -EMFILE, -ENOMEM, ...).
+ * Thread-safe; any number of publishes may be in progress. The handle is used
+ * by one thread at a time and is not valid in a child of fork().
  */
 SNAP_API int snap_publish_begin(snap_store *store, const char *dataset,
                                 const struct snap_schema *schema, snap_publish **out,
                                 struct snap_error *err);
 
-/** Version number reserved for this publish. */
+/** @return the version number reserved for this publish (0 for a detached one). */
 SNAP_API uint64_t snap_publish_version(const snap_publish *pub);
-/** Row count of the table being published. */
+/** @return the row count of the table being published. */
 SNAP_API uint64_t snap_publish_nrows(const snap_publish *pub);
 
 /**
- * The planned layout of column @p col (type, resolved category code type,
- * block, buffer pointers and sizes), or NULL when out of range. The pointers
- * are the same as snap_publish_fill()'s, read-only typed. Lives until commit
- * or abort.
+ * The one accessor for the buffers of column @p col of a publish in progress:
+ * its planned layout (type, resolved code_type, block, block_pos, dict_size)
+ * and its buffers with their byte lengths, exactly as snap_snapshot_column()
+ * will show them. The buffers are writable until commit or abort (const only
+ * because the struct is shared with readers; cast it away) and start zeroed.
+ * Fill them as follows: fixed-width and bool values in values (bools 0 or 1);
+ * the validity bitmap if SNAP_NULLABLE; strings: offsets[0..nrows]
+ * (offsets[0] = 0, non-decreasing, offsets[nrows] = data_bytes) and data;
+ * categories: codes in values (-1 = missing, else < dict_size), the dictionary
+ * in offsets/data as for strings. Commit checks all of this.
+ * @return the column, or NULL when @p col is out of range or @p pub is NULL.
+ *         Lives until commit, seal or abort.
  */
 SNAP_API const struct snap_column *snap_publish_column(const snap_publish *pub,
                                                        uint32_t col);
 
 /**
- * Writable buffers of column @p col. Pointers live until commit or abort.
- * Buffers start zeroed. Strings: fill offsets[0..nrows] (offsets[0] = 0,
- * non-decreasing, offsets[nrows] = data_bytes) and data. Categories: codes in
- * values (-1 = missing, else < dict_size), dictionary in offsets/data.
- * @return 0 or SNAP_EINVAL (col out of range).
+ * Deprecated: use snap_publish_column(), which also gives the lengths.
+ * Copy the pointers of snap_publish_column(@p pub, @p col) into @p out.
+ * @param out receives the pointers; zeroed on failure.
+ * @return 0, or SNAP_EINVAL (col out of range, or no publish in progress).
  */
 SNAP_API int snap_publish_fill(snap_publish *pub, uint32_t col, struct snap_fill *out,
                                struct snap_error *err);
 
 /**
- * Writable view of block @p block: ncols * nrows values of one type, C order.
- * Useful to copy a whole 2-D matrix in one go.
- * @return pointer or NULL when out of range.
+ * The one accessor for the (ncols, nrows) matrix of block @p block, C order:
+ * the values buffers of its columns end to end, in block-row order (a column's
+ * block and block_pos say where it is; its length is the sum of their
+ * values_bytes). Useful to copy a whole 2-D matrix in one go.
+ * @return a writable pointer that lives until commit, seal or abort; NULL when
+ *         @p block is out of range (or the block has no bytes: 0 rows).
  */
 SNAP_API void *snap_publish_block(snap_publish *pub, uint32_t block);
 
 /**
- * Validate the filled buffers (string offsets, category codes), checksum the
- * data, seal the file read-only, link it in as the new current version and
- * apply retention, all or nothing; then reclaim retired versions nobody pins.
- * The handle is freed whether or not the commit succeeds.
- * @return 0 (the version is current), SNAP_EINVAL (bad fill, message names
- *         the column, row and value), SNAP_EMAPFULL, or -errno.
+ * Validate the filled buffers (string offsets, category codes), write NaT into
+ * the null slots of temporal columns, checksum the data, seal the file
+ * read-only, link it in as the new current version and apply retention, all
+ * or nothing; then reclaim retired versions nobody pins.
+ * @param pub     the publish; freed whether or not the commit succeeds.
+ * @param version if not NULL, receives the version number (0 on failure).
+ * @return 0 (the version is current);
+ *         SNAP_EINVAL (bad fill: the message names the column, row and value;
+ *         a NULL or detached publish);
+ *         a control-file status; or -errno (-EIO, ...).
  */
 SNAP_API int snap_publish_commit(snap_publish *pub, uint64_t *version,
                                  struct snap_error *err);
 
-/** Abandon the publish: the reserved number is skipped, nothing remains. NULL ok. */
+/**
+ * Abandon the publish: the reserved number is skipped, nothing remains (a
+ * first publish that created its dataset removes it again).
+ * @param pub the publish, or NULL (no-op); freed.
+ */
 SNAP_API void snap_publish_abort(snap_publish *pub);
 
 /*
@@ -357,19 +526,27 @@ SNAP_API void snap_publish_abort(snap_publish *pub);
  * Begin a segment of @p dataset in an O_TMPFILE under directory @p dir, which
  * must be on the store's filesystem (e.g. the store's incoming/ directory)
  * and writable by the caller. No store is involved: the header carries
- * version 0 until the writer adopts it. Fill with snap_publish_fill() /
+ * version 0 until the writer adopts it. Fill with snap_publish_column() /
  * snap_publish_block(); end with snap_publish_seal() or snap_publish_abort().
- * @return 0, SNAP_EINVAL, or -errno (-ENOSPC, ...).
+ * @param dir     directory of the temporary file.
+ * @param dataset the dataset name the segment is meant for.
+ * @param schema  as for snap_publish_begin().
+ * @param out     receives the handle; NULL on failure.
+ * @return 0; SNAP_EINVAL (bad name, NULL dir, bad schema); or -errno
+ *         (-ENOENT, -EACCES, -EOPNOTSUPP for O_TMPFILE, -ENOSPC, -ENOMEM, ...).
+ * Thread-safe; the handle follows snap_publish_begin()'s rules.
  */
 SNAP_API int snap_publish_begin_detached(const char *dir, const char *dataset,
                                          const struct snap_schema *schema,
                                          snap_publish **out, struct snap_error *err);
 
 /**
- * Validate and checksum a detached publish, make the file read-only, and give
- * its descriptor (read-write, caller-owned) to the caller. The handle is freed
- * whether or not this succeeds.
- * @return 0, SNAP_EINVAL (bad fill, or not a detached publish), or -errno.
+ * Validate and checksum a detached publish and make the file read-only.
+ * @param pub the detached publish; freed whether or not this succeeds.
+ * @param fd  receives the file's descriptor (read-write, close-on-exec, the
+ *            caller's to close); -1 on failure.
+ * @return 0; SNAP_EINVAL (bad fill, NULL, or not a detached publish); or
+ *         -errno (fchmod).
  */
 SNAP_API int snap_publish_seal(snap_publish *pub, int *fd, struct snap_error *err);
 
@@ -380,12 +557,19 @@ SNAP_API int snap_publish_seal(snap_publish *pub, int *fd, struct snap_error *er
  * kernel grants only while no process has the file open for writing, validate
  * it again with its data checksum, make it read-only and flip it in as the
  * current version of @p dataset. The sender closes its copy after sending,
- * so this waits up to 2 s for every other writable descriptor to go. Takes
- * ownership of @p fd: it is closed whether or not the call succeeds. Needs
+ * so this waits up to 2 s for every other writable descriptor to go. Needs
  * the file's owner or root (for the lease and fchmod).
- * @return 0; SNAP_ECORRUPT / SNAP_EFORMAT / SNAP_ECHECKSUM (bad file, nothing
- *         published); SNAP_EBUSY (still open for writing elsewhere after 2 s);
- *         SNAP_EINVAL; -EXDEV (another filesystem); or -errno.
+ * @param fd      taken over: closed whether or not the call succeeds.
+ * @param version if not NULL, receives the new version (0 on failure).
+ * @return 0;
+ *         SNAP_ECORRUPT / SNAP_EFORMAT / SNAP_ECHECKSUM (bad file, nothing
+ *         published);
+ *         SNAP_EBUSY (still open for writing elsewhere after 2 s);
+ *         SNAP_EINVAL (bad name, not a regular read-write file, or a header
+ *         version other than 0);
+ *         -EDQUOT (dataset limit); -EXDEV (another filesystem);
+ *         a write-handle status; a control-file status; or -errno (-EPERM,
+ *         -EACCES, ...). Thread-safe.
  */
 SNAP_API int snap_publish_adopt(snap_store *store, const char *dataset, int fd,
                                 uint64_t *version, struct snap_error *err);
@@ -396,9 +580,14 @@ SNAP_API int snap_publish_adopt(snap_store *store, const char *dataset, int fd,
  * file is untrusted: it is validated completely (structure, header checksum,
  * data checksum, string offsets, category codes) before anything is written;
  * its own version number, store id and dataset name are ignored. The data is
- * written once, into the new segment. @p fd (readable) stays the caller's.
- * @return 0; SNAP_ECORRUPT / SNAP_EFORMAT / SNAP_ECHECKSUM (nothing published);
- *         SNAP_EINVAL, SNAP_ERDONLY, or -errno.
+ * written once, into the new segment.
+ * @param fd      a readable descriptor; stays the caller's.
+ * @param version if not NULL, receives the new version (0 on failure).
+ * @return 0;
+ *         SNAP_ECORRUPT / SNAP_EFORMAT / SNAP_ECHECKSUM (nothing published);
+ *         SNAP_EINVAL (not a regular file, bad name); and whatever
+ *         snap_publish_begin() and snap_publish_commit() return.
+ *         Thread-safe.
  */
 SNAP_API int snap_publish_import(snap_store *store, const char *dataset, int fd,
                                  uint64_t *version, struct snap_error *err);
@@ -407,13 +596,25 @@ SNAP_API int snap_publish_import(snap_store *store, const char *dataset, int fd,
 
 /**
  * Pin the current version of a dataset for reading.
- * The snapshot and every pointer taken from it stay valid until snap_unpin(),
- * in this process and in children forked while it is pinned (each process
- * unpins its own copy). While any process pins a version it is not reclaimed.
+ * While any process pins a version it is not reclaimed.
  * Fast path (the version has not changed since this process last looked): no
- * system call and no lock. Thread-safe; any thread may call it.
- * @return 0, SNAP_ENOTFOUND (no such dataset, or no version yet),
- *         SNAP_ECORRUPT / SNAP_EFORMAT (the segment failed validation), or -errno.
+ * system call and no lock. Slow path: a control-file read transaction under
+ * the store's lock, and on first sight of a version an open, flock, mmap and
+ * full validation of its segment.
+ * @param store   an open handle (read-only or writable).
+ * @param dataset the dataset name.
+ * @param out     receives the snapshot (release with snap_unpin()); NULL on
+ *                failure. It and every pointer taken from it stay valid until
+ *                snap_unpin(), in this process and in children forked while it
+ *                is pinned (each process unpins its own copy).
+ * @return 0;
+ *         SNAP_ENOTFOUND (no such dataset, or no version yet);
+ *         SNAP_EINVAL (a name that cannot exist);
+ *         SNAP_ECORRUPT / SNAP_EFORMAT (the segment failed validation);
+ *         SNAP_ECONTROL (also: the control file names a segment that is missing);
+ *         SNAP_EBUSY (the version changed 64 times while pinning);
+ *         a control-file status; or -errno (-EACCES, -ENOMEM, ...).
+ * Thread-safe; any thread may call it, no registration needed.
  */
 SNAP_API int snap_pin(snap_store *store, const char *dataset, snap_snapshot **out,
                       struct snap_error *err);
@@ -434,44 +635,78 @@ SNAP_API int snap_pin(snap_store *store, const char *dataset, snap_snapshot **ou
 SNAP_API int snap_pin_cached(snap_store *store, const char *dataset, snap_snapshot **out);
 
 /**
- * Pin a given version (current or retained) of a dataset.
- * @return as snap_pin(), plus SNAP_EDRAINING when the version is retired.
+ * Pin a given version (current or retained) of a dataset. Always the slow path
+ * (a control-file read), then the cached mapping when this process has one.
+ * @param version >= 1.
+ * @return as snap_pin(), plus SNAP_EINVAL (version 0), SNAP_ENOTFOUND (no such
+ *         version) and SNAP_EDRAINING (the version is retired).
  */
 SNAP_API int snap_pin_version(snap_store *store, const char *dataset, uint64_t version,
                               snap_snapshot **out, struct snap_error *err);
 
-/** Take one more pin on a pinned snapshot (cheap; for handing it to another owner). */
+/**
+ * Take one more reference on a pinned snapshot (one atomic increment; for
+ * handing it to another owner or thread).
+ * @return @p snap; release it with its own snap_unpin().
+ */
 SNAP_API snap_snapshot *snap_snapshot_ref(snap_snapshot *snap);
 
-/** Drop a pin. Pointers taken from the snapshot must not be used afterwards. */
+/**
+ * Drop one reference. Pointers taken from the snapshot must not be used
+ * afterwards. The last reference of a version that is no longer current also
+ * drops this process's cached mapping of it, which may wait for an RCU grace
+ * period (never call it inside an RCU read-side section of your own).
+ * @param snap a snapshot, or NULL (no-op). Any thread.
+ */
 SNAP_API void snap_unpin(snap_snapshot *snap);
 
+/*
+ * Snapshot accessors. None fails, none blocks, all are thread-safe; pointers
+ * they return live as long as the snapshot's pin.
+ * Buffers: a column's values, validity, offsets and data through
+ * snap_snapshot_column() (struct snap_column, with lengths); a block's matrix
+ * through snap_snapshot_block(); the raw file through snap_snapshot_segment().
+ */
+
+/** @return the dataset name (NUL-terminated, as recorded in the segment). */
 SNAP_API const char *snap_snapshot_dataset(const snap_snapshot *snap);
+/** @return the version number (>= 1). */
 SNAP_API uint64_t snap_snapshot_version(const snap_snapshot *snap);
+/** @return the row count of every column. */
 SNAP_API uint64_t snap_snapshot_nrows(const snap_snapshot *snap);
+/** @return the number of columns. */
 SNAP_API uint32_t snap_snapshot_ncols(const snap_snapshot *snap);
+/** @return the number of blocks (0..ncols). */
 SNAP_API uint32_t snap_snapshot_nblocks(const snap_snapshot *snap);
-/** Column @p i (< ncols) or NULL. Lives as long as the pin. */
+/** @return column @p i, or NULL when i >= ncols. */
 SNAP_API const struct snap_column *snap_snapshot_column(const snap_snapshot *snap,
                                                         uint32_t i);
-/** Index of the first column named @p name, or -1. */
+/** @return the index of the first column named @p name, or -1 (a linear scan). */
 SNAP_API int64_t snap_snapshot_find(const snap_snapshot *snap, const char *name);
-/** Block @p i (< nblocks) or NULL. Lives as long as the pin. */
+/** @return block @p i, or NULL when i >= nblocks. */
 SNAP_API const struct snap_block *snap_snapshot_block(const snap_snapshot *snap,
                                                       uint32_t i);
-/** The metadata blob given at publish (may be empty). */
+/**
+ * @param len if not NULL, receives the blob's length (0 when none).
+ * @return the metadata blob given at publish, or NULL when it was empty.
+ */
 SNAP_API const void *snap_snapshot_metadata(const snap_snapshot *snap, size_t *len);
-/** Creation time, ns since the Unix epoch. */
+/** @return the creation time, ns since the Unix epoch. */
 SNAP_API uint64_t snap_snapshot_created_ns(const snap_snapshot *snap);
-/** The whole segment mapping (header included) and its size. */
+/**
+ * @param len if not NULL, receives the file size.
+ * @return the whole segment mapping (header included), 2 MiB aligned: the raw
+ *         file, in the format of docs/format.md.
+ */
 SNAP_API const void *snap_snapshot_segment(const snap_snapshot *snap, size_t *len);
-/** Path of the segment file (it may have been unlinked since). */
+/** @return the path of the segment file (it may have been unlinked since). */
 SNAP_API const char *snap_snapshot_path(const snap_snapshot *snap);
 
 /**
  * Recompute the data checksum of a pinned version (reads every byte) and
  * check every category code against its dictionary.
- * @return 0, SNAP_ECHECKSUM, or SNAP_ECORRUPT.
+ * @return 0, SNAP_ECHECKSUM (data differs from the sealed checksum), or
+ *         SNAP_ECORRUPT (a code out of range). Thread-safe.
  */
 SNAP_API int snap_snapshot_verify(const snap_snapshot *snap, struct snap_error *err);
 
@@ -480,69 +715,88 @@ SNAP_API int snap_snapshot_verify(const snap_snapshot *snap, struct snap_error *
  * and not pinned by the caller. Unpinning does this on its own after a flip;
  * call it from an idle process so that a retired version can be reclaimed
  * without waiting for the next pin. When it returns, this process pins only
- * what its callers pin plus the current versions. Thread-safe; may block
- * for an RCU grace period.
+ * what its callers pin plus the current versions. Errors are ignored (the
+ * cache stays). Thread-safe; blocks for an RCU grace period.
  */
 SNAP_API void snap_store_trim(snap_store *store);
 
 /* ------------------------------------------------ versions and reclamation */
 
+/** The state of a version. */
 enum snap_state {
-  SNAP_STATE_CURRENT = 1,  /* what snap_pin() returns */
-  SNAP_STATE_RETAINED = 2, /* kept by the retention policy; pinnable by number */
-  SNAP_STATE_DRAINING = 3, /* retired; reclaimed when its last pin goes */
+  SNAP_STATE_CURRENT = 1,  /**< what snap_pin() returns */
+  SNAP_STATE_RETAINED = 2, /**< kept by the retention policy; pinnable by number */
+  SNAP_STATE_DRAINING = 3, /**< retired; reclaimed when its last pin goes */
 };
+/** @return "current", "retained", "draining", or "unknown". Static; thread-safe. */
 SNAP_API const char *snap_state_name(enum snap_state state);
 
+/** One version as listed by snap_version_list(). */
 struct snap_version_info {
-  uint64_t version;
-  enum snap_state state;
-  uint32_t ncols;
-  uint64_t nrows;
-  uint64_t bytes; /* segment file size */
-  uint64_t created_ns;
-  uint64_t data_hash[2]; /* XXH3-128 of the data region, low then high */
-  int32_t holders;       /* processes pinning it now (from /proc/locks), -1 unknown */
+  uint64_t version;      /**< version number */
+  enum snap_state state; /**< its state */
+  uint32_t ncols;        /**< columns */
+  uint64_t nrows;        /**< rows */
+  uint64_t bytes;        /**< segment file size */
+  uint64_t created_ns;   /**< creation time, ns since the Unix epoch */
+  uint64_t data_hash[2]; /**< XXH3-128 of the data region, low then high */
+  int32_t holders;       /**< processes pinning it now (from /proc/locks), -1 unknown */
 };
 
+/** One dataset as listed by snap_dataset_list(). */
 struct snap_dataset_info {
-  char name[SNAP_DATASET_NAME_MAX + 1];
-  uint64_t current; /* 0: no version yet */
-  uint64_t next_version;
-  uint32_t keep;
-  uint32_t nversions;
-  uint64_t bytes; /* all its segments */
+  char name[SNAP_DATASET_NAME_MAX + 1]; /**< NUL-terminated */
+  uint64_t current;                     /**< current version; 0: none yet */
+  uint64_t next_version;                /**< number the next publish reserves */
+  uint32_t keep;                        /**< retention (snap_store_set_keep()) */
+  uint32_t nversions;                   /**< versions recorded, in any state */
+  uint64_t bytes;                       /**< all its segments */
 };
 
 /**
- * List the datasets (sorted by name). *out is malloc'd; free with free().
- * Thread-safe. @return 0 or an error.
+ * List the datasets, sorted by name (bytewise).
+ * @param out   receives a malloc'd array; free with free(). NULL when empty or
+ *              on failure.
+ * @param count receives its length (0 on failure).
+ * @return 0 or a control-file status. Thread-safe; any handle.
  */
 SNAP_API int snap_dataset_list(snap_store *store, struct snap_dataset_info **out,
                                size_t *count, struct snap_error *err);
 
 /**
  * List the versions of a dataset, oldest first, with how many processes pin
- * each. *out is malloc'd; free with free(). @return 0, SNAP_ENOTFOUND, or an error.
+ * each.
+ * @param out   receives a malloc'd array; free with free(). NULL when empty or
+ *              on failure.
+ * @param count receives its length (0 on failure).
+ * @return 0, SNAP_ENOTFOUND (no such dataset), or a control-file status.
+ *         Thread-safe; any handle.
  */
 SNAP_API int snap_version_list(snap_store *store, const char *dataset,
                                struct snap_version_info **out, size_t *count,
                                struct snap_error *err);
 
-/** Current version number of a dataset. @return 0 or SNAP_ENOTFOUND. */
+/**
+ * @param version receives the current version number (0 on failure).
+ * @return 0, SNAP_ENOTFOUND (no such dataset, or no version yet), or a
+ *         control-file status. Thread-safe; any handle.
+ */
 SNAP_API int snap_current_version(snap_store *store, const char *dataset,
                                   uint64_t *version, struct snap_error *err);
 
 /**
  * Make a retained version current again (the old current becomes retained).
  * Readers see it at their next pin.
- * @return 0, SNAP_ENOTFOUND, SNAP_EDRAINING, SNAP_ERDONLY, or an error.
+ * @return 0; SNAP_ENOTFOUND (no such dataset or version); SNAP_EDRAINING (the
+ *         version is retired); SNAP_EINVAL (a name that cannot exist); a
+ *         write-handle status; or a control-file status. Thread-safe; writers
+ *         only.
  */
 SNAP_API int snap_rollback(snap_store *store, const char *dataset, uint64_t version,
                            struct snap_error *err);
 
 /** snap_dataset_drop() flags. */
-#define SNAP_DROP_FORCE 0x1u /* drop even while versions are pinned (see below) */
+#define SNAP_DROP_FORCE 0x1u /**< drop even while versions are pinned (see below) */
 
 /**
  * Remove dataset @p dataset: its record, every version's record and every
@@ -558,45 +812,68 @@ SNAP_API int snap_rollback(snap_store *store, const char *dataset, uint64_t vers
  * Version numbers are never reused: a dataset created again under the same
  * name continues from the dropped one's next version number (the tombstone
  * segments/<dataset>/.next_version stays behind for that).
- * Writers only; thread-safe; any number of handles and processes may call it.
+ * @param flags 0 or SNAP_DROP_FORCE.
  * @return 0; SNAP_ENOTFOUND (no such dataset); SNAP_EBUSY (a version is
  *         pinned, or a publish of the dataset is in progress: retry after it);
  *         SNAP_EINVAL (unknown flags, or a name that cannot exist);
- *         SNAP_ERDONLY; a control-file status; or -errno.
+ *         a write-handle status; a control-file status; or -errno.
+ * Writers only; thread-safe; any number of handles and processes may call it.
  */
 SNAP_API int snap_dataset_drop(snap_store *store, const char *dataset, unsigned flags,
                                struct snap_error *err);
 
-/** Processes that pin a version now: up to @p cap pids in @p pids, total in *count. */
+/**
+ * The processes that pin a version now (flock holders, from /proc/locks).
+ * @param pids  array of @p cap entries receiving up to cap pids (may be NULL
+ *              when cap is 0).
+ * @param count receives the total number of holders (may exceed cap).
+ * @return 0; SNAP_ENOTFOUND (no segment file of that version); SNAP_EINVAL (a
+ *         name that cannot exist); or -errno (reading /proc/locks, -ENOMEM).
+ *         Thread-safe; any handle.
+ */
 SNAP_API int snap_version_holders(snap_store *store, const char *dataset,
                                   uint64_t version, pid_t *pids, size_t cap,
                                   size_t *count, struct snap_error *err);
 
-/** One version looked at by snap_gc(). */
+/** One version looked at by snap_gc(). Valid during the callback only. */
 struct snap_gc_item {
-  const char *dataset;
-  uint64_t version;
-  uint64_t bytes;
-  int freed;       /* 1: reclaimed now (or would be, in a dry run); 0: still draining */
-  int32_t holders; /* pinning processes when not freed */
+  const char *dataset; /**< its dataset */
+  uint64_t version;    /**< its number */
+  uint64_t bytes;      /**< segment file size */
+  int freed;       /**< 1: reclaimed now (or would be, in a dry run); 0: still draining */
+  int32_t holders; /**< pinning processes when not freed (0 when freed) */
 };
 
+/** Totals of one snap_gc() run. */
 struct snap_gc_stats {
-  uint64_t freed_versions, freed_bytes;
-  uint64_t draining_versions, draining_bytes;
+  uint64_t freed_versions;    /**< versions reclaimed (or reclaimable, dry run) */
+  uint64_t freed_bytes;       /**< their bytes */
+  uint64_t draining_versions; /**< versions still pinned */
+  uint64_t draining_bytes;    /**< their bytes */
 };
 
+/**
+ * Called by snap_gc() for each draining version, on the thread that called
+ * snap_gc(), after that version was dealt with and with no libsnap lock held:
+ * it may call any libsnap function (on this store too). @p item lives until it
+ * returns.
+ */
 typedef void (*snap_gc_cb)(const struct snap_gc_item *item, void *arg);
 
-#define SNAP_GC_DRY_RUN 0x1u /* report, change nothing */
+#define SNAP_GC_DRY_RUN 0x1u /**< report, change nothing */
 
 /**
  * Reclaim every draining version (of @p dataset, or all when NULL) that no
  * process pins: the moment flock(LOCK_EX|LOCK_NB) on its file succeeds, the
- * file is unlinked and its record dropped. @p cb (may be NULL) sees each
- * draining version; @p stats (may be NULL) gets the totals. A dry run changes
- * nothing and also works through a read-only handle.
- * @return 0, SNAP_ERDONLY, or an error.
+ * file is unlinked and its record dropped. A dry run changes nothing and also
+ * works through a read-only handle.
+ * @param flags 0 or SNAP_GC_DRY_RUN.
+ * @param cb    may be NULL; see snap_gc_cb.
+ * @param arg   passed to @p cb.
+ * @param stats may be NULL; receives the totals (zeroed first, also on failure).
+ * @return 0; SNAP_EINVAL (unknown flags, or a name that cannot exist); a
+ *         write-handle status (not for a dry run); a control-file status; or
+ *         -errno (open, flock, unlink). Thread-safe.
  */
 SNAP_API int snap_gc(snap_store *store, const char *dataset, unsigned flags,
                      snap_gc_cb cb, void *arg, struct snap_gc_stats *stats,
@@ -604,8 +881,11 @@ SNAP_API int snap_gc(snap_store *store, const char *dataset, unsigned flags,
 
 /**
  * Block until the draining version @p version of @p dataset has no pins, then
- * reclaim it (for a reaper thread). Returns at once if it is not draining.
- * @return 0 (reclaimed or nothing to do) or an error.
+ * reclaim it (for a reaper thread). Returns at once if it is not draining or
+ * does not exist.
+ * @return 0 (reclaimed or nothing to do); a write-handle status; a
+ *         control-file status; or -errno (open, flock, unlink). Thread-safe;
+ *         blocks in flock() without any libsnap lock held.
  */
 SNAP_API int snap_reclaim_wait(snap_store *store, const char *dataset, uint64_t version,
                                struct snap_error *err);
@@ -663,18 +943,24 @@ SNAP_API void snap_orphan_list_free(struct snap_orphan *list, size_t count);
 
 /* ------------------------------------------------------ control-file repair */
 
-/** One segment file looked at by snap_store_rebuild(). */
+/** One segment file looked at by snap_store_rebuild(). Valid during the callback. */
 struct snap_rebuild_item {
-  const char *dataset;
-  uint64_t version;
-  int status;          /* 0: recorded; else why it was set aside (SNAP_ECORRUPT, ...) */
-  uint32_t state;      /* enum snap_state given to a recorded version */
-  const char *message; /* why it was set aside, naming the file and field; else "" */
+  const char *dataset; /**< its dataset (directory name) */
+  uint64_t version;    /**< its number (file name) */
+  int status;          /**< 0: recorded; else why it was set aside (SNAP_ECORRUPT, ...) */
+  uint32_t state;      /**< enum snap_state given to a recorded version */
+  const char *message; /**< why it was set aside, naming the file and field; else "" */
 };
 
+/**
+ * Called by snap_store_rebuild() for each segment file, on the calling thread,
+ * while the rebuild holds the store's writer locks: it must not call
+ * snap_store_rebuild() or write to this store (those fail with SNAP_EBUSY).
+ * @p item lives until it returns.
+ */
 typedef void (*snap_rebuild_cb)(const struct snap_rebuild_item *item, void *arg);
 
-#define SNAP_REBUILD_DEEP 0x1u /* also check every segment's data checksum */
+#define SNAP_REBUILD_DEEP 0x1u /**< also check every segment's data checksum */
 
 /**
  * Recreate the control file of the store in @p path (NULL: $LIBSNAP_STORE, else
@@ -699,11 +985,14 @@ typedef void (*snap_rebuild_cb)(const struct snap_rebuild_item *item, void *arg)
  * holds a shared flock on the store's flips file until snap_store_close(). A
  * writer whose control file was replaced fails its next write with
  * SNAP_ECONTROL and must reopen the store.
- * @p cb (may be NULL) sees each segment file, from the calling thread. Any
- * thread may call it; one rebuild runs at a time per store (the others get
- * SNAP_EBUSY).
- * @return 0, SNAP_EBUSY, SNAP_ECORRUPT (store ids disagree), SNAP_ENOTFOUND (no
- *         store directory), or -errno.
+ * @param flags 0 or SNAP_REBUILD_DEEP.
+ * @param cb    may be NULL; see snap_rebuild_cb.
+ * @param arg   passed to @p cb.
+ * @return 0; SNAP_EINVAL (unknown flags); SNAP_EBUSY (a writer has the store,
+ *         or another rebuild runs); SNAP_ECORRUPT (store ids disagree);
+ *         SNAP_ENOTFOUND (no store directory); a control-file status (creating
+ *         the new file); or -errno.
+ * Any thread may call it; one rebuild runs at a time per store.
  */
 SNAP_API int snap_store_rebuild(const char *path, unsigned flags, snap_rebuild_cb cb,
                                 void *arg, struct snap_error *err);

@@ -339,23 +339,6 @@ static PyObject *pin_blocks(PyObject *self, PyObject *unused) {
   return list;
 }
 
-/* The byte length of one buffer of a column. */
-static uint64_t column_buf_len(const struct snap_column *c, uint64_t nrows, int kind) {
-  switch (kind) {
-    case 0:
-      return c->type == SNAP_CATEGORY ? nrows * snap_type_size(c->code_type)
-             : c->type == SNAP_STRING ? 0
-                                      : nrows * snap_type_size(c->type);
-    case 1:
-      return c->validity ? (nrows + 7) / 8 : 0;
-    case 2:
-      return c->offsets ? 8 * ((c->type == SNAP_STRING ? nrows : c->dict_size) + 1) : 0;
-    case 3:
-      return c->data ? c->data_bytes : 0;
-  }
-  return 0;
-}
-
 static const char *const buf_kinds[] = {"values", "validity", "offsets", "data", NULL};
 
 static int kind_index(const char *kind) {
@@ -371,7 +354,6 @@ static PyObject *pin_buffer(PyObject *self, PyObject *args) {
   unsigned int idx = 0;
   if (!PyArg_ParseTuple(args, "s|I", &kind, &idx)) return NULL;
   snap_snapshot *s = ((PinObject *)self)->snap;
-  uint64_t nrows = snap_snapshot_nrows(s);
   if (!strcmp(kind, "segment")) {
     size_t len;
     const void *p = snap_snapshot_segment(s, &len);
@@ -380,17 +362,18 @@ static PyObject *pin_buffer(PyObject *self, PyObject *args) {
   if (!strcmp(kind, "block")) {
     const struct snap_block *b = snap_snapshot_block(s, idx);
     if (!b) return PyErr_Format(PyExc_IndexError, "block %u out of range", idx);
-    return buffer_new(self, b->data, (uint64_t)b->ncols * nrows * snap_type_size(b->type),
-                      0);
+    return buffer_new(self, b->data, b->data_bytes, 0);
   }
   int k = kind_index(kind);
   if (k < 0) return PyErr_Format(PyExc_ValueError, "unknown buffer kind %s", kind);
   const struct snap_column *c = snap_snapshot_column(s, idx);
   if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
   const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
+  const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
+                           c->data_bytes};
   /* an absent buffer (no bytes: all-empty strings, 0 rows) is an empty buffer,
    * so callers never special-case None */
-  return buffer_new(self, ptrs[k], ptrs[k] ? column_buf_len(c, nrows, k) : 0, 0);
+  return buffer_new(self, ptrs[k], ptrs[k] ? lens[k] : 0, 0);
 }
 
 static PyObject *pin_verify(PyObject *self, PyObject *unused) {
@@ -566,7 +549,9 @@ static PyObject *publish_buffer(PyObject *self, PyObject *args) {
   const struct snap_column *c = snap_publish_column(p->pub, idx);
   if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
   const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
-  uint64_t len = ptrs[k] ? column_buf_len(c, snap_publish_nrows(p->pub), k) : 0;
+  const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
+                           c->data_bytes};
+  uint64_t len = ptrs[k] ? lens[k] : 0;
   return buffer_new(self, ptrs[k], len, 1); /* absent: an empty buffer, as for pins */
 }
 
