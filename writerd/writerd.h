@@ -21,10 +21,9 @@
 
 #include <libsnap/libsnap.h>
 #include <pthread.h>
+#include <snap_ingest/ingest.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-#include "ingest.h"
 
 /* writerd ships with the library: one version number (libsnap.h). */
 #define WD_STR2(x) #x

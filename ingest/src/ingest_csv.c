@@ -33,7 +33,7 @@
 #include <emmintrin.h>
 #endif
 
-#include "ingest.h"
+#include "internal.h"
 
 /* ------------------------------------------------------------ messages */
 
