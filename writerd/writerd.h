@@ -30,8 +30,6 @@
 #define WD_STR(x) WD_STR2(x)
 #define WD_VERSION \
   WD_STR(SNAP_VERSION_MAJOR) "." WD_STR(SNAP_VERSION_MINOR) "." WD_STR(SNAP_VERSION_PATCH)
-/** Longest request line in bytes, newline included. */
-#define WD_LINE_MAX 4096
 /** Most descriptors a client may have sent and not yet used. */
 #define WD_MAX_FDS 4
 /** Most simultaneous clients; more are refused with ERR EBUSY. */
