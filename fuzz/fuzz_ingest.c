@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * libFuzzer targets: the CSV and .npy ingest parsers (snapctl/ingest*.c, also
+ * libFuzzer targets: the CSV and .npy ingest parsers (ingest/src/, also
  * used by writerd), publishing into a store on /dev/shm. A malformed input must
  * be refused with an error and publish nothing; an accepted one must give a
  * version whose every column reads back. CSV is also checked differentially: the
@@ -8,13 +8,12 @@
  */
 #define _GNU_SOURCE
 #include <ftw.h>
+#include <snap_ingest/compare.h>
+#include <snap_ingest/ingest.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#include "ingest.h"
-#include "ingest_compare.h"
 
 #ifndef FUZZ_FORMAT
 #error define FUZZ_FORMAT as INGEST_CSV or INGEST_NPY

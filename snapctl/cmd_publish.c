@@ -3,23 +3,22 @@
  * snapctl publish: publish a .npy or CSV file as a new version of a dataset.
  * When a writerd serves the store (its lock file <store>/writerd.lock names its
  * socket and the socket answers), the file is handed to it as a descriptor
- * (docs/protocol.md: PUBLISH DATASET - with SCM_RIGHTS), so the daemon stays
- * the store's only publisher; otherwise directly through the library
- * (ingest.c). A malformed input publishes nothing either way.
+ * (docs/protocol.md: PUBLISH DATASET - with SCM_RIGHTS, sent by the
+ * writerd_client library), so the daemon stays the store's only publisher;
+ * otherwise directly through the snap_ingest library. A malformed input publishes
+ * nothing either way.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <limits.h>
+#include <snap_ingest/ingest.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+#include <writerd/client.h>
 
-#include "ingest.h"
 #include "snapctl.h"
 
 static double now(void) {
@@ -44,64 +43,33 @@ static void on_progress(uint64_t done, uint64_t total, void *arg) {
   p->shown = 1;
 }
 
-/* Percent-encode a protocol argument (space, '%', control bytes). */
-static void put_arg(char *out, size_t cap, size_t *len, const char *arg) {
-  for (const unsigned char *p = (const unsigned char *)arg; *p; p++) {
-    if (*len + 4 >= cap) return;
-    if (*p <= ' ' || *p == '%' || *p == 0x7f)
-      *len += (size_t)snprintf(out + *len, cap - *len, "%%%02X", *p);
-    else
-      out[(*len)++] = (char)*p;
-  }
-  out[*len] = 0;
-}
-
-/* Connect to the writerd that serves the store, if one runs: -1 if none. */
-static int writerd_connect(const struct ctl *c) {
+/* Connect to the writerd that serves the store, if one runs: NULL if none. */
+static wd_client *writerd_connect(const struct ctl *c) {
   const char *store = c->store_path ? c->store_path : getenv(SNAP_STORE_ENV);
   if (!store || !*store) store = SNAP_STORE_DEFAULT;
-  char path[PATH_MAX + 32], buf[PATH_MAX + 64];
-  snprintf(path, sizeof path, "%s/writerd.lock", store);
-  int lf = open(path, O_RDONLY | O_CLOEXEC);
-  if (lf < 0) return -1;
-  ssize_t n = read(lf, buf, sizeof buf - 1);
-  close(lf);
-  if (n <= 0) return -1;
-  buf[n] = 0;
-  char *sock = strchr(buf, '\n'); /* "PID\nSOCKET\n" */
-  if (!sock) return -1;
-  sock++;
-  sock[strcspn(sock, "\n")] = 0;
-  struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  if (!*sock || strlen(sock) >= sizeof sa.sun_path) return -1;
-  memcpy(sa.sun_path, sock, strlen(sock));
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa)) { /* stale: no writerd */
-    close(fd);
-    return -1;
-  }
-  return fd;
+  wd_client *wd;
+  if (wd_client_open_store(store, &wd, NULL)) return NULL; /* stale or none */
+  return wd;
 }
 
 /* Publish through writerd: send the request with the file's descriptor, read the
  * one-line reply. Returns the exit status; prints like the direct path. */
-static int publish_via_writerd(struct ctl *c, int sock, const char *dataset,
+static int publish_via_writerd(struct ctl *c, wd_client *wd, const char *dataset,
                                const char *path, const struct ingest_options *o,
                                int quiet) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    close(sock);
+    wd_client_close(wd);
     return ctl_fail(c, "%s: %s: %s", dataset, path, strerror(errno));
   }
   char req[8192];
   size_t len = 0;
   req[0] = 0;
-  put_arg(req, sizeof req, &len, "PUBLISH");
+  wd_client_put_arg(req, sizeof req, &len, "PUBLISH");
   req[len++] = ' ';
-  put_arg(req, sizeof req, &len, dataset);
+  wd_client_put_arg(req, sizeof req, &len, dataset);
   len += (size_t)snprintf(req + len, sizeof req - len, " - name=");
-  put_arg(req, sizeof req, &len, path);
+  wd_client_put_arg(req, sizeof req, &len, path);
   if (o->format)
     len += (size_t)snprintf(req + len, sizeof req - len, " format=%s",
                             o->format == INGEST_NPY ? "npy" : "csv");
@@ -115,69 +83,37 @@ static int publish_via_writerd(struct ctl *c, int sock, const char *dataset,
   if (o->schema) { /* the schema's text travels in the request, percent-encoded */
     char *text = strndup(o->schema, o->schema_len);
     len += (size_t)snprintf(req + len, sizeof req - len, " schema=");
-    if (text) put_arg(req, sizeof req, &len, text);
+    if (text) wd_client_put_arg(req, sizeof req, &len, text);
     free(text);
-  }
-  if (len + 2 > 4096) { /* writerd's request line limit (docs/protocol.md) */
-    close(fd);
-    close(sock);
-    return ctl_fail(c,
-                    "%s: request too long for writerd (%zu bytes, at most 4096): "
-                    "shorten the schema or use --direct",
-                    dataset, len + 1);
   }
   if (len + 2 > sizeof req) {
     close(fd);
-    close(sock);
+    wd_client_close(wd);
     return ctl_fail(c, "%s: request too long", dataset);
   }
-  req[len++] = '\n';
-  union {
-    struct cmsghdr h;
-    char buf[CMSG_SPACE(sizeof(int))];
-  } ctl;
-  struct iovec iov = {req, len};
-  struct msghdr m = {.msg_iov = &iov,
-                     .msg_iovlen = 1,
-                     .msg_control = ctl.buf,
-                     .msg_controllen = sizeof ctl.buf};
-  struct cmsghdr *h = CMSG_FIRSTHDR(&m);
-  h->cmsg_level = SOL_SOCKET;
-  h->cmsg_type = SCM_RIGHTS;
-  h->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(h), &fd, sizeof fd);
-  ssize_t sent = sendmsg(sock, &m, MSG_NOSIGNAL);
+  struct snap_error err = {0};
+  int rc = wd_client_send(wd, req, fd, &err);
   close(fd);
-  if (sent != (ssize_t)len) {
-    close(sock);
-    return ctl_fail(c, "%s: sending to writerd: %s", dataset, strerror(errno));
+  if (rc) {
+    wd_client_close(wd);
+    if (rc == -E2BIG) /* the protocol's line limit */
+      return ctl_fail(c, "%s: %s: shorten the schema or use --direct", dataset,
+                      err.message);
+    return ctl_fail(c, "%s: %s", dataset, err.message);
   }
   /* "PROGRESS DONE TOTAL" lines (when asked for), then the reply line */
-  char reply[4096];
-  size_t got = 0;
+  const char *reply = NULL;
   struct progress prog = {.start = now()};
-  for (;;) {
-    char *nl = memchr(reply, '\n', got);
-    if (nl) {
-      unsigned long long done, total;
-      if (strncmp(reply, "PROGRESS ", 9) ||
-          sscanf(reply + 9, "%llu %llu", &done, &total) != 2)
-        break; /* the reply */
-      if (bar) on_progress(done, total, &prog);
-      got -= (size_t)(nl + 1 - reply);
-      memmove(reply, nl + 1, got);
-      continue;
-    }
-    if (got == sizeof reply - 1) break;
-    ssize_t n = read(sock, reply + got, sizeof reply - 1 - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += (size_t)n;
+  while (wd_client_read_line(wd, &reply, NULL) == 1) {
+    unsigned long long done, total;
+    if (strncmp(reply, "PROGRESS ", 9) ||
+        sscanf(reply + 9, "%llu %llu", &done, &total) != 2)
+      break; /* the reply */
+    if (bar) on_progress(done, total, &prog);
+    reply = NULL;
   }
-  close(sock);
   if (prog.shown) fputc('\n', stderr);
-  reply[got] = 0;
-  reply[strcspn(reply, "\n")] = 0;
+  if (!reply) reply = "";
   unsigned long long version, rows, bytes, input;
   unsigned cols;
   double secs;
@@ -192,13 +128,15 @@ static int publish_via_writerd(struct ctl *c, int sock, const char *dataset,
           dataset, version, rows, cols, ctl_bytes(b, sizeof b, input), secs,
           secs > 0 ? (double)input / secs / 1e6 : 0.0);
     }
-    return CTL_OK;
-  }
-  if (!strncmp(reply, "ERR ", 4)) { /* "ERR CODE message" */
+    rc = CTL_OK;
+  } else if (!strncmp(reply, "ERR ", 4)) { /* "ERR CODE message" */
     const char *msg = strchr(reply + 4, ' ');
-    return ctl_fail(c, "%s: %s", dataset, msg ? msg + 1 : reply + 4);
+    rc = ctl_fail(c, "%s: %s", dataset, msg ? msg + 1 : reply + 4);
+  } else {
+    rc = ctl_fail(c, "%s: writerd gave no reply%s%s", dataset, *reply ? ": " : "", reply);
   }
-  return ctl_fail(c, "%s: writerd gave no reply%s%s", dataset, got ? ": " : "", reply);
+  wd_client_close(wd); /* reply points into it */
+  return rc;
 }
 
 static int run(struct ctl *c, int argc, char **argv) {
@@ -282,9 +220,9 @@ static int run(struct ctl *c, int argc, char **argv) {
     o.schema_name = schema_path;
   }
 
-  int sock = direct ? -1 : writerd_connect(c);
-  if (sock >= 0) {
-    int rc = publish_via_writerd(c, sock, dataset, path, &o, quiet);
+  wd_client *wd = direct ? NULL : writerd_connect(c);
+  if (wd) {
+    int rc = publish_via_writerd(c, wd, dataset, path, &o, quiet);
     free(schema);
     return rc;
   }

@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* The request-line grammar of docs/protocol.md, apart from the daemon so that it
- * can be tested and fuzzed on its own (fuzz/fuzz_protocol.c). */
+ * can be tested and fuzzed on its own (fuzz/fuzz_protocol.c), and the protocol's
+ * limits, shared with the client library (writerd/client/). */
 #ifndef WRITERD_PROTO_H
 #define WRITERD_PROTO_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/** Longest request line in bytes, newline included (docs/protocol.md, "Framing").
+ *  The server refuses a longer one (socket.c); the client will not send one, and
+ *  reads replies with a buffer of this size. */
+#define WD_LINE_MAX 4096
 #define WD_ARGV_MAX 16 /* a request has fewer arguments than this, verb included */
 
 /*

@@ -21,18 +21,15 @@
 
 #include <libsnap/libsnap.h>
 #include <pthread.h>
+#include <snap_ingest/ingest.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-#include "ingest.h"
 
 /* writerd ships with the library: one version number (libsnap.h). */
 #define WD_STR2(x) #x
 #define WD_STR(x) WD_STR2(x)
 #define WD_VERSION \
   WD_STR(SNAP_VERSION_MAJOR) "." WD_STR(SNAP_VERSION_MINOR) "." WD_STR(SNAP_VERSION_PATCH)
-/** Longest request line in bytes, newline included. */
-#define WD_LINE_MAX 4096
 /** Most descriptors a client may have sent and not yet used. */
 #define WD_MAX_FDS 4
 /** Most simultaneous clients; more are refused with ERR EBUSY. */

@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Ingest entry points: pick the format, map the input, hand it to a parser. */
 #define _GNU_SOURCE
-#include "ingest.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -13,6 +11,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "internal.h"
 
 int ingest_error(struct snap_error *err, int status, const char *fmt, ...) {
   if (err) {

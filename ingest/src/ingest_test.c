@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* Ingest: field parsers, CSV type inference and errors, .npy layouts, in one process. */
 #define _GNU_SOURCE
-#include "ingest.h"
-
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
 #include <math.h>
+#include <snap_ingest/compare.h>
+#include <snap_ingest/ingest.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +16,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "ingest_compare.h"
 
 static char g_dir[128];
 static snap_store *g_store;

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ingest.h"
+#include "internal.h"
 
 #define nerr ingest_error
 

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Test helper shared by ingest_test and fuzz_ingest: whether two published
- * tables hold the same columns, bit for bit.
+ * tables hold the same columns, bit for bit. Header-only, libsnap's public API
+ * alone: #include <snap_ingest/compare.h>.
  */
-#ifndef SNAPCTL_INGEST_COMPARE_H
-#define SNAPCTL_INGEST_COMPARE_H
+#ifndef SNAP_INGEST_COMPARE_H
+#define SNAP_INGEST_COMPARE_H
 
 #include <string.h>
 
@@ -44,4 +45,4 @@ static inline const char *ingest_tables_differ(snap_snapshot *a, snap_snapshot *
   return NULL;
 }
 
-#endif /* SNAPCTL_INGEST_COMPARE_H */
+#endif /* SNAP_INGEST_COMPARE_H */

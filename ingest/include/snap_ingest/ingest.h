@@ -12,9 +12,11 @@
  * the row count, infer each column's type and size its string data, once to parse
  * every value straight into the new segment (values are written exactly once, into
  * shared memory). A .npy file is copied column by column into the segment.
+ *
+ * The public interface of the snap_ingest library: #include <snap_ingest/ingest.h>.
  */
-#ifndef SNAPCTL_INGEST_H
-#define SNAPCTL_INGEST_H
+#ifndef SNAP_INGEST_INGEST_H
+#define SNAP_INGEST_INGEST_H
 
 #include <libsnap/libsnap.h>
 #include <stddef.h>
@@ -95,24 +97,6 @@ struct ingest_result {
 };
 
 /** The format a file name implies, or INGEST_AUTO when it implies none. */
-/* Fill err (if any) with status and a printf-style message; returns status.
- * Shared by the parsers. */
-int ingest_error(struct snap_error *err, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Whether the caller asked to cancel: an atomic load (another thread sets the
- * flag with __atomic_store_n; a plain volatile read would race). */
-static inline int ingest_cancelled(const struct ingest_options *o) {
-  return o->cancel && __atomic_load_n(o->cancel, __ATOMIC_RELAXED);
-}
-
-/* Polled by the parsers about every 64k rows: 0 to go on; -ECANCELED when the
- * caller asked to cancel; SNAP_EBUSY when another process has opened the input
- * for writing since ingest_fd() leased it (the kernel lets that open wait while
- * the lease is being broken: the ingest must stop reading the file now). */
-int ingest_interrupted(const struct ingest_options *o, const char *name,
-                       struct snap_error *err);
-
 enum ingest_format ingest_format_from_name(const char *name);
 
 /**
@@ -166,4 +150,4 @@ int ingest_parse_timestamp_unit(const char *p, size_t n, int64_t unit_ns, int64_
 #ifdef __cplusplus
 }
 #endif
-#endif /* SNAPCTL_INGEST_H */
+#endif /* SNAP_INGEST_INGEST_H */
