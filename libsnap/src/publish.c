@@ -156,7 +156,7 @@ const struct snap_column *snap_publish_column(const snap_publish *p, uint32_t co
 int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out,
                       struct snap_error *err) {
   memset(out, 0, sizeof *out);
-  const struct snap_column *c = snap_publish_column(p, col); /* the one accessor */
+  const struct snap_column *c = snap_publish_column(p, col);
   if (!p || !p->base)
     return snap__err(err, SNAP_EINVAL, "snap_publish_fill: no publish in progress");
   if (!c)
@@ -166,6 +166,10 @@ int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out,
   out->validity = (uint8_t *)c->validity;
   out->offsets = (int64_t *)c->offsets;
   out->data = (char *)c->data;
+  out->values_bytes = c->values_bytes;
+  out->validity_bytes = c->validity_bytes;
+  out->offsets_bytes = c->offsets_bytes;
+  out->data_bytes = c->data_bytes;
   return 0;
 }
 

@@ -286,8 +286,16 @@ static void test_buffer_lengths(void) {
     struct snap_schema schema = {nrows, 18, f, NULL, 0};
     snap_publish *p;
     CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "lengths", &schema, &p, NULL), 0);
-    for (uint32_t i = 0; i < 18; i++)
-      check_lengths(snap_publish_column(p, i), nrows, false);
+    for (uint32_t i = 0; i < 18; i++) {
+      const struct snap_column *c = snap_publish_column(p, i);
+      check_lengths(c, nrows, false);
+      struct snap_fill fl; /* the writable accessor: the same buffers and lengths */
+      CU_ASSERT_EQUAL_FATAL(snap_publish_fill(p, i, &fl, NULL), 0);
+      CU_ASSERT(fl.values == c->values && fl.values_bytes == c->values_bytes);
+      CU_ASSERT(fl.validity == c->validity && fl.validity_bytes == c->validity_bytes);
+      CU_ASSERT(fl.offsets == c->offsets && fl.offsets_bytes == c->offsets_bytes);
+      CU_ASSERT((const char *)fl.data == c->data && fl.data_bytes == c->data_bytes);
+    }
     const struct snap_column *b = snap_publish_column(p, 10),
                              *st = snap_publish_column(p, 14),
                              *ct = snap_publish_column(p, 15),

@@ -294,14 +294,18 @@ struct snap_block {
 };
 
 /**
- * Writable buffers of one column of a publish in progress: the pointers of
- * snap_publish_column() without const (deprecated with snap_publish_fill()).
+ * Writable buffers of one column of a publish in progress, with their byte
+ * lengths (snap_publish_fill()). An absent buffer is NULL with length 0.
  */
 struct snap_fill {
-  void *values;      /**< = snap_column.values */
-  uint8_t *validity; /**< = snap_column.validity */
-  int64_t *offsets;  /**< = snap_column.offsets */
-  char *data;        /**< = snap_column.data */
+  void *values;            /**< values, bools or category codes */
+  uint8_t *validity;       /**< SNAP_NULLABLE only */
+  int64_t *offsets;        /**< STRING: nrows + 1; CATEGORY: dict_size + 1 */
+  char *data;              /**< STRING: value bytes; CATEGORY: category bytes */
+  uint64_t values_bytes;   /**< length of values */
+  uint64_t validity_bytes; /**< length of validity: (nrows + 7) / 8 */
+  uint64_t offsets_bytes;  /**< length of offsets */
+  uint64_t data_bytes;     /**< length of data */
 };
 
 /* ------------------------------------------------------------------- store */
@@ -409,12 +413,14 @@ SNAP_API int snap_store_max_datasets(snap_store *store, uint32_t *max, uint64_t 
 /* ----------------------------------------------------------------- publish */
 
 /*
- * One accessor per buffer of a publish in progress:
- *  - a column's values, validity, offsets and data: snap_publish_column(),
- *    with their byte lengths (the same struct snap_column readers get);
+ * One writable accessor per buffer of a publish in progress:
+ *  - a column's values, validity, offsets and data: snap_publish_fill(), with
+ *    their byte lengths;
  *  - a block's (ncols, nrows) matrix, the values of its columns end to end:
  *    snap_publish_block().
- * snap_publish_fill() is the older spelling of snap_publish_column().
+ * snap_publish_column() describes the planned layout (the struct snap_column
+ * readers will get: type, code_type, block, block_pos); its pointers are the
+ * same buffers, read-only.
  */
 
 /**
@@ -422,7 +428,7 @@ SNAP_API int snap_store_max_datasets(snap_store *store, uint32_t *max, uint64_t 
  * Reserves the next version number, allocates the whole segment on the store's
  * tmpfs (a full tmpfs fails here with -ENOSPC, not later with SIGBUS) and
  * writes the manifest. The caller then fills each column's buffers in place
- * (snap_publish_column(), snap_publish_block()) and ends with
+ * (snap_publish_fill(), snap_publish_block()) and ends with
  * snap_publish_commit() or snap_publish_abort(). Until commit nothing is
  * visible and a crash leaves nothing behind.
  * A dataset is created by its first publish (begin, adopt or import) only
@@ -455,12 +461,11 @@ SNAP_API uint64_t snap_publish_version(const snap_publish *pub);
 SNAP_API uint64_t snap_publish_nrows(const snap_publish *pub);
 
 /**
- * The one accessor for the buffers of column @p col of a publish in progress:
- * its planned layout (type, resolved code_type, block, block_pos, dict_size)
- * and its buffers with their byte lengths, exactly as snap_snapshot_column()
- * will show them. The buffers are writable until commit or abort (const only
- * because the struct is shared with readers; cast it away) and start zeroed.
- * Fill them as follows: fixed-width and bool values in values (bools 0 or 1);
+ * The planned layout of column @p col of a publish in progress (type, resolved
+ * code_type, block, block_pos, dict_size) and its buffers with their byte
+ * lengths, exactly as snap_snapshot_column() will show them. The pointers are
+ * read-only here: write through snap_publish_fill(). Buffers start zeroed.
+ * They are filled as follows: fixed-width and bool values in values (bools 0 or 1);
  * the validity bitmap if SNAP_NULLABLE; strings: offsets[0..nrows]
  * (offsets[0] = 0, non-decreasing, offsets[nrows] = data_bytes) and data;
  * categories: codes in values (-1 = missing, else < dict_size), the dictionary
@@ -472,10 +477,16 @@ SNAP_API const struct snap_column *snap_publish_column(const snap_publish *pub,
                                                        uint32_t col);
 
 /**
- * Deprecated: use snap_publish_column(), which also gives the lengths.
- * Copy the pointers of snap_publish_column(@p pub, @p col) into @p out.
- * @param out receives the pointers; zeroed on failure.
- * @return 0, or SNAP_EINVAL (col out of range, or no publish in progress).
+ * The writable buffers of column @p col of a publish in progress and their
+ * byte lengths (the layout and the rules for their contents:
+ * snap_publish_column()). They live until commit, seal or abort.
+ * @param pub the publish handle.
+ * @param col column index, < the schema's ncols.
+ * @param out receives the buffers; zeroed on failure.
+ * @param err if not NULL, receives the message on failure.
+ * @return 0, or SNAP_EINVAL (@p col out of range, or no publish in progress).
+ * Not thread-safe on one handle; different columns' buffers may be written by
+ * different threads at once.
  */
 SNAP_API int snap_publish_fill(snap_publish *pub, uint32_t col, struct snap_fill *out,
                                struct snap_error *err);
@@ -755,7 +766,7 @@ struct snap_dataset_info {
 
 /**
  * List the datasets, sorted by name (bytewise).
- * @param out   receives a malloc'd array; free with free(). NULL when empty or
+ * @param out   receives an array; free it with snap_free(). NULL when empty or
  *              on failure.
  * @param count receives its length (0 on failure).
  * @return 0 or a control-file status. Thread-safe; any handle.
@@ -766,7 +777,7 @@ SNAP_API int snap_dataset_list(snap_store *store, struct snap_dataset_info **out
 /**
  * List the versions of a dataset, oldest first, with how many processes pin
  * each.
- * @param out   receives a malloc'd array; free with free(). NULL when empty or
+ * @param out   receives an array; free it with snap_free(). NULL when empty or
  *              on failure.
  * @param count receives its length (0 on failure).
  * @return 0, SNAP_ENOTFOUND (no such dataset), or a control-file status.
