@@ -185,7 +185,7 @@ int main(int argc, char **argv) {
       printf(" v%llu (%s)", (unsigned long long)vi[i].version,
              snap_state_name(vi[i].state));
     printf("\n");
-    free(vi);
+    snap_free(vi);
   }
   printf("%llu queries, %llu wrong reads, %llu draining after readers exit\n",
          (unsigned long long)queries, (unsigned long long)errors,

@@ -76,9 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     uint64_t v;
     ok(snap_current_version(s, ds[i].name, &v, &err));
-    free(vi);
+    snap_free(vi);
   }
-  free(ds);
+  snap_free(ds);
   snap_store_close(s);
   return 0;
 }

@@ -253,7 +253,7 @@ static void check_draining(struct doctor *d, snap_store *store,
               (unsigned long long)v[k].version, ctl_bytes(b, sizeof b, v[k].bytes),
               n ? who : "processes that just let go");
     }
-    free(v);
+    snap_free(v);
   }
   if (!any) finding(d, "ok", NULL, "draining versions: none");
 }
@@ -343,7 +343,7 @@ static int run(struct ctl *c, int argc, char **argv) {
     if (snap_version_list(store, ds[i].name, &v, &nv, NULL)) continue;
     for (size_t k = 0; k < nv; k++)
       if (v[k].state == SNAP_STATE_CURRENT && v[k].bytes > largest) largest = v[k].bytes;
-    free(v);
+    snap_free(v);
   }
   char b[32], b2[32];
   finding(&d, "ok", NULL, "store: %s opens (%zu dataset%s, %s)", snap_store_path(store),
@@ -369,7 +369,7 @@ static int run(struct ctl *c, int argc, char **argv) {
   d.problems += ctl_doctor_segments(store, ds, nds, deep, &d.advice); /* segments */
   printf("%d problem%s, %d piece%s of advice\n", d.problems, d.problems == 1 ? "" : "s",
          d.advice, d.advice == 1 ? "" : "s");
-  free(ds);
+  snap_free(ds);
   snap_store_close(store);
   if (!d.problems) return CTL_OK;
   fflush(stdout);

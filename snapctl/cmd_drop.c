@@ -25,7 +25,7 @@ static void print_holders(snap_store *store, const char *dataset) {
              ctl_proc_cmdline(cmd, sizeof cmd, pids[j]));
     }
   }
-  free(v);
+  snap_free(v);
 }
 
 static int run(struct ctl *c, int argc, char **argv) {

@@ -69,9 +69,9 @@ static int dry_collect(struct ctl *c, snap_store *store, const char *only,
     for (size_t k = 0; k < nv; k++)
       if (v[k].state == SNAP_STATE_DRAINING)
         items_add(l, ds[i].name, v[k].version, v[k].bytes, v[k].holders == 0);
-    free(v);
+    snap_free(v);
   }
-  free(ds);
+  snap_free(ds);
   return status;
 }
 

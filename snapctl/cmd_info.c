@@ -20,7 +20,7 @@ static int find_version(struct ctl *c, snap_store *store, const char *dataset,
   for (size_t i = 0; i < n && !found; i++)
     if (*version ? v[i].version == *version : v[i].state == SNAP_STATE_CURRENT)
       *out = v[i], found = 1;
-  free(v);
+  snap_free(v);
   if (found) {
     *version = out->version;
     return CTL_OK;

@@ -73,7 +73,7 @@ static int run(struct ctl *c, int argc, char **argv) {
   int found = !only;
   for (size_t i = 0; only && i < nds && !found; i++) found = !strcmp(only, ds[i].name);
   if (!found) {
-    free(ds);
+    snap_free(ds);
     snap_store_close(store);
     return ctl_fail(c, "%s: no such dataset", only);
   }
@@ -122,7 +122,7 @@ static int run(struct ctl *c, int argc, char **argv) {
         for (int k = 0; k < 7; k++) ctl_table_cell(&t, "-");
       }
     }
-    free(v);
+    snap_free(v);
   }
   uint32_t max = 0; /* the dataset limit (0: none) */
   if (snap_store_max_datasets(store, &max, NULL, NULL)) max = 0;
@@ -147,7 +147,7 @@ static int run(struct ctl *c, int argc, char **argv) {
         ctl_bytes(b3, sizeof b3, tot.pinned_draining));
   }
   ctl_table_free(&t);
-  free(ds);
+  snap_free(ds);
   snap_store_close(store);
   return status;
 }

@@ -76,9 +76,9 @@ static int collect(struct ctl *c, snap_store *store, struct rows *out) {
         if (rows_add(out, &r)) status = ctl_fail(c, "out of memory");
       }
     }
-    free(v);
+    snap_free(v);
   }
-  free(ds);
+  snap_free(ds);
   if (out->n) qsort(out->r, out->n, sizeof *out->r, by_pid);
   return status;
 }

@@ -79,7 +79,7 @@ int ctl_doctor_segments(snap_store *store, const struct snap_dataset_info *ds, s
     }
     struct seg_check *all = calloc(nv ? nv : 1, sizeof *all);
     if (!all) {
-      free(v);
+      snap_free(v);
       printf("%-8s segment: %s: out of memory\n", "problem", ds[i].name);
       problems++;
       continue;
@@ -106,7 +106,7 @@ int ctl_doctor_segments(snap_store *store, const struct snap_dataset_info *ds, s
       problems++;
     }
     free(all);
-    free(v);
+    snap_free(v);
   }
   if (!problems)
     printf("%-8s segments: %zu kept version%s pass a reader's checks%s\n", "ok", checked,

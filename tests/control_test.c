@@ -234,7 +234,7 @@ static void e2e_case(int kase) {
     CU_ASSERT_EQUAL(snap_snapshot_verify(snap, NULL), 0);
     snap_unpin(snap);
   }
-  free(vi);
+  snap_free(vi);
   CU_ASSERT_EQUAL(snap_current_version(s, "d", &v, &err), 0);
   CU_ASSERT_EQUAL(v, before);
   /* readers follow new publishes through the new file */
@@ -374,9 +374,9 @@ static void read_everything(const char *dir) {
     }
     uint64_t v;
     if (!allowed(snap_current_version(s, ds[i].name, &v, &err))) _exit(2);
-    free(vi);
+    snap_free(vi);
   }
-  free(ds);
+  snap_free(ds);
   snap_snapshot *snap;
   rc = snap_pin(s, "d0", &snap, &err);
   if (!allowed(rc)) _exit(2);

@@ -247,7 +247,7 @@ static uint64_t seg_bytes_and_check(const char *dir, snap_store *s, int *orphans
       else
         bytes += (uint64_t)st.st_blocks * 512;
     }
-    free(vi);
+    snap_free(vi);
     snprintf(path, sizeof path, "%s/segments/%s", dir, di[d].name);
     DIR *dd = opendir(path);
     struct dirent *e;
@@ -257,7 +257,7 @@ static uint64_t seg_bytes_and_check(const char *dir, snap_store *s, int *orphans
     if (dd) closedir(dd);
     *orphans += files - (int)nv;
   }
-  free(di);
+  snap_free(di);
   return bytes;
 }
 
@@ -662,7 +662,7 @@ static void test_killed_dropper(void) {
       CU_ASSERT_EQUAL(rc, SNAP_ENOTFOUND);
       CU_ASSERT_EQUAL(tu_count_files(g_dir) - 3, 1); /* only the tombstone */
     }
-    free(vi);
+    snap_free(vi);
     CU_ASSERT_EQUAL(tu_publish_f64(s, "d", 100, 1, 3, &v), 0);
     CU_ASSERT_EQUAL(v, 3);
     snap_store_close(s);

@@ -296,7 +296,7 @@ int main(int argc, char **argv) {
   uint64_t kept = 0;
   if (snap_version_list(s, "t", &vi, &nv, &err) == 0) {
     for (size_t i = 0; i < nv; i++) kept += vi[i].bytes;
-    free(vi);
+    snap_free(vi);
   }
   int files = count_seg_files(dir);
   uint64_t used = fs_used(mnt);

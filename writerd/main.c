@@ -295,7 +295,7 @@ static int apply_keep(snap_store *store, uint32_t keep) {
   if (!rc) rc = snap_dataset_list(store, &ds, &n, &err);
   for (size_t i = 0; !rc && i < n; i++)
     if (ds[i].keep != keep) rc = snap_store_set_keep(store, ds[i].name, keep, &err);
-  if (!rc) free(ds);
+  if (!rc) snap_free(ds);
   if (rc) fprintf(stderr, "writerd: --keep %u: %s\n", keep, err.message);
   return rc;
 }

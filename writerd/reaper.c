@@ -59,7 +59,7 @@ static int version_exists(snap_store *store, const char *dataset, uint64_t versi
   if (rc) return -1;
   int found = 0;
   for (size_t i = 0; i < n; i++) found |= v[i].version == version;
-  free(v);
+  snap_free(v);
   return found;
 }
 
@@ -132,9 +132,9 @@ static size_t list_draining(snap_store *store, struct drain **out) {
         n++;
       }
     }
-    free(v);
+    snap_free(v);
   }
-  free(ds);
+  snap_free(ds);
   return n;
 }
 

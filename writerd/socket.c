@@ -501,10 +501,10 @@ static void json_status(struct wd_server *s, struct client *c, const char *only)
                     snap_state_name(v[j].state), (unsigned long long)v[j].nrows,
                     v[j].ncols, (unsigned long long)v[j].bytes,
                     (unsigned long long)v[j].created_ns, (int)v[j].holders);
-    free(v);
+    snap_free(v);
     wd_buf_add(&b, "]}", 2);
   }
-  free(ds);
+  snap_free(ds);
   wd_buf_add(&b, "]}\n", 3);
   if (only && !found) {
     wd_buf_free(&b);
@@ -566,7 +566,7 @@ static void req_rollback(struct wd_server *s, struct client *c, char **argv, int
           (unsigned long long)was);
     wd_reaper_kick(s->reaper);
   }
-  free(before);
+  snap_free(before);
 }
 
 static void req_keep(struct wd_server *s, struct client *c, char **argv, int argc) {
@@ -592,7 +592,7 @@ static void req_keep(struct wd_server *s, struct client *c, char **argv, int arg
     reply(c, "OK keep=%llu", (unsigned long long)keep);
     wd_reaper_kick(s->reaper);
   }
-  free(before);
+  snap_free(before);
 }
 
 /* DROP DATASET [force]: snap_dataset_drop. The reaper keys its waiters by

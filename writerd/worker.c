@@ -75,7 +75,7 @@ static void version_facts(snap_store *store, struct wd_job *job) {
         job->res.ncols = v[i].ncols;
       }
     }
-  free(v);
+  snap_free(v);
 }
 
 static void run_job(struct wd_worker *w, struct wd_job *job) {
@@ -135,7 +135,7 @@ static void run_job(struct wd_worker *w, struct wd_job *job) {
     version_facts(w->store, job);
     wd_log_reclaimed(w->store, job->dataset, before, nbefore, "publish");
   }
-  free(before);
+  snap_free(before);
 }
 
 static void *worker_main(void *arg) {

@@ -405,7 +405,7 @@ static void test_csv_errors(void) {
   size_t n;
   CU_ASSERT_EQUAL_FATAL(snap_version_list(g_store, "bad", &v, &n, NULL), 0);
   CU_ASSERT_EQUAL(n, 1);
-  free(v);
+  snap_free(v);
 }
 
 static void test_cancel(void) {

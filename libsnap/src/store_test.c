@@ -42,7 +42,7 @@ static enum snap_state state_of(const char *ds, uint64_t v) {
   if (snap_version_list(g_store, ds, &vi, &n, NULL)) return 0;
   for (size_t i = 0; i < n; i++)
     if (vi[i].version == v) st = vi[i].state;
-  free(vi);
+  snap_free(vi);
   return st;
 }
 
@@ -176,7 +176,7 @@ static void test_retention_and_gc(void) {
   CU_ASSERT_EQUAL(vi[0].ncols, 2);
   CU_ASSERT(vi[0].bytes >= 4096 + 1600);
   CU_ASSERT_EQUAL(vi[2].state, SNAP_STATE_CURRENT);
-  free(vi);
+  snap_free(vi);
   pid_t pids[4];
   CU_ASSERT_EQUAL(snap_version_holders(g_store, "d", 3, pids, 4, &n, NULL), 0);
   CU_ASSERT_EQUAL(n, 1);
@@ -271,7 +271,7 @@ static void test_abort_and_numbers(void) {
   CU_ASSERT_EQUAL(di[1].next_version, 4);
   CU_ASSERT_EQUAL(di[1].nversions, 2);
   CU_ASSERT_EQUAL(di[1].keep, 2);
-  free(di);
+  snap_free(di);
   close_store();
 }
 
@@ -708,7 +708,7 @@ static bool ds_listed(const char *name) {
   bool found = false;
   if (snap_dataset_list(g_store, &di, &n, NULL)) return false;
   for (size_t i = 0; i < n; i++) found |= !strcmp(di[i].name, name);
-  free(di);
+  snap_free(di);
   return found;
 }
 

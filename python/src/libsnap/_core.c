@@ -822,7 +822,7 @@ static PyObject *store_versions(PyObject *self, PyObject *args) {
     }
     PyList_SET_ITEM(list, (Py_ssize_t)i, d);
   }
-  free(vi);
+  snap_free(vi);
   return list;
 }
 
@@ -851,7 +851,7 @@ static PyObject *store_datasets(PyObject *self, PyObject *unused) {
     }
     PyList_SET_ITEM(list, (Py_ssize_t)i, d);
   }
-  free(di);
+  snap_free(di);
   return list;
 }
 
