@@ -65,10 +65,11 @@ extern "C" {
 #define SNAP_API
 #endif
 
-/** Library version (semantic; the SONAME carries the major number). The one place
- *  the version is written: CMake, the Python package and writerd read it here. */
+/** Library version (semantic; the SONAME carries the major number, and before
+ *  1.0 the minor too: 0.x releases may change the ABI, see CHANGELOG.md). The one
+ *  place the version is written: CMake, the Python package and writerd read it. */
 #define SNAP_VERSION_MAJOR 0
-#define SNAP_VERSION_MINOR 1
+#define SNAP_VERSION_MINOR 2
 #define SNAP_VERSION_PATCH 0
 /** On-disk segment format version, independent of the library version. */
 #define SNAP_FORMAT_VERSION 1
@@ -356,9 +357,9 @@ SNAP_API int snap_store_open(const char *path, unsigned flags, snap_store **out,
 
 /**
  * Release the caller's handle and drop this process's cached mappings made
- * through it (waits for an RCU grace period). Pins and publishes still open
- * keep what they need alive: the handle's descriptors and its writer flock go
- * when the last of them ends.
+ * through it (waiting for an RCU grace period if it cached any). Pins and
+ * publishes still open keep what they need alive: the handle's descriptors and
+ * its writer flock go when the last of them ends.
  * @param store the handle, or NULL (no-op). Must not be in use by another
  *              thread, and must not be used afterwards.
  */
