@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <snap_ingest/ingest.h>
+#include <stdarg.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,6 +54,24 @@ static wd_client *writerd_connect(const struct ctl *c) {
   return wd;
 }
 
+/* Append printf output to req[0..*len) of capacity cap. Returns 0, or -E2BIG
+ * (nothing more is written; *len stays within cap). */
+static int req_add(char *req, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int req_add(char *req, size_t cap, size_t *len, const char *fmt, ...) {
+  if (*len >= cap) return -E2BIG;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(req + *len, cap - *len, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= cap - *len) {
+    req[*len] = 0;
+    return -E2BIG;
+  }
+  *len += (size_t)n;
+  return 0;
+}
+
 /* Publish through writerd: send the request with the file's descriptor, read the
  * one-line reply. Returns the exit status; prints like the direct path. */
 static int publish_via_writerd(struct ctl *c, wd_client *wd, const char *dataset,
@@ -64,32 +84,34 @@ static int publish_via_writerd(struct ctl *c, wd_client *wd, const char *dataset
   }
   char req[8192];
   size_t len = 0;
+  int big = 0; /* set when any part did not fit: the request is refused whole */
   req[0] = 0;
-  wd_client_put_arg(req, sizeof req, &len, "PUBLISH");
-  req[len++] = ' ';
-  wd_client_put_arg(req, sizeof req, &len, dataset);
-  len += (size_t)snprintf(req + len, sizeof req - len, " - name=");
-  wd_client_put_arg(req, sizeof req, &len, path);
+  big |= wd_client_put_arg(req, sizeof req, &len, "PUBLISH");
+  big |= req_add(req, sizeof req, &len, " ");
+  big |= wd_client_put_arg(req, sizeof req, &len, dataset);
+  big |= req_add(req, sizeof req, &len, " - name=");
+  big |= wd_client_put_arg(req, sizeof req, &len, path);
   if (o->format)
-    len += (size_t)snprintf(req + len, sizeof req - len, " format=%s",
-                            o->format == INGEST_NPY ? "npy" : "csv");
+    big |= req_add(req, sizeof req, &len, " format=%s",
+                   o->format == INGEST_NPY ? "npy" : "csv");
   if (o->category_max)
-    len += (size_t)snprintf(req + len, sizeof req - len, " category-max=%u",
-                            o->category_max);
-  if (o->no_category)
-    len += (size_t)snprintf(req + len, sizeof req - len, " no-category");
+    big |= req_add(req, sizeof req, &len, " category-max=%u", o->category_max);
+  if (o->no_category) big |= req_add(req, sizeof req, &len, " no-category");
   int bar = !quiet && isatty(STDERR_FILENO);
-  if (bar) len += (size_t)snprintf(req + len, sizeof req - len, " progress");
+  if (bar) big |= req_add(req, sizeof req, &len, " progress");
   if (o->schema) { /* the schema's text travels in the request, percent-encoded */
     char *text = strndup(o->schema, o->schema_len);
-    len += (size_t)snprintf(req + len, sizeof req - len, " schema=");
-    if (text) wd_client_put_arg(req, sizeof req, &len, text);
+    big |= req_add(req, sizeof req, &len, " schema=");
+    if (text) big |= wd_client_put_arg(req, sizeof req, &len, text);
     free(text);
   }
-  if (len + 2 > sizeof req) {
+  if (big) {
     close(fd);
     wd_client_close(wd);
-    return ctl_fail(c, "%s: request too long", dataset);
+    return ctl_fail(c,
+                    "%s: request too long for writerd (more than %zu bytes): shorten "
+                    "the schema or use --direct",
+                    dataset, sizeof req - 1);
   }
   struct snap_error err = {0};
   int rc = wd_client_send(wd, req, fd, &err);

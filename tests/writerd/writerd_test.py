@@ -350,6 +350,27 @@ class WriterdTest(StoreCase, unittest.TestCase):
         self.assertNotIn("by writerd", p.stdout)
         self.assertGreater(self.read_version("prices")[0], 5)
 
+    def test_publish_request_too_long(self):
+        # snapctl percent-encodes the path (a space is 3 bytes): a 2.7 KiB path of
+        # spaces and a schema overflow even its 8 KiB request buffer. Refused with
+        # the way out named, nothing published, writerd still serving.
+        d = self.start()
+        deep = self.tmp
+        for _ in range(13):
+            deep = os.path.join(deep, " " * 200)
+        os.makedirs(deep)
+        path = os.path.join(deep, "t.csv")
+        with open(path, "w") as f:
+            f.write("v\n1\n")
+        schema = self.write("s.schema", "v float64\n")
+        for extra in ([], ["--schema", schema, "--category-max", "7"]):
+            p = self.ctl("publish", "long", path, *extra, code=1)
+            self.assertRegex(p.stderr, r"long: .*too long.*shorten the schema or use --direct")
+        self.ctl("info", "long", code=1)  # nothing was published
+        self.assertEqual(d.proc.poll(), None)
+        p = self.ctl("publish", "long", path, "--direct")
+        self.assertEqual(self.read_version("long"), (1, 1, 1.0))
+
     def test_inbox_schema_and_segment(self):
         d = self.start()
         # <dataset>.schema in the inbox types every <dataset>.csv after it

@@ -20,7 +20,8 @@ struct wd_client {
   int fd;
   size_t got;  /* bytes in buf */
   size_t used; /* bytes of buf the last line returned took, newline included */
-  char buf[WD_LINE_MAX + 1];
+  size_t cap;  /* allocated bytes of buf, one more than a line may hold */
+  char *buf;   /* grows: replies (STATUS) are not bound by the request limit */
 };
 
 static int fail(struct snap_error *err, int status, const char *fmt, ...)
@@ -48,7 +49,8 @@ int wd_client_open(const char *path, wd_client **out, struct snap_error *err) {
   memcpy(sa.sun_path, path, n);
   wd_client *c = malloc(sizeof *c);
   if (!c) return fail(err, -ENOMEM, "out of memory");
-  c->got = c->used = 0;
+  c->got = c->used = c->cap = 0;
+  c->buf = NULL;
   c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (c->fd < 0) {
     int rc = -errno;
@@ -88,6 +90,7 @@ int wd_client_open_store(const char *store, wd_client **out, struct snap_error *
 void wd_client_close(wd_client *c) {
   if (!c) return;
   close(c->fd);
+  free(c->buf);
   free(c);
 }
 
@@ -132,20 +135,26 @@ int wd_client_send(wd_client *c, const char *line, int fd, struct snap_error *er
 int wd_client_read_line(wd_client *c, const char **line, struct snap_error *err) {
   *line = NULL;
   c->got -= c->used; /* drop the line returned last time */
-  memmove(c->buf, c->buf + c->used, c->got);
+  if (c->used) memmove(c->buf, c->buf + c->used, c->got);
   c->used = 0;
   for (;;) {
-    char *nl = memchr(c->buf, '\n', c->got);
+    char *nl = c->got ? memchr(c->buf, '\n', c->got) : NULL;
     if (nl) {
       *nl = 0;
       c->used = (size_t)(nl + 1 - c->buf);
       *line = c->buf;
       return 1;
     }
-    if (c->got == WD_LINE_MAX)
-      return fail(err, -EMSGSIZE, "reply line from writerd longer than %d bytes",
-                  WD_LINE_MAX);
-    ssize_t n = read(c->fd, c->buf + c->got, WD_LINE_MAX - c->got);
+    if (c->got + 1 >= c->cap) {
+      size_t cap = c->cap ? 2 * c->cap : WD_LINE_MAX + 1;
+      if (cap > WD_REPLY_MAX + 1)
+        return fail(err, -EMSGSIZE, "reply line from writerd longer than %d bytes",
+                    WD_REPLY_MAX);
+      char *buf = realloc(c->buf, cap);
+      if (!buf) return fail(err, -ENOMEM, "reading from writerd: out of memory");
+      c->buf = buf, c->cap = cap;
+    }
+    ssize_t n = read(c->fd, c->buf + c->got, c->cap - 1 - c->got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return fail(err, -errno, "reading from writerd: %s", strerror(errno));
     if (n == 0) {
@@ -160,6 +169,7 @@ int wd_client_read_line(wd_client *c, const char **line, struct snap_error *err)
 }
 
 int wd_client_put_arg(char *out, size_t cap, size_t *len, const char *arg) {
+  if (*len >= cap) return -E2BIG; /* out is already full: write nothing */
   for (const unsigned char *p = (const unsigned char *)arg; *p; p++) {
     if (*len + 4 >= cap) {
       out[*len] = 0;

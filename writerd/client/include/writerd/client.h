@@ -56,13 +56,18 @@ void wd_client_close(wd_client *c);
  */
 int wd_client_send(wd_client *c, const char *line, int fd, struct snap_error *err);
 
+/** Longest reply line the client accepts (requests: the server's WD_LINE_MAX). */
+#define WD_REPLY_MAX (64 << 20)
+
 /**
  * Read the next reply line. *line points at it, NUL-terminated, without its
  * newline; it stays valid until the next call on @p c. A last line that the
  * connection's end cut short is returned as it is.
+ * Reply lines are not bound by the request limit (a STATUS reply lists every
+ * dataset): the buffer grows up to WD_REPLY_MAX bytes.
  * @return 1 (a line), 0 (writerd closed the connection; no line), -EMSGSIZE (a
- *         line longer than the protocol's limit; the connection is of no more
- *         use), or -errno of read.
+ *         line longer than WD_REPLY_MAX; the connection is of no more use),
+ *         -ENOMEM, or -errno of read.
  */
 int wd_client_read_line(wd_client *c, const char **line, struct snap_error *err);
 
@@ -70,7 +75,7 @@ int wd_client_read_line(wd_client *c, const char **line, struct snap_error *err)
  * Append @p arg percent-encoded (space, '%', control bytes and 0x7f as %XX) to
  * the NUL-terminated string out[0..*len) of capacity @p cap, advancing *len.
  * @return 0, or -E2BIG when it did not fit (what fitted is kept, out stays
- *         NUL-terminated).
+ *         NUL-terminated; with *len >= cap nothing is written).
  */
 int wd_client_put_arg(char *out, size_t cap, size_t *len, const char *arg);
 
