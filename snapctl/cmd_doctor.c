@@ -193,22 +193,36 @@ static uint64_t cgroup_limit(char *where, size_t cap) {
   return 0;
 }
 
-/* Files under segments/<dataset>/ that no record names (snap_orphan_list). */
+/* Files under segments/<dataset>/ that no record names (snap_orphan_list):
+ * segment files (a publisher died mid-commit; the sweep of the next writable
+ * open removes them) are problems; other files (a segment doctor set aside as
+ * <v>.seg.damaged, anything else) are kept on purpose and only reported. */
 static void check_orphans(struct doctor *d, snap_store *store) {
   struct snap_orphan *o;
   size_t n;
   if (snap_orphan_list(store, &o, &n, NULL)) return;
   uint64_t bytes = 0;
+  size_t segs = 0;
   for (size_t i = 0; i < n; i++) {
-    bytes += o[i].bytes;
-    finding(d, "problem", NULL, "orphan: %s is named by no version record", o[i].path);
+    if (o[i].kind == SNAP_ORPHAN_SEGMENT) {
+      segs++;
+      bytes += o[i].bytes;
+      finding(d, "problem", NULL, "orphan: %s is named by no version record", o[i].path);
+    } else {
+      char b[32], fix[4200];
+      snprintf(fix, sizeof fix, "rm '%s'   (once it is no longer needed)", o[i].path);
+      finding(d, "advice", fix,
+              "kept file: %s (%s) is not a segment of the store; libsnap "
+              "never removes it",
+              o[i].path, ctl_bytes(b, sizeof b, o[i].bytes));
+    }
   }
   snap_orphan_list_free(o, n);
-  if (n) {
+  if (segs) {
     char b[32];
     finding(d, "problem", "snapctl gc   (a writable open removes orphans)",
-            "orphans: %zu file%s (%s) left by publishers that died mid-commit", n,
-            n == 1 ? "" : "s", ctl_bytes(b, sizeof b, bytes));
+            "orphans: %zu segment file%s (%s) left by publishers that died mid-commit",
+            segs, segs == 1 ? "" : "s", ctl_bytes(b, sizeof b, bytes));
   } else {
     finding(d, "ok", NULL, "orphans: none");
   }

@@ -44,7 +44,8 @@ bool snap__seg_name_parse(const char *name, uint64_t *version) {
   if (name[0] < '1' || name[0] > '9') return false;
   errno = 0;
   unsigned long long v = strtoull(name, &end, 10);
-  if (errno || strcmp(end, ".seg")) return false;
+  /* UINT64_MAX is no version: rebuild's next_version = max + 1 would wrap */
+  if (errno || strcmp(end, ".seg") || v == UINT64_MAX) return false;
   *version = v;
   return true;
 }

@@ -295,6 +295,16 @@ class CliTest(StoreCase, unittest.TestCase):
         self.run_ctl("gc")
         self.assertFalse(os.path.exists(orphan))
         self.run_ctl("doctor")
+        # a file that is not a segment (here one doctor --deep would set aside) is
+        # kept by every sweep: doctor reports it as advice, not as a problem
+        kept = os.path.join(os.path.dirname(seg), "5.seg.damaged")
+        shutil.copyfile(seg, kept)
+        p = self.run_ctl("doctor")
+        self.assertIn("kept file: %s" % kept, p.stdout)
+        self.assertIn("rm '%s'" % kept, p.stdout)
+        self.assertIn("orphans: none", p.stdout)
+        self.run_ctl("gc")
+        self.assertTrue(os.path.exists(kept))
 
     def seg_path(self, dataset, version):
         return os.path.join(self.store, "segments", dataset, "%d.seg" % version)
