@@ -24,7 +24,13 @@ rm -rf build-wheel
 rm -rf python/build python/src/libsnap.egg-info
 # The oldest manylinux tag this build's glibc symbols allow, as auditwheel reports it.
 plat=$(.venv-wheel/bin/auditwheel show build-wheel/raw/*.whl 2>/dev/null |
-  tr -s ' \n' ' ' | grep -o 'constrains the platform tag to "[^"]*"' | cut -d'"' -f2)
+  tr -s ' \n' ' ' | grep -o 'constrains the platform tag to "[^"]*"' | cut -d'"' -f2) ||
+  true
+if [ -z "$plat" ]; then
+  echo "wheel: could not read the platform tag from 'auditwheel show':" >&2
+  .venv-wheel/bin/auditwheel show build-wheel/raw/*.whl >&2
+  exit 1
+fi
 if ! PATH="$PWD/.venv-wheel/bin:$PATH" .venv-wheel/bin/auditwheel repair --plat "$plat" \
   -w build-wheel/dist build-wheel/raw/*.whl >build-wheel/repair.log 2>&1; then
   cat build-wheel/repair.log >&2
@@ -36,7 +42,8 @@ echo "wheel: $wheel"
 
 # A fresh venv with the wheel and the test requirements, binaries only (nothing
 # may be compiled on the way in).
-python3 -m venv build-wheel/venv
+# the interpreter the wheel was built for (.venv's), not whatever python3 is first
+"$(readlink -f .venv/bin/python)" -m venv build-wheel/venv
 build-wheel/venv/bin/pip install -q --only-binary :all: "$wheel" \
   -r python/requirements-test.txt
 
