@@ -14,7 +14,6 @@
 #include <getopt.h>
 #include <snap_ingest/ingest.h>
 #include <stdarg.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
