@@ -47,56 +47,6 @@ static void finding(struct doctor *d, const char *level, const char *fix, const 
   if (!strcmp(level, "advice")) d->advice++;
 }
 
-/* Decode mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape_mount(char *s) {
-  char *o = s;
-  for (char *p = s; *p; p++) {
-    if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] && p[3]) {
-      *o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-      p += 3;
-    } else {
-      *o++ = *p;
-    }
-  }
-  *o = 0;
-}
-
-/* The mount holding @p path: mount point, fs type and super options. */
-static int find_mount(const char *path, char *mnt, size_t mcap, char *fstype, size_t fcap,
-                      char *opts, size_t ocap) {
-  FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (!f) return -1;
-  char line[4096];
-  size_t best = 0;
-  int found = -1;
-  while (fgets(line, sizeof line, f)) {
-    /* id parent maj:min root mountpoint options [optional...] - fstype source superopts
-     */
-    char *save, *tok = strtok_r(line, " \n", &save);
-    char *point = NULL;
-    for (int i = 1; tok && i < 5; i++) tok = strtok_r(NULL, " \n", &save), point = tok;
-    if (!point) continue;
-    while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-")) {
-    }
-    char *type = strtok_r(NULL, " \n", &save);
-    strtok_r(NULL, " \n", &save); /* source */
-    char *super = strtok_r(NULL, " \n", &save);
-    if (!type || !super) continue;
-    unescape_mount(point);
-    size_t n = strlen(point);
-    int under = !strncmp(path, point, n) && (path[n] == '/' || path[n] == 0 || n == 1);
-    if (under && n >= best) {
-      best = n;
-      snprintf(mnt, mcap, "%s", point);
-      snprintf(fstype, fcap, "%s", type);
-      snprintf(opts, ocap, "%s", super);
-      found = 0;
-    }
-  }
-  fclose(f);
-  return found;
-}
-
 static void check_fs(struct doctor *d, const char *path, uint64_t largest) {
   char real[PATH_MAX], mnt[PATH_MAX], type[64], opts[1024], fix[PATH_MAX + 128], b1[32],
       b2[32], b3[32];
@@ -108,7 +58,7 @@ static void check_fs(struct doctor *d, const char *path, uint64_t largest) {
     return;
   }
   int have_mount =
-      !find_mount(real, mnt, sizeof mnt, type, sizeof type, opts, sizeof opts);
+      !ctl_find_mount(real, mnt, sizeof mnt, type, sizeof type, opts, sizeof opts);
   if (!have_mount) snprintf(mnt, sizeof mnt, "?"), type[0] = 0, opts[0] = 0;
   uint64_t size = (uint64_t)sv.f_blocks * sv.f_frsize,
            avail = (uint64_t)sv.f_bavail * sv.f_frsize;
@@ -157,40 +107,6 @@ static void check_fs(struct doctor *d, const char *path, uint64_t largest) {
           "huge= option");
   }
   if (f) fclose(f);
-}
-
-/* The memory limit of this process's cgroup (v2, else v1); 0 when none. */
-static uint64_t cgroup_limit(char *where, size_t cap) {
-  FILE *f = fopen("/proc/self/cgroup", "re");
-  if (!f) return 0;
-  char line[1024], v2[1024] = "", v1[1024] = "";
-  while (fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\n")] = 0;
-    if (!strncmp(line, "0::", 3)) snprintf(v2, sizeof v2, "%s", line + 3);
-    char *m = strstr(line, ":memory:");
-    if (m) snprintf(v1, sizeof v1, "%s", m + 8);
-  }
-  fclose(f);
-  const char *candidates[4][2] = {{"/sys/fs/cgroup%s/memory.max", v2},
-                                  {"/sys/fs/cgroup/unified%s/memory.max", v2},
-                                  {"/sys/fs/cgroup/memory%s/memory.limit_in_bytes", v1},
-                                  {"/sys/fs/cgroup/memory/memory.limit_in_bytes", ""}};
-  for (int i = 0; i < 4; i++) {
-    char path[1200];
-    if (i < 3 && !candidates[i][1][0]) continue;
-    snprintf(path, sizeof path, candidates[i][0], candidates[i][1]);
-    FILE *g = fopen(path, "re");
-    if (!g) continue;
-    char val[64] = "";
-    int ok = fgets(val, sizeof val, g) != NULL;
-    fclose(g);
-    if (!ok) continue;
-    snprintf(where, cap, "%s", path);
-    if (!strncmp(val, "max", 3)) return 0;
-    unsigned long long v = strtoull(val, NULL, 10);
-    return v >= (1ull << 62) ? 0 : v; /* v1's "unlimited" is a huge number */
-  }
-  return 0;
 }
 
 /* Files under segments/<dataset>/ that no record names (snap_orphan_list):
@@ -364,7 +280,7 @@ static int run(struct ctl *c, int argc, char **argv) {
           nds, nds == 1 ? "" : "s", ctl_bytes(b, sizeof b, total));
   check_fs(&d, snap_store_path(store), largest);
   char where[1200] = "";
-  uint64_t limit = cgroup_limit(where, sizeof where);
+  uint64_t limit = ctl_cgroup_limit(where, sizeof where);
   if (!limit) {
     finding(&d, "ok", NULL, "memory: no cgroup memory limit");
   } else if (limit < total + largest) {
