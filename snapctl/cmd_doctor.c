@@ -47,7 +47,93 @@ static void finding(struct doctor *d, const char *level, const char *fix, const 
   if (!strcmp(level, "advice")) d->advice++;
 }
 
-static void check_fs(struct doctor *d, const char *path, uint64_t largest) {
+/* The page size of the store's tmpfs, and whether the store is big enough to gain
+ * from 2 MiB pages (CTL_HUGE_ADVICE_BYTES; docs/design.md section 7.1). */
+static void check_huge(struct doctor *d, const char *real, const char *mnt,
+                       const char *opts, const char *shmem, uint64_t segments) {
+  const char *h = strstr(opts, "huge=");
+  char setting[32] = "never", b1[32], b2[32], b3[32], fix[16 * PATH_MAX];
+  if (h) sscanf(h + 5, "%31[^,]", setting);
+  if (!strcmp(setting, "within_size") || !strcmp(setting, "always") ||
+      !strcmp(shmem, "force")) {
+    finding(d, "ok", NULL, "huge pages: %s is mounted with huge=%s%s", mnt, setting,
+            strcmp(shmem, "force") ? "" : " (the kernel's shmem_enabled forces them)");
+    return;
+  }
+  if (segments < CTL_HUGE_ADVICE_BYTES) {
+    finding(d, "ok", NULL,
+            "huge pages: %s has 4 KiB pages (huge=%s); below %s of segments (this "
+            "store: %s) 2 MiB pages gain little",
+            mnt, setting, ctl_bytes(b1, sizeof b1, CTL_HUGE_ADVICE_BYTES),
+            ctl_bytes(b2, sizeof b2, segments));
+    return;
+  }
+  if (!strcmp(mnt, real)) {
+    /* the store has its own tmpfs: new allocations follow the new option */
+    snprintf(fix, sizeof fix,
+             "mount -o remount,huge=within_size %s   (versions published from then on "
+             "get 2 MiB pages)",
+             mnt);
+  } else {
+    /* a shared tmpfs such as /dev/shm: move the store onto its own one, keeping the
+     * path, owner, group and mode (cp writes files growing, so the copies keep 4 KiB
+     * pages; a publish writes into a sized file and gets 2 MiB ones) */
+    struct stat st = {0};
+    stat(real, &st);
+    snprintf(fix, sizeof fix,
+             "stop writerd, every publisher and reader, then: mv %s %s.4k && install -d "
+             "-m %o -o %u -g %u %s && snapctl --store %s init --huge && cp -a "
+             "%s.4k/segments %s.4k/control.mdb %s/ && rm -r %s.4k   (copied versions "
+             "keep 4 KiB pages until their next publish); or for all of %s: mount -o "
+             "remount,huge=within_size %s",
+             real, real, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+             (unsigned)st.st_gid, real, real, real, real, real, real, mnt, mnt);
+  }
+  finding(d, "advice", fix,
+          "huge pages: %s has 4 KiB pages (huge=%s) under %s of segments: every reader "
+          "that maps them all spends %s on page tables (%s with 2 MiB pages), and a "
+          "publish takes a page fault per 4 KiB (512 times as many as with 2 MiB pages)",
+          mnt, setting, ctl_bytes(b1, sizeof b1, segments),
+          ctl_bytes(b2, sizeof b2, segments / 4096 * 8),
+          ctl_bytes(b3, sizeof b3, (segments + (1ull << 30) - 1) >> 30 << 12));
+}
+
+/* <store>/mount, written by snapctl init --huge: what was mounted, and how to mount
+ * it again after a reboot. */
+static void check_record(struct doctor *d, const char *real, const char *mnt,
+                         const char *type) {
+  char path[PATH_MAX + 16], line[4 * PATH_MAX], opts[1024] = "", when[64] = "",
+                                                cmd[4 * PATH_MAX] = "", fix[3 * PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", real, CTL_MOUNT_RECORD);
+  FILE *f = fopen(path, "re");
+  if (!f) return;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    if (!strncmp(line, "options=", 8)) snprintf(opts, sizeof opts, "%.1000s", line + 8);
+    if (!strncmp(line, "mounted=", 8)) snprintf(when, sizeof when, "%.60s", line + 8);
+    if (!strncmp(line, "command=", 8)) snprintf(cmd, sizeof cmd, "%s", line + 8);
+  }
+  fclose(f);
+  if (strcmp(mnt, real) || strcmp(type, "tmpfs")) {
+    snprintf(fix, sizeof fix,
+             "rm %s   (it describes a mount that is not there; snapctl init --huge "
+             "mounts one on an empty directory)",
+             path);
+    finding(d, "advice", fix,
+            "mount: %s records a tmpfs mounted by snapctl init --huge at %s, but %s is "
+            "not a tmpfs mount point now (a copied store?)",
+            path, when[0] ? when : "?", real);
+    return;
+  }
+  finding(d, "ok", NULL,
+          "mount: %s is the tmpfs snapctl init --huge mounted at %s (%s); recorded in %s",
+          real, when[0] ? when : "?", opts[0] ? opts : "?", path);
+  printf("         a tmpfs is empty after a reboot; mount it again at boot with: %s\n",
+         cmd[0] ? cmd : "snapctl init --huge");
+}
+
+static void check_fs(struct doctor *d, const char *path, uint64_t largest,
+                     uint64_t segments) {
   char real[PATH_MAX], mnt[PATH_MAX], type[64], opts[1024], fix[PATH_MAX + 128], b1[32],
       b2[32], b3[32];
   if (!realpath(path, real)) snprintf(real, sizeof real, "%s", path);
@@ -80,33 +166,21 @@ static void check_fs(struct doctor *d, const char *path, uint64_t largest) {
             "its next publish would fail with ENOSPC",
             ctl_bytes(b1, sizeof b1, avail), ctl_bytes(b3, sizeof b3, largest));
   }
-  if (sf.f_type == TMPFS_MAGIC) {
-    const char *huge = strstr(opts, "huge=");
-    char setting[32] = "never";
-    if (huge) sscanf(huge + 5, "%31[^,]", setting);
-    if (strcmp(setting, "within_size") && strcmp(setting, "always")) {
-      snprintf(fix, sizeof fix, "mount -o remount,huge=within_size %s", mnt);
-      finding(d, "advice", fix,
-              "huge pages: %s is mounted with huge=%s; huge=within_size makes publishes "
-              "and first reads much faster and page tables smaller",
-              mnt, setting);
-    } else {
-      finding(d, "ok", NULL, "huge pages: %s is mounted with huge=%s", mnt, setting);
-    }
-  }
+  char shmem[32] = "";
   FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
   char line[256];
   if (f && fgets(line, sizeof line, f)) {
     char *sel = strchr(line, '[');
-    char val[32] = "";
-    if (sel) sscanf(sel + 1, "%31[^]]", val);
-    if (!strcmp(val, "deny"))
-      finding(
-          d, "advice", "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
-          "huge pages: the kernel's shmem_enabled is 'deny', which overrides the mount's "
-          "huge= option");
+    if (sel) sscanf(sel + 1, "%31[^]]", shmem);
   }
   if (f) fclose(f);
+  if (sf.f_type == TMPFS_MAGIC) check_huge(d, real, mnt, opts, shmem, segments);
+  if (!strcmp(shmem, "deny"))
+    finding(
+        d, "advice", "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
+        "huge pages: the kernel's shmem_enabled is 'deny', which overrides the mount's "
+        "huge= option");
+  check_record(d, real, mnt, type);
 }
 
 /* Files under segments/<dataset>/ that no record names (snap_orphan_list):
@@ -278,7 +352,7 @@ static int run(struct ctl *c, int argc, char **argv) {
   char b[32], b2[32];
   finding(&d, "ok", NULL, "store: %s opens (%zu dataset%s, %s)", snap_store_path(store),
           nds, nds == 1 ? "" : "s", ctl_bytes(b, sizeof b, total));
-  check_fs(&d, snap_store_path(store), largest);
+  check_fs(&d, snap_store_path(store), largest, total);
   char where[1200] = "";
   uint64_t limit = ctl_cgroup_limit(where, sizeof where);
   if (!limit) {
