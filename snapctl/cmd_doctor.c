@@ -5,10 +5,11 @@
  *
  * Checks: the store opens; the file system (tmpfs, size, free space against the
  * largest dataset); the mount's huge-page setting and the kernel's shmem THP
- * override; the cgroup memory limit; orphan segment files (no record names them,
- * left by a publisher killed mid-commit); draining versions (reclaimable now, or
- * held by processes). Read-only: it never changes the store.
- * Exit status: 0 when nothing needs fixing (advice aside), 1 otherwise.
+ * override, and whether the store is big enough to gain from 2 MiB pages; the
+ * record snapctl init --huge leaves in <store>/mount; the cgroup memory limit; orphan
+ * segment files (no record names them, left by a publisher killed mid-commit); draining
+ * versions (reclaimable now, or held by processes). Read-only: it never changes the
+ * store. Exit status: 0 when nothing needs fixing (advice aside), 1 otherwise.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -388,7 +389,9 @@ const struct ctl_command ctl_cmd_doctor = {
     "Check the store and its environment, and print each finding (ok, advice,\n"
     "problem) with the command that fixes it: the store opens; the file system is\n"
     "tmpfs, its size and free space (against the largest current version); the\n"
-    "mount's huge-page setting; the cgroup memory limit; orphan segment files; and\n"
+    "mount's huge-page setting (advice to use 2 MiB pages from 64 MiB of segments\n"
+    "on, with the command); the record of init --huge (PATH/mount) and how to mount\n"
+    "it again after a reboot; the cgroup memory limit; orphan segment files; and\n"
     "draining versions, reclaimable or still pinned (by whom); every kept version\n"
     "(current and retained) pinned as a reader would: size, header, checksum of\n"
     "header and manifest. Changes nothing.\n"
