@@ -6,10 +6,11 @@
  * Checks: the store opens; the file system (tmpfs, size, free space against the
  * largest dataset); the mount's huge-page setting and the kernel's shmem THP
  * override, and whether the store is big enough to gain from 2 MiB pages; the
- * record snapctl init --huge leaves in <store>/mount; the cgroup memory limit; orphan
- * segment files (no record names them, left by a publisher killed mid-commit); draining
- * versions (reclaimable now, or held by processes). Read-only: it never changes the
- * store. Exit status: 0 when nothing needs fixing (advice aside), 1 otherwise.
+ * record snapctl init --huge leaves in <store>/mount; the cgroup memory limit;
+ * orphan segment files (no record names them, left by a publisher killed
+ * mid-commit); draining versions (reclaimable now, or held by processes).
+ * Read-only: it never changes the store.
+ * Exit status: 0 when nothing needs fixing (advice aside), 1 otherwise.
  */
 #define _GNU_SOURCE
 #include <errno.h>
