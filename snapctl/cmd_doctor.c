@@ -5,9 +5,11 @@
  *
  * Checks: the store opens; the file system (tmpfs, size, free space against the
  * largest dataset); the mount's huge-page setting and the kernel's shmem THP
- * override; the cgroup memory limit; orphan segment files (no record names them,
- * left by a publisher killed mid-commit); draining versions (reclaimable now, or
- * held by processes). Read-only: it never changes the store.
+ * override, and whether the store is big enough to gain from 2 MiB pages; the
+ * record snapctl init --huge leaves in <store>/mount; the cgroup memory limit;
+ * orphan segment files (no record names them, left by a publisher killed
+ * mid-commit); draining versions (reclaimable now, or held by processes).
+ * Read-only: it never changes the store.
  * Exit status: 0 when nothing needs fixing (advice aside), 1 otherwise.
  */
 #define _GNU_SOURCE
@@ -47,57 +49,93 @@ static void finding(struct doctor *d, const char *level, const char *fix, const 
   if (!strcmp(level, "advice")) d->advice++;
 }
 
-/* Decode mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape_mount(char *s) {
-  char *o = s;
-  for (char *p = s; *p; p++) {
-    if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] && p[3]) {
-      *o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
-      p += 3;
-    } else {
-      *o++ = *p;
-    }
+/* The page size of the store's tmpfs, and whether the store is big enough to gain
+ * from 2 MiB pages (CTL_HUGE_ADVICE_BYTES; docs/design.md section 7.1). */
+static void check_huge(struct doctor *d, const char *real, const char *mnt,
+                       const char *opts, const char *shmem, uint64_t segments) {
+  const char *h = strstr(opts, "huge=");
+  char setting[32] = "never", b1[32], b2[32], b3[32], fix[16 * PATH_MAX];
+  if (h) sscanf(h + 5, "%31[^,]", setting);
+  if (!strcmp(setting, "within_size") || !strcmp(setting, "always") ||
+      !strcmp(shmem, "force")) {
+    finding(d, "ok", NULL, "huge pages: %s is mounted with huge=%s%s", mnt, setting,
+            strcmp(shmem, "force") ? "" : " (the kernel's shmem_enabled forces them)");
+    return;
   }
-  *o = 0;
+  if (segments < CTL_HUGE_ADVICE_BYTES) {
+    finding(d, "ok", NULL,
+            "huge pages: %s has 4 KiB pages (huge=%s); below %s of segments (this "
+            "store: %s) 2 MiB pages gain little",
+            mnt, setting, ctl_bytes(b1, sizeof b1, CTL_HUGE_ADVICE_BYTES),
+            ctl_bytes(b2, sizeof b2, segments));
+    return;
+  }
+  if (!strcmp(mnt, real)) {
+    /* the store has its own tmpfs: new allocations follow the new option */
+    snprintf(fix, sizeof fix,
+             "mount -o remount,huge=within_size %s   (versions published from then on "
+             "get 2 MiB pages)",
+             mnt);
+  } else {
+    /* a shared tmpfs such as /dev/shm: move the store onto its own one, keeping the
+     * path, owner, group and mode (cp writes files growing, so the copies keep 4 KiB
+     * pages; a publish writes into a sized file and gets 2 MiB ones) */
+    struct stat st = {0};
+    stat(real, &st);
+    snprintf(fix, sizeof fix,
+             "stop writerd, every publisher and reader, then: mv %s %s.4k && install -d "
+             "-m %o -o %u -g %u %s && snapctl --store %s init --huge && cp -a "
+             "%s.4k/segments %s.4k/control.mdb %s/ && rm -r %s.4k   (copied versions "
+             "keep 4 KiB pages until their next publish); or for all of %s: mount -o "
+             "remount,huge=within_size %s",
+             real, real, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+             (unsigned)st.st_gid, real, real, real, real, real, real, mnt, mnt);
+  }
+  finding(d, "advice", fix,
+          "huge pages: %s has 4 KiB pages (huge=%s) under %s of segments: every reader "
+          "that maps them all spends %s on page tables (%s with 2 MiB pages), and a "
+          "publish takes a page fault per 4 KiB (512 times as many as with 2 MiB pages)",
+          mnt, setting, ctl_bytes(b1, sizeof b1, segments),
+          ctl_bytes(b2, sizeof b2, segments / 4096 * 8),
+          ctl_bytes(b3, sizeof b3, (segments + (1ull << 30) - 1) >> 30 << 12));
 }
 
-/* The mount holding @p path: mount point, fs type and super options. */
-static int find_mount(const char *path, char *mnt, size_t mcap, char *fstype, size_t fcap,
-                      char *opts, size_t ocap) {
-  FILE *f = fopen("/proc/self/mountinfo", "re");
-  if (!f) return -1;
-  char line[4096];
-  size_t best = 0;
-  int found = -1;
+/* <store>/mount, written by snapctl init --huge: what was mounted, and how to mount
+ * it again after a reboot. */
+static void check_record(struct doctor *d, const char *real, const char *mnt,
+                         const char *type) {
+  char path[PATH_MAX + 16], line[4 * PATH_MAX], opts[1024] = "", when[64] = "",
+                                                cmd[4 * PATH_MAX] = "", fix[3 * PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", real, CTL_MOUNT_RECORD);
+  FILE *f = fopen(path, "re");
+  if (!f) return;
   while (fgets(line, sizeof line, f)) {
-    /* id parent maj:min root mountpoint options [optional...] - fstype source superopts
-     */
-    char *save, *tok = strtok_r(line, " \n", &save);
-    char *point = NULL;
-    for (int i = 1; tok && i < 5; i++) tok = strtok_r(NULL, " \n", &save), point = tok;
-    if (!point) continue;
-    while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-")) {
-    }
-    char *type = strtok_r(NULL, " \n", &save);
-    strtok_r(NULL, " \n", &save); /* source */
-    char *super = strtok_r(NULL, " \n", &save);
-    if (!type || !super) continue;
-    unescape_mount(point);
-    size_t n = strlen(point);
-    int under = !strncmp(path, point, n) && (path[n] == '/' || path[n] == 0 || n == 1);
-    if (under && n >= best) {
-      best = n;
-      snprintf(mnt, mcap, "%s", point);
-      snprintf(fstype, fcap, "%s", type);
-      snprintf(opts, ocap, "%s", super);
-      found = 0;
-    }
+    line[strcspn(line, "\n")] = 0;
+    if (!strncmp(line, "options=", 8)) snprintf(opts, sizeof opts, "%.1000s", line + 8);
+    if (!strncmp(line, "mounted=", 8)) snprintf(when, sizeof when, "%.60s", line + 8);
+    if (!strncmp(line, "command=", 8)) snprintf(cmd, sizeof cmd, "%s", line + 8);
   }
   fclose(f);
-  return found;
+  if (strcmp(mnt, real) || strcmp(type, "tmpfs")) {
+    snprintf(fix, sizeof fix,
+             "rm %s   (it describes a mount that is not there; snapctl init --huge "
+             "mounts one on an empty directory)",
+             path);
+    finding(d, "advice", fix,
+            "mount: %s records a tmpfs mounted by snapctl init --huge at %s, but %s is "
+            "not a tmpfs mount point now (a copied store?)",
+            path, when[0] ? when : "?", real);
+    return;
+  }
+  finding(d, "ok", NULL,
+          "mount: %s is the tmpfs snapctl init --huge mounted at %s (%s); recorded in %s",
+          real, when[0] ? when : "?", opts[0] ? opts : "?", path);
+  printf("         a tmpfs is empty after a reboot; mount it again at boot with: %s\n",
+         cmd[0] ? cmd : "snapctl init --huge");
 }
 
-static void check_fs(struct doctor *d, const char *path, uint64_t largest) {
+static void check_fs(struct doctor *d, const char *path, uint64_t largest,
+                     uint64_t segments) {
   char real[PATH_MAX], mnt[PATH_MAX], type[64], opts[1024], fix[PATH_MAX + 128], b1[32],
       b2[32], b3[32];
   if (!realpath(path, real)) snprintf(real, sizeof real, "%s", path);
@@ -108,7 +146,7 @@ static void check_fs(struct doctor *d, const char *path, uint64_t largest) {
     return;
   }
   int have_mount =
-      !find_mount(real, mnt, sizeof mnt, type, sizeof type, opts, sizeof opts);
+      !ctl_find_mount(real, mnt, sizeof mnt, type, sizeof type, opts, sizeof opts);
   if (!have_mount) snprintf(mnt, sizeof mnt, "?"), type[0] = 0, opts[0] = 0;
   uint64_t size = (uint64_t)sv.f_blocks * sv.f_frsize,
            avail = (uint64_t)sv.f_bavail * sv.f_frsize;
@@ -130,67 +168,21 @@ static void check_fs(struct doctor *d, const char *path, uint64_t largest) {
             "its next publish would fail with ENOSPC",
             ctl_bytes(b1, sizeof b1, avail), ctl_bytes(b3, sizeof b3, largest));
   }
-  if (sf.f_type == TMPFS_MAGIC) {
-    const char *huge = strstr(opts, "huge=");
-    char setting[32] = "never";
-    if (huge) sscanf(huge + 5, "%31[^,]", setting);
-    if (strcmp(setting, "within_size") && strcmp(setting, "always")) {
-      snprintf(fix, sizeof fix, "mount -o remount,huge=within_size %s", mnt);
-      finding(d, "advice", fix,
-              "huge pages: %s is mounted with huge=%s; huge=within_size makes publishes "
-              "and first reads much faster and page tables smaller",
-              mnt, setting);
-    } else {
-      finding(d, "ok", NULL, "huge pages: %s is mounted with huge=%s", mnt, setting);
-    }
-  }
+  char shmem[32] = "";
   FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
   char line[256];
   if (f && fgets(line, sizeof line, f)) {
     char *sel = strchr(line, '[');
-    char val[32] = "";
-    if (sel) sscanf(sel + 1, "%31[^]]", val);
-    if (!strcmp(val, "deny"))
-      finding(
-          d, "advice", "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
-          "huge pages: the kernel's shmem_enabled is 'deny', which overrides the mount's "
-          "huge= option");
+    if (sel) sscanf(sel + 1, "%31[^]]", shmem);
   }
   if (f) fclose(f);
-}
-
-/* The memory limit of this process's cgroup (v2, else v1); 0 when none. */
-static uint64_t cgroup_limit(char *where, size_t cap) {
-  FILE *f = fopen("/proc/self/cgroup", "re");
-  if (!f) return 0;
-  char line[1024], v2[1024] = "", v1[1024] = "";
-  while (fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\n")] = 0;
-    if (!strncmp(line, "0::", 3)) snprintf(v2, sizeof v2, "%s", line + 3);
-    char *m = strstr(line, ":memory:");
-    if (m) snprintf(v1, sizeof v1, "%s", m + 8);
-  }
-  fclose(f);
-  const char *candidates[4][2] = {{"/sys/fs/cgroup%s/memory.max", v2},
-                                  {"/sys/fs/cgroup/unified%s/memory.max", v2},
-                                  {"/sys/fs/cgroup/memory%s/memory.limit_in_bytes", v1},
-                                  {"/sys/fs/cgroup/memory/memory.limit_in_bytes", ""}};
-  for (int i = 0; i < 4; i++) {
-    char path[1200];
-    if (i < 3 && !candidates[i][1][0]) continue;
-    snprintf(path, sizeof path, candidates[i][0], candidates[i][1]);
-    FILE *g = fopen(path, "re");
-    if (!g) continue;
-    char val[64] = "";
-    int ok = fgets(val, sizeof val, g) != NULL;
-    fclose(g);
-    if (!ok) continue;
-    snprintf(where, cap, "%s", path);
-    if (!strncmp(val, "max", 3)) return 0;
-    unsigned long long v = strtoull(val, NULL, 10);
-    return v >= (1ull << 62) ? 0 : v; /* v1's "unlimited" is a huge number */
-  }
-  return 0;
+  if (sf.f_type == TMPFS_MAGIC) check_huge(d, real, mnt, opts, shmem, segments);
+  if (!strcmp(shmem, "deny"))
+    finding(
+        d, "advice", "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
+        "huge pages: the kernel's shmem_enabled is 'deny', which overrides the mount's "
+        "huge= option");
+  check_record(d, real, mnt, type);
 }
 
 /* Files under segments/<dataset>/ that no record names (snap_orphan_list):
@@ -362,9 +354,9 @@ static int run(struct ctl *c, int argc, char **argv) {
   char b[32], b2[32];
   finding(&d, "ok", NULL, "store: %s opens (%zu dataset%s, %s)", snap_store_path(store),
           nds, nds == 1 ? "" : "s", ctl_bytes(b, sizeof b, total));
-  check_fs(&d, snap_store_path(store), largest);
+  check_fs(&d, snap_store_path(store), largest, total);
   char where[1200] = "";
-  uint64_t limit = cgroup_limit(where, sizeof where);
+  uint64_t limit = ctl_cgroup_limit(where, sizeof where);
   if (!limit) {
     finding(&d, "ok", NULL, "memory: no cgroup memory limit");
   } else if (limit < total + largest) {
@@ -398,7 +390,9 @@ const struct ctl_command ctl_cmd_doctor = {
     "Check the store and its environment, and print each finding (ok, advice,\n"
     "problem) with the command that fixes it: the store opens; the file system is\n"
     "tmpfs, its size and free space (against the largest current version); the\n"
-    "mount's huge-page setting; the cgroup memory limit; orphan segment files; and\n"
+    "mount's huge-page setting (advice to use 2 MiB pages from 64 MiB of segments\n"
+    "on, with the command); the record of init --huge (PATH/mount) and how to mount\n"
+    "it again after a reboot; the cgroup memory limit; orphan segment files; and\n"
     "draining versions, reclaimable or still pinned (by whom); every kept version\n"
     "(current and retained) pinned as a reader would: size, header, checksum of\n"
     "header and manifest. Changes nothing.\n"

@@ -84,6 +84,27 @@ int ctl_parse_range(const struct ctl *c, const char *what, const char *s, uint64
 int ctl_doctor_segments(snap_store *store, const struct snap_dataset_info *ds, size_t nds,
                         bool deep, int *advice);
 
+/* --------------------------------------------------------- mounts, memory */
+
+/**
+ * The mount holding the absolute, symlink-free @p path (the longest matching mount
+ * point of /proc/self/mountinfo; the top one when mounts are stacked): its mount
+ * point, file system type and super options ("rw,size=...,huge=..."). Truncated to the
+ * capacities. Returns 0, or -1 when mountinfo cannot be read or nothing matches.
+ */
+int ctl_find_mount(const char *path, char *mnt, size_t mcap, char *fstype, size_t fcap,
+                   char *opts, size_t ocap);
+/** The memory limit of this process's cgroup (v2, else v1) in bytes, and in @p where
+ *  the file it came from; 0 when there is none. */
+uint64_t ctl_cgroup_limit(char *where, size_t cap);
+
+/** The record `snapctl init --huge` leaves in the store directory (CTL_MOUNT_RECORD:
+ *  key=value lines, docs/format.md section 12). */
+#define CTL_MOUNT_RECORD "mount"
+/** Segments below this many bytes gain too little from huge pages for doctor to advise
+ *  them (docs/design.md section 7.1). */
+#define CTL_HUGE_ADVICE_BYTES (64ull << 20)
+
 /* ------------------------------------------------------------- formatting */
 
 /** "1.5 GiB", "12 B". Returns out. */

@@ -339,3 +339,87 @@ int ctl_pin_target(struct ctl *c, const char *arg, snap_store **store,
   }
   return rc;
 }
+
+/* ---------------------------------------------------------- mounts, memory */
+
+/* Decode mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape_mount(char *s) {
+  char *o = s;
+  for (char *p = s; *p; p++) {
+    if (p[0] == '\\' && p[1] >= '0' && p[1] <= '7' && p[2] && p[3]) {
+      *o++ = (char)((p[1] - '0') * 64 + (p[2] - '0') * 8 + (p[3] - '0'));
+      p += 3;
+    } else {
+      *o++ = *p;
+    }
+  }
+  *o = 0;
+}
+
+int ctl_find_mount(const char *path, char *mnt, size_t mcap, char *fstype, size_t fcap,
+                   char *opts, size_t ocap) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return -1;
+  char line[4096];
+  size_t best = 0;
+  int found = -1;
+  while (fgets(line, sizeof line, f)) {
+    /* id parent maj:min root mountpoint options [optional...] - fstype source superopts
+     */
+    char *save, *tok = strtok_r(line, " \n", &save);
+    char *point = NULL;
+    for (int i = 1; tok && i < 5; i++) tok = strtok_r(NULL, " \n", &save), point = tok;
+    if (!point) continue;
+    while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-")) {
+    }
+    char *type = strtok_r(NULL, " \n", &save);
+    strtok_r(NULL, " \n", &save); /* source */
+    char *super = strtok_r(NULL, " \n", &save);
+    if (!type || !super) continue;
+    unescape_mount(point);
+    size_t n = strlen(point);
+    int under = !strncmp(path, point, n) && (path[n] == '/' || path[n] == 0 || n == 1);
+    if (under && n >= best) {
+      best = n;
+      snprintf(mnt, mcap, "%s", point);
+      snprintf(fstype, fcap, "%s", type);
+      snprintf(opts, ocap, "%s", super);
+      found = 0;
+    }
+  }
+  fclose(f);
+  return found;
+}
+
+uint64_t ctl_cgroup_limit(char *where, size_t cap) {
+  FILE *f = fopen("/proc/self/cgroup", "re");
+  if (!f) return 0;
+  char line[1024], v2[1024] = "", v1[1024] = "";
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = 0;
+    if (!strncmp(line, "0::", 3)) snprintf(v2, sizeof v2, "%s", line + 3);
+    char *m = strstr(line, ":memory:");
+    if (m) snprintf(v1, sizeof v1, "%s", m + 8);
+  }
+  fclose(f);
+  const char *candidates[4][2] = {{"/sys/fs/cgroup%s/memory.max", v2},
+                                  {"/sys/fs/cgroup/unified%s/memory.max", v2},
+                                  {"/sys/fs/cgroup/memory%s/memory.limit_in_bytes", v1},
+                                  {"/sys/fs/cgroup/memory/memory.limit_in_bytes", ""}};
+  for (int i = 0; i < 4; i++) {
+    char path[1200];
+    if (i < 3 && !candidates[i][1][0]) continue;
+    snprintf(path, sizeof path, candidates[i][0], candidates[i][1]);
+    FILE *g = fopen(path, "re");
+    if (!g) continue;
+    char val[64] = "";
+    int ok = fgets(val, sizeof val, g) != NULL;
+    fclose(g);
+    if (!ok) continue;
+    snprintf(where, cap, "%s", path);
+    if (!strncmp(val, "max", 3)) return 0;
+    unsigned long long v = strtoull(val, NULL, 10);
+    return v >= (1ull << 62) ? 0 : v; /* v1's "unlimited" is a huge number */
+  }
+  return 0;
+}

@@ -722,5 +722,157 @@ class CliTest(StoreCase, unittest.TestCase):
         self.assertEqual((nrows, total), (n, n * (n - 1) / 2))
 
 
+    # ------------------------------------------------- huge pages (init --huge)
+
+    def mountinfo(self, path):
+        """(fstype, super options) of the mount whose mount point is path, or None."""
+        real = os.path.realpath(path)
+        found = None
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, right = line.split(" - ", 1)
+                point = left.split()[4].replace("\\040", " ")
+                if point == real:
+                    fstype, _, opts = right.split()[:3]
+                    found = (fstype, opts)  # the last one is on top
+        return found
+
+    def need_root(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root: init --huge mounts a tmpfs")
+
+    def unmount_later(self, path):
+        """Unmount path after the test, failed or not (the lazy way as a last resort),
+        and check nothing is left mounted there."""
+        def cleanup():
+            while self.mountinfo(path):
+                if subprocess.run(["umount", path]).returncode:
+                    subprocess.run(["umount", "-l", path], check=True)
+            shutil.rmtree(path, ignore_errors=True)
+        self.addCleanup(cleanup)
+
+    def test_init_huge(self):
+        self.need_root()
+        self.unmount_later(self.store)
+        p = self.run_ctl("init", "--huge", "--size", "64M", "--keep", "2")
+        self.assertIn("mounted tmpfs huge=within_size, size 64.0 MiB, on %s" % self.store,
+                      p.stdout)
+        self.assertIn("created store " + self.store, p.stdout)
+        fstype, opts = self.mountinfo(self.store)
+        self.assertEqual(fstype, "tmpfs")
+        self.assertIn("huge=within_size", opts.split(","))
+        self.assertIn("size=65536k", opts.split(","))
+        st = os.stat(self.store)
+        self.assertEqual(oct(st.st_mode & 0o7777), oct(0o2750))
+        # the record: what was mounted, and how to mount it again
+        with open(os.path.join(self.store, "mount")) as f:
+            rec = dict(line.rstrip("\n").split("=", 1) for line in f
+                       if "=" in line and not line.startswith("#"))
+        self.assertEqual(rec["fstype"], "tmpfs")
+        self.assertIn("huge=within_size", rec["options"])
+        self.assertIn("size=64M", rec["options"])
+        self.assertEqual(int(rec["size"]), 64 << 20)
+        self.assertRegex(rec["mounted"], r"^\d{4}-\d\d-\d\dT")
+        self.assertIn("--store '%s' init --huge --size 64M" % self.store, rec["command"])
+        p = self.run_ctl("doctor")
+        self.assertIn("huge pages: %s is mounted with huge=within_size" % self.store,
+                      p.stdout)
+        self.assertIn("mount: %s is the tmpfs snapctl init --huge mounted at %s" %
+                      (self.store, rec["mounted"]), p.stdout)
+        self.assertIn("mount it again at boot with: " + rec["command"], p.stdout)
+        self.assertIn("orphans: none", p.stdout)  # the record is not under segments/
+        # a publish and a read on it
+        self.run_ctl("publish", "d", self.write("a.csv", "v\n1\n2\n3\n"))
+        _, version, nrows, total = self.pin("d")
+        self.assertEqual((version, nrows, total), (1, 3, 6.0))
+        self.run_ctl("verify", "d")
+        # again: nothing to mount, the settings still apply; --size is refused
+        p = self.run_ctl("init", "--huge", "--keep", "3")
+        self.assertIn("already a tmpfs with huge=within_size", p.stdout)
+        self.assertIn("existing store", p.stdout)
+        p = self.run_ctl("init", "--huge", "--size", "1G", code=1)
+        self.assertIn("mount -o remount,size=1G %s" % self.store, p.stderr)
+        self.assertEqual(len([line for line in open("/proc/self/mountinfo")
+                              if " %s " % self.store in line]), 1)
+        # gc and a rebuild of the control file leave the record alone
+        self.unpin(self.procs[0])
+        self.run_ctl("gc")
+        self.run_ctl("doctor", "--rebuild")
+        self.assertTrue(os.path.exists(os.path.join(self.store, "mount")))
+        self.assertIn("0 problems, 0 pieces of advice", self.run_ctl("doctor").stdout)
+
+    def test_init_huge_owner(self):
+        """The tmpfs gets the prepared directory's owner, group and mode, and the
+        store is created as that owner (so the writer can open it)."""
+        self.need_root()
+        os.makedirs(self.store)
+        os.chown(self.store, 65534, 65534)
+        os.chmod(self.store, 0o2750)
+        self.unmount_later(self.store)
+        self.run_ctl("init", "--huge", "--size", "16M")
+        self.assertEqual(self.mountinfo(self.store)[0], "tmpfs")
+        for name in ("", "control.mdb", "segments", "mount"):
+            st = os.stat(os.path.join(self.store, name))
+            self.assertEqual((st.st_uid, st.st_gid), (65534, 65534), name)
+        self.assertEqual(os.stat(self.store).st_mode & 0o7777, 0o2750)
+
+    def test_init_huge_refused(self):
+        self.run_ctl("init", "--size", "1G", code=2)  # --size goes with --huge
+        for bad in ("0", "1X", "12%%", "101%", "-1", "1.5G"):
+            self.run_ctl("init", "--huge", "--size", bad, code=2)
+        # not root: refused, nothing mounted (as a real other uid when run as root)
+        argv = [SNAPCTL, "--store", self.store, "init", "--huge"]
+        if os.geteuid() == 0:
+            argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + argv
+        p = subprocess.run(argv, capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("only root can mount", p.stderr)
+        self.assertIsNone(self.mountinfo(self.store))
+        if os.geteuid() != 0:
+            return
+        # a directory with files in it is never hidden under a tmpfs
+        self.unmount_later(self.store)  # in case the refusal is broken
+        self.run_ctl("init")
+        p = self.run_ctl("init", "--huge", code=1)
+        self.assertIn("%s is not empty" % self.store, p.stderr)
+        self.assertIsNone(self.mountinfo(self.store))
+        # nor is another mount point replaced
+        sub = self.store + ".other"
+        os.makedirs(sub)
+        self.unmount_later(sub)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "libsnap-test", sub],
+                       check=True)
+        p = self.run_ctl("--store", sub, "init", "--huge", code=1, store=False)
+        self.assertIn("%s is already a tmpfs mount point, with huge=never" % sub, p.stderr)
+        self.assertIn("mount -o remount,huge=within_size %s" % sub, p.stderr)
+
+    def test_doctor_huge_advice(self):
+        """On a 4 KiB-page tmpfs doctor advises huge pages from 64 MiB of segments on,
+        with the command that moves the store."""
+        fstype, opts = self.mountinfo("/dev/shm") or ("", "")
+        if fstype != "tmpfs" or "huge=within_size" in opts or "huge=always" in opts:
+            self.skipTest("needs /dev/shm as a tmpfs with 4 KiB pages")
+        self.run_ctl("init")
+        small = self.write("small.csv", "v\n1\n")
+        self.run_ctl("publish", "s", small)
+        p = self.run_ctl("doctor")
+        self.assertIn("2 MiB pages gain little", p.stdout)
+        self.assertNotIn("init --huge", p.stdout)
+        n = 9 << 20  # 72 MiB of float64
+        self.run_ctl("publish", "big", self.write("big.npy", npy_bytes("<f8", (n,),
+                                                                       bytes(8 * n))))
+        p = self.run_ctl("doctor")
+        self.assertRegex(p.stdout, r"advice +huge pages: /dev/shm has 4 KiB pages "
+                         r"\(huge=\w+\) under 72\.0 MiB of segments: every reader .* "
+                         r"144 KiB on page tables \(4\.00 KiB with 2 MiB pages\)")
+        self.assertIn("snapctl --store %s init --huge" % self.store, p.stdout)
+        self.assertIn("mv %s %s.4k" % (self.store, self.store), p.stdout)
+        # a record copied along with a store, not over a mount: advice to remove it
+        self.write("mount", "fstype=tmpfs\nmounted=2025-01-01T00:00:00Z\n")
+        shutil.copyfile(os.path.join(self.tmp, "mount"), os.path.join(self.store, "mount"))
+        p = self.run_ctl("doctor")
+        self.assertIn("but %s is not a tmpfs mount point now" % self.store, p.stdout)
+
+
 if __name__ == "__main__":
     unittest.main()
