@@ -209,7 +209,7 @@ static void segment_file(snap_store *s, char *dir, size_t dirlen, size_t *size) 
 }
 
 static void print_part(const char *what, double t, double whole) {
-  printf("  %-66s %8.1f ms %5.1f%%\n", what, t * 1e3, 100 * t / whole);
+  printf("  %-70s %8.1f ms %5.1f%%\n", what, t * 1e3, 100 * t / whole);
 }
 
 static void bench_publish(const char *label, const char *dir, const double *src,
