@@ -6,6 +6,8 @@
  *   pin+unpin of an unchanged current version   vs an atomic inc+dec pair
  *   attach (fresh process: open store + pin)    vs raw open + mmap of the file
  *   publish of a float64 table (fill + commit)  vs memcpy into fresh malloc memory
+ *     and its parts (begin, fill, commit) beside the kernel's page allocation,
+ *     the page faults, the pure copy and the pure hash, each measured alone
  *   random single-element reads via the API     vs the same reads on a malloc'd array
  *
  * usage: bench_core [--gib N] [--runs N] [--dir DIR] [--no-huge]
@@ -26,6 +28,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 extern char **environ;
 
@@ -58,8 +61,15 @@ static void rm_rf(const char *dir) {
 
 /* ------------------------------------------------------------- publish */
 
+/* The three parts of one publish, in seconds. */
+struct publish_parts {
+  double begin;  /* reserve number, O_TMPFILE, posix_fallocate, map, manifest */
+  double fill;   /* memcpy into the mapped segment: page faults + copy */
+  double commit; /* validate, seal (XXH3-128 of the data), unmap, flip, after-commit */
+};
+
 static double publish_once(snap_store *s, const double *src, uint64_t nrows,
-                           uint32_t ncols, uint64_t *version) {
+                           uint32_t ncols, uint64_t *version, struct publish_parts *pp) {
   struct snap_field *f = calloc(ncols, sizeof *f);
   char(*names)[12] = calloc(ncols, 12);
   for (uint32_t c = 0; c < ncols; c++) {
@@ -72,12 +82,17 @@ static double publish_once(snap_store *s, const double *src, uint64_t nrows,
   snap_publish *p;
   double t0 = now();
   if (snap_publish_begin(s, "bench", &schema, &p, &err)) die("publish_begin", &err);
+  double t1 = now();
   memcpy(snap_publish_block(p, 0), src, nrows * ncols * sizeof(double));
+  double t2 = now();
   if (snap_publish_commit(p, version, &err)) die("publish_commit", &err);
-  double t = now() - t0;
+  double t3 = now();
+  pp->begin = t1 - t0;
+  pp->fill = t2 - t1;
+  pp->commit = t3 - t2;
   free(f);
   free(names);
-  return t;
+  return t3 - t0;
 }
 
 static double memcpy_fresh(const double *src, size_t bytes) {
@@ -91,6 +106,112 @@ static double memcpy_fresh(const double *src, size_t bytes) {
   return t;
 }
 
+/* Map @p fd as the library maps a segment: at a 2 MiB boundary (so that
+ * huge-page tmpfs files get PMD mappings), shared, writable, MADV_HUGEPAGE. */
+static char *map_like_segment(int fd, size_t size) {
+  const size_t huge = 2u << 20;
+  char *res = mmap(NULL, size + huge, PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (res == MAP_FAILED) die("mmap reserve", NULL);
+  char *aligned = (char *)(((uintptr_t)res + huge - 1) & ~(uintptr_t)(huge - 1));
+  if (mmap(aligned, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) ==
+      MAP_FAILED)
+    die("mmap", NULL);
+  if (aligned > res) munmap(res, (size_t)(aligned - res));
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  char *end = aligned + ((size + page - 1) & ~(page - 1));
+  if (res + size + huge > end) munmap(end, (size_t)(res + size + huge - end));
+  madvise(aligned, size, MADV_HUGEPAGE);
+  return aligned;
+}
+
+/* Write one byte in every 4 KiB page: the page faults of a fill, without its copy. */
+static double touch_pages(char *m, size_t size) {
+  volatile char *v = m;
+  double t0 = now();
+  for (size_t i = 0; i < size; i += 4096) v[i] = 1;
+  return now() - t0;
+}
+
+static int fresh_tmpfile(const char *dir) {
+  int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0) die("O_TMPFILE", NULL);
+  return fd;
+}
+
+static volatile uint64_t bench_sink;
+
+/* Baselines, each alone, in seconds. */
+struct publish_baselines {
+  double falloc;       /* posix_fallocate of a fresh O_TMPFILE: the kernel's allocation */
+  double touch_falloc; /* first touch of that file: the kernel zeroes each page here */
+  double touch_warm;  /* touch via a new mapping, pages present: the minor faults alone */
+  double unmap_free;  /* munmap + close of that file: unmapping and freeing its pages */
+  double fault_alloc; /* first touch of an ftruncate'd file: allocation by faulting */
+  double copy;        /* memcpy between two warm buffers */
+  double hash;        /* XXH3-128 over a warm buffer */
+};
+
+/* @p segdir and @p seg_bytes: the directory and size of the publish's segment
+ * file; @p src and @p warm: two faulted-in buffers of @p bytes (the data). */
+static void publish_baselines_once(const char *segdir, size_t seg_bytes, const void *src,
+                                   void *warm, size_t bytes,
+                                   struct publish_baselines *b) {
+  int fd = fresh_tmpfile(segdir);
+  double t0 = now();
+  int rc = posix_fallocate(fd, 0, (off_t)seg_bytes);
+  b->falloc = now() - t0;
+  if (rc) {
+    errno = rc;
+    die("posix_fallocate", NULL);
+  }
+  /* tmpfs leaves fallocated pages not uptodate and clears each one at its first
+   * fault: a second mapping of the same file then finds them ready. */
+  char *m = map_like_segment(fd, seg_bytes);
+  b->touch_falloc = touch_pages(m, seg_bytes);
+  munmap(m, seg_bytes);
+  m = map_like_segment(fd, seg_bytes);
+  b->touch_warm = touch_pages(m, seg_bytes);
+  t0 = now();
+  munmap(m, seg_bytes);
+  close(fd); /* the last reference to an O_TMPFILE: its pages are freed here */
+  b->unmap_free = now() - t0;
+
+  fd = fresh_tmpfile(segdir);
+  if (ftruncate(fd, (off_t)seg_bytes)) die("ftruncate", NULL);
+  m = map_like_segment(fd, seg_bytes);
+  b->fault_alloc = touch_pages(m, seg_bytes);
+  munmap(m, seg_bytes);
+  close(fd);
+
+  t0 = now();
+  memcpy(warm, src, bytes);
+  b->copy = now() - t0;
+
+  t0 = now();
+  XXH128_hash_t h = XXH3_128bits(src, bytes);
+  b->hash = now() - t0;
+  bench_sink += h.low64 ^ ((const uint8_t *)warm)[bytes / 2]; /* keep the results */
+}
+
+/* The directory and size of the current version's segment file. */
+static void segment_file(snap_store *s, char *dir, size_t dirlen, size_t *size) {
+  snap_snapshot *snap;
+  struct stat st;
+  if (snap_pin(s, "bench", &snap, NULL)) die("pin", NULL);
+  const char *path = snap_snapshot_path(snap);
+  if (stat(path, &st)) die(path, NULL);
+  snprintf(dir, dirlen, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash) *slash = 0;
+  *size = (size_t)st.st_size;
+  snap_unpin(snap);
+}
+
+static void print_part(const char *what, double t, double whole) {
+  printf("  %-70s %8.1f ms %5.1f%%\n", what, t * 1e3, 100 * t / whole);
+}
+
 static void bench_publish(const char *label, const char *dir, const double *src,
                           uint64_t nrows, uint32_t ncols, int runs) {
   snap_store *s;
@@ -99,16 +220,60 @@ static void bench_publish(const char *label, const char *dir, const double *src,
   snap_store_set_keep(s, NULL, 1, NULL);
   size_t bytes = nrows * ncols * sizeof(double);
   double tp[16], tm[16];
+  double tbeg[16], tfill[16], tcom[16]; /* publish's parts */
+  double tfa[16], ttf[16], ttw[16], tz[16], tuf[16], tff[16], tcp[16], th[16]; /* alone */
   uint64_t v;
+  char segdir[4096];
+  size_t seg_bytes = 0;
+  /* the pure copy's destination, faulted in once */
+  char *warm = malloc(bytes);
+  if (!warm) die("malloc", NULL);
+  memset(warm, 0, bytes);
   for (int i = 0; i < runs; i++) {
+    struct publish_parts pp;
+    struct publish_baselines b;
     tm[i] = memcpy_fresh(src, bytes);
-    tp[i] = publish_once(s, src, nrows, ncols, &v);
+    tp[i] = publish_once(s, src, nrows, ncols, &v, &pp);
+    if (!i) segment_file(s, segdir, sizeof segdir, &seg_bytes);
+    publish_baselines_once(segdir, seg_bytes, src, warm, bytes, &b);
+    tbeg[i] = pp.begin, tfill[i] = pp.fill, tcom[i] = pp.commit;
+    tfa[i] = b.falloc, ttf[i] = b.touch_falloc, ttw[i] = b.touch_warm;
+    tz[i] = b.touch_falloc - b.touch_warm;
+    tuf[i] = b.unmap_free, tff[i] = b.fault_alloc, tcp[i] = b.copy, th[i] = b.hash;
   }
+  free(warm);
   double mp = median(tp, runs), mm = median(tm, runs);
   printf(
       "publish %-28s %6.2f GB/s   memcpy into fresh malloc %6.2f GB/s   ratio %.2f"
       "  (target >= 0.8 on huge pages)\n",
       label, bytes / mp / 1e9, bytes / mm / 1e9, mm / mp);
+  double falloc = median(tfa, runs), zero = median(tz, runs), faults = median(ttw, runs),
+         copy = median(tcp, runs), hash = median(th, runs), alloc = falloc + zero;
+  printf("  publish %s %.1f ms: its parts, and baselines alone (medians; %% of it)\n",
+         label, mp * 1e3);
+  print_part("begin  (reserve number, O_TMPFILE, posix_fallocate, map, manifest)",
+             median(tbeg, runs), mp);
+  print_part("fill   (memcpy into the mapped segment: page faults + copy)",
+             median(tfill, runs), mp);
+  print_part("commit (validate, seal = XXH3-128, unmap, flip, after-commit)",
+             median(tcom, runs), mp);
+  print_part("alone: posix_fallocate of a fresh O_TMPFILE (same size, same dir)", falloc,
+             mp);
+  print_part("alone: first touch of it (the kernel zeroes each page + faults)",
+             median(ttf, runs), mp);
+  print_part("alone: touch via a new mapping of it (the minor faults alone)", faults, mp);
+  print_part("alone: munmap + close of it (unmap, free the pages)", median(tuf, runs),
+             mp);
+  print_part("alone: first touch of an ftruncate'd tmpfile (allocation by faulting)",
+             median(tff, runs), mp);
+  print_part("alone: memcpy between two warm buffers (the pure copy)", copy, mp);
+  print_part("alone: XXH3-128 over a warm buffer (the pure hash)", hash, mp);
+  printf(
+      "  publish = %.1f%% allocation + %.1f%% faults + %.1f%% copy + %.1f%% hash"
+      " + rest %.1f%%   (allocation = fallocate %.1f ms + zeroing at first touch"
+      " %.1f ms)\n",
+      100 * alloc / mp, 100 * faults / mp, 100 * copy / mp, 100 * hash / mp,
+      100 * (1 - (alloc + faults + copy + hash) / mp), falloc * 1e3, zero * 1e3);
   snap_store_close(s);
 }
 
