@@ -52,14 +52,24 @@ static void finding(struct doctor *d, const char *level, const char *fix, const 
 }
 
 /* The page size of the store's tmpfs, and whether the store is big enough to gain
- * from 2 MiB pages (CTL_HUGE_ADVICE_BYTES; docs/design.md section 7.1). */
+ * from 2 MiB pages (CTL_HUGE_ADVICE_BYTES; docs/design.md section 7.1). The kernel's
+ * shmem_enabled 'deny' overrides the mount's huge= (and is advised against here). */
 static void check_huge(struct doctor *d, const char *real, const char *mnt,
                        const char *opts, const char *shmem, uint64_t segments) {
   const char *h = strstr(opts, "huge=");
-  char setting[32] = "never", b1[32], b2[32], b3[32], fix[16 * PATH_MAX];
+  char setting[32] = "never", b1[32], b2[32], b3[32], qr[4 * PATH_MAX], qm[4 * PATH_MAX],
+       qs[4 * PATH_MAX + 16], *fix = NULL;
   if (h) sscanf(h + 5, "%31[^,]", setting);
-  if (!strcmp(setting, "within_size") || !strcmp(setting, "always") ||
-      !strcmp(shmem, "force")) {
+  bool huge = !strcmp(setting, "within_size") || !strcmp(setting, "always");
+  if (!strcmp(shmem, "deny")) {
+    finding(d, "advice",
+            "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
+            "huge pages: %s is mounted with huge=%s, but the kernel's shmem_enabled is "
+            "'deny', which overrides the mount's huge= option: 4 KiB pages",
+            mnt, setting);
+    return;
+  }
+  if (huge || !strcmp(shmem, "force")) {
     finding(d, "ok", NULL, "huge pages: %s is mounted with huge=%s%s", mnt, setting,
             strcmp(shmem, "force") ? "" : " (the kernel's shmem_enabled forces them)");
     return;
@@ -72,26 +82,34 @@ static void check_huge(struct doctor *d, const char *real, const char *mnt,
             ctl_bytes(b2, sizeof b2, segments));
     return;
   }
+  ctl_shell_quote(qr, sizeof qr, real);
+  ctl_shell_quote(qm, sizeof qm, mnt);
   if (!strcmp(mnt, real)) {
     /* the store has its own tmpfs: new allocations follow the new option */
-    snprintf(fix, sizeof fix,
-             "mount -o remount,huge=within_size %s   (versions published from then on "
-             "get 2 MiB pages)",
-             mnt);
+    if (asprintf(
+            &fix,
+            "mount -o remount,huge=within_size %s   (versions published from then on "
+            "get 2 MiB pages)",
+            qm) < 0)
+      fix = NULL;
   } else {
     /* a shared tmpfs such as /dev/shm: move the store onto its own one, keeping the
      * path, owner, group and mode (cp writes files growing, so the copies keep 4 KiB
      * pages; a publish writes into a sized file and gets 2 MiB ones) */
     struct stat st = {0};
     stat(real, &st);
-    snprintf(fix, sizeof fix,
-             "stop writerd, every publisher and reader, then: mv %s %s.4k && install -d "
-             "-m %o -o %u -g %u %s && snapctl --store %s init --huge && cp -a "
-             "%s.4k/segments %s.4k/control.mdb %s/ && rm -r %s.4k   (copied versions "
-             "keep 4 KiB pages until their next publish); or for all of %s: mount -o "
-             "remount,huge=within_size %s",
-             real, real, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
-             (unsigned)st.st_gid, real, real, real, real, real, real, mnt, mnt);
+    char old[4 * PATH_MAX];
+    snprintf(old, sizeof old, "%s.4k", real);
+    ctl_shell_quote(qs, sizeof qs, old);
+    if (asprintf(&fix,
+                 "stop writerd, every publisher and reader, then: mv %s %s && install -d "
+                 "-m %o -o %u -g %u %s && snapctl --store %s init --huge && cp -a "
+                 "%s/segments %s/control.mdb %s/ && rm -r %s   (copied versions "
+                 "keep 4 KiB pages until their next publish); or for all of %s: mount -o "
+                 "remount,huge=within_size %s",
+                 qr, qs, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+                 (unsigned)st.st_gid, qr, qr, qs, qs, qr, qs, mnt, qm) < 0)
+      fix = NULL;
   }
   finding(d, "advice", fix,
           "huge pages: %s has 4 KiB pages (huge=%s) under %s of segments: every reader "
@@ -100,6 +118,7 @@ static void check_huge(struct doctor *d, const char *real, const char *mnt,
           mnt, setting, ctl_bytes(b1, sizeof b1, segments),
           ctl_bytes(b2, sizeof b2, segments / 4096 * 8),
           ctl_bytes(b3, sizeof b3, (segments + (1ull << 30) - 1) >> 30 << 12));
+  free(fix);
 }
 
 /* @p s with only printable ASCII kept (a field of a record someone else may have
@@ -223,7 +242,7 @@ static void check_fs(struct doctor *d, const char *path, uint64_t largest,
   }
   if (f) fclose(f);
   if (sf.f_type == TMPFS_MAGIC) check_huge(d, real, mnt, opts, shmem, segments);
-  if (!strcmp(shmem, "deny"))
+  if (sf.f_type != TMPFS_MAGIC && !strcmp(shmem, "deny"))
     finding(
         d, "advice", "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
         "huge pages: the kernel's shmem_enabled is 'deny', which overrides the mount's "
