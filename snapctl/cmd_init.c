@@ -538,7 +538,9 @@ const struct ctl_command ctl_cmd_init = {
     "                        in PATH/mount; the store is created as the directory's\n"
     "                        owner. A tmpfs is empty after a reboot: mount it again.\n"
     "                        Nothing is done when PATH already is a huge-page tmpfs.\n"
-    "      --size SIZE       the tmpfs's size: bytes with an optional K, M, G or T, or\n"
-    "                        a percentage of RAM (50%); default half of the smaller of\n"
-    "                        RAM and this process's cgroup memory limit\n",
+    "      --size SIZE       the tmpfs's size, at least 16M: bytes with an optional K,\n"
+    "                        M, G or T, or a percentage of RAM (50%); default half of\n"
+    "                        the smaller of RAM and this process's cgroup memory limit.\n"
+    "                        The same size again on a mounted store is no change.\n"
+    "                        No component of PATH may be a symlink.\n",
     run};
