@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 #include "snapctl.h"
 
@@ -50,14 +52,24 @@ static void finding(struct doctor *d, const char *level, const char *fix, const 
 }
 
 /* The page size of the store's tmpfs, and whether the store is big enough to gain
- * from 2 MiB pages (CTL_HUGE_ADVICE_BYTES; docs/design.md section 7.1). */
+ * from 2 MiB pages (CTL_HUGE_ADVICE_BYTES; docs/design.md section 7.1). The kernel's
+ * shmem_enabled 'deny' overrides the mount's huge= (and is advised against here). */
 static void check_huge(struct doctor *d, const char *real, const char *mnt,
                        const char *opts, const char *shmem, uint64_t segments) {
   const char *h = strstr(opts, "huge=");
-  char setting[32] = "never", b1[32], b2[32], b3[32], fix[16 * PATH_MAX];
+  char setting[32] = "never", b1[32], b2[32], b3[32], qr[4 * PATH_MAX], qm[4 * PATH_MAX],
+       qs[4 * PATH_MAX + 16], *fix = NULL;
   if (h) sscanf(h + 5, "%31[^,]", setting);
-  if (!strcmp(setting, "within_size") || !strcmp(setting, "always") ||
-      !strcmp(shmem, "force")) {
+  bool huge = !strcmp(setting, "within_size") || !strcmp(setting, "always");
+  if (!strcmp(shmem, "deny")) {
+    finding(d, "advice",
+            "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
+            "huge pages: %s is mounted with huge=%s, but the kernel's shmem_enabled is "
+            "'deny', which overrides the mount's huge= option: 4 KiB pages",
+            mnt, setting);
+    return;
+  }
+  if (huge || !strcmp(shmem, "force")) {
     finding(d, "ok", NULL, "huge pages: %s is mounted with huge=%s%s", mnt, setting,
             strcmp(shmem, "force") ? "" : " (the kernel's shmem_enabled forces them)");
     return;
@@ -70,26 +82,34 @@ static void check_huge(struct doctor *d, const char *real, const char *mnt,
             ctl_bytes(b2, sizeof b2, segments));
     return;
   }
+  ctl_shell_quote(qr, sizeof qr, real);
+  ctl_shell_quote(qm, sizeof qm, mnt);
   if (!strcmp(mnt, real)) {
     /* the store has its own tmpfs: new allocations follow the new option */
-    snprintf(fix, sizeof fix,
-             "mount -o remount,huge=within_size %s   (versions published from then on "
-             "get 2 MiB pages)",
-             mnt);
+    if (asprintf(
+            &fix,
+            "mount -o remount,huge=within_size %s   (versions published from then on "
+            "get 2 MiB pages)",
+            qm) < 0)
+      fix = NULL;
   } else {
     /* a shared tmpfs such as /dev/shm: move the store onto its own one, keeping the
      * path, owner, group and mode (cp writes files growing, so the copies keep 4 KiB
      * pages; a publish writes into a sized file and gets 2 MiB ones) */
     struct stat st = {0};
     stat(real, &st);
-    snprintf(fix, sizeof fix,
-             "stop writerd, every publisher and reader, then: mv %s %s.4k && install -d "
-             "-m %o -o %u -g %u %s && snapctl --store %s init --huge && cp -a "
-             "%s.4k/segments %s.4k/control.mdb %s/ && rm -r %s.4k   (copied versions "
-             "keep 4 KiB pages until their next publish); or for all of %s: mount -o "
-             "remount,huge=within_size %s",
-             real, real, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
-             (unsigned)st.st_gid, real, real, real, real, real, real, mnt, mnt);
+    char old[4 * PATH_MAX];
+    snprintf(old, sizeof old, "%s.4k", real);
+    ctl_shell_quote(qs, sizeof qs, old);
+    if (asprintf(&fix,
+                 "stop writerd, every publisher and reader, then: mv %s %s && install -d "
+                 "-m %o -o %u -g %u %s && snapctl --store %s init --huge && cp -a "
+                 "%s/segments %s/control.mdb %s/ && rm -r %s   (copied versions "
+                 "keep 4 KiB pages until their next publish); or for all of %s: mount -o "
+                 "remount,huge=within_size %s",
+                 qr, qs, (unsigned)(st.st_mode & 07777), (unsigned)st.st_uid,
+                 (unsigned)st.st_gid, qr, qr, qs, qs, qr, qs, mnt, qm) < 0)
+      fix = NULL;
   }
   finding(d, "advice", fix,
           "huge pages: %s has 4 KiB pages (huge=%s) under %s of segments: every reader "
@@ -98,40 +118,85 @@ static void check_huge(struct doctor *d, const char *real, const char *mnt,
           mnt, setting, ctl_bytes(b1, sizeof b1, segments),
           ctl_bytes(b2, sizeof b2, segments / 4096 * 8),
           ctl_bytes(b3, sizeof b3, (segments + (1ull << 30) - 1) >> 30 << 12));
+  free(fix);
 }
 
-/* <store>/mount, written by snapctl init --huge: what was mounted, and how to mount
- * it again after a reboot. */
+/* @p s with only printable ASCII kept (a field of a record someone else may have
+ * written, shown on root's terminal). */
+static const char *printable(char *out, size_t cap, const char *s) {
+  size_t n = 0;
+  for (; *s && n + 1 < cap; s++)
+    if (*s >= 0x20 && *s < 0x7f) out[n++] = *s;
+  out[n] = 0;
+  return out;
+}
+
+/* A size as --size takes it: the largest of T, G, M, K that divides it. */
+static const char *size_arg(char *out, size_t cap, uint64_t bytes) {
+  static const char units[] = "KMGT";
+  int u = 0;
+  while (u < 4 && bytes && bytes % (1ull << (10 * (u + 1))) == 0) u++;
+  if (u)
+    snprintf(out, cap, "%llu%c", (unsigned long long)(bytes >> (10 * u)), units[u - 1]);
+  else
+    snprintf(out, cap, "%llu", (unsigned long long)bytes);
+  return out;
+}
+
+/*
+ * <store>/mount, written by snapctl init --huge: what was mounted. The directory's
+ * owner can replace it, so nothing in it is taken as a command: the command to mount
+ * the store again is made from what is mounted (path, size), and the record is
+ * opened as a regular file only (no symlink, no FIFO to hang on).
+ */
 static void check_record(struct doctor *d, const char *real, const char *mnt,
-                         const char *type) {
-  char path[PATH_MAX + 16], line[4 * PATH_MAX], opts[1024] = "", when[64] = "",
-                                                cmd[4 * PATH_MAX] = "", fix[3 * PATH_MAX];
+                         const char *type, const char *opts, uint64_t size) {
+  char path[PATH_MAX + 16], line[4 * PATH_MAX],
+      when[64] = "", fix[5 * PATH_MAX], q[4 * PATH_MAX], qp[4 * PATH_MAX + 64], sz[32];
   snprintf(path, sizeof path, "%s/%s", real, CTL_MOUNT_RECORD);
-  FILE *f = fopen(path, "re");
-  if (!f) return;
+  ctl_shell_quote(qp, sizeof qp, path);
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) return;
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) close(fd);
+    snprintf(fix, sizeof fix, "rm %s   (snapctl init --huge writes a regular file)", qp);
+    finding(d, "advice", fix, "mount: %s is not a regular file", path);
+    return;
+  }
+  FILE *f = fdopen(fd, "re");
+  if (!f) {
+    close(fd);
+    return;
+  }
   while (fgets(line, sizeof line, f)) {
     line[strcspn(line, "\n")] = 0;
-    if (!strncmp(line, "options=", 8)) snprintf(opts, sizeof opts, "%.1000s", line + 8);
-    if (!strncmp(line, "mounted=", 8)) snprintf(when, sizeof when, "%.60s", line + 8);
-    if (!strncmp(line, "command=", 8)) snprintf(cmd, sizeof cmd, "%s", line + 8);
+    if (!strncmp(line, "mounted=", 8)) printable(when, sizeof when, line + 8);
   }
   fclose(f);
   if (strcmp(mnt, real) || strcmp(type, "tmpfs")) {
     snprintf(fix, sizeof fix,
              "rm %s   (it describes a mount that is not there; snapctl init --huge "
              "mounts one on an empty directory)",
-             path);
+             qp);
     finding(d, "advice", fix,
             "mount: %s records a tmpfs mounted by snapctl init --huge at %s, but %s is "
             "not a tmpfs mount point now (a copied store?)",
             path, when[0] ? when : "?", real);
     return;
   }
+  if (st.st_uid != 0)
+    finding(d, "advice", NULL,
+            "mount: %s is not root's (uid %u): snapctl init --huge writes it as root; "
+            "it may have been replaced, so doctor shows only what is mounted",
+            path, (unsigned)st.st_uid);
   finding(d, "ok", NULL,
           "mount: %s is the tmpfs snapctl init --huge mounted at %s (%s); recorded in %s",
-          real, when[0] ? when : "?", opts[0] ? opts : "?", path);
-  printf("         a tmpfs is empty after a reboot; mount it again at boot with: %s\n",
-         cmd[0] ? cmd : "snapctl init --huge");
+          real, when[0] ? when : "?", opts, path);
+  printf(
+      "         a tmpfs is empty after a reboot; mount it again at boot with: snapctl "
+      "--store %s init --huge --size %s\n",
+      ctl_shell_quote(q, sizeof q, real), size_arg(sz, sizeof sz, size));
 }
 
 static void check_fs(struct doctor *d, const char *path, uint64_t largest,
@@ -177,12 +242,12 @@ static void check_fs(struct doctor *d, const char *path, uint64_t largest,
   }
   if (f) fclose(f);
   if (sf.f_type == TMPFS_MAGIC) check_huge(d, real, mnt, opts, shmem, segments);
-  if (!strcmp(shmem, "deny"))
+  if (sf.f_type != TMPFS_MAGIC && !strcmp(shmem, "deny"))
     finding(
         d, "advice", "echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled",
         "huge pages: the kernel's shmem_enabled is 'deny', which overrides the mount's "
         "huge= option");
-  check_record(d, real, mnt, type);
+  check_record(d, real, mnt, type, opts, size);
 }
 
 /* Files under segments/<dataset>/ that no record names (snap_orphan_list):

