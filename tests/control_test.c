@@ -504,6 +504,60 @@ static void test_check_cost(void) {
   free(dir);
 }
 
+/* A store owner must not be able to make another user (root running snapctl)
+ * write a file of its choosing: a link in place of control.mdb, its lock file or
+ * flips is refused, and the file it points at is left as it was. */
+static bool file_is(const char *path, const char *want) {
+  char buf[64] = {0};
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  return n == (ssize_t)strlen(want) && !memcmp(buf, want, (size_t)n);
+}
+
+static void test_links_refused(void) {
+  char *dir;
+  snap_store *s = tu_store_create("ctl-links", &dir);
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(s, "d", 3, 1, 1, NULL), 0);
+  snap_store_close(s);
+  char victim[4200], path[4200], moved[4300];
+  snprintf(victim, sizeof victim, "%s.victim", dir);
+  const char *names[] = {"control.mdb-lock", "control.mdb", "flips"};
+  for (int i = 0; i < 3; i++) {
+    FILE *f = fopen(victim, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("precious", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    snprintf(moved, sizeof moved, "%s.saved", path);
+    CU_ASSERT_EQUAL_FATAL(rename(path, moved), 0);
+    CU_ASSERT_EQUAL_FATAL(symlink(victim, path), 0);
+    for (int ro = 0; ro < 2; ro++) {
+      struct snap_error err = {0};
+      snap_store *t = NULL;
+      int rc = snap_store_open(dir, ro ? SNAP_RDONLY : 0, &t, &err);
+      CU_ASSERT(rc == SNAP_ECONTROL || rc == -ELOOP);
+      CU_ASSERT_PTR_NULL(t);
+      CU_ASSERT_PTR_NOT_NULL(strstr(err.message, names[i]));
+      if (t) snap_store_close(t);
+    }
+    CU_ASSERT(file_is(victim, "precious"));
+    CU_ASSERT_EQUAL(unlink(path), 0);
+    CU_ASSERT_EQUAL_FATAL(rename(moved, path), 0);
+  }
+  /* the real files back: the store opens and reads as before */
+  CU_ASSERT_EQUAL_FATAL(snap_store_open(dir, 0, &s, NULL), 0);
+  snap_snapshot *snap;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(s, "d", &snap, NULL), 0);
+  CU_ASSERT_EQUAL(tu_check_f64(snap), 1);
+  snap_unpin(snap);
+  snap_store_close(s);
+  unlink(victim);
+  tu_store_remove(dir);
+  free(dir);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN); /* a dead child is an assertion, not the test's death */
   static const tu_test tests[] = {
@@ -519,6 +573,8 @@ int main(void) {
        test_pin_names_missing_segment},
       {"random page damage: every read path, no signal", test_random_page_damage},
       {"cost of the check at open", test_check_cost},
+      {"links in place of control.mdb, its lock or flips are refused",
+       test_links_refused},
       {NULL, NULL}};
   return tu_run("control", tests);
 }

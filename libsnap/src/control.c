@@ -110,8 +110,23 @@ int snap__control_open(const char *path, bool create, struct snap__control **out
 /* Before LMDB maps the file: LMDB initialises an empty file as a new
  * environment and trusts every page of a damaged one (control_check.c). */
 static int control_precheck(const char *path, bool create, struct snap_error *err) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* LMDB opens control.mdb and control.mdb-lock by name, read-write and
+   * creating, following symbolic links: a store owner could point them at any
+   * file and wait for root (an admin's snapctl) to open the store. Refuse links
+   * (the store directory's owner can still race this check; docs/security.md). */
+  char lock[4200];
+  snprintf(lock, sizeof lock, "%s-lock", path);
+  struct stat lst;
+  if (lstat(lock, &lst) == 0 && !S_ISREG(lst.st_mode))
+    return snap__err(err, SNAP_ECONTROL,
+                     "%s: not a regular file (a link or other file in place of LMDB's "
+                     "lock file is refused: it could point at any file)",
+                     lock);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) {
+    if (errno == ELOOP)
+      return snap__err(err, SNAP_ECONTROL,
+                       "%s: a symbolic link (refused: it could point at any file)", path);
     if (errno == ENOENT && create) return 0;
     if (errno == ENOENT)
       return snap__err(err, SNAP_ENOTFOUND, "%s: no control file", path);
@@ -119,6 +134,8 @@ static int control_precheck(const char *path, bool create, struct snap_error *er
   }
   struct stat st;
   int rc = fstat(fd, &st) ? snap__errno(err, -errno, "%s: fstat", path) : 0;
+  if (!rc && !S_ISREG(st.st_mode))
+    rc = snap__err(err, SNAP_ECONTROL, "%s: not a regular file", path);
   if (!rc && !(st.st_size == 0 && create)) rc = snap__control_check(fd, path, err);
   close(fd);
   return rc;
@@ -153,7 +170,7 @@ static int control_open(const char *path, bool create, struct snap__control **ou
     char lock[4200];
     snprintf(lock, sizeof lock, "%s-lock", path);
     struct stat st;
-    if (stat(lock, &st) == 0 && st.st_uid == geteuid() &&
+    if (lstat(lock, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
         (st.st_mode & 07777) != SNAP__MODE_LOCK)
       chmod(lock, SNAP__MODE_LOCK);
   }

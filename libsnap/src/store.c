@@ -120,9 +120,10 @@ static int meta_init(snap_store *s, bool create, struct snap_error *err) {
 }
 
 static int flips_open(snap_store *s, bool create, bool rdonly, struct snap_error *err) {
-  int fd = openat(s->dirfd, "flips",
-                  (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | (create ? O_CREAT : 0),
-                  SNAP__MODE_FILE);
+  int fd = openat(
+      s->dirfd, "flips",
+      (rdonly ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOFOLLOW | (create ? O_CREAT : 0),
+      SNAP__MODE_FILE);
   if (fd < 0) return snap__errno(err, -errno, "%s/flips", s->path);
   struct stat st;
   if (fstat(fd, &st)) {
