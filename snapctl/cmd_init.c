@@ -133,12 +133,22 @@ static int store_dir_open(const char *path, char *bad, size_t cap) {
   while (at >= 0 && comp) {
     char *next = strtok_r(NULL, "/", &save);
     snprintf(bad, cap, "%.*s", (int)(comp + strlen(comp) - tmp), path);
+    if (!strcmp(comp, "..")) { /* a renamed parent could redirect the walk */
+      close(at);
+      return -EINVAL;
+    }
     bool made = mkdirat(at, comp, next ? 0755 : 02750) == 0;
     int fd = made || errno == EEXIST ? open_dir_nofollow(at, comp) : -errno;
     if (fd >= 0 && made && !next) {
       /* setgid past the umask, on the directory just made (not on what may have
        * replaced it: fchmod needs an fd that can be read) */
       int rd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      struct stat mst;
+      if (rd >= 0 && (fstat(rd, &mst) || mst.st_uid != geteuid() || mst.st_nlink != 2)) {
+        close(rd); /* not the empty directory this process made: swapped in */
+        rd = -1;
+        errno = EEXIST;
+      }
       if (rd < 0 || fchmod(rd, 02750)) {
         close(fd);
         fd = -errno;
@@ -272,6 +282,11 @@ static int huge_prepare(struct ctl *c, const char *path, const char *size_arg,
                       "change it could have root mount over another directory): give "
                       "the directory's real path",
                       path, bad);
+    if (e == EINVAL)
+      return ctl_fail(c,
+                      "--huge: %s: '..' is refused in the store path; give the "
+                      "directory's real path",
+                      path);
     return ctl_fail(c, "--huge: %s: %s", bad, strerror(e));
   }
   char fdpath[64];
@@ -290,6 +305,11 @@ static int huge_prepare(struct ctl *c, const char *path, const char *size_arg,
   struct statx sx;
   if (statx(h->dirfd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx))
     return ctl_fail(c, "%s: statx: %s", h->real, strerror(errno));
+  if (!(sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)) /* kernels before 5.8 */
+    return ctl_fail(c,
+                    "--huge: this kernel cannot tell whether %s is a mount point "
+                    "(statx without STATX_ATTR_MOUNT_ROOT)",
+                    h->real);
   char mnt[PATH_MAX], type[64], opts[1024], setting[32];
   if (sx.stx_attributes & STATX_ATTR_MOUNT_ROOT) {
     if (ctl_fd_mount(h->dirfd, mnt, sizeof mnt, type, sizeof type, opts, sizeof opts))

@@ -929,6 +929,12 @@ class CliTest(StoreCase, unittest.TestCase):
                          store=False)
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "real", "new")))
         self.assertEqual(self.mounts_here(), [])
+        # nor '..' (a renamed parent could redirect the rest of the walk)
+        p = self.run_ctl("--store", os.path.join(self.tmp, "real", "..", "other"), "init",
+                         "--huge", "--size", "16M", code=1, store=False)
+        self.assertIn("'..' is refused in the store path", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "other")))
+        self.assertEqual(self.mounts_here(), [])
 
     def test_init_huge_quoting(self):
         """The record's commands quote the path for the shell; a path with a newline
