@@ -5,10 +5,15 @@
  * Exit status: 0 success, 1 operational error, 2 usage error.
  */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "snapctl.h"
 
@@ -37,6 +42,34 @@ static void usage(FILE *f) {
           "  -V, --version     print the versions of snapctl and libsnap\n"
           "\n"
           "Exit status: 0 success, 1 operational error, 2 usage error.\n");
+}
+
+/*
+ * Root on a store another user owns acts as that user. The owner controls every
+ * name in the store directory, and LMDB opens its files by name, following
+ * links: as root, a link planted there could make snapctl write any file
+ * (libsnap refuses links it sees, but an owner can race that check), and files
+ * root creates in the store (a lock file, a segment) would be root's, which the
+ * writer then cannot use. `init --huge` is the exception: it must mount as root
+ * and makes the store as the owner itself. Returns 0 or an exit status.
+ */
+static int act_as_owner(const char *path) {
+  struct stat st;
+  if (geteuid() != 0 || stat(path, &st) || !S_ISDIR(st.st_mode) || st.st_uid == 0)
+    return 0; /* not root, no store yet, or root's own store */
+  const struct passwd *pw = getpwuid(st.st_uid);
+  gid_t gid = pw ? pw->pw_gid : st.st_gid;
+  if ((pw ? initgroups(pw->pw_name, gid) : setgroups(0, NULL)) || setgid(gid) ||
+      setuid(st.st_uid)) {
+    fprintf(stderr, "snapctl: %s is owned by uid %u: acting as that user failed: %s\n",
+            path, (unsigned)st.st_uid, strerror(errno));
+    return CTL_FAIL;
+  }
+  if (setuid(0) == 0) { /* the drop must not be undoable */
+    fprintf(stderr, "snapctl: could not give up root for %s\n", path);
+    return CTL_FAIL;
+  }
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -82,6 +115,12 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < NCOMMANDS; i++) {
     if (strcmp(name, commands[i]->name)) continue;
     c.cmd = name;
+    bool huge_init = false; /* init --huge mounts as root (see act_as_owner) */
+    for (int a = optind + 1; !strcmp(name, "init") && a < argc; a++)
+      huge_init |= !strcmp(argv[a], "--huge");
+    const char *store = c.store_path ? c.store_path : getenv(SNAP_STORE_ENV);
+    int rc = huge_init ? 0 : act_as_owner(store && *store ? store : SNAP_STORE_DEFAULT);
+    if (rc) return rc;
     /* The command parses argv[optind..] with its own getopt from the start. */
     int sub_argc = argc - optind;
     char **sub_argv = argv + optind;

@@ -819,6 +819,31 @@ class CliTest(StoreCase, unittest.TestCase):
         else:
             self.assertIn("0 problems, 0 pieces of advice", p.stdout)
 
+    def test_root_acts_as_store_owner(self):
+        """snapctl run as root on a store another user owns acts as that user: what it
+        creates is the owner's, and it can read only what the owner can."""
+        if os.geteuid() != 0:
+            self.skipTest("needs root: checks what root's snapctl does as the owner")
+        self.run_ctl("init")
+        for root, dirs, files in os.walk(self.store):
+            for n in [root] + [os.path.join(root, f) for f in dirs + files]:
+                os.chown(n, 65534, 65534)
+        os.chmod(self.tmp, 0o755)
+        src = self.write("a.csv", "v\n1\n2\n")
+        os.chmod(src, 0o644)
+        self.run_ctl("publish", "d", src)
+        seg = self.segment_files()[0]
+        self.assertEqual(os.stat(seg).st_uid, 65534)  # not root's
+        self.assertEqual(os.stat(os.path.join(self.store, "control.mdb-lock")).st_uid,
+                         65534)
+        # a file only root may read is out of reach: snapctl is not root any more
+        secret = self.write("secret.csv", "v\n3\n")
+        os.chmod(secret, 0o600)
+        p = self.run_ctl("publish", "d", secret, code=1)
+        self.assertIn("Permission denied", p.stderr)
+        self.assertEqual([v["version"] for v in self.json("list", "--json")["datasets"][0]
+                          ["versions"]], [1])
+
     def test_init_huge_owner(self):
         """The tmpfs gets the prepared directory's owner, group and mode, and the
         store is created as that owner (so the writer can open it)."""
