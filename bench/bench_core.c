@@ -30,23 +30,9 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "bench_util.h"
+
 extern char **environ;
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-  qsort(v, (size_t)n, sizeof *v, cmp_d);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 static void die(const char *what, const struct snap_error *err) {
   fprintf(stderr, "bench_core: %s: %s\n", what, err ? err->message : strerror(errno));
