@@ -1151,7 +1151,9 @@ static void test_csv_wide(void) {
       rc = ingest_buffer(g_store, "wide2", text, strlen(text), &other[j], NULL, &err);
       if (rc) printf("\ncase %zu, options %zu: %s\n", i, j, err.message);
       CU_ASSERT_EQUAL_FATAL(rc, 0);
-      CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "wide2", &b, NULL), 0);
+      rc = snap_pin(g_store, "wide2", &b, &err);
+      if (rc) printf("\npin: %s\n", err.message);
+      CU_ASSERT_EQUAL_FATAL(rc, 0);
       compare_tables(a, b);
       snap_unpin(b);
     }

@@ -11,9 +11,12 @@
  *   control_check.c  control.c         the control file (LMDB)
  *   registry.c                         open handles, fork handlers
  *   store.c                            handles, flips, read-only queries
+ *   compose.c                          v2: mapping chunks borrowed from
+ *                                      earlier versions' files
  *   orphans.c                          the write gate: orphan sweep, listing
  *   pin.c                              reader pins (store.c calls back into it
  *                                      only through struct snap_store's hooks)
+ *   share.c                            v2 seal: which chunks to borrow
  *   gc.c                               reclamation of draining versions
  *   policy.c                           retention, rollback, keep, limits
  *   drop.c                             removing a dataset record
@@ -138,6 +141,29 @@ enum {
 #define SNAP__COLUMN_FIXED 144u
 #define SNAP__BUFREF 24u
 
+/* Format v2 (docs/format.md section 11): the v1 layout, data region aligned to
+ * the chunk size, and a chunk table ending the manifest: per chunk of the
+ * data region its XXH3-64 and the file that holds it (0: this one, i: the
+ * version files[i-1]), then the file table. */
+#define SNAP__FORMAT_V1 1u
+#define SNAP__FORMAT_V2 2u
+#define SNAP__CHUNK_SHIFT 21u /* 2 MiB: the huge-page size (docs/design.md 16.1) */
+#define SNAP__CHUNK_SHIFT_MIN 12u
+#define SNAP__CHUNK_SHIFT_MAX 30u
+#define SNAP__MAX_FILES 64u /* files a version may borrow from */
+#define SNAP__CHUNK_ENTRY 16u
+enum {
+  SNAP__H_CHUNK_SHIFT = 416,
+  SNAP__H_NFILES = 420,
+  SNAP__H_CHUNK_TABLE = 424,
+  SNAP__H_NCHUNKS = 432,
+};
+
+struct snap__chunk {
+  uint64_t hash;
+  uint32_t file; /* 0: this file; i: the version files[i - 1] */
+};
+
 /* A parsed, validated segment: private copies of everything the reader uses,
  * with pointers into the mapping that have all been bounds-checked. */
 struct snap__segment {
@@ -156,15 +182,39 @@ struct snap__segment {
   struct snap_block *blocks;
   uint32_t *block_cols; /* storage for snap_block.columns */
   char *strings;        /* storage for names and time zones */
+  /* format v2 (all zero for v1) */
+  uint32_t format, chunk_shift, nfiles;
+  uint64_t nchunks, chunk_table; /* the table's offset */
+  uint64_t *files;               /* nfiles versions, increasing */
+  struct snap__chunk *chunks;    /* nchunks entries */
 };
 
 /* What snap__segment_parse() checks. */
 #define SNAP__SEG_NO_HASH 0x1u /* header not sealed yet (publish in progress) */
 #define SNAP__SEG_NO_DATA 0x2u /* skip reading string/dictionary offsets */
 
-/* Total file size of the segment @p schema needs. */
+/* The format new segments are written in: 2, or 1 for the tests that make v1
+ * files (only they change it). */
+SNAP__INTERNAL extern unsigned snap__write_format;
+
+/* Total file size of the segment @p schema needs, and in @p head the bytes
+ * from the start to the end of the largest manifest (v2: with every file). */
 SNAP__INTERNAL int snap__segment_plan(const struct snap_schema *schema, uint64_t *total,
-                                      struct snap_error *err);
+                                      uint64_t *head, struct snap_error *err);
+/* The data the parser skips with SNAP__SEG_NO_DATA: string and dictionary
+ * offsets, then category codes, read through @p seg's pointers. */
+SNAP__INTERNAL int snap__segment_check_data(const struct snap__segment *seg,
+                                            const char *what, struct snap_error *err);
+/* v1: the XXH3-128 of the data region; v2: every chunk's XXH3-64 against the
+ * table and the table against the header. @p base is the composed view. */
+SNAP__INTERNAL int snap__segment_verify_data(const struct snap__segment *seg,
+                                             const uint8_t *base, const char *what,
+                                             struct snap_error *err);
+/* v2: the hash of one chunk's bytes, and the data hash: XXH3-128 over the
+ * chunk hashes of the table at @p table (not the file indices). */
+SNAP__INTERNAL uint64_t snap__chunk_hash(const void *p, uint64_t len);
+SNAP__INTERNAL void snap__table_hash(const uint8_t *table, uint64_t nchunks,
+                                     uint64_t out[2]);
 /* Write header (unsealed) and manifest into a zeroed mapping of plan size. */
 SNAP__INTERNAL void snap__segment_write(uint8_t *base, uint64_t total,
                                         const struct snap_schema *schema,
@@ -371,6 +421,42 @@ SNAP__INTERNAL uint64_t snap__tombstone_get(int segfd, const char *dataset);
 SNAP__INTERNAL int snap__tombstone_put(snap_store *s, int dsfd, const char *dataset,
                                        uint64_t next, struct snap_error *err);
 
+/* compose.c: v2 versions borrowing chunks (after store.c, before pin.c). */
+/* Open the file of @p version of @p dataset as a lender of chunks: a regular
+ * file of at least @p need bytes whose header is that version's of this store.
+ * *out is the caller's to close. */
+SNAP__INTERNAL int snap__lender_open(snap_store *s, const char *dataset, uint64_t version,
+                                     uint64_t need, int *out, struct snap_error *err);
+/* Map every chunk @p seg borrows over its own mapping at @p addr. */
+SNAP__INTERNAL int snap__compose(snap_store *s, const struct snap__segment *seg,
+                                 uint8_t *addr, const char *what, struct snap_error *err);
+/* Mappings a composed view of @p seg takes (1 for v1). */
+SNAP__INTERNAL uint64_t snap__compose_pieces(const struct snap__segment *seg);
+
+/* share.c: the chunk table of a v2 segment being sealed (after pin.c). */
+struct snap__extent {
+  uint64_t off, len;  /* a buffer of the new segment */
+  const uint8_t *src; /* where its bytes are: the caller's memory, or map + off */
+};
+struct snap__share {
+  const struct snap__segment *seg; /* the new segment, parsed */
+  uint8_t *map;                    /* its writable mapping */
+  int fd;
+  const char *what;
+  const struct snap__extent *ext; /* sorted by offset, not overlapping */
+  size_t next;
+  const struct snap__segment *base; /* the version to share with, or NULL */
+  const uint8_t *base_addr;         /* its composed view */
+  bool full;                        /* SNAP_PUBLISH_FULL: share nothing */
+  /* results */
+  uint64_t owned;                                  /* data bytes the new file holds */
+  uint64_t written, borrowed, identical, compared; /* chunks */
+  uint32_t nfiles;
+};
+/* Hash, compare, copy or borrow every chunk; write the chunk table, the file
+ * table, nfiles and manifest_size (not the hashes of the header). */
+SNAP__INTERNAL int snap__chunks_write(struct snap__share *sh, struct snap_error *err);
+
 /* map.c: map @p size bytes of @p fd at a 2 MiB-aligned address (PMD-mappable). */
 SNAP__INTERNAL int snap__map_aligned(int fd, uint64_t size, bool writable, void **out);
 SNAP__INTERNAL void snap__unmap(void *addr, uint64_t size);
@@ -407,6 +493,8 @@ SNAP__INTERNAL uint64_t snap__now_ns(void);
 SNAP__INTERNAL int snap__store_writable(snap_store *s, struct snap_error *err);
 
 /* pin.c: reader pins. */
+/* The parsed segment behind a snapshot (its composed view is at seg->base). */
+SNAP__INTERNAL const struct snap__segment *snap__snapshot_seg(const snap_snapshot *snap);
 /* After this process changed @p dataset's current version: drop its cached
  * mapping of the old one, so that reclamation need not wait for a pin. */
 SNAP__INTERNAL void snap__pin_trim(snap_store *s, const char *dataset);

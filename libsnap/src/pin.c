@@ -117,9 +117,30 @@ static struct snap__map *map_find(snap_store *s, struct snap__slot *slot,
 #define RETRY 1   /* the version vanished between lookup and open: look again */
 #define MISSING 2 /* no file of that name: RETRY, unless nothing moved meanwhile */
 
+/* After our shared lock: is @p version still one a pin may take (current or
+ * retained)? Reclamation changes the state under its exclusive lock, and a v2
+ * version that lends chunks keeps its file (with holes) in state lending, so
+ * a link count is not enough. 0, RETRY, or an error. */
+static int still_pinnable(struct snap__control *c, const char *dataset, uint64_t version,
+                          struct snap_error *err) {
+  struct snap__txn *t;
+  int rc = snap__txn_begin(c, false, &t, err);
+  if (rc) return rc;
+  struct snap__dsrec ds;
+  struct snap__verrec vr;
+  rc = snap__ds_get(t, dataset, &ds, NULL);
+  if (!rc) rc = snap__ver_get(t, ds.id, version, &vr, NULL);
+  snap__txn_abort(t);
+  if (rc == SNAP_ENOTFOUND) return RETRY;
+  if (rc)
+    return snap__err(err, rc, "pin \"%s\" version %llu: control file", dataset,
+                     (unsigned long long)version);
+  return vr.state == SNAP_STATE_CURRENT || vr.state == SNAP_STATE_RETAINED ? 0 : RETRY;
+}
+
 /* Open, pin, map and validate one version. Call with s->lock held. */
-static int map_open(snap_store *s, struct snap__slot *slot, uint64_t version,
-                    struct snap__map **out, struct snap_error *err) {
+static int map_open(snap_store *s, struct snap__control *c, struct snap__slot *slot,
+                    uint64_t version, struct snap__map **out, struct snap_error *err) {
   char rel[512];
   snap__seg_relpath(rel, sizeof rel, slot->name, version);
   int fd = openat(s->dirfd, rel, O_RDONLY | O_CLOEXEC);
@@ -145,7 +166,11 @@ static int map_open(snap_store *s, struct snap__slot *slot, uint64_t version,
     close(fd);
     return RETRY;
   }
-  int rc;
+  int rc = still_pinnable(c, slot->name, version, err);
+  if (rc) {
+    close(fd);
+    return rc;
+  }
   struct snap__map *m = calloc(1, sizeof *m);
   if (!m || asprintf(&m->path, "%s/%s", s->path, rel) < 0) {
     free(m);
@@ -168,8 +193,11 @@ static int map_open(snap_store *s, struct snap__slot *slot, uint64_t version,
         snap__errno(err, rc, "%s: mmap %llu bytes", m->path, (unsigned long long)m->size);
     goto fail;
   }
-  if ((rc = snap__segment_parse(m->addr, m->size, 0, m->path, slot->name, version,
-                                &m->seg, err)))
+  /* structure first; the data checks read through the composed view */
+  if ((rc = snap__segment_parse(m->addr, m->size, SNAP__SEG_NO_DATA, m->path, slot->name,
+                                version, &m->seg, err)) ||
+      (rc = snap__compose(s, &m->seg, m->addr, m->path, err)) ||
+      (rc = snap__segment_check_data(&m->seg, m->path, err)))
     goto fail;
   if (memcmp(m->seg.store_id, s->store_id, 16)) {
     rc = snap__err(err, SNAP_ECORRUPT, "%s: store id differs from the store's", m->path);
@@ -272,7 +300,7 @@ static int pin_slow(snap_store *s, const char *dataset, uint64_t want,
       rc = snap__err(err, SNAP_ENOTFOUND, "dataset \"%s\" has no version %llu", dataset,
                      (unsigned long long)want);
     if (rc) goto out;
-    if (want && vr.state == SNAP_STATE_DRAINING) {
+    if (want && (vr.state == SNAP_STATE_DRAINING || vr.state == SNAP_STATE_LENDING)) {
       rc = snap__err(err, SNAP_EDRAINING,
                      "dataset \"%s\" version %llu is retired (draining): no new pins",
                      dataset, (unsigned long long)want);
@@ -284,7 +312,7 @@ static int pin_slow(snap_store *s, const char *dataset, uint64_t want,
     else
       m = map_find(s, sl, version);
     if (!m) {
-      rc = map_open(s, sl, version, &m, err);
+      rc = map_open(s, c, sl, version, &m, err);
       if (rc == MISSING && missing_flips == flips && missing_version == version) {
         /* Twice the same record, no flip in between, and no file: a version is
          * reclaimed only after it was retired by a flip, so the control file
@@ -464,6 +492,7 @@ static void pins_close(snap_store *s) {
 
 /* ------------------------------------------------------------- accessors */
 
+const struct snap__segment *snap__snapshot_seg(const snap_snapshot *m) { return &m->seg; }
 const char *snap_snapshot_dataset(const snap_snapshot *m) { return m->seg.dataset; }
 uint64_t snap_snapshot_version(const snap_snapshot *m) { return m->version; }
 uint64_t snap_snapshot_nrows(const snap_snapshot *m) { return m->seg.nrows; }
@@ -497,13 +526,6 @@ const void *snap_snapshot_segment(const snap_snapshot *m, size_t *len) {
 }
 
 int snap_snapshot_verify(const snap_snapshot *m, struct snap_error *err) {
-  uint64_t h[2];
-  snap__data_hash(m->addr, m->seg.data_offset, m->seg.data_size, h);
-  if (h[0] != m->seg.data_hash[0] || h[1] != m->seg.data_hash[1])
-    return snap__err(err, SNAP_ECHECKSUM,
-                     "%s: data checksum = %016llx%016llx, computed %016llx%016llx",
-                     m->path, (unsigned long long)m->seg.data_hash[1],
-                     (unsigned long long)m->seg.data_hash[0], (unsigned long long)h[1],
-                     (unsigned long long)h[0]);
-  return snap__segment_check_codes(&m->seg, m->path, err);
+  int rc = snap__segment_verify_data(&m->seg, m->addr, m->path, err);
+  return rc ? rc : snap__segment_check_data(&m->seg, m->path, err);
 }

@@ -24,6 +24,8 @@ const char *snap_state_name(enum snap_state state) {
       return "retained";
     case SNAP_STATE_DRAINING:
       return "draining";
+    case SNAP_STATE_LENDING:
+      return "lending";
   }
   return "unknown";
 }
@@ -68,6 +70,8 @@ int snap__retain(struct snap__txn *t, const struct snap__dsrec *ds,
   for (size_t i = l.n; !rc && i-- > 0;) {
     struct snap__verrec *r = &l.r[i];
     uint32_t want;
+    if (r->state == SNAP_STATE_LENDING) /* only gc changes it (gc.c) */
+      continue;
     if (l.v[i] == ds->current)
       want = SNAP_STATE_CURRENT;
     else if (r->state != SNAP_STATE_DRAINING && kept < ds->keep)
@@ -125,10 +129,10 @@ static int rollback_fn(struct snap__txn *t, struct snap__dsrec *ds, void *arg,
   if (rc)
     return snap__err(err, rc, "rollback: reading version %llu",
                      (unsigned long long)version);
-  if (vr.state == SNAP_STATE_DRAINING)
+  if (vr.state == SNAP_STATE_DRAINING || vr.state == SNAP_STATE_LENDING)
     return snap__err(err, SNAP_EDRAINING,
-                     "rollback: version %llu is draining (retired); it cannot be current",
-                     (unsigned long long)version);
+                     "rollback: version %llu is %s (retired); it cannot be current",
+                     (unsigned long long)version, snap_state_name(vr.state));
   if (ds->current == version) return 0;
   if (ds->current && !snap__ver_get(t, ds->id, ds->current, &old, NULL)) {
     old.state = SNAP_STATE_RETAINED;

@@ -29,16 +29,23 @@
 
 #include "internal.h"
 
+/* Where a buffer's bytes come from at commit (v2). */
+enum { BUF_UNTOUCHED, BUF_FILLED, BUF_SOURCE };
+
 struct snap_publish {
   snap_store *store;
   char dataset[SNAP_DATASET_NAME_MAX + 1];
   char what[SNAP_DATASET_NAME_MAX + 64]; /* "segments/<dataset>/<version>.seg" */
-  uint64_t version, total;
+  uint64_t version, total, head;         /* head: the header and the largest manifest */
   int dsfd, fd;
   char where[4096]; /* the store directory, or the detached publish's directory */
   uint8_t *base;
   struct snap__segment seg; /* parsed header: the fill pointers */
   bool committed;           /* else freeing it may have to undo a first publish */
+  unsigned flags;           /* SNAP_PUBLISH_* */
+  uint8_t *bufstate;        /* ncols * SNAP__NBUF: BUF_* */
+  const void **bufsrc;      /* ncols * SNAP__NBUF: the caller's bytes (BUF_SOURCE) */
+  uint64_t owned;           /* bytes the sealed file holds itself */
 };
 
 /* A name that does not exist yet must follow the rule for new names; an
@@ -91,9 +98,21 @@ static int segment_create(snap_publish *p, const struct snap_schema *schema,
   p->fd = openat(p->dsfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, SNAP__MODE_FILE);
   if (p->fd < 0) return snap__errno(err, -errno, "%s: O_TMPFILE", p->where);
   snap__crash_point();
-  if ((rc = posix_fallocate(p->fd, 0, (off_t)p->total)))
+  /* v1 allocates the whole file now. v2 allocates the header and manifest now
+   * and the rest where it is written (snap_publish_fill(), snap_publish_block(),
+   * commit), so that chunks shared with the current version never take memory;
+   * each allocation still fails with ENOSPC rather than a later SIGBUS. */
+  uint64_t now = p->total;
+  if (snap__write_format == SNAP__FORMAT_V2) {
+    if (ftruncate(p->fd, (off_t)p->total))
+      return snap__errno(err, -errno, "%s/%s: size %llu for version %llu", p->where,
+                         p->what, (unsigned long long)p->total,
+                         (unsigned long long)p->version);
+    now = 0; /* set below, once the manifest's extent is known */
+  }
+  if (now && (rc = posix_fallocate(p->fd, 0, (off_t)now)))
     return snap__errno(err, -rc, "%s/%s: allocating %llu bytes for version %llu",
-                       p->where, p->what, (unsigned long long)p->total,
+                       p->where, p->what, (unsigned long long)now,
                        (unsigned long long)p->version);
   snap__crash_point();
   void *addr;
@@ -102,11 +121,22 @@ static int segment_create(snap_publish *p, const struct snap_schema *schema,
                        (unsigned long long)p->total);
   p->base = addr;
   madvise(p->base, p->total, MADV_HUGEPAGE); /* honoured on huge=advise mounts */
+  /* v2: the header and the largest manifest, written below and at seal */
+  if (snap__write_format == SNAP__FORMAT_V2 &&
+      (rc = posix_fallocate(p->fd, 0, (off_t)((p->head + 4095) & ~(uint64_t)4095))))
+    return snap__errno(err, -rc, "%s/%s: allocating the manifest of version %llu",
+                       p->where, p->what, (unsigned long long)p->version);
   snap__segment_write(p->base, p->total, schema, p->dataset, p->version, store_id,
                       snap__now_ns());
   if (snap__segment_parse(p->base, p->total, SNAP__SEG_NO_HASH | SNAP__SEG_NO_DATA,
                           p->what, p->dataset, p->version, &p->seg, err))
     abort(); /* we just wrote it: a failure is a bug in the writer or parser */
+  size_t nb = (size_t)(p->seg.ncols ? p->seg.ncols : 1) * SNAP__NBUF;
+  p->bufstate = calloc(nb, 1);
+  p->bufsrc = calloc(nb, sizeof *p->bufsrc);
+  if (!p->bufstate || !p->bufsrc)
+    return snap__errno(err, -ENOMEM, "%s/%s: %u columns", p->where, p->what,
+                       p->seg.ncols);
   return 0;
 }
 
@@ -116,8 +146,8 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   *out = NULL;
   int rc = snap__dataset_name_check(dataset, err);
   if (rc) return rc;
-  uint64_t total;
-  if ((rc = snap__segment_plan(schema, &total, err))) return rc;
+  uint64_t total, head;
+  if ((rc = snap__segment_plan(schema, &total, &head, err))) return rc;
   if ((rc = snap__store_writable(s, err)) || (rc = name_creatable(s, dataset, err)))
     return rc;
   snap_publish *p = calloc(1, sizeof *p);
@@ -125,6 +155,7 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   p->store = s;
   p->dsfd = p->fd = -1;
   p->total = total;
+  p->head = head;
   strcpy(p->dataset, dataset);
   snprintf(p->where, sizeof p->where, "%s", s->path);
   /* The directory's shared lock before the number: see layout.c "dataset directory". */
@@ -153,6 +184,21 @@ const struct snap_column *snap_publish_column(const snap_publish *p, uint32_t co
   return p && p->base && col < p->seg.ncols ? &p->seg.cols[col] : NULL;
 }
 
+/* v2: allocate [off, off + len) (whole pages) before the caller writes it. */
+static int alloc_range(snap_publish *p, const void *ptr, uint64_t len,
+                       struct snap_error *err) {
+  if (!ptr || !len || p->seg.format != SNAP__FORMAT_V2) return 0;
+  uint64_t off = (uint64_t)((const uint8_t *)ptr - p->base);
+  uint64_t start = off & ~(uint64_t)4095, end = (off + len + 4095) & ~(uint64_t)4095;
+  if (end > p->total) end = p->total;
+  int rc = posix_fallocate(p->fd, (off_t)start, (off_t)(end - start));
+  if (rc)
+    return snap__errno(err, -rc, "%s/%s: allocating %llu bytes at offset %llu", p->where,
+                       p->what, (unsigned long long)(end - start),
+                       (unsigned long long)start);
+  return 0;
+}
+
 int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out,
                       struct snap_error *err) {
   memset(out, 0, sizeof *out);
@@ -162,6 +208,16 @@ int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out,
   if (!c)
     return snap__err(err, SNAP_EINVAL, "%s: column %u out of range (%u columns)", p->what,
                      col, p->seg.ncols);
+  int rc;
+  if ((rc = alloc_range(p, c->values, c->values_bytes, err)) ||
+      (rc = alloc_range(p, c->validity, c->validity_bytes, err)) ||
+      (rc = alloc_range(p, c->offsets, c->offsets_bytes, err)) ||
+      (rc = alloc_range(p, c->data, c->data_bytes, err)))
+    return rc;
+  for (int k = 0; k < SNAP__NBUF; k++) {
+    p->bufstate[(size_t)col * SNAP__NBUF + k] = BUF_FILLED;
+    p->bufsrc[(size_t)col * SNAP__NBUF + k] = NULL;
+  }
   out->values = (void *)c->values;
   out->validity = (uint8_t *)c->validity;
   out->offsets = (int64_t *)c->offsets;
@@ -175,10 +231,62 @@ int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out,
 
 void *snap_publish_block(snap_publish *p, uint32_t block) {
   if (!p || !p->base || block >= p->seg.nblocks) return NULL;
-  return (void *)p->seg.blocks[block].data;
+  const struct snap_block *b = &p->seg.blocks[block];
+  int rc = alloc_range(p, b->data, b->data_bytes, NULL);
+  if (rc) {
+    errno = -rc;
+    return NULL;
+  }
+  for (uint32_t i = 0; i < b->ncols; i++) {
+    p->bufstate[(size_t)b->columns[i] * SNAP__NBUF + SNAP__BUF_VALUES] = BUF_FILLED;
+    p->bufsrc[(size_t)b->columns[i] * SNAP__NBUF + SNAP__BUF_VALUES] = NULL;
+  }
+  return (void *)b->data;
+}
+
+int snap_publish_copy(snap_publish *p, uint32_t col, enum snap_buffer buffer,
+                      const void *src, struct snap_error *err) {
+  const struct snap_column *c = snap_publish_column(p, col);
+  if (!p || !p->base)
+    return snap__err(err, SNAP_EINVAL, "snap_publish_copy: no publish in progress");
+  if (!c)
+    return snap__err(err, SNAP_EINVAL, "%s: column %u out of range (%u columns)", p->what,
+                     col, p->seg.ncols);
+  if ((unsigned)buffer >= SNAP__NBUF)
+    return snap__err(err, SNAP_EINVAL, "%s: column %u: buffer %d unknown", p->what, col,
+                     (int)buffer);
+  const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
+                           c->data_bytes};
+  if (!src && lens[buffer])
+    return snap__err(err, SNAP_EINVAL,
+                     "%s: column %u \"%.64s\": source of %llu bytes is NULL", p->what,
+                     col, c->name, (unsigned long long)lens[buffer]);
+  size_t k = (size_t)col * SNAP__NBUF + buffer;
+  if (!lens[buffer]) return 0;            /* an absent buffer has nothing to copy */
+  if (p->seg.format != SNAP__FORMAT_V2) { /* v1 files: copy now */
+    const void *dst[] = {c->values, c->validity, c->offsets, c->data};
+    memcpy((void *)dst[buffer], src, lens[buffer]);
+    p->bufstate[k] = BUF_FILLED;
+    return 0;
+  }
+  p->bufstate[k] = BUF_SOURCE;
+  p->bufsrc[k] = src;
+  return 0;
+}
+
+int snap_publish_set_flags(snap_publish *p, unsigned flags, struct snap_error *err) {
+  if (!p || !p->base)
+    return snap__err(err, SNAP_EINVAL, "snap_publish_set_flags: no publish in progress");
+  if (flags & ~SNAP_PUBLISH_FULL)
+    return snap__err(err, SNAP_EINVAL, "snap_publish_set_flags: flags 0x%x unknown",
+                     flags);
+  p->flags = flags;
+  return 0;
 }
 
 static void publish_free(snap_publish *p) {
+  free(p->bufstate);
+  free(p->bufsrc);
   snap__segment_free(&p->seg);
   snap__unmap(p->base, p->total);
   if (p->fd >= 0) close(p->fd);
@@ -255,24 +363,102 @@ static void nat_fill(const struct snap__segment *seg) {
 /* Validate the untrusted fill (string and dictionary offsets, category codes),
  * write NaT into null temporal slots, checksum, seal the header, unmap. Fills
  * the version record. Every writer passes here: commit, seal, import. */
-static int seal(snap_publish *p, struct snap__verrec *vr, struct snap_error *err) {
+/* A source buffer that the seal must change (NaT into null temporal slots) is
+ * copied into the file first. */
+static int sources_materialize(snap_publish *p, struct snap_error *err) {
+  for (uint32_t i = 0; i < p->seg.ncols; i++) {
+    const struct snap_column *c = &p->seg.cols[i];
+    size_t k = (size_t)i * SNAP__NBUF + SNAP__BUF_VALUES;
+    if (p->bufstate[k] != BUF_SOURCE || !(c->flags & SNAP_NULLABLE) ||
+        !(snap__is_timestamp(c->type) || snap__is_duration(c->type)))
+      continue;
+    int rc = alloc_range(p, c->values, c->values_bytes, err);
+    if (rc) return rc;
+    memcpy((void *)c->values, p->bufsrc[k], c->values_bytes);
+    p->bufstate[k] = BUF_FILLED;
+  }
+  return 0;
+}
+
+static int cmp_extent(const void *a, const void *b) {
+  const struct snap__extent *x = a, *y = b;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* v2: every buffer as an extent, with where its bytes are now; then the
+ * chunk pass (share.c) against @p base. */
+static int chunks(snap_publish *p, const snap_snapshot *base, struct snap_error *err) {
+  size_t n = 0, cap = (size_t)(p->seg.ncols ? p->seg.ncols : 1) * SNAP__NBUF;
+  struct snap__extent *ext = malloc(cap * sizeof *ext);
+  if (!ext) return snap__errno(err, -ENOMEM, "%s/%s", p->where, p->what);
+  for (uint32_t i = 0; i < p->seg.ncols; i++) {
+    const struct snap_column *c = &p->seg.cols[i];
+    const void *ptr[] = {c->values, c->validity, c->offsets, c->data};
+    const uint64_t len[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
+                            c->data_bytes};
+    for (int k = 0; k < SNAP__NBUF; k++) {
+      if (!ptr[k] || !len[k]) continue;
+      size_t b = (size_t)i * SNAP__NBUF + k;
+      ext[n++] = (struct snap__extent){
+          .off = (uint64_t)((const uint8_t *)ptr[k] - p->base),
+          .len = len[k],
+          .src = p->bufstate[b] == BUF_SOURCE ? p->bufsrc[b] : ptr[k]};
+    }
+  }
+  qsort(ext, n, sizeof *ext, cmp_extent);
+  char what[sizeof p->where + sizeof p->what + 2];
+  snprintf(what, sizeof what, "%s/%s", p->where, p->what);
+  struct snap__share sh = {.seg = &p->seg,
+                           .map = p->base,
+                           .fd = p->fd,
+                           .what = what,
+                           .ext = ext,
+                           .next = n,
+                           .full = p->flags & SNAP_PUBLISH_FULL};
+  if (base) {
+    sh.base = snap__snapshot_seg(base);
+    sh.base_addr = sh.base->base;
+  }
+  int rc = snap__chunks_write(&sh, err);
+  free(ext);
+  p->owned = ((p->head + 4095) & ~(uint64_t)4095) + sh.owned;
+  return rc;
+}
+
+static int seal(snap_publish *p, const snap_snapshot *base, struct snap__verrec *vr,
+                struct snap_error *err) {
   struct snap__segment check;
-  int rc = snap__segment_parse(p->base, p->total, SNAP__SEG_NO_HASH, p->what, p->dataset,
-                               p->version, &check, err);
+  int rc = snap__segment_parse(p->base, p->total, SNAP__SEG_NO_HASH | SNAP__SEG_NO_DATA,
+                               p->what, p->dataset, p->version, &check, err);
+  if (!rc) {
+    /* the data checks read the caller's sources where it gave some */
+    for (uint32_t i = 0; i < check.ncols; i++) {
+      struct snap_column *c = &check.cols[i];
+      const void **ptr[] = {&c->values, (const void **)&c->validity,
+                            (const void **)&c->offsets, (const void **)&c->data};
+      for (int k = 0; k < SNAP__NBUF; k++)
+        if (p->bufstate[(size_t)i * SNAP__NBUF + k] == BUF_SOURCE)
+          *ptr[k] = p->bufsrc[(size_t)i * SNAP__NBUF + k];
+    }
+    rc = snap__segment_check_data(&check, p->what, err);
+    snap__segment_free(&check);
+  }
   if (rc) {
     if (err) err->code = SNAP_EINVAL;
     return SNAP_EINVAL;
   }
-  snap__segment_free(&check);
+  if ((rc = sources_materialize(p, err))) return rc;
   nat_fill(&p->seg); /* before the data hash */
   snap__crash_point();
+  p->owned = p->total;
+  if (p->seg.format == SNAP__FORMAT_V2 && (rc = chunks(p, base, err))) return rc;
   snap__segment_seal(p->base, p->total);
   snap__crash_point();
   *vr = (struct snap__verrec){
       .state = SNAP_STATE_CURRENT,
       .ncols = p->seg.ncols,
       .nrows = p->seg.nrows,
-      .bytes = p->total,
+      .bytes = p->owned,
       .created_ns = p->seg.created_ns,
   };
   memcpy(&vr->data_hash[0], p->base + SNAP__H_DATA_HASH_LO, 8);
@@ -296,16 +482,25 @@ int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *e
   }
   snap_store *s = p->store;
   struct snap__verrec vr;
-  int rc = seal(p, &vr, err);
+  /* The version to share chunks with: the current one, pinned until after the
+   * flip so that what we borrow stays live (gc.c). None: every chunk is own. */
+  snap_snapshot *base = NULL;
+  if (p->seg.format == SNAP__FORMAT_V2 && !(p->flags & SNAP_PUBLISH_FULL) &&
+      snap_pin(s, p->dataset, &base, NULL))
+    base = NULL;
+  int rc = seal(p, base, &vr, err);
   if (rc) goto out;
   snap__crash_point();
   if ((rc = flip(p, &vr, err))) goto out;
   p->committed = true;
   snap__crash_point();
   if (version) *version = p->version;
+  snap_unpin(base);
+  base = NULL;
   /* The mechanism ends with the flip; what follows is policy's call. */
   snap__after_commit(s, p->dataset);
 out:
+  snap_unpin(base);
   publish_free(p);
   return rc;
 }
@@ -319,12 +514,13 @@ int snap_publish_begin_detached(const char *dir, const char *dataset,
   int rc = snap__dataset_name_check(dataset, err);
   if (rc) return rc;
   if (!dir) return snap__err(err, SNAP_EINVAL, "detached publish: directory is NULL");
-  uint64_t total;
-  if ((rc = snap__segment_plan(schema, &total, err))) return rc;
+  uint64_t total, head;
+  if ((rc = snap__segment_plan(schema, &total, &head, err))) return rc;
   snap_publish *p = calloc(1, sizeof *p);
   if (!p) return snap__errno(err, -ENOMEM, "publish \"%s\"", dataset);
   p->dsfd = p->fd = -1;
   p->total = total;
+  p->head = head;
   strcpy(p->dataset, dataset);
   snprintf(p->where, sizeof p->where, "%s", dir);
   snprintf(p->what, sizeof p->what, "new segment of %s", dataset);
@@ -349,7 +545,7 @@ int snap_publish_seal(snap_publish *p, int *fd, struct snap_error *err) {
   struct snap__verrec vr;
   if (p->store)
     rc = snap__err(err, SNAP_EINVAL, "snap_publish_seal: not a detached publish");
-  else if (!(rc = seal(p, &vr, err))) {
+  else if (!(rc = seal(p, NULL, &vr, err))) {
     *fd = p->fd;
     p->fd = -1;
   }
@@ -470,18 +666,14 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
   if ((rc = snap__segment_parse(p.base, p.total, 0, p.what, dataset, p.version, &seg,
                                 err)))
     goto out;
-  uint64_t h[2];
-  snap__data_hash(p.base, seg.data_offset, seg.data_size, h);
-  if (memcmp(seg.store_id, s->store_id, 16) || h[0] != seg.data_hash[0] ||
-      h[1] != seg.data_hash[1]) {
-    rc = snap__err(err, SNAP_ECHECKSUM,
-                   "%s/%s: data checksum = %016llx%016llx, computed "
-                   "%016llx%016llx",
-                   s->path, p.what, (unsigned long long)seg.data_hash[1],
-                   (unsigned long long)seg.data_hash[0], (unsigned long long)h[1],
-                   (unsigned long long)h[0]);
+  if (memcmp(seg.store_id, s->store_id, 16)) {
+    rc = snap__err(err, SNAP_ECHECKSUM, "%s/%s: store id changed after stamping", s->path,
+                   p.what);
     goto out;
   }
+  char what[sizeof p.where + sizeof p.what + 2];
+  snprintf(what, sizeof what, "%s/%s", s->path, p.what);
+  if ((rc = snap__segment_verify_data(&seg, p.base, what, err))) goto out;
   if (fchmod(rofd, SNAP__MODE_SEGMENT)) {
     rc = snap__errno(err, -errno, "%s/%s: fchmod", s->path, p.what);
     goto out;
@@ -530,19 +722,20 @@ int snap_publish_import(snap_store *s, const char *dataset, int fd, uint64_t *ve
   struct snap__segment seg;
   struct snap_field *f = NULL;
   snap_publish *p = NULL;
-  if ((rc = snap__segment_parse(addr, size, 0, "import", NULL, 0, &seg, err)))
+  /* structure first: a segment that borrows chunks is not whole on its own */
+  if ((rc = snap__segment_parse(addr, size, SNAP__SEG_NO_DATA, "import", NULL, 0, &seg,
+                                err)))
     goto out_map;
-  uint64_t h[2];
-  snap__data_hash(addr, seg.data_offset, seg.data_size, h);
-  if (h[0] != seg.data_hash[0] || h[1] != seg.data_hash[1]) {
-    rc = snap__err(err, SNAP_ECHECKSUM,
-                   "import: data checksum = %016llx%016llx, computed "
-                   "%016llx%016llx",
-                   (unsigned long long)seg.data_hash[1],
-                   (unsigned long long)seg.data_hash[0], (unsigned long long)h[1],
-                   (unsigned long long)h[0]);
+  if (seg.nfiles) {
+    rc = snap__err(err, SNAP_EFORMAT,
+                   "import: the segment (version %llu) borrows chunks from %u earlier "
+                   "versions' files; export it with snapctl export first",
+                   (unsigned long long)seg.version, seg.nfiles);
     goto out;
   }
+  if ((rc = snap__segment_check_data(&seg, "import", err)) ||
+      (rc = snap__segment_verify_data(&seg, addr, "import", err)))
+    goto out;
   /* The same schema, then every buffer copied across once. */
   f = calloc(seg.ncols ? seg.ncols : 1, sizeof *f);
   if (!f) {
@@ -561,16 +754,15 @@ int snap_publish_import(snap_store *s, const char *dataset, int fd, uint64_t *ve
   }
   struct snap_schema schema = {seg.nrows, seg.ncols, f, seg.metadata, seg.metadata_len};
   if ((rc = snap_publish_begin(s, dataset, &schema, &p, err))) goto out;
-  for (uint32_t i = 0; i < seg.ncols; i++) {
-    const struct snap_column *src = &seg.cols[i], *dst = &p->seg.cols[i];
-    size_t vs = src->type == SNAP_CATEGORY ? snap_type_size(src->code_type)
-                                           : snap_type_size(src->type);
-    uint64_t n = src->type == SNAP_STRING ? seg.nrows : src->dict_size;
-    if (src->values) memcpy((void *)dst->values, src->values, vs * seg.nrows);
-    if (src->validity) memcpy((void *)dst->validity, src->validity, (seg.nrows + 7) / 8);
-    if (src->offsets) memcpy((void *)dst->offsets, src->offsets, (n + 1) * 8);
-    if (src->data_bytes) memcpy((void *)dst->data, src->data, src->data_bytes);
+  /* the same buffers, read at commit: chunks equal to the current version's
+   * are shared with it */
+  for (uint32_t i = 0; i < seg.ncols && !rc; i++) {
+    const struct snap_column *src = &seg.cols[i];
+    const void *b[] = {src->values, src->validity, src->offsets, src->data};
+    for (int k = 0; k < SNAP__NBUF && !rc; k++)
+      if (b[k]) rc = snap_publish_copy(p, i, (enum snap_buffer)k, b[k], err);
   }
+  if (rc) goto out;
   rc = snap_publish_commit(p, version, err); /* frees p either way */
   p = NULL;
 out:

@@ -58,6 +58,40 @@ static void report(snap_rebuild_cb cb, void *arg, const char *ds, uint64_t v, in
   cb(&it, arg);
 }
 
+/* v2: the chunks the file holds itself. A chunk that is a hole whose hash is
+ * not that of zeros was punched by gc: the version was lending chunks (1). With
+ * @p deep, every other own chunk's hash is checked (SNAP_ECHECKSUM). */
+static int v2_own_chunks(int fd, const struct snap__segment *seg, const uint8_t *base,
+                         bool deep, const char *what, struct snap_error *err) {
+  uint64_t chunk = 1ull << seg->chunk_shift;
+  uint8_t *zero = calloc(1, chunk);
+  if (!zero) return snap__errno(err, -ENOMEM, "%s", what);
+  uint64_t zhash = snap__chunk_hash(zero, chunk);
+  free(zero);
+  int lending = 0;
+  for (uint64_t k = 0; k < seg->nchunks; k++) {
+    if (seg->chunks[k].file) continue;
+    uint64_t off = seg->data_offset + k * chunk;
+    off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+    bool hole = (d < 0 && errno == ENXIO) || (d >= 0 && (uint64_t)d >= off + chunk);
+    if (hole && seg->chunks[k].hash != zhash) {
+      lending = 1;
+      continue;
+    }
+    if (deep && !hole && snap__chunk_hash(base + off, chunk) != seg->chunks[k].hash)
+      return snap__err(err, SNAP_ECHECKSUM, "%s: chunk %llu (offset %llu): checksum",
+                       what, (unsigned long long)k, (unsigned long long)off);
+  }
+  if (deep && !lending) {
+    /* the table itself, against the header */
+    uint64_t h[2];
+    snap__table_hash(base + seg->chunk_table, seg->nchunks, h);
+    if (h[0] != seg->data_hash[0] || h[1] != seg->data_hash[1])
+      return snap__err(err, SNAP_ECHECKSUM, "%s: chunk table checksum", what);
+  }
+  return lending;
+}
+
 /* Validate one segment file; 0 and *rec filled, or a status with err. */
 static int seg_check(int dfd, const char *name, const char *what, const char *dataset,
                      uint64_t version, unsigned flags, struct snap__verrec *rec,
@@ -75,23 +109,30 @@ static int seg_check(int dfd, const char *name, const char *what, const char *da
                      (long long)st.st_size);
   }
   void *base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-  close(fd);
-  if (base == MAP_FAILED) return snap__errno(err, -errno, "%s: mmap", what);
-  struct snap__segment seg;
-  int rc = snap__segment_parse(base, (uint64_t)st.st_size, 0, what, dataset, version,
-                               &seg, err);
-  if (!rc && (flags & SNAP_REBUILD_DEEP)) {
-    uint64_t h[2];
-    snap__data_hash(base, seg.data_offset, seg.data_size, h);
-    if (h[0] != seg.data_hash[0] || h[1] != seg.data_hash[1])
-      rc = snap__err(err, SNAP_ECHECKSUM,
-                     "%s: data checksum = %016llx%016llx, computed %016llx%016llx", what,
-                     (unsigned long long)seg.data_hash[1],
-                     (unsigned long long)seg.data_hash[0], (unsigned long long)h[1],
-                     (unsigned long long)h[0]);
+  if (base == MAP_FAILED) {
+    close(fd);
+    return snap__errno(err, -errno, "%s: mmap", what);
   }
+  struct snap__segment seg;
+  /* The data checks need a composed view, which a v2 file that borrows chunks
+   * cannot give alone: its own chunks are checked instead. */
+  int rc = snap__segment_parse(base, (uint64_t)st.st_size, SNAP__SEG_NO_DATA, what,
+                               dataset, version, &seg, err);
+  uint32_t state = SNAP_STATE_RETAINED;
+  if (!rc && seg.format == SNAP__FORMAT_V2) {
+    int lend = v2_own_chunks(fd, &seg, base, flags & SNAP_REBUILD_DEEP, what, err);
+    if (lend < 0) rc = lend;
+    if (lend == 1) state = SNAP_STATE_LENDING;
+    if (!rc && !seg.nfiles && state != SNAP_STATE_LENDING)
+      rc = snap__segment_check_data(&seg, what, err);
+  } else if (!rc) {
+    rc = snap__segment_check_data(&seg, what, err);
+    if (!rc && (flags & SNAP_REBUILD_DEEP))
+      rc = snap__segment_verify_data(&seg, base, what, err);
+  }
+  close(fd);
   if (!rc) {
-    *rec = (struct snap__verrec){.state = SNAP_STATE_RETAINED,
+    *rec = (struct snap__verrec){.state = state,
                                  .ncols = seg.ncols,
                                  .nrows = seg.nrows,
                                  .bytes = (uint64_t)st.st_size,
@@ -220,9 +261,11 @@ static int fill(struct snap__control *c, int segfd, struct scan *sc, char **name
       }
     if (!n && !maxv[di]) continue; /* an empty directory: no dataset */
     /* a dropped and recreated dataset's tombstone may be past its files */
-    uint64_t tomb = snap__tombstone_get(segfd, names[di]);
+    uint64_t tomb = snap__tombstone_get(segfd, names[di]), cur = 0;
+    for (size_t i = first + n; !cur && i-- > first;) /* a lender cannot be current */
+      if (sc->v[i].rec.state != SNAP_STATE_LENDING) cur = sc->v[i].version;
     struct snap__dsrec ds = {.id = id++,
-                             .current = n ? sc->v[first + n - 1].version : 0,
+                             .current = cur,
                              .next_version = maxv[di] + 1 > tomb ? maxv[di] + 1 : tomb,
                              .keep = DEFAULT_KEEP};
     for (size_t i = first; !rc && i < first + n; i++)

@@ -174,7 +174,10 @@ struct layout {
   uint32_t *blk_ncols;
   struct bufref *blk; /* per block */
   uint64_t manifest_size, data_offset, total, metadata_offset;
+  uint64_t chunk_table, nchunks; /* v2 */
 };
+
+unsigned snap__write_format = SNAP__FORMAT_V2;
 
 static void layout_free(struct layout *l) {
   free(l->col_block);
@@ -254,7 +257,7 @@ static int schema_check(const struct snap_schema *s, struct snap_error *err) {
   return 0;
 }
 
-static int layout_make(const struct snap_schema *s, struct layout *l,
+static int layout_make(const struct snap_schema *s, unsigned fmt, struct layout *l,
                        struct snap_error *err) {
   memset(l, 0, sizeof *l);
   int rc = schema_check(s, err);
@@ -292,9 +295,9 @@ static int layout_make(const struct snap_schema *s, struct layout *l,
   l->metadata_offset = SNAP__HEADER_SIZE + manifest;
   manifest += s->metadata_len;
   l->manifest_size = manifest;
-  l->data_offset = align_up(SNAP__HEADER_SIZE + manifest, 4096);
 
-  uint64_t end = l->data_offset, len;
+  /* Offsets relative to the data region first; moved by data_offset below. */
+  uint64_t end = 0, len;
   bool ok = true;
   for (uint32_t b = 0; ok && b < l->nblocks; b++) {
     size_t sz = snap_type_size(s->fields[l->blk_first[b]].type);
@@ -329,16 +332,39 @@ static int layout_make(const struct snap_schema *s, struct layout *l,
     return snap__err(err, SNAP_EINVAL, "table of %llu rows x %u columns is too large",
                      (unsigned long long)s->nrows, n);
   }
-  l->total = align_up(end, SNAP__ALIGN);
+  uint64_t data_size;
+  if (fmt == SNAP__FORMAT_V1) {
+    l->data_offset = align_up(SNAP__HEADER_SIZE + manifest, 4096);
+    data_size = align_up(end, SNAP__ALIGN);
+  } else {
+    /* v2: whole chunks, and room for the largest chunk table (every file) so
+     * that the data region never moves when the table grows at seal. */
+    uint64_t chunk = 1ull << SNAP__CHUNK_SHIFT;
+    data_size = align_up(end, chunk);
+    l->nchunks = data_size >> SNAP__CHUNK_SHIFT;
+    l->chunk_table = align_up(SNAP__HEADER_SIZE + manifest, 8);
+    l->manifest_size =
+        l->chunk_table + l->nchunks * SNAP__CHUNK_ENTRY - SNAP__HEADER_SIZE;
+    l->data_offset = align_up(
+        l->chunk_table + l->nchunks * SNAP__CHUNK_ENTRY + 8ull * SNAP__MAX_FILES, chunk);
+  }
+  for (uint32_t b = 0; b < l->nblocks; b++)
+    if (l->blk[b].length) l->blk[b].offset += l->data_offset;
+  for (size_t k = 0; k < (size_t)n * SNAP__NBUF; k++)
+    if (l->bufs[k].length) l->bufs[k].offset += l->data_offset;
+  l->total = l->data_offset + data_size;
   return 0;
 }
 
-int snap__segment_plan(const struct snap_schema *schema, uint64_t *total,
+int snap__segment_plan(const struct snap_schema *schema, uint64_t *total, uint64_t *head,
                        struct snap_error *err) {
   struct layout l;
-  int rc = layout_make(schema, &l, err);
+  int rc = layout_make(schema, snap__write_format, &l, err);
   if (rc) return rc;
   *total = l.total;
+  *head = l.chunk_table
+              ? l.chunk_table + l.nchunks * SNAP__CHUNK_ENTRY + 8ull * SNAP__MAX_FILES
+              : SNAP__HEADER_SIZE + l.manifest_size;
   layout_free(&l);
   return 0;
 }
@@ -354,10 +380,17 @@ void snap__segment_write(uint8_t *base, uint64_t total, const struct snap_schema
                          const char *dataset, uint64_t version,
                          const uint8_t store_id[16], uint64_t created_ns) {
   struct layout l;
-  if (layout_make(s, &l, NULL)) abort(); /* planned before: cannot fail now */
+  unsigned fmt = snap__write_format;
+  if (layout_make(s, fmt, &l, NULL)) abort(); /* planned before: cannot fail now */
   if (l.total != total) abort();
   memcpy(base + SNAP__H_MAGIC, SNAP__MAGIC, 8);
-  put32(base + SNAP__H_FORMAT, SNAP_FORMAT_VERSION);
+  put32(base + SNAP__H_FORMAT, fmt);
+  if (fmt == SNAP__FORMAT_V2) { /* the table itself starts all zero: own chunks */
+    put32(base + SNAP__H_CHUNK_SHIFT, SNAP__CHUNK_SHIFT);
+    put32(base + SNAP__H_NFILES, 0);
+    put64(base + SNAP__H_CHUNK_TABLE, l.chunk_table);
+    put64(base + SNAP__H_NCHUNKS, l.nchunks);
+  }
   put32(base + SNAP__H_HEADER_SIZE, SNAP__HEADER_SIZE);
   put64(base + SNAP__H_FLAGS, 0);
   put64(base + SNAP__H_TOTAL_SIZE, total);
@@ -434,9 +467,28 @@ void snap__data_hash(const uint8_t *base, uint64_t data_offset, uint64_t data_si
   out[1] = h.high64;
 }
 
+uint64_t snap__chunk_hash(const void *p, uint64_t len) { return XXH3_64bits(p, len); }
+
+void snap__table_hash(const uint8_t *table, uint64_t nchunks, uint64_t out[2]) {
+  /* the chunk hashes only, not where the chunks are: equal data, equal hash */
+  XXH3_state_t st;
+  XXH3_128bits_reset(&st);
+  for (uint64_t k = 0; k < nchunks; k++)
+    XXH3_128bits_update(&st, table + k * SNAP__CHUNK_ENTRY, 8);
+  XXH128_hash_t h = XXH3_128bits_digest(&st);
+  out[0] = h.low64;
+  out[1] = h.high64;
+}
+
 void snap__segment_seal(uint8_t *base, uint64_t size) {
   uint64_t doff = snap__get64(base + SNAP__H_DATA_OFFSET), h[2];
-  snap__data_hash(base, doff, size - doff, h);
+  if (snap__get32(base + SNAP__H_FORMAT) == SNAP__FORMAT_V2) {
+    /* v2: the chunk hashes are in the table already; the data hash covers it */
+    snap__table_hash(base + snap__get64(base + SNAP__H_CHUNK_TABLE),
+                     snap__get64(base + SNAP__H_NCHUNKS), h);
+  } else {
+    snap__data_hash(base, doff, size - doff, h);
+  }
   put64(base + SNAP__H_DATA_HASH_LO, h[0]);
   put64(base + SNAP__H_DATA_HASH_HI, h[1]);
   put64(base + SNAP__H_HEADER_HASH,
@@ -447,6 +499,10 @@ void snap__segment_seal(uint8_t *base, uint64_t size) {
 
 void snap__segment_free(struct snap__segment *seg) {
   if (!seg) return;
+  free(seg->files);
+  free(seg->chunks);
+  seg->files = NULL;
+  seg->chunks = NULL;
   free(seg->cols);
   free(seg->blocks);
   free(seg->block_cols);
@@ -510,6 +566,83 @@ static int offsets_check(const int64_t *o, uint64_t n, uint64_t end, const char 
   return 0;
 }
 
+/* v2: the chunk geometry and where the table lies. */
+static int chunk_geometry(const uint8_t *base, struct snap__segment *seg, uint64_t mend,
+                          const char *what, struct snap_error *err) {
+  uint32_t shift = snap__get32(base + SNAP__H_CHUNK_SHIFT);
+  uint32_t nfiles = snap__get32(base + SNAP__H_NFILES);
+  uint64_t table = snap__get64(base + SNAP__H_CHUNK_TABLE);
+  uint64_t nchunks = snap__get64(base + SNAP__H_NCHUNKS), tlen;
+  if (shift < SNAP__CHUNK_SHIFT_MIN || shift > SNAP__CHUNK_SHIFT_MAX)
+    return snap__err(err, SNAP_ECORRUPT, "%s: chunk_shift = %u (%u..%u)", what, shift,
+                     SNAP__CHUNK_SHIFT_MIN, SNAP__CHUNK_SHIFT_MAX);
+  uint64_t chunk = 1ull << shift;
+  if (seg->data_offset % chunk || seg->data_size % chunk ||
+      nchunks != seg->data_size >> shift)
+    return snap__err(err, SNAP_ECORRUPT,
+                     "%s: data_offset = %llu data_size = %llu are not %llu whole chunks "
+                     "of %llu bytes",
+                     what, (unsigned long long)seg->data_offset,
+                     (unsigned long long)seg->data_size, (unsigned long long)nchunks,
+                     (unsigned long long)chunk);
+  if (nfiles > SNAP__MAX_FILES)
+    return snap__err(err, SNAP_ECORRUPT, "%s: nfiles = %u (at most %u)", what, nfiles,
+                     SNAP__MAX_FILES);
+  /* nchunks <= data_size / 4096 bounds the product */
+  tlen = nchunks * SNAP__CHUNK_ENTRY + 8ull * nfiles;
+  if (table % 8 || table < SNAP__HEADER_SIZE || table > mend || tlen != mend - table)
+    return snap__err(err, SNAP_ECORRUPT,
+                     "%s: chunk table at %llu (%llu chunks, %u files) does not end the "
+                     "manifest at %llu",
+                     what, (unsigned long long)table, (unsigned long long)nchunks, nfiles,
+                     (unsigned long long)mend);
+  seg->chunk_shift = shift;
+  seg->nfiles = nfiles;
+  seg->nchunks = nchunks;
+  seg->chunk_table = table;
+  return 0;
+}
+
+/* v2: the file table and the chunk entries, copied out (after the geometry
+ * checks of chunk_geometry()). On failure the caller frees @p seg. */
+static int chunk_entries(const uint8_t *base, struct snap__segment *seg, const char *what,
+                         struct snap_error *err) {
+  uint64_t table = seg->chunk_table, nchunks = seg->nchunks;
+  uint32_t nfiles = seg->nfiles;
+  seg->chunks = malloc((nchunks ? nchunks : 1) * sizeof *seg->chunks);
+  seg->files = malloc((nfiles ? nfiles : 1) * sizeof *seg->files);
+  if (!seg->chunks || !seg->files) {
+    return snap__errno(err, -ENOMEM, "%s: chunk table of %llu chunks", what,
+                       (unsigned long long)nchunks);
+  }
+  const uint8_t *f = base + table + nchunks * SNAP__CHUNK_ENTRY;
+  for (uint32_t i = 0; i < nfiles; i++) {
+    uint64_t v = snap__get64(f + 8 * i);
+    /* a file strictly older than this version, in increasing order; a version
+     * 0 segment (detached, not adopted yet) borrows nothing */
+    if (v == 0 || v >= seg->version || (i && v <= seg->files[i - 1])) {
+      return snap__err(err, SNAP_ECORRUPT,
+                       "%s: file table entry %u = version %llu (must increase and be "
+                       "below this version %llu)",
+                       what, i + 1, (unsigned long long)v,
+                       (unsigned long long)seg->version);
+    }
+    seg->files[i] = v;
+  }
+  for (uint64_t k = 0; k < nchunks; k++) {
+    const uint8_t *e = base + table + k * SNAP__CHUNK_ENTRY;
+    uint32_t file = snap__get32(e + 8), rsv = snap__get32(e + 12);
+    if (file > nfiles || rsv) {
+      return snap__err(err, SNAP_ECORRUPT,
+                       "%s: chunk %llu: file index = %u (%u files), reserved = %u", what,
+                       (unsigned long long)k, file, nfiles, rsv);
+    }
+    seg->chunks[k].hash = snap__get64(e);
+    seg->chunks[k].file = file;
+  }
+  return 0;
+}
+
 int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
                         const char *what, const char *dataset, uint64_t version,
                         struct snap__segment *seg, struct snap_error *err) {
@@ -523,10 +656,11 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
   if (memcmp(base, SNAP__MAGIC, 8))
     return snap__err(err, SNAP_ECORRUPT, "%s: magic is not a libsnap segment", what);
   uint32_t fmt = snap__get32(base + SNAP__H_FORMAT);
-  if (fmt != SNAP_FORMAT_VERSION)
+  if (fmt != SNAP__FORMAT_V1 && fmt != SNAP__FORMAT_V2)
     return snap__err(err, SNAP_EFORMAT,
-                     "%s: format version = %u, this library reads version %d", what, fmt,
-                     SNAP_FORMAT_VERSION);
+                     "%s: format version = %u, this library reads versions 1 to %d", what,
+                     fmt, SNAP_FORMAT_VERSION);
+  seg->format = fmt;
   uint32_t hsize = snap__get32(base + SNAP__H_HEADER_SIZE);
   if (hsize != SNAP__HEADER_SIZE)
     return snap__err(err, SNAP_ECORRUPT, "%s: header_size = %u, expected %u", what, hsize,
@@ -551,8 +685,8 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
   }
   uint64_t hflags = snap__get64(base + SNAP__H_FLAGS);
   if (hflags)
-    return snap__err(err, SNAP_EFORMAT, "%s: header flags = 0x%llx unknown to v1", what,
-                     (unsigned long long)hflags);
+    return snap__err(err, SNAP_EFORMAT, "%s: header flags = 0x%llx unknown to v%u", what,
+                     (unsigned long long)hflags, fmt);
   seg->version = snap__get64(base + SNAP__H_VERSION);
   seg->nrows = snap__get64(base + SNAP__H_NROWS);
   seg->ncols = snap__get32(base + SNAP__H_NCOLS);
@@ -588,6 +722,10 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
   uint64_t meta_off = snap__get64(base + SNAP__H_METADATA_OFFSET);
   uint64_t meta_len = snap__get64(base + SNAP__H_METADATA_SIZE);
   uint64_t mend = SNAP__HEADER_SIZE + msize;
+  if (fmt == SNAP__FORMAT_V2 && (rc = chunk_geometry(base, seg, mend, what, err)))
+    return rc;
+  /* v2: the column entries and the blob end where the chunk table starts */
+  if (fmt == SNAP__FORMAT_V2) mend = seg->chunk_table;
   if (meta_len &&
       (meta_off < SNAP__HEADER_SIZE || meta_off > mend || meta_len > mend - meta_off))
     return snap__err(err, SNAP_ECORRUPT,
@@ -773,10 +911,6 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
       c->offsets_bytes = olen;
       c->data = (const char *)PTR(SNAP__BUF_DATA);
       c->data_bytes = dbytes;
-      if (!(flags & SNAP__SEG_NO_DATA) &&
-          (rc = offsets_check(c->offsets, n, dbytes, what, i,
-                              type == SNAP_STRING ? "string" : "dictionary", err)))
-        goto fail;
     }
     if (type != SNAP_CATEGORY && code)
       CORRUPT("%s: column %u \"%.64s\": code_type = %u on %s", what, i, c->name, code,
@@ -792,8 +926,10 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     if (bcount[b] != seg->blocks[b].ncols)
       CORRUPT("%s: block %u: %u of its %u columns present", what, b, bcount[b],
               seg->blocks[b].ncols);
-  /* Codes index the dictionary: a reader must be able to trust them. */
-  if (!(flags & SNAP__SEG_NO_DATA) && (rc = snap__segment_check_codes(seg, what, err)))
+  if (seg->format == SNAP__FORMAT_V2 && (rc = chunk_entries(base, seg, what, err)))
+    goto fail;
+  /* Offsets and codes index other buffers: a reader must be able to trust them. */
+  if (!(flags & SNAP__SEG_NO_DATA) && (rc = snap__segment_check_data(seg, what, err)))
     goto fail;
   free(boff);
   free(bcount);
@@ -803,6 +939,57 @@ fail:
   free(bcount);
   snap__segment_free(seg);
   return rc;
+}
+
+int snap__segment_check_data(const struct snap__segment *seg, const char *what,
+                             struct snap_error *err) {
+  int rc;
+  for (uint32_t i = 0; i < seg->ncols; i++) {
+    const struct snap_column *c = &seg->cols[i];
+    if (c->type != SNAP_STRING && c->type != SNAP_CATEGORY) continue;
+    uint64_t n = c->type == SNAP_STRING ? seg->nrows : c->dict_size;
+    if ((rc = offsets_check(c->offsets, n, c->data_bytes, what, i,
+                            c->type == SNAP_STRING ? "string" : "dictionary", err)))
+      return rc;
+  }
+  return snap__segment_check_codes(seg, what, err);
+}
+
+int snap__segment_verify_data(const struct snap__segment *seg, const uint8_t *base,
+                              const char *what, struct snap_error *err) {
+  uint64_t h[2];
+  if (seg->format != SNAP__FORMAT_V2) {
+    snap__data_hash(base, seg->data_offset, seg->data_size, h);
+    if (h[0] != seg->data_hash[0] || h[1] != seg->data_hash[1])
+      return snap__err(err, SNAP_ECHECKSUM,
+                       "%s: data checksum = %016llx%016llx, computed %016llx%016llx",
+                       what, (unsigned long long)seg->data_hash[1],
+                       (unsigned long long)seg->data_hash[0], (unsigned long long)h[1],
+                       (unsigned long long)h[0]);
+    return 0;
+  }
+  snap__table_hash(seg->base + seg->chunk_table, seg->nchunks, h);
+  if (h[0] != seg->data_hash[0] || h[1] != seg->data_hash[1])
+    return snap__err(err, SNAP_ECHECKSUM,
+                     "%s: chunk table checksum = %016llx%016llx, computed %016llx%016llx",
+                     what, (unsigned long long)seg->data_hash[1],
+                     (unsigned long long)seg->data_hash[0], (unsigned long long)h[1],
+                     (unsigned long long)h[0]);
+  uint64_t chunk = 1ull << seg->chunk_shift;
+  for (uint64_t k = 0; k < seg->nchunks; k++) {
+    uint64_t got = snap__chunk_hash(base + seg->data_offset + k * chunk, chunk);
+    if (got != seg->chunks[k].hash) {
+      uint32_t f = seg->chunks[k].file;
+      return snap__err(err, SNAP_ECHECKSUM,
+                       "%s: chunk %llu (offset %llu, held by version %llu) checksum = "
+                       "%016llx, computed %016llx",
+                       what, (unsigned long long)k,
+                       (unsigned long long)(seg->data_offset + k * chunk),
+                       (unsigned long long)(f ? seg->files[f - 1] : seg->version),
+                       (unsigned long long)seg->chunks[k].hash, (unsigned long long)got);
+    }
+  }
+  return 0;
 }
 
 int snap__segment_check_codes(const struct snap__segment *seg, const char *what,

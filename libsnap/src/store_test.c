@@ -625,7 +625,9 @@ static void test_detached_publish_adopted(void) {
   CU_ASSERT_EQUAL(pwrite(fd, &b, 1, SNAP__H_NROWS), 1);
   CU_ASSERT_EQUAL(snap_publish_adopt(g_store, "d", fd, &v, &err), SNAP_ECORRUPT);
   fd = detached_f64("d", 1000, 10);
-  CU_ASSERT_EQUAL(pwrite(fd, &b, 1, 8192 + 5), 1);
+  uint64_t doff = 0;
+  CU_ASSERT_EQUAL(pread(fd, &doff, 8, SNAP__H_DATA_OFFSET), 8);
+  CU_ASSERT_EQUAL(pwrite(fd, &b, 1, (off_t)doff + 5), 1);
   CU_ASSERT_EQUAL(snap_publish_adopt(g_store, "d", fd, &v, &err), SNAP_ECHECKSUM);
   /* the name in the segment must be the dataset's */
   fd = detached_f64("other", 10, 11);
@@ -685,7 +687,9 @@ static void test_import_a_segment_file(void) {
       CU_ASSERT_EQUAL(write(out, buf, (size_t)n), n);
     close(in);
     uint8_t b = 0x77;
-    CU_ASSERT_EQUAL(pwrite(out, &b, 1, k ? 8192 + 100 : SNAP__H_NROWS), 1);
+    uint64_t doff = 0;
+    CU_ASSERT_EQUAL(pread(out, &doff, 8, SNAP__H_DATA_OFFSET), 8);
+    CU_ASSERT_EQUAL(pwrite(out, &b, 1, k ? (off_t)doff + 100 : SNAP__H_NROWS), 1);
     int rc = snap_publish_import(other, "dst", out, &v, &err);
     CU_ASSERT_EQUAL(rc, k ? SNAP_ECHECKSUM : SNAP_ECORRUPT);
     close(out);

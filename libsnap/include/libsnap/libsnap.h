@@ -71,8 +71,10 @@ extern "C" {
 #define SNAP_VERSION_MAJOR 0
 #define SNAP_VERSION_MINOR 2
 #define SNAP_VERSION_PATCH 0
-/** On-disk segment format version, independent of the library version. */
-#define SNAP_FORMAT_VERSION 1
+/** On-disk segment format version written, independent of the library version.
+ * Readers read this one and every earlier one (1: self-contained segments;
+ * 2: chunked segments that may share chunks with earlier versions). */
+#define SNAP_FORMAT_VERSION 2
 
 /**
  * The version of the library actually linked (which may differ from the
@@ -502,6 +504,43 @@ SNAP_API int snap_publish_fill(snap_publish *pub, uint32_t col, struct snap_fill
  */
 SNAP_API void *snap_publish_block(snap_publish *pub, uint32_t block);
 
+/** A buffer of a column, for snap_publish_copy(). */
+enum snap_buffer {
+  SNAP_BUFFER_VALUES = 0,   /**< values, bools or category codes */
+  SNAP_BUFFER_VALIDITY = 1, /**< the validity bitmap (SNAP_NULLABLE) */
+  SNAP_BUFFER_OFFSETS = 2,  /**< string or dictionary offsets */
+  SNAP_BUFFER_DATA = 3,     /**< string or dictionary bytes */
+};
+
+/**
+ * Give the contents of one buffer of column @p col from the caller's memory
+ * instead of writing them through snap_publish_fill(): the library reads
+ * @p src at commit and writes into the new version only the 2 MiB chunks that
+ * differ from the current version's (the others are shared with it, and take
+ * no memory). A @p src that points into the current version's own view at
+ * the buffer's place (a column of a pinned current version, handed back) is
+ * shared without being read. The length is the buffer's (snap_publish_column()).
+ * A later snap_publish_fill() of the column takes the buffer back.
+ * @param src must stay readable and unchanged until commit or abort returns;
+ *            may be NULL only for an absent buffer.
+ * @return 0, or SNAP_EINVAL (@p col or @p buffer out of range, NULL @p src, no
+ *         publish in progress). Not thread-safe on one handle.
+ */
+SNAP_API int snap_publish_copy(snap_publish *pub, uint32_t col, enum snap_buffer buffer,
+                               const void *src, struct snap_error *err);
+
+/** snap_publish_set_flags(): write every chunk, share none with the current
+ * version (no comparison at commit). */
+#define SNAP_PUBLISH_FULL 0x1u
+
+/**
+ * Set SNAP_PUBLISH_* flags of a publish in progress (0 restores the default:
+ * share unchanged chunks with the current version).
+ * @return 0, or SNAP_EINVAL (unknown flag, no publish in progress).
+ */
+SNAP_API int snap_publish_set_flags(snap_publish *pub, unsigned flags,
+                                    struct snap_error *err);
+
 /**
  * Validate the filled buffers (string offsets, category codes), write NaT into
  * the null slots of temporal columns, checksum the data, seal the file
@@ -739,8 +778,13 @@ enum snap_state {
   SNAP_STATE_CURRENT = 1,  /**< what snap_pin() returns */
   SNAP_STATE_RETAINED = 2, /**< kept by the retention policy; pinnable by number */
   SNAP_STATE_DRAINING = 3, /**< retired; reclaimed when its last pin goes */
+  /** retired and unpinned, but later versions still borrow chunks of its file:
+   * not pinnable; the file keeps only those chunks (the rest are holes) and
+   * goes when no kept version borrows from it any more */
+  SNAP_STATE_LENDING = 4,
 };
-/** @return "current", "retained", "draining", or "unknown". Static; thread-safe. */
+/** @return "current", "retained", "draining", "lending" or "unknown". Static;
+ * thread-safe. */
 SNAP_API const char *snap_state_name(enum snap_state state);
 
 /** One version as listed by snap_version_list(). */
@@ -852,8 +896,11 @@ struct snap_gc_item {
   const char *dataset; /**< its dataset */
   uint64_t version;    /**< its number */
   uint64_t bytes;      /**< segment file size */
-  int freed;       /**< 1: reclaimed now (or would be, in a dry run); 0: still draining */
-  int32_t holders; /**< pinning processes when not freed (0 when freed) */
+  int freed;           /**< 1: reclaimed now (or would be, in a dry run); 0: still
+                            draining; 2: lending (format 2): later versions borrow
+                            some of its chunks, the others were freed (bytes: the
+                            freed bytes), and it can no longer be pinned */
+  int32_t holders;     /**< pinning processes when not freed (0 when freed) */
 };
 
 /** Totals of one snap_gc() run. */
@@ -862,6 +909,7 @@ struct snap_gc_stats {
   uint64_t freed_bytes;       /**< their bytes */
   uint64_t draining_versions; /**< versions still pinned */
   uint64_t draining_bytes;    /**< their bytes */
+  uint64_t lending_versions;  /**< versions that became lending (freed = 2) */
 };
 
 /**
