@@ -368,14 +368,20 @@ static void nat_fill(const struct snap__segment *seg) {
 static int sources_materialize(snap_publish *p, struct snap_error *err) {
   for (uint32_t i = 0; i < p->seg.ncols; i++) {
     const struct snap_column *c = &p->seg.cols[i];
-    size_t k = (size_t)i * SNAP__NBUF + SNAP__BUF_VALUES;
-    if (p->bufstate[k] != BUF_SOURCE || !(c->flags & SNAP_NULLABLE) ||
+    if (!(c->flags & SNAP_NULLABLE) ||
         !(snap__is_timestamp(c->type) || snap__is_duration(c->type)))
       continue;
-    int rc = alloc_range(p, c->values, c->values_bytes, err);
-    if (rc) return rc;
-    memcpy((void *)c->values, p->bufsrc[k], c->values_bytes);
-    p->bufstate[k] = BUF_FILLED;
+    /* nat_fill() reads the bitmap and writes the values, in the file */
+    const void *dst[] = {c->values, c->validity};
+    const uint64_t len[] = {c->values_bytes, c->validity_bytes};
+    for (int b = 0; b < 2; b++) {
+      size_t k = (size_t)i * SNAP__NBUF + (b ? SNAP__BUF_VALIDITY : SNAP__BUF_VALUES);
+      if (p->bufstate[k] != BUF_SOURCE || !dst[b]) continue;
+      int rc = alloc_range(p, dst[b], len[b], err);
+      if (rc) return rc;
+      memcpy((void *)dst[b], p->bufsrc[k], len[b]);
+      p->bufstate[k] = BUF_FILLED;
+    }
   }
   return 0;
 }

@@ -137,6 +137,8 @@ typedef struct {
   PyObject *store;
   Py_ssize_t exports; /* live buffer exports into the mapping */
   uint32_t ncols, nblocks;
+  Py_buffer *sources; /* held for snap_publish_copy() until commit or abort */
+  size_t nsources, capsources;
 } PublishObject;
 
 typedef struct {
@@ -529,9 +531,17 @@ static PyTypeObject PinType = {
 
 /* --------------------------------------------------------------- Publish */
 
+static void sources_release(PublishObject *p) {
+  for (size_t i = 0; i < p->nsources; i++) PyBuffer_Release(&p->sources[i]);
+  PyMem_Free(p->sources);
+  p->sources = NULL;
+  p->nsources = p->capsources = 0;
+}
+
 static void publish_dealloc(PyObject *self) {
   PublishObject *p = (PublishObject *)self;
   if (p->pub) snap_publish_abort(p->pub);
+  sources_release(p);
   Py_XDECREF(p->store);
   PyObject_Free(self);
 }
@@ -546,13 +556,70 @@ static PyObject *publish_buffer(PyObject *self, PyObject *args) {
   if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
   int k = kind_index(kind);
   if (k < 0) return PyErr_Format(PyExc_ValueError, "unknown buffer kind %s", kind);
-  const struct snap_column *c = snap_publish_column(p->pub, idx);
-  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
-  const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
-  const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
-                           c->data_bytes};
+  if (idx >= p->ncols)
+    return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
+  struct snap_fill f;
+  struct snap_error err = {0};
+  int rc = snap_publish_fill(p->pub, idx, &f, &err); /* allocates the column */
+  if (rc) return raise_status(rc, &err);
+  void *ptrs[] = {f.values, f.validity, f.offsets, f.data};
+  const uint64_t lens[] = {f.values_bytes, f.validity_bytes, f.offsets_bytes,
+                           f.data_bytes};
   uint64_t len = ptrs[k] ? lens[k] : 0;
   return buffer_new(self, ptrs[k], len, 1); /* absent: an empty buffer, as for pins */
+}
+
+/* copy(kind, column, array): the buffer's bytes come from @p array at commit
+ * (snap_publish_copy): only chunks that differ from the current version are
+ * written. The array is held until commit or abort. */
+static PyObject *publish_copy(PyObject *self, PyObject *args) {
+  PublishObject *p = (PublishObject *)self;
+  const char *kind;
+  unsigned int idx;
+  PyObject *obj;
+  if (!PyArg_ParseTuple(args, "sIO", &kind, &idx, &obj)) return NULL;
+  if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
+  int k = kind_index(kind);
+  if (k < 0) return PyErr_Format(PyExc_ValueError, "unknown buffer kind %s", kind);
+  const struct snap_column *c = snap_publish_column(p->pub, idx);
+  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
+  const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
+                           c->data_bytes};
+  if (p->nsources == p->capsources) {
+    size_t cap = p->capsources ? 2 * p->capsources : 16;
+    Py_buffer *nb = PyMem_Realloc(p->sources, cap * sizeof *nb);
+    if (!nb) return PyErr_NoMemory();
+    p->sources = nb;
+    p->capsources = cap;
+  }
+  Py_buffer *v = &p->sources[p->nsources];
+  if (PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS)) return NULL;
+  if ((uint64_t)v->len != lens[k]) {
+    PyBuffer_Release(v);
+    return PyErr_Format(PyExc_ValueError,
+                        "column %u %s: %zd bytes given, the buffer has %llu", idx, kind,
+                        v->len, (unsigned long long)lens[k]);
+  }
+  struct snap_error err = {0};
+  int rc =
+      snap_publish_copy(p->pub, idx, (enum snap_buffer)k, v->len ? v->buf : NULL, &err);
+  if (rc) {
+    PyBuffer_Release(v);
+    return raise_status(rc, &err);
+  }
+  p->nsources++;
+  Py_RETURN_NONE;
+}
+
+/* full(): share nothing with the current version (SNAP_PUBLISH_FULL). */
+static PyObject *publish_full(PyObject *self, PyObject *unused) {
+  (void)unused;
+  PublishObject *p = (PublishObject *)self;
+  if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
+  struct snap_error err = {0};
+  int rc = snap_publish_set_flags(p->pub, SNAP_PUBLISH_FULL, &err);
+  if (rc) return raise_status(rc, &err);
+  Py_RETURN_NONE;
 }
 
 /* column(i) -> (type, code_type, block, block_pos) as planned */
@@ -585,6 +652,7 @@ static PyObject *publish_commit(PyObject *self, PyObject *unused) {
   Py_BEGIN_ALLOW_THREADS
   rc = snap_publish_commit(pub, &version, &err);
   Py_END_ALLOW_THREADS
+  sources_release(p);
   if (rc) return raise_status(rc, &err);
   return PyLong_FromUnsignedLongLong(version);
 }
@@ -598,6 +666,7 @@ static PyObject *publish_abort(PyObject *self, PyObject *unused) {
                         p->exports);
   snap_publish_abort(p->pub);
   p->pub = NULL;
+  sources_release(p);
   Py_RETURN_NONE;
 }
 
@@ -610,6 +679,9 @@ static PyObject *publish_version(PyObject *self, void *closure) {
 
 static PyMethodDef publish_methods[] = {
     {"buffer", publish_buffer, METH_VARARGS, "buffer(kind, column) -> writable Buffer."},
+    {"copy", publish_copy, METH_VARARGS,
+     "copy(kind, column, array): the buffer's bytes, read at commit."},
+    {"full", publish_full, METH_NOARGS, "Share nothing with the current version."},
     {"column", publish_column, METH_VARARGS,
      "column(i) -> (type, code_type, block, pos)"},
     {"commit", publish_commit, METH_NOARGS,
@@ -782,6 +854,8 @@ static PyObject *store_begin(PyObject *self, PyObject *args) {
   p->pub = pub;
   p->exports = 0;
   p->ncols = (uint32_t)n;
+  p->sources = NULL;
+  p->nsources = p->capsources = 0;
   Py_INCREF(self);
   p->store = self;
   result = (PyObject *)p;

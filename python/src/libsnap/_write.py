@@ -319,25 +319,29 @@ def _segment_name(label, used):
     return name
 
 
+def _copy(pub, kind, i, arr):
+    """Hand one buffer over; the library reads it at commit and writes only the
+    2 MiB chunks that differ from the current version (an array that is a view
+    of the current version, e.g. a column of ``store.read()``, is not even read)."""
+    arr = np.ascontiguousarray(arr)  # a view when already contiguous
+    if arr.dtype.byteorder == ">":  # segments are little-endian
+        arr = arr.astype(arr.dtype.newbyteorder("<"))
+    if arr.nbytes:
+        pub.copy(kind, i, arr.view(np.uint8).reshape(-1))
+
+
 def _fill(pub, i, col: _Col):
-    if col.type == "string":
-        offs, data = col.strings
-        np.copyto(np.frombuffer(pub.buffer("offsets", i), np.int64), offs)
-        if len(data):
-            np.copyto(np.frombuffer(pub.buffer("data", i), np.uint8), data)
-    elif col.type == "category":
-        offs, data = col.dictionary
-        np.copyto(np.frombuffer(pub.buffer("offsets", i), np.int64), offs)
-        if len(data):
-            np.copyto(np.frombuffer(pub.buffer("data", i), np.uint8), data)
-        if len(col.values):
-            np.copyto(np.frombuffer(pub.buffer("values", i), col.values.dtype), col.values)
+    if col.type in ("string", "category"):
+        offs, data = col.strings if col.type == "string" else col.dictionary
+        _copy(pub, "offsets", i, np.asarray(offs, np.int64))
+        _copy(pub, "data", i, data)
+        if col.type == "category":
+            _copy(pub, "values", i, col.values)
     elif len(col.values):
-        dst = np.frombuffer(pub.buffer("values", i), col.values.dtype)
-        np.copyto(dst, col.values, casting="no")
+        _copy(pub, "values", i, col.values)
     if col.nullable:
-        bits = np.packbits(~np.asarray(col.mask, dtype=bool), bitorder="little")
-        np.copyto(np.frombuffer(pub.buffer("validity", i), np.uint8), bits)
+        _copy(pub, "validity", i,
+              np.packbits(~np.asarray(col.mask, dtype=bool), bitorder="little"))
 
 
 def publish(store, dataset: str, data) -> int:
