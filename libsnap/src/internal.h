@@ -147,7 +147,8 @@ enum {
  * version files[i-1]), then the file table. */
 #define SNAP__FORMAT_V1 1u
 #define SNAP__FORMAT_V2 2u
-#define SNAP__CHUNK_SHIFT 21u /* 2 MiB: the huge-page size (docs/design.md 16.1) */
+#define SNAP__CHUNK_SHIFT_HUGE 21u  /* 2 MiB on a huge-page tmpfs: whole PMD pages */
+#define SNAP__CHUNK_SHIFT_SMALL 16u /* 64 KiB on 4 KiB pages (docs/design.md 16.1) */
 #define SNAP__CHUNK_SHIFT_MIN 12u
 #define SNAP__CHUNK_SHIFT_MAX 30u
 #define SNAP__MAX_FILES 64u /* files a version may borrow from */
@@ -199,8 +200,9 @@ SNAP__INTERNAL extern unsigned snap__write_format;
 
 /* Total file size of the segment @p schema needs, and in @p head the bytes
  * from the start to the end of the largest manifest (v2: with every file). */
-SNAP__INTERNAL int snap__segment_plan(const struct snap_schema *schema, uint64_t *total,
-                                      uint64_t *head, struct snap_error *err);
+SNAP__INTERNAL int snap__segment_plan(const struct snap_schema *schema, unsigned shift,
+                                      uint64_t *total, uint64_t *head,
+                                      struct snap_error *err);
 /* The data the parser skips with SNAP__SEG_NO_DATA: string and dictionary
  * offsets, then category codes, read through @p seg's pointers. */
 SNAP__INTERNAL int snap__segment_check_data(const struct snap__segment *seg,
@@ -215,9 +217,10 @@ SNAP__INTERNAL int snap__segment_verify_data(const struct snap__segment *seg,
 SNAP__INTERNAL uint64_t snap__chunk_hash(const void *p, uint64_t len);
 SNAP__INTERNAL void snap__table_hash(const uint8_t *table, uint64_t nchunks,
                                      uint64_t out[2]);
-/* Write header (unsealed) and manifest into a zeroed mapping of plan size. */
+/* Write header (unsealed) and manifest into a zeroed mapping of plan size
+ * (@p shift: log2 of the chunk size, as planned; v2 only). */
 SNAP__INTERNAL void snap__segment_write(uint8_t *base, uint64_t total,
-                                        const struct snap_schema *schema,
+                                        const struct snap_schema *schema, unsigned shift,
                                         const char *dataset, uint64_t version,
                                         const uint8_t store_id[16], uint64_t created_ns);
 /* Validate @p base / @p size and fill @p seg. @p what names the file in messages.
@@ -456,6 +459,11 @@ struct snap__share {
 /* Hash, compare, copy or borrow every chunk; write the chunk table, the file
  * table, nfiles and manifest_size (not the hashes of the header). */
 SNAP__INTERNAL int snap__chunks_write(struct snap__share *sh, struct snap_error *err);
+
+/* chunks.c: the chunk size of segments written in the directory @p dirfd:
+ * 2 MiB on a tmpfs with huge pages, else 64 KiB; LIBSNAP_CHUNK_SHIFT (12..30)
+ * overrides it. */
+SNAP__INTERNAL unsigned snap__chunk_shift_for(int dirfd);
 
 /* map.c: map @p size bytes of @p fd at a 2 MiB-aligned address (PMD-mappable). */
 SNAP__INTERNAL int snap__map_aligned(int fd, uint64_t size, bool writable, void **out);

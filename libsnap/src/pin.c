@@ -493,6 +493,9 @@ static void pins_close(snap_store *s) {
 /* ------------------------------------------------------------- accessors */
 
 const struct snap__segment *snap__snapshot_seg(const snap_snapshot *m) { return &m->seg; }
+uint64_t snap_snapshot_mappings(const snap_snapshot *m) {
+  return snap__compose_pieces(&m->seg);
+}
 const char *snap_snapshot_dataset(const snap_snapshot *m) { return m->seg.dataset; }
 uint64_t snap_snapshot_version(const snap_snapshot *m) { return m->version; }
 uint64_t snap_snapshot_nrows(const snap_snapshot *m) { return m->seg.nrows; }

@@ -37,6 +37,7 @@ struct snap_publish {
   char dataset[SNAP_DATASET_NAME_MAX + 1];
   char what[SNAP_DATASET_NAME_MAX + 64]; /* "segments/<dataset>/<version>.seg" */
   uint64_t version, total, head;         /* head: the header and the largest manifest */
+  unsigned shift;                        /* log2 of the chunk size (v2) */
   int dsfd, fd;
   char where[4096]; /* the store directory, or the detached publish's directory */
   uint8_t *base;
@@ -126,8 +127,8 @@ static int segment_create(snap_publish *p, const struct snap_schema *schema,
       (rc = posix_fallocate(p->fd, 0, (off_t)((p->head + 4095) & ~(uint64_t)4095))))
     return snap__errno(err, -rc, "%s/%s: allocating the manifest of version %llu",
                        p->where, p->what, (unsigned long long)p->version);
-  snap__segment_write(p->base, p->total, schema, p->dataset, p->version, store_id,
-                      snap__now_ns());
+  snap__segment_write(p->base, p->total, schema, p->shift, p->dataset, p->version,
+                      store_id, snap__now_ns());
   if (snap__segment_parse(p->base, p->total, SNAP__SEG_NO_HASH | SNAP__SEG_NO_DATA,
                           p->what, p->dataset, p->version, &p->seg, err))
     abort(); /* we just wrote it: a failure is a bug in the writer or parser */
@@ -147,7 +148,8 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   int rc = snap__dataset_name_check(dataset, err);
   if (rc) return rc;
   uint64_t total, head;
-  if ((rc = snap__segment_plan(schema, &total, &head, err))) return rc;
+  unsigned shift = snap__chunk_shift_for(s->dirfd);
+  if ((rc = snap__segment_plan(schema, shift, &total, &head, err))) return rc;
   if ((rc = snap__store_writable(s, err)) || (rc = name_creatable(s, dataset, err)))
     return rc;
   snap_publish *p = calloc(1, sizeof *p);
@@ -156,6 +158,7 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   p->dsfd = p->fd = -1;
   p->total = total;
   p->head = head;
+  p->shift = shift;
   strcpy(p->dataset, dataset);
   snprintf(p->where, sizeof p->where, "%s", s->path);
   /* The directory's shared lock before the number: see layout.c "dataset directory". */
@@ -520,22 +523,29 @@ int snap_publish_begin_detached(const char *dir, const char *dataset,
   int rc = snap__dataset_name_check(dataset, err);
   if (rc) return rc;
   if (!dir) return snap__err(err, SNAP_EINVAL, "detached publish: directory is NULL");
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return snap__errno(err, -errno, "%s", dir);
   uint64_t total, head;
-  if ((rc = snap__segment_plan(schema, &total, &head, err))) return rc;
+  unsigned shift = snap__chunk_shift_for(dfd);
+  if ((rc = snap__segment_plan(schema, shift, &total, &head, err))) {
+    close(dfd);
+    return rc;
+  }
   snap_publish *p = calloc(1, sizeof *p);
-  if (!p) return snap__errno(err, -ENOMEM, "publish \"%s\"", dataset);
-  p->dsfd = p->fd = -1;
+  if (!p) {
+    close(dfd);
+    return snap__errno(err, -ENOMEM, "publish \"%s\"", dataset);
+  }
+  p->dsfd = dfd;
+  p->fd = -1;
   p->total = total;
   p->head = head;
+  p->shift = shift;
   strcpy(p->dataset, dataset);
   snprintf(p->where, sizeof p->where, "%s", dir);
   snprintf(p->what, sizeof p->what, "new segment of %s", dataset);
   static const uint8_t no_store[16];
-  p->dsfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (p->dsfd < 0)
-    rc = snap__errno(err, -errno, "%s", dir);
-  else
-    rc = segment_create(p, schema, no_store, err);
+  rc = segment_create(p, schema, no_store, err);
   if (rc) {
     publish_free(p);
     return rc;

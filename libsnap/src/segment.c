@@ -257,8 +257,8 @@ static int schema_check(const struct snap_schema *s, struct snap_error *err) {
   return 0;
 }
 
-static int layout_make(const struct snap_schema *s, unsigned fmt, struct layout *l,
-                       struct snap_error *err) {
+static int layout_make(const struct snap_schema *s, unsigned fmt, unsigned shift,
+                       struct layout *l, struct snap_error *err) {
   memset(l, 0, sizeof *l);
   int rc = schema_check(s, err);
   if (rc) return rc;
@@ -339,9 +339,9 @@ static int layout_make(const struct snap_schema *s, unsigned fmt, struct layout 
   } else {
     /* v2: whole chunks, and room for the largest chunk table (every file) so
      * that the data region never moves when the table grows at seal. */
-    uint64_t chunk = 1ull << SNAP__CHUNK_SHIFT;
+    uint64_t chunk = 1ull << shift;
     data_size = align_up(end, chunk);
-    l->nchunks = data_size >> SNAP__CHUNK_SHIFT;
+    l->nchunks = data_size >> shift;
     l->chunk_table = align_up(SNAP__HEADER_SIZE + manifest, 8);
     l->manifest_size =
         l->chunk_table + l->nchunks * SNAP__CHUNK_ENTRY - SNAP__HEADER_SIZE;
@@ -356,10 +356,10 @@ static int layout_make(const struct snap_schema *s, unsigned fmt, struct layout 
   return 0;
 }
 
-int snap__segment_plan(const struct snap_schema *schema, uint64_t *total, uint64_t *head,
-                       struct snap_error *err) {
+int snap__segment_plan(const struct snap_schema *schema, unsigned shift, uint64_t *total,
+                       uint64_t *head, struct snap_error *err) {
   struct layout l;
-  int rc = layout_make(schema, snap__write_format, &l, err);
+  int rc = layout_make(schema, snap__write_format, shift, &l, err);
   if (rc) return rc;
   *total = l.total;
   *head = l.chunk_table
@@ -377,16 +377,16 @@ static void put_ref(uint8_t *p, const struct bufref *r) {
 }
 
 void snap__segment_write(uint8_t *base, uint64_t total, const struct snap_schema *s,
-                         const char *dataset, uint64_t version,
+                         unsigned shift, const char *dataset, uint64_t version,
                          const uint8_t store_id[16], uint64_t created_ns) {
   struct layout l;
   unsigned fmt = snap__write_format;
-  if (layout_make(s, fmt, &l, NULL)) abort(); /* planned before: cannot fail now */
+  if (layout_make(s, fmt, shift, &l, NULL)) abort(); /* planned before: cannot fail now */
   if (l.total != total) abort();
   memcpy(base + SNAP__H_MAGIC, SNAP__MAGIC, 8);
   put32(base + SNAP__H_FORMAT, fmt);
   if (fmt == SNAP__FORMAT_V2) { /* the table itself starts all zero: own chunks */
-    put32(base + SNAP__H_CHUNK_SHIFT, SNAP__CHUNK_SHIFT);
+    put32(base + SNAP__H_CHUNK_SHIFT, shift);
     put32(base + SNAP__H_NFILES, 0);
     put64(base + SNAP__H_CHUNK_TABLE, l.chunk_table);
     put64(base + SNAP__H_NCHUNKS, l.nchunks);

@@ -20,9 +20,11 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
@@ -54,128 +56,232 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+enum { C_BORROW = 1, C_IN_FILE = 2, C_SRC = 4, C_IDENTITY = 8, C_COMPARED = 16 };
+
+struct pass {
+  struct snap__share *sh;
+  const struct snap__chunk *bchunks; /* the base's chunk at each offset, or NULL */
+  uint64_t chunk, doff, data_end, bdoff, bn;
+  uint64_t *hash;
+  uint8_t *flag;
+  int phase; /* 1: decide, 2: write */
+};
+
+struct part {
+  struct pass *ps;
+  uint64_t from, to;
+  int rc;
+  struct snap_error err;
+  uint64_t owned;
+};
+
+/* The first extent that ends after @p off (extents are sorted and disjoint,
+ * so their ends are sorted too). */
+static size_t first_after(const struct snap__extent *e, size_t n, uint64_t off) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (e[mid].off + e[mid].len <= off)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Phase 1 for one chunk: its hash, and whether the base's chunk is equal. */
+static void decide(struct pass *ps, uint64_t k) {
+  struct snap__share *sh = ps->sh;
+  const struct snap__extent *ext = sh->ext;
+  uint64_t off = ps->doff + k * ps->chunk, end = off + ps->chunk;
+  size_t first = first_after(ext, sh->next, off);
+  const struct snap__chunk *bc = NULL;
+  if (ps->bchunks && off >= ps->bdoff && (off - ps->bdoff) / ps->chunk < ps->bn)
+    bc = &ps->bchunks[(off - ps->bdoff) / ps->chunk];
+  uint8_t fl = 0;
+  bool identity = bc != NULL;
+  for (size_t i = first; i < sh->next && ext[i].off < end; i++) {
+    uint64_t a = ext[i].off > off ? ext[i].off : off;
+    if (ext[i].src == sh->map + ext[i].off)
+      fl |= C_IN_FILE, identity = false;
+    else
+      fl |= C_SRC;
+    if (identity && ext[i].src + (a - ext[i].off) != sh->base_addr + a) identity = false;
+  }
+  if (identity && (fl & C_SRC)) { /* the base's own bytes, handed back */
+    ps->hash[k] = bc->hash;
+    ps->flag[k] = fl | C_BORROW | C_IDENTITY;
+    return;
+  }
+  XXH3_state_t st;
+  XXH3_64bits_reset(&st);
+  uint64_t cur = off;
+  for (size_t i = first; i < sh->next && ext[i].off < end; i++) {
+    uint64_t a = ext[i].off > off ? ext[i].off : off;
+    uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
+    if (a > cur) hash_zeros(&st, a - cur);
+    XXH3_64bits_update(&st, ext[i].src + (a - ext[i].off), b - a);
+    cur = b;
+  }
+  if (cur < end) hash_zeros(&st, end - cur);
+  uint64_t h = XXH3_64bits_digest(&st);
+  ps->hash[k] = h;
+  if (bc && bc->hash == h) {
+    /* the hash only selects candidates: the bytes decide */
+    const uint8_t *b0 = sh->base_addr;
+#ifdef MADV_POPULATE_READ
+    madvise((void *)(b0 + off), ps->chunk, MADV_POPULATE_READ); /* one call, not faults */
+#endif
+    bool eq = true;
+    cur = off;
+    for (size_t i = first; eq && i < sh->next && ext[i].off < end; i++) {
+      uint64_t a = ext[i].off > off ? ext[i].off : off;
+      uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
+      if (a > cur && !zero_eq(b0 + cur, a - cur)) eq = false;
+      if (eq && memcmp(ext[i].src + (a - ext[i].off), b0 + a, b - a)) eq = false;
+      cur = b;
+    }
+    if (eq && cur < end && !zero_eq(b0 + cur, end - cur)) eq = false;
+    fl |= C_COMPARED | (eq ? C_BORROW : 0);
+  }
+  ps->flag[k] = fl;
+}
+
+/* Phase 2 for one chunk: punch a borrowed chunk the caller had written, or
+ * allocate an own chunk and copy the caller's pieces in. */
+static int write_chunk(struct part *pt, uint64_t k) {
+  struct pass *ps = pt->ps;
+  struct snap__share *sh = ps->sh;
+  const struct snap__extent *ext = sh->ext;
+  uint64_t off = ps->doff + k * ps->chunk, end = off + ps->chunk;
+  uint8_t fl = ps->flag[k];
+  if (fl & C_BORROW) {
+    if ((fl & C_IN_FILE) && fallocate(sh->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                      (off_t)off, (off_t)ps->chunk))
+      return snap__errno(&pt->err, -errno, "%s: punching chunk %llu", sh->what,
+                         (unsigned long long)k);
+    return 0;
+  }
+  uint64_t live_end = ps->data_end < end ? ps->data_end : end;
+  if (live_end <= off) return 0;
+  bool has_src = fl & C_SRC;
+  uint64_t aend = (live_end + 4095) & ~(uint64_t)4095;
+  int e = has_src ? posix_fallocate(sh->fd, (off_t)off, (off_t)(aend - off)) : 0;
+  if (e)
+    return snap__errno(&pt->err, -e, "%s: allocating chunk %llu (%llu bytes)", sh->what,
+                       (unsigned long long)k, (unsigned long long)(aend - off));
+  uint64_t cur = off;
+  for (size_t i = first_after(ext, sh->next, off); i < sh->next && ext[i].off < end;
+       i++) {
+    uint64_t a = ext[i].off > off ? ext[i].off : off;
+    uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
+    if (a > cur && has_src) memset(sh->map + cur, 0, a - cur);
+    if (ext[i].src != sh->map + ext[i].off)
+      memcpy(sh->map + a, ext[i].src + (a - ext[i].off), b - a);
+    cur = b;
+  }
+  pt->owned += live_end - off;
+  return 0;
+}
+
+static void *part_run(void *arg) {
+  struct part *pt = arg;
+  for (uint64_t k = pt->from; k < pt->to && !pt->rc; k++) {
+    if (pt->ps->phase == 1)
+      decide(pt->ps, k);
+    else
+      pt->rc = write_chunk(pt, k);
+  }
+  return NULL;
+}
+
+/* Run the phase over all chunks on up to SNAP__SHARE_THREADS threads
+ * (contiguous ranges; this thread takes the first). */
+#define SNAP__SHARE_THREADS 8
+static int run_phase(struct pass *ps, uint64_t n, uint64_t *owned,
+                     struct snap_error *err) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  uint64_t t = cpus > 1 ? (uint64_t)cpus : 1;
+  if (t > SNAP__SHARE_THREADS) t = SNAP__SHARE_THREADS;
+  if (t > n / 8 + 1) t = n / 8 + 1; /* small tables: no threads */
+  struct part parts[SNAP__SHARE_THREADS];
+  pthread_t tid[SNAP__SHARE_THREADS];
+  bool started[SNAP__SHARE_THREADS] = {false};
+  for (uint64_t i = 0; i < t; i++) {
+    parts[i] = (struct part){ps, n * i / t, n * (i + 1) / t, 0, {0}, 0};
+    if (i && !pthread_create(&tid[i], NULL, part_run, &parts[i])) started[i] = true;
+  }
+  part_run(&parts[0]);
+  for (uint64_t i = 1; i < t; i++) {
+    if (started[i])
+      pthread_join(tid[i], NULL);
+    else
+      part_run(&parts[i]); /* no thread: do its share here */
+  }
+  int rc = 0;
+  for (uint64_t i = 0; i < t; i++) {
+    if (owned) *owned += parts[i].owned;
+    if (parts[i].rc && !rc) {
+      rc = parts[i].rc;
+      if (err) *err = parts[i].err;
+    }
+  }
+  return rc;
+}
+
 int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
   const struct snap__segment *seg = sh->seg, *bs = sh->base;
-  uint64_t shift = seg->chunk_shift, chunk = 1ull << shift;
-  uint64_t doff = seg->data_offset, n = seg->nchunks;
-  const struct snap__extent *ext = sh->ext;
+  uint64_t shift = seg->chunk_shift, n = seg->nchunks;
   uint64_t *holder = calloc(n ? n : 1, sizeof *holder); /* 0: own */
   uint64_t *hash = calloc(n ? n : 1, sizeof *hash);
+  uint8_t *flag = calloc(n ? n : 1, 1);
   uint64_t *vers = calloc(SNAP__MAX_FILES + 1, sizeof *vers);
   int rc = 0;
-  if (!holder || !hash || !vers) {
+  if (!holder || !hash || !flag || !vers) {
     rc = snap__errno(err, -ENOMEM, "%s: chunk table of %llu chunks", sh->what,
                      (unsigned long long)n);
     goto out;
   }
   bool usebase =
       bs && bs->format == SNAP__FORMAT_V2 && bs->chunk_shift == shift && !sh->full;
-  uint32_t nvers = 0;
-  uint64_t data_end = doff;
+  struct pass ps = {.sh = sh,
+                    .bchunks = usebase ? bs->chunks : NULL,
+                    .chunk = 1ull << shift,
+                    .doff = seg->data_offset,
+                    .data_end = seg->data_offset,
+                    .bdoff = usebase ? bs->data_offset : 0,
+                    .bn = usebase ? bs->nchunks : 0,
+                    .hash = hash,
+                    .flag = flag,
+                    .phase = 1};
   for (size_t i = 0; i < sh->next; i++)
-    if (ext[i].off + ext[i].len > data_end) data_end = ext[i].off + ext[i].len;
-  size_t first = 0;
-  sh->owned = 0;
+    if (sh->ext[i].off + sh->ext[i].len > ps.data_end)
+      ps.data_end = sh->ext[i].off + sh->ext[i].len;
+  if ((rc = run_phase(&ps, n, NULL, err))) goto out;
+  /* Who holds each borrowed chunk; at most SNAP__MAX_FILES files (a chunk
+   * from one more is copied instead: compaction). */
+  uint32_t nvers = 0;
   for (uint64_t k = 0; k < n; k++) {
-    uint64_t off = doff + k * chunk, end = off + chunk;
-    while (first < sh->next && ext[first].off + ext[first].len <= off) first++;
-    /* the base's chunk at the same file offset, if any */
-    const struct snap__chunk *bc = NULL;
-    if (usebase && off >= bs->data_offset &&
-        ((off - bs->data_offset) >> shift) < bs->nchunks)
-      bc = &bs->chunks[(off - bs->data_offset) >> shift];
-    bool identity = bc != NULL, in_file = false, has_src = false;
-    for (size_t i = first; i < sh->next && ext[i].off < end; i++) {
-      if (ext[i].src == sh->map + ext[i].off)
-        in_file = true, identity = false;
-      else
-        has_src = true;
-      uint64_t a = ext[i].off > off ? ext[i].off : off;
-      if (identity && ext[i].src + (a - ext[i].off) != sh->base_addr + a)
-        identity = false;
-    }
-    if (identity && !has_src) identity = false; /* nothing but padding: hash it */
-    uint64_t h;
-    bool borrow = false;
-    if (identity) {
-      h = bc->hash;
-      borrow = true;
-      sh->identical++;
-    } else {
-      XXH3_state_t st;
-      XXH3_64bits_reset(&st);
-      uint64_t cur = off;
-      for (size_t i = first; i < sh->next && ext[i].off < end; i++) {
-        uint64_t a = ext[i].off > off ? ext[i].off : off;
-        uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
-        if (a > cur) hash_zeros(&st, a - cur);
-        XXH3_64bits_update(&st, ext[i].src + (a - ext[i].off), b - a);
-        cur = b;
-      }
-      if (cur < end) hash_zeros(&st, end - cur);
-      h = XXH3_64bits_digest(&st);
-      if (bc && bc->hash == h) {
-        borrow = true;
-        cur = off;
-        for (size_t i = first; borrow && i < sh->next && ext[i].off < end; i++) {
-          uint64_t a = ext[i].off > off ? ext[i].off : off;
-          uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
-          if (a > cur && !zero_eq(sh->base_addr + cur, a - cur)) borrow = false;
-          if (borrow && memcmp(ext[i].src + (a - ext[i].off), sh->base_addr + a, b - a))
-            borrow = false;
-          cur = b;
-        }
-        if (borrow && cur < end && !zero_eq(sh->base_addr + cur, end - cur))
-          borrow = false;
-        sh->compared++;
-      }
-    }
-    if (borrow) {
-      uint64_t v = bc->file ? bs->files[bc->file - 1] : bs->version;
-      uint32_t j = 0;
-      while (j < nvers && vers[j] != v) j++;
-      if (j == nvers && nvers == SNAP__MAX_FILES)
-        borrow = false; /* too many lenders: this chunk is copied (compaction) */
-      else if (j == nvers)
-        vers[nvers++] = v;
-      if (borrow) holder[k] = v;
-    }
-    hash[k] = h;
-    if (borrow) {
-      sh->borrowed++;
-      /* bytes the caller wrote into the new file for this chunk go again */
-      if (in_file && fallocate(sh->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                               (off_t)off, (off_t)chunk)) {
-        rc = snap__errno(err, -errno, "%s: punching chunk %llu", sh->what,
-                         (unsigned long long)k);
-        goto out;
-      }
+    if (flag[k] & C_IDENTITY) sh->identical++;
+    if (flag[k] & C_COMPARED) sh->compared++;
+    if (!(flag[k] & C_BORROW)) continue;
+    const struct snap__chunk *bc =
+        &bs->chunks[(ps.doff + k * ps.chunk - ps.bdoff) >> shift];
+    uint64_t v = bc->file ? bs->files[bc->file - 1] : bs->version;
+    uint32_t j = 0;
+    while (j < nvers && vers[j] != v) j++;
+    if (j == nvers && nvers == SNAP__MAX_FILES) {
+      flag[k] &= (uint8_t)~C_BORROW;
       continue;
     }
-    /* own: allocate what holds data (not the padding after the data's end),
-     * copy the caller's pieces, zero the gaps between buffers */
-    uint64_t live_end = data_end < end ? data_end : end;
-    if (live_end > off) {
-      uint64_t aend = (live_end + 4095) & ~(uint64_t)4095;
-      int e = has_src ? posix_fallocate(sh->fd, (off_t)off, (off_t)(aend - off)) : 0;
-      if (e) {
-        rc = snap__errno(err, -e, "%s: allocating chunk %llu (%llu bytes)", sh->what,
-                         (unsigned long long)k, (unsigned long long)(aend - off));
-        goto out;
-      }
-      uint64_t cur = off;
-      for (size_t i = first; i < sh->next && ext[i].off < end; i++) {
-        uint64_t a = ext[i].off > off ? ext[i].off : off;
-        uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
-        if (a > cur && has_src) memset(sh->map + cur, 0, a - cur);
-        if (ext[i].src != sh->map + ext[i].off)
-          memcpy(sh->map + a, ext[i].src + (a - ext[i].off), b - a);
-        cur = b;
-      }
-      sh->owned += live_end - off;
-    }
-    sh->written++;
+    if (j == nvers) vers[nvers++] = v;
+    holder[k] = v;
+    sh->borrowed++;
   }
+  sh->written = n - sh->borrowed;
+  ps.phase = 2;
+  sh->owned = 0;
+  if ((rc = run_phase(&ps, n, &sh->owned, err))) goto out;
   /* The file table in increasing order, then the entries. */
   qsort(vers, nvers, sizeof *vers, cmp_u64);
   uint8_t *t = sh->map + seg->chunk_table;
@@ -197,6 +303,7 @@ int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
 out:
   free(holder);
   free(hash);
+  free(flag);
   free(vers);
   return rc;
 }

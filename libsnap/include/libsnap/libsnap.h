@@ -750,6 +750,13 @@ SNAP_API uint64_t snap_snapshot_created_ns(const snap_snapshot *snap);
  *         file, in the format of docs/format.md.
  */
 SNAP_API const void *snap_snapshot_segment(const snap_snapshot *snap, size_t *len);
+/**
+ * @return the memory mappings this version's view takes in the process: 1 for
+ *         a version that holds all its data, 1 + the runs of chunks it shares
+ *         with earlier versions otherwise (format 2). Each counts against
+ *         vm.max_map_count while the version is pinned.
+ */
+SNAP_API uint64_t snap_snapshot_mappings(const snap_snapshot *snap);
 /** @return the path of the segment file (it may have been unlinked since). */
 SNAP_API const char *snap_snapshot_path(const snap_snapshot *snap);
 

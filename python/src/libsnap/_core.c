@@ -269,6 +269,8 @@ static PyObject *pin_get(PyObject *self, void *closure) {
       return PyUnicode_DecodeFSDefault(snap_snapshot_path(s));
     case 7:
       return PyLong_FromUnsignedLongLong(snap_snapshot_created_ns(s));
+    case 8:
+      return PyLong_FromUnsignedLongLong(snap_snapshot_mappings(s));
   }
   Py_RETURN_NONE;
 }
@@ -517,6 +519,7 @@ static PyGetSetDef pin_getset[] = {{"dataset", pin_get, NULL, NULL, (void *)0},
                                    {"metadata", pin_get, NULL, NULL, (void *)5},
                                    {"path", pin_get, NULL, NULL, (void *)6},
                                    {"created_ns", pin_get, NULL, NULL, (void *)7},
+                                   {"pieces", pin_get, NULL, NULL, (void *)8},
                                    {NULL}};
 
 static PyTypeObject PinType = {

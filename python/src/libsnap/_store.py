@@ -108,14 +108,19 @@ class Store:
         return self._s.current_version(dataset)
 
     # -------------------------------------------------------------- writing
-    def publish(self, dataset: str, data: Any) -> int:
+    def publish(self, dataset: str, data: Any, *, share: bool = True) -> int:
         """Publish ``data`` (a pandas DataFrame, a dict of 1-D arrays or a 2-D
         ndarray) as the new current version of ``dataset``; returns its number.
-        Each column is written once, straight into the new segment. A column
-        of an unsupported dtype is refused before anything is published."""
+        A column of an unsupported dtype is refused before anything is published.
+
+        The new version holds only the chunks of its data that differ from the
+        current version's; the rest it shares with it (no memory, no copy).
+        Columns of a frame read from the store (``read()``) that were not
+        replaced are shared without even being compared. ``share=False`` writes
+        every chunk (a full copy)."""
         from ._write import publish
 
-        return publish(self._s, dataset, data)
+        return publish(self._s, dataset, data, share=share)
 
     def gc(self, dataset: str | None = None, dry_run: bool = False) -> GcReport:
         """Reclaim retired versions nobody pins; report what is still draining."""

@@ -344,7 +344,7 @@ def _fill(pub, i, col: _Col):
               np.packbits(~np.asarray(col.mask, dtype=bool), bitorder="little"))
 
 
-def publish(store, dataset: str, data) -> int:
+def publish(store, dataset: str, data, share: bool = True) -> int:
     items, nrows, index, labels_spec = _items(data)
     used: set = set()
     cols = []
@@ -374,6 +374,8 @@ def publish(store, dataset: str, data) -> int:
             "column_labels": labels_spec, "index": index_meta, "ordered": ordered}
     pub = store.begin(dataset, nrows, [c.field() for c in cols], json.dumps(meta).encode())
     try:
+        if not share:
+            pub.full()
         for i, c in enumerate(cols):
             _fill(pub, i, c)
         return pub.commit()

@@ -1,0 +1,206 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Incremental versions: what a refresh costs against a full publish, measured
+in the same run (docs/benchmarks.md, "Incremental versions").
+
+    python bench/bench_incremental.py [--rows 2700000] [--cols 100] [--readers 10]
+                                      [--runs 3] [--store DIR]
+
+A table of ROWS x COLS float64 is published, READERS processes pin it (each
+touches every page once, then holds the pin), and each kind of refresh is
+published while they hold the old version:
+
+  full        the same table as a private frame, share=False: the baseline
+  column      one column replaced in a frame read from the store
+  rows        a contiguous 1% of the rows rewritten (a private frame)
+  cells       1% of the cells, scattered (a private frame)
+  same        the same private frame again
+  append      1% more rows (a private frame)
+
+For each: publish time (median of RUNS) and its ratio to the full publish; the
+store's tmpfs bytes right after the publish while the readers still pin the
+old version, as a multiple of the table; the pieces the new version maps.
+Then readers on a composed version against a full copy of the same table
+(random lookups, a full scan, and attach = open + pin + map in a new handle).
+"""
+import argparse
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+
+import libsnap
+
+
+def tmpfs_bytes(store_dir):
+    total = 0
+    for root, _, files in os.walk(os.path.join(store_dir, "segments")):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def reader(store_dir, name, ready, release):
+    s = libsnap.Store(store_dir, readonly=True)
+    pin = s._s.pin(name, 0)
+    seg = np.frombuffer(pin.buffer("segment"), np.uint8)
+    int(seg[::4096].sum())  # every page of the version mapped in this process
+    ready.set()
+    release.wait()
+    del seg, pin
+
+
+def median_time(fn, runs):
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=2_700_000)
+    ap.add_argument("--cols", type=int, default=100)
+    ap.add_argument("--readers", type=int, default=10)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--store", default=None)
+    a = ap.parse_args()
+    base = a.store or tempfile.mkdtemp(prefix="bench-incr-", dir="/dev/shm")
+    store_dir = os.path.join(base, "store")
+    store = libsnap.Store(store_dir, create=True)
+    name = "t"
+    rng = np.random.default_rng(1)
+    table = rng.random((a.rows, a.cols))
+    cols = [f"c{j}" for j in range(a.cols)]
+    frame = pd.DataFrame(table, columns=cols, copy=False)
+    table_bytes = table.nbytes
+    print(f"table {a.rows} x {a.cols} float64 = {table_bytes / 2**30:.2f} GiB, "
+          f"{a.readers} readers pinning the old version, medians of {a.runs}")
+
+    def publish(df, share=True):
+        return store.publish(name, df, share=share)
+
+    publish(frame, share=False)
+    ctx = mp.get_context("fork")
+    results = {}
+
+    def measure(kind, make, share=True):
+        """make() -> the frame to publish (not timed); the publish is timed."""
+        times, mem, pieces = [], [], []
+        for _ in range(a.runs):
+            ready = [ctx.Event() for _ in range(a.readers)]
+            release = ctx.Event()
+            procs = [ctx.Process(target=reader, args=(store_dir, name, ready[i], release))
+                     for i in range(a.readers)]
+            for p in procs:
+                p.start()
+            for e in ready:
+                e.wait()
+            df = make()
+            t0 = time.perf_counter()
+            v = publish(df, share)
+            times.append(time.perf_counter() - t0)
+            mem.append(tmpfs_bytes(store_dir) / table_bytes)
+            pin = store._s.pin(name, v)
+            pieces.append(pin.pieces)
+            del pin, df
+            release.set()
+            for p in procs:
+                p.join()
+            store.gc(name)
+            # the next run starts from a full copy again, so runs are alike
+            publish(frame, share=False)
+            store.gc(name)
+        results[kind] = (statistics.median(times), statistics.median(mem),
+                         statistics.median(pieces))
+
+    measure("full", lambda: frame, share=False)
+
+    def column():
+        df = store.read(name)
+        df["c50"] = rng.random(a.rows)
+        return df
+    measure("column", column)
+
+    r0 = a.rows // 2
+    nr = max(1, a.rows // 100)
+
+    def rows():
+        t = table.copy()
+        t[r0:r0 + nr] = rng.random((nr, a.cols))
+        return pd.DataFrame(t, columns=cols, copy=False)
+    measure("rows", rows)
+
+    def cells():
+        t = table.copy()
+        n = table.size // 100
+        idx = rng.choice(table.size, n, replace=False)
+        t.reshape(-1)[idx] = rng.random(n)
+        return pd.DataFrame(t, columns=cols, copy=False)
+    measure("cells", cells)
+
+    measure("same", lambda: pd.DataFrame(table.copy(), columns=cols, copy=False))
+
+    def append():
+        extra = rng.random((nr, a.cols))
+        return pd.DataFrame(np.vstack([table, extra]), columns=cols, copy=False)
+    measure("append", append)
+
+    full = results["full"][0]
+    print(f"\n{'refresh':8} {'publish s':>10} {'/ full':>8} {'tmpfs / table':>14} "
+          f"{'pieces':>7}")
+    for kind, (t, m, pcs) in results.items():
+        print(f"{kind:8} {t:10.3f} {t / full:8.3f} {m:14.3f} {pcs:7.0f}")
+
+    # Readers: a composed version (one column replaced) against a full copy.
+    df = store.read(name)
+    df["c7"] = rng.random(a.rows)
+    v_comp = publish(df)
+    del df
+    v_full = publish(store.read(name), share=False)
+    idx_r = rng.integers(0, a.rows, 1_000_000)
+    idx_c = rng.integers(0, a.cols, 1_000_000)
+
+    def reads(v):
+        s2 = libsnap.Store(store_dir, readonly=True)
+        pin = s2._s.pin(name, v)
+        blk = np.frombuffer(pin.buffer("block", 0), np.float64).reshape(a.cols, a.rows)
+        look = median_time(lambda: blk[idx_c, idx_r].sum(), a.runs)
+        scan = median_time(lambda: blk.sum(), a.runs)
+        del blk, pin
+        return look, scan
+
+    def attach(v):
+        def once():
+            s2 = libsnap.Store(store_dir, readonly=True)
+            p = s2._s.pin(name, v)
+            del p, s2
+        return median_time(once, 21)
+
+    rc, rf = reads(v_comp), reads(v_full)
+    ac, af = attach(v_comp), attach(v_full)
+    pin = store._s.pin(name, v_comp)
+    print(f"\nreaders, composed version ({pin.pieces} pieces) vs a full copy:")
+    del pin
+    print(f"  1M random lookups  {rc[0] * 1e3:8.1f} ms vs {rf[0] * 1e3:8.1f} ms  "
+          f"ratio {rc[0] / rf[0]:.3f}")
+    print(f"  full scan          {rc[1] * 1e3:8.1f} ms vs {rf[1] * 1e3:8.1f} ms  "
+          f"ratio {rc[1] / rf[1]:.3f}")
+    print(f"  attach             {ac * 1e6:8.0f} us vs {af * 1e6:8.0f} us  "
+          f"ratio {ac / af:.3f}")
+    store.close()
+    if not a.store:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
