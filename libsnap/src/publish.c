@@ -569,12 +569,90 @@ int snap_publish_seal(snap_publish *p, int *fd, struct snap_error *err) {
   return rc;
 }
 
+/* Adopt, format 2: the chunks of the received file (open read-write as @p fd,
+ * mapped at @p map) that equal the current version's (@p base, pinned) are
+ * punched out and borrowed instead; the chunk table is rewritten in place (the
+ * caller reseals the header). The sender's hashes only select candidates: the
+ * bytes are compared. A file whose manifest has no room left is kept whole. */
+static int adopt_share(int fd, const uint8_t *map, uint64_t total,
+                       const snap_snapshot *base, const char *what,
+                       struct snap_error *err) {
+  struct snap__segment sg;
+  const struct snap__segment *bs = snap__snapshot_seg(base);
+  if (snap__segment_parse(map, total, SNAP__SEG_NO_DATA, what, NULL, 0, &sg, NULL))
+    return 0; /* refused later, with its message */
+  int rc = 0;
+  uint64_t chunk = 1ull << sg.chunk_shift, vers[SNAP__MAX_FILES];
+  uint32_t nvers = 0, *file = NULL;
+  if (sg.format != SNAP__FORMAT_V2 || sg.nfiles || bs->format != SNAP__FORMAT_V2 ||
+      bs->chunk_shift != sg.chunk_shift ||
+      sg.chunk_table + sg.nchunks * SNAP__CHUNK_ENTRY + 8ull * SNAP__MAX_FILES >
+          sg.data_offset ||
+      !(file = calloc(sg.nchunks ? sg.nchunks : 1, sizeof *file)))
+    goto done;
+  for (uint64_t k = 0; k < sg.nchunks; k++) {
+    uint64_t off = sg.data_offset + k * chunk;
+    if (off < bs->data_offset || (off - bs->data_offset) / chunk >= bs->nchunks) continue;
+    const struct snap__chunk *bc = &bs->chunks[(off - bs->data_offset) / chunk];
+    if (bc->hash != sg.chunks[k].hash) continue;
+#ifdef MADV_POPULATE_READ
+    madvise((void *)(bs->base + off), chunk, MADV_POPULATE_READ);
+#endif
+    if (memcmp(map + off, bs->base + off, chunk)) continue;
+    uint64_t v = bc->file ? bs->files[bc->file - 1] : bs->version;
+    uint32_t j = 0;
+    while (j < nvers && vers[j] != v) j++;
+    if (j == nvers && nvers == SNAP__MAX_FILES) continue;
+    if (j == nvers) vers[nvers++] = v;
+    file[k] = (uint32_t)j + 1; /* re-numbered once the table is sorted */
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                  (off_t)chunk)) {
+      rc = snap__errno(err, -errno, "%s: punching chunk %llu", what,
+                       (unsigned long long)k);
+      goto done;
+    }
+  }
+  if (!nvers) goto done;
+  /* the file table in increasing order; entries renumbered to match */
+  uint32_t order[SNAP__MAX_FILES];
+  uint64_t sorted[SNAP__MAX_FILES];
+  memcpy(sorted, vers, nvers * sizeof *vers);
+  for (uint32_t a = 1; a < nvers; a++)
+    for (uint32_t b = a; b > 0 && sorted[b - 1] > sorted[b]; b--) {
+      uint64_t t = sorted[b];
+      sorted[b] = sorted[b - 1];
+      sorted[b - 1] = t;
+    }
+  for (uint32_t j = 0; j < nvers; j++)
+    for (uint32_t i = 0; i < nvers; i++)
+      if (sorted[i] == vers[j]) order[j] = i + 1;
+  for (uint64_t k = 0; k < sg.nchunks && !rc; k++) {
+    if (!file[k]) continue;
+    uint32_t f = order[file[k] - 1];
+    if (pwrite(fd, &f, 4, (off_t)(sg.chunk_table + k * SNAP__CHUNK_ENTRY + 8)) != 4)
+      rc = snap__errno(err, -errno, "%s: chunk table", what);
+  }
+  uint64_t msize =
+      sg.chunk_table + sg.nchunks * SNAP__CHUNK_ENTRY + 8ull * nvers - SNAP__HEADER_SIZE;
+  if (!rc && (pwrite(fd, sorted, 8ull * nvers,
+                     (off_t)(sg.chunk_table + sg.nchunks * SNAP__CHUNK_ENTRY)) !=
+                  (ssize_t)(8 * nvers) ||
+              pwrite(fd, &nvers, 4, SNAP__H_NFILES) != 4 ||
+              pwrite(fd, &msize, 8, SNAP__H_MANIFEST_SIZE) != 8))
+    rc = snap__errno(err, -errno, "%s: chunk table", what);
+done:
+  free(file);
+  snap__segment_free(&sg);
+  return rc;
+}
+
 /* Adopt a sealed segment handed over by another process: see libsnap.h. */
 int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *version,
                        struct snap_error *err) {
   if (version) *version = 0;
   snap_publish p = {.store = s, .dsfd = -1, .fd = -1};
   struct snap__segment seg = {0};
+  snap_snapshot *base = NULL;
   int rofd = -1, rc = snap__dataset_name_check(dataset, err);
   bool leased = false;
   if (rc || (rc = snap__store_writable(s, err))) goto out;
@@ -626,6 +704,10 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
       (rc = reserve_version(s, dataset, &p.version, err)))
     goto out;
   snap__seg_relpath(p.what, sizeof p.what, dataset, p.version);
+  /* Share what equals the current version (pinned until after the flip). */
+  if (!snap_pin(s, dataset, &base, NULL) &&
+      (rc = adopt_share(fd, p.base, p.total, base, p.what, err)))
+    goto out;
   /* Stamp the version and the store id, reseal the header. */
   uint64_t msize, hh;
   memcpy(&msize, p.base + SNAP__H_MANIFEST_SIZE, 8);
@@ -678,9 +760,12 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
     goto out;
   }
   p.base = addr;
-  /* Everything again, now that it cannot change: structure, our stamp, data. */
-  if ((rc = snap__segment_parse(p.base, p.total, 0, p.what, dataset, p.version, &seg,
-                                err)))
+  /* Everything again, now that it cannot change: structure, our stamp, data
+   * (through the composed view when chunks are shared). */
+  if ((rc = snap__segment_parse(p.base, p.total, SNAP__SEG_NO_DATA, p.what, dataset,
+                                p.version, &seg, err)) ||
+      (rc = snap__compose(s, &seg, p.base, p.what, err)) ||
+      (rc = snap__segment_check_data(&seg, p.what, err)))
     goto out;
   if (memcmp(seg.store_id, s->store_id, 16)) {
     rc = snap__err(err, SNAP_ECHECKSUM, "%s/%s: store id changed after stamping", s->path,
@@ -708,6 +793,7 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
   /* The mechanism ends with the flip; what follows is policy's call. */
   snap__after_commit(s, dataset);
 out:
+  snap_unpin(base);
   snap__segment_free(&seg);
   snap__unmap(p.base, p.total);
   if (leased) fcntl(rofd, F_SETLEASE, F_UNLCK);

@@ -290,6 +290,42 @@ static void test_lender_missing(void) {
   close_store();
 }
 
+/* writerd's path: a detached segment, sealed whole by the client, adopted by
+ * the store's writer shares what equals the current version. */
+static void test_adopt_shares(void) {
+  open_store();
+  uint64_t v1 = publish(NULL, 0);
+  for (uint64_t r = 0; r < NROWS; r++) g_cols[4][r] = 7.0;
+  struct snap_field f[NCOLS];
+  char names[NCOLS][8];
+  for (int c = 0; c < NCOLS; c++) {
+    snprintf(names[c], sizeof names[c], "c%d", c);
+    f[c] = (struct snap_field){.name = names[c], .type = SNAP_FLOAT64};
+  }
+  struct snap_schema schema = {NROWS, NCOLS, f, NULL, 0};
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/segments", g_dir);
+  snap_publish *p;
+  struct snap_error err;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin_detached(dir, "d", &schema, &p, &err), 0);
+  for (uint32_t c = 0; c < NCOLS; c++)
+    CU_ASSERT_EQUAL(snap_publish_copy(p, c, SNAP_BUFFER_VALUES, g_cols[c], NULL), 0);
+  int fd;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_seal(p, &fd, &err), 0);
+  uint64_t v2;
+  int rc = snap_publish_adopt(g_store, "d", fd, &v2, &err);
+  if (rc) printf("\nadopt: %s\n", err.message);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  CU_ASSERT(held(v2) <= (int64_t)(COL_BYTES + MIB));
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(snap__snapshot_seg(s)->nfiles, 1);
+  CU_ASSERT_EQUAL(snap__snapshot_seg(s)->files[0], v1);
+  check_pinned(s);
+  snap_unpin(s);
+  close_store();
+}
+
 int main(void) {
   static const tu_test tests[] = {
       {"one column replaced: the rest is shared", test_one_column_replaced},
@@ -299,6 +335,7 @@ int main(void) {
        test_pinned_reader_then_killed},
       {"rebuild keeps a lending version lending", test_rebuild_keeps_lending},
       {"a lender's file missing: clear error", test_lender_missing},
+      {"an adopted detached segment shares too", test_adopt_shares},
       {NULL, NULL}};
   return tu_run("share", tests);
 }

@@ -428,12 +428,15 @@ SNAP_API int snap_store_max_datasets(snap_store *store, uint32_t *max, uint64_t 
 
 /**
  * Begin a new version of @p dataset (created on first publish) with @p schema.
- * Reserves the next version number, allocates the whole segment on the store's
- * tmpfs (a full tmpfs fails here with -ENOSPC, not later with SIGBUS) and
- * writes the manifest. The caller then fills each column's buffers in place
- * (snap_publish_fill(), snap_publish_block()) and ends with
+ * Reserves the next version number, creates the segment and writes the
+ * manifest. The caller then gives each column's buffers, either in place
+ * (snap_publish_fill(), snap_publish_block(), which allocate the buffers they
+ * hand out) or from its own memory (snap_publish_copy()), and ends with
  * snap_publish_commit() or snap_publish_abort(). Until commit nothing is
- * visible and a crash leaves nothing behind.
+ * visible and a crash leaves nothing behind. Memory is allocated where it is
+ * written, so a full tmpfs fails with -ENOSPC at fill, block or commit, never
+ * later with SIGBUS; the committed version holds only the chunks that differ
+ * from the current version (docs/design.md section 16).
  * A dataset is created by its first publish (begin, adopt or import) only
  * if its name follows the rule for new names: 1..255 bytes of ASCII letters,
  * digits, '_', '-' and '.', not starting with '.'. Existing datasets keep
@@ -482,12 +485,15 @@ SNAP_API const struct snap_column *snap_publish_column(const snap_publish *pub,
 /**
  * The writable buffers of column @p col of a publish in progress and their
  * byte lengths (the layout and the rules for their contents:
- * snap_publish_column()). They live until commit, seal or abort.
+ * snap_publish_column()), allocated on the store's tmpfs by this call. They
+ * live until commit, seal or abort. At commit, chunks equal to the current
+ * version's are freed again and shared with it.
  * @param pub the publish handle.
  * @param col column index, < the schema's ncols.
  * @param out receives the buffers; zeroed on failure.
  * @param err if not NULL, receives the message on failure.
- * @return 0, or SNAP_EINVAL (@p col out of range, or no publish in progress).
+ * @return 0, SNAP_EINVAL (@p col out of range, or no publish in progress), or
+ *         -ENOSPC (the tmpfs is full; the message names the file).
  * Not thread-safe on one handle; different columns' buffers may be written by
  * different threads at once.
  */
@@ -499,8 +505,10 @@ SNAP_API int snap_publish_fill(snap_publish *pub, uint32_t col, struct snap_fill
  * the values buffers of its columns end to end, in block-row order (a column's
  * block and block_pos say where it is; its length is the sum of their
  * values_bytes). Useful to copy a whole 2-D matrix in one go.
- * @return a writable pointer that lives until commit, seal or abort; NULL when
- *         @p block is out of range (or the block has no bytes: 0 rows).
+ * @return a writable pointer, allocated on the store's tmpfs by this call, that
+ *         lives until commit, seal or abort; NULL when @p block is out of range
+ *         (or the block has no bytes: 0 rows), or with errno ENOSPC when the
+ *         tmpfs is full.
  */
 SNAP_API void *snap_publish_block(snap_publish *pub, uint32_t block);
 
@@ -543,9 +551,11 @@ SNAP_API int snap_publish_set_flags(snap_publish *pub, unsigned flags,
 
 /**
  * Validate the filled buffers (string offsets, category codes), write NaT into
- * the null slots of temporal columns, checksum the data, seal the file
- * read-only, link it in as the new current version and apply retention, all
- * or nothing; then reclaim retired versions nobody pins.
+ * the null slots of temporal columns, then chunk by chunk (on every core):
+ * share the chunks equal to the current version's, write the others, hash
+ * them; seal the file read-only, link it in as the new current version and
+ * apply retention, all or nothing; then reclaim retired versions nobody pins
+ * (or, when later versions share some of their chunks, all but those).
  * @param pub     the publish; freed whether or not the commit succeeds.
  * @param version if not NULL, receives the version number (0 on failure).
  * @return 0 (the version is current);
