@@ -116,10 +116,15 @@ static int run(struct ctl *c, int argc, char **argv) {
   for (size_t i = 0; !rc && i < l.n; i++) {
     const struct item *it = &l.v[i];
     char b[32];
-    printf("%-12s %s@%llu  %s", it->freed ? (dry ? "would free" : "freed") : "draining",
-           it->dataset, (unsigned long long)it->version,
+    const char *what = it->freed == 2   ? (dry ? "would lend" : "lending")
+                       : it->freed == 1 ? (dry ? "would free" : "freed")
+                                        : "draining";
+    printf("%-12s %s@%llu  %s", what, it->dataset, (unsigned long long)it->version,
            ctl_bytes(b, sizeof b, it->bytes));
-    if (it->freed) {
+    if (it->freed == 2) {
+      printf(" freed; the chunks later versions share stay\n");
+      freed_bytes += it->bytes;
+    } else if (it->freed) {
       freed++, freed_bytes += it->bytes;
       printf("\n");
     } else {
@@ -145,7 +150,9 @@ const struct ctl_command ctl_cmd_gc = {
     "\n"
     "Reclaim every draining version (of DATASET, or of all datasets) that no process\n"
     "pins, and remove orphan segment files left by crashed publishers. Prints what was\n"
-    "freed, and each version still draining with the processes that hold it.\n"
+    "freed, and each version still draining with the processes that hold it. A\n"
+    "retired version whose chunks later versions share keeps only those and becomes\n"
+    "lending (printed with the bytes freed); it goes once nothing shares them.\n"
     "\n"
     "  -n, --dry-run   report what would be freed; change nothing\n",
     run};

@@ -22,6 +22,9 @@ static void add_totals(struct totals *t, const struct snap_version_info *v) {
   }
 }
 
+/* What a version maps from earlier versions' files (format 2). */
+static uint64_t shared(const struct snap_version_info *v) { return v->shared_bytes; }
+
 static void json_dataset(const struct snap_dataset_info *d,
                          const struct snap_version_info *v, size_t nv, int first) {
   char when[64];
@@ -35,9 +38,11 @@ static void json_dataset(const struct snap_dataset_info *d,
   for (size_t i = 0; i < nv; i++) {
     printf(
         "%s\n      {\"version\": %llu, \"state\": \"%s\", \"rows\": %llu, \"cols\": %u,"
-        " \"bytes\": %llu, \"created\": \"%s\", \"created_ns\": %llu, \"pins\": ",
+        " \"bytes\": %llu, \"shared_bytes\": %llu, \"size\": %llu, \"created\": \"%s\","
+        " \"created_ns\": %llu, \"pins\": ",
         i ? "," : "", (unsigned long long)v[i].version, snap_state_name(v[i].state),
         (unsigned long long)v[i].nrows, v[i].ncols, (unsigned long long)v[i].bytes,
+        (unsigned long long)shared(&v[i]), (unsigned long long)v[i].size,
         ctl_time_iso(when, sizeof when, (int64_t)v[i].created_ns),
         (unsigned long long)v[i].created_ns);
     if (v[i].holders < 0)
@@ -79,10 +84,10 @@ static int run(struct ctl *c, int argc, char **argv) {
   }
   struct totals tot = {0};
   struct ctl_table t;
-  ctl_table_init(&t, 8, "lrlrrrll");
-  const char *hdr[] = {"DATASET", "VERSION", "STATE",   "ROWS",
-                       "COLS",    "BYTES",   "CREATED", "PINS"};
-  for (size_t i = 0; i < 8; i++) ctl_table_cell(&t, "%s", hdr[i]);
+  ctl_table_init(&t, 9, "lrlrrrrll");
+  const char *hdr[] = {"DATASET", "VERSION", "STATE",   "ROWS", "COLS",
+                       "BYTES",   "SHARED",  "CREATED", "PINS"};
+  for (size_t i = 0; i < 9; i++) ctl_table_cell(&t, "%s", hdr[i]);
   if (json) {
     printf("{\"store\": ");
     ctl_json_str(stdout, snap_store_path(store));
@@ -111,6 +116,7 @@ static int run(struct ctl *c, int argc, char **argv) {
         ctl_table_cell(&t, "%llu", (unsigned long long)v[k].nrows);
         ctl_table_cell(&t, "%u", v[k].ncols);
         ctl_table_cell(&t, "%s", ctl_bytes(b, sizeof b, v[k].bytes));
+        ctl_table_cell(&t, "%s", ctl_bytes(b, sizeof b, shared(&v[k])));
         ctl_table_cell(&t, "%s", ctl_time_local(when, sizeof when, v[k].created_ns));
         if (v[k].holders < 0)
           ctl_table_cell(&t, "?");
@@ -119,7 +125,7 @@ static int run(struct ctl *c, int argc, char **argv) {
       }
       if (!nv) {
         ctl_table_cell(&t, "%s", ds[i].name);
-        for (int k = 0; k < 7; k++) ctl_table_cell(&t, "-");
+        for (int k = 0; k < 8; k++) ctl_table_cell(&t, "-");
       }
     }
     snap_free(v);
@@ -136,7 +142,7 @@ static int run(struct ctl *c, int argc, char **argv) {
         (unsigned long long)tot.pinned_draining, max);
   } else {
     if (max) printf("%zu of at most %u datasets\n", nds, max);
-    if (t.ncells > 8) ctl_table_print(&t, stdout);
+    if (t.ncells > 9) ctl_table_print(&t, stdout);
     char b1[32], b2[32], b3[32];
     printf(
         "%s%llu version%s, %s in use; reclaimable now: %s%s; draining but pinned: %s\n",
@@ -157,15 +163,18 @@ const struct ctl_command ctl_cmd_list = {
     "usage: snapctl [--store PATH] list [DATASET] [--json]\n"
     "\n"
     "List every dataset (or one) and its versions: version, state (current, retained,\n"
-    "draining), rows, columns, bytes, creation time and the number of processes that\n"
-    "pin it; then the totals of memory in use, reclaimable now, and draining but\n"
-    "still pinned.\n"
+    "draining, lending), rows, columns, bytes (the memory its own file holds), shared\n"
+    "(what it maps from earlier versions' files instead of holding it: format 2),\n"
+    "creation time and the number of processes that pin it; then the totals of memory\n"
+    "in use (each byte counted once: the store's distinct bytes), reclaimable now,\n"
+    "and draining but still pinned. A lending version is retired but keeps the\n"
+    "chunks later versions share; it goes when they no longer do.\n"
     "\n"
     "  --json   one JSON object: {\"store\", \"datasets\": [{\"name\", \"current\",\n"
     "           \"next_version\", \"keep\", \"bytes\", \"versions\": [{\"version\", "
     "\"state\",\n"
-    "           \"rows\", \"cols\", \"bytes\", \"created\", \"created_ns\", "
-    "\"pins\"}]}],\n"
+    "           \"rows\", \"cols\", \"bytes\", \"shared_bytes\", \"size\", \"created\",\n"
+    "           \"created_ns\", \"pins\"}]}],\n"
     "           \"totals\": {\"datasets\", \"versions\", \"bytes\", "
     "\"reclaimable_bytes\",\n"
     "           \"draining_pinned_bytes\"}, \"max_datasets\" (0: no limit)}\n",

@@ -393,6 +393,36 @@ static int vlist_add(uint64_t version, const struct snap__verrec *rec, void *arg
   return 0;
 }
 
+/* Format 2: the bytes of the chunks the file at @p rel borrows (read from its
+ * chunk table); 0 for format 1, a self-contained file, or one unreadable. */
+static uint64_t shared_bytes(int dirfd, const char *rel) {
+  uint8_t h[SNAP__HEADER_SIZE];
+  int fd = openat(dirfd, rel, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return 0;
+  uint64_t shared = 0;
+  if (pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && !memcmp(h, SNAP__MAGIC, 8) &&
+      snap__get32(h + SNAP__H_FORMAT) == SNAP__FORMAT_V2 &&
+      snap__get32(h + SNAP__H_NFILES)) {
+    uint32_t shift = snap__get32(h + SNAP__H_CHUNK_SHIFT);
+    uint64_t n = snap__get64(h + SNAP__H_NCHUNKS),
+             table = snap__get64(h + SNAP__H_CHUNK_TABLE);
+    uint8_t e[4096];
+    for (uint64_t k = 0;
+         shift >= SNAP__CHUNK_SHIFT_MIN && shift <= SNAP__CHUNK_SHIFT_MAX && k < n;) {
+      uint64_t m =
+          n - k < sizeof e / SNAP__CHUNK_ENTRY ? n - k : sizeof e / SNAP__CHUNK_ENTRY;
+      if (pread(fd, e, m * SNAP__CHUNK_ENTRY, (off_t)(table + k * SNAP__CHUNK_ENTRY)) !=
+          (ssize_t)(m * SNAP__CHUNK_ENTRY))
+        break;
+      for (uint64_t j = 0; j < m; j++)
+        if (snap__get32(e + j * SNAP__CHUNK_ENTRY + 8)) shared += 1ull << shift;
+      k += m;
+    }
+  }
+  close(fd);
+  return shared;
+}
+
 int snap_version_list(snap_store *s, const char *dataset, struct snap_version_info **out,
                       size_t *count, struct snap_error *err) {
   *out = NULL;
@@ -415,9 +445,12 @@ int snap_version_list(snap_store *s, const char *dataset, struct snap_version_in
     struct stat st;
     snap__seg_relpath(rel, sizeof rel, dataset, l.v[i].version);
     size_t n;
-    if (fstatat(s->dirfd, rel, &st, 0) == 0 &&
-        snap__lock_holders(st.st_dev, st.st_ino, NULL, 0, &n) == 0)
-      l.v[i].holders = (int32_t)n;
+    if (fstatat(s->dirfd, rel, &st, 0) == 0) {
+      l.v[i].size = (uint64_t)st.st_size;
+      l.v[i].shared_bytes = shared_bytes(s->dirfd, rel);
+      if (snap__lock_holders(st.st_dev, st.st_ino, NULL, 0, &n) == 0)
+        l.v[i].holders = (int32_t)n;
+    }
   }
   *out = l.v;
   *count = l.n;

@@ -188,6 +188,12 @@ class CliTest(StoreCase, unittest.TestCase):
         for v in prices["versions"]:
             self.assertGreater(v["bytes"], 0)
             self.assertRegex(v["created"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+        # version 2 has version 1's data: it holds only its manifest, shares the rest
+        v1, v2 = prices["versions"]
+        self.assertEqual(v1["shared_bytes"], 0)
+        self.assertGreater(v2["shared_bytes"], 0)
+        self.assertGreaterEqual(v2["size"], v2["shared_bytes"])
+        self.assertLess(v2["bytes"], v1["bytes"])
         total = sum(v["bytes"] for d in doc["datasets"] for v in d["versions"])
         self.assertEqual(doc["totals"]["bytes"], total)
         self.assertEqual(doc["totals"]["versions"], 3)
@@ -197,7 +203,7 @@ class CliTest(StoreCase, unittest.TestCase):
         lines = self.run_ctl("list").stdout.splitlines()
         header, rows = lines[0], lines[1:4]
         self.assertEqual(header.split(), ["DATASET", "VERSION", "STATE", "ROWS", "COLS",
-                                          "BYTES", "CREATED", "PINS"])
+                                          "BYTES", "SHARED", "CREATED", "PINS"])
         state_at = header.index("STATE")
         for row in rows:
             self.assertIn(row[state_at:state_at + 8].strip(), ("current", "retained"))

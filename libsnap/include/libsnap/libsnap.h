@@ -810,10 +810,17 @@ struct snap_version_info {
   enum snap_state state; /**< its state */
   uint32_t ncols;        /**< columns */
   uint64_t nrows;        /**< rows */
-  uint64_t bytes;        /**< segment file size */
+  uint64_t bytes;        /**< memory its own file holds: format 1, the file size;
+                              format 2, its own chunks and manifest (a lending
+                              version: the chunks it still lends) */
   uint64_t created_ns;   /**< creation time, ns since the Unix epoch */
-  uint64_t data_hash[2]; /**< XXH3-128 of the data region, low then high */
+  uint64_t data_hash[2]; /**< format 1: XXH3-128 of the data region; format 2: of
+                              its chunk hashes; low then high */
   int32_t holders;       /**< processes pinning it now (from /proc/locks), -1 unknown */
+  uint64_t size;         /**< its segment's file size (the layout, holes included);
+                              0 when the file cannot be read */
+  uint64_t shared_bytes; /**< format 2: the bytes of the chunks it maps from earlier
+                              versions' files instead of holding them; 0 otherwise */
 };
 
 /** One dataset as listed by snap_dataset_list(). */

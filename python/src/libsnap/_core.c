@@ -870,11 +870,12 @@ out:
 }
 
 static PyObject *version_dict(const struct snap_version_info *v) {
-  return Py_BuildValue("{sKsssKsIsKsKsi}", "version", (unsigned long long)v->version,
-                       "state", snap_state_name(v->state), "nrows",
-                       (unsigned long long)v->nrows, "ncols", v->ncols, "nbytes",
-                       (unsigned long long)v->bytes, "created_ns",
-                       (unsigned long long)v->created_ns, "pinned", (int)v->holders);
+  uint64_t shared = v->shared_bytes;
+  return Py_BuildValue(
+      "{sKsssKsIsKsKsKsi}", "version", (unsigned long long)v->version, "state",
+      snap_state_name(v->state), "nrows", (unsigned long long)v->nrows, "ncols", v->ncols,
+      "nbytes", (unsigned long long)v->bytes, "shared", (unsigned long long)shared,
+      "created_ns", (unsigned long long)v->created_ns, "pinned", (int)v->holders);
 }
 
 static PyObject *store_versions(PyObject *self, PyObject *args) {
@@ -976,11 +977,12 @@ static PyObject *store_gc(PyObject *self, PyObject *args, PyObject *kw) {
     Py_DECREF(items);
     return raise_status(rc, &err);
   }
-  return Py_BuildValue("{sKsKsKsKsN}", "freed_versions",
+  return Py_BuildValue("{sKsKsKsKsKsN}", "freed_versions",
                        (unsigned long long)st.freed_versions, "freed_bytes",
                        (unsigned long long)st.freed_bytes, "draining_versions",
                        (unsigned long long)st.draining_versions, "draining_bytes",
-                       (unsigned long long)st.draining_bytes, "items", items);
+                       (unsigned long long)st.draining_bytes, "lending_versions",
+                       (unsigned long long)st.lending_versions, "items", items);
 }
 
 static PyObject *store_rollback(PyObject *self, PyObject *args) {

@@ -19,12 +19,13 @@ class VersionInfo:
     """One version of a dataset as listed by Store.versions()."""
 
     version: int
-    state: str  # "current", "retained" or "draining"
+    state: str  # "current", "retained", "draining" or "lending"
     nrows: int
     ncols: int
-    nbytes: int
+    nbytes: int  # memory its own file holds (its own chunks)
     created: _dt.datetime
     pinned: int  # processes pinning it now; -1 if unknown
+    shared: int = 0  # bytes it maps from earlier versions' files instead
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class GcReport:
     draining_versions: int
     draining_bytes: int
     items: list = field(default_factory=list)  # dicts: dataset, version, nbytes, freed, pinned
+    lending_versions: int = 0  # retired, keeping only the chunks later versions share
 
 
 _U32 = 2**32 - 1
@@ -101,7 +103,7 @@ class Store:
         for d in self._s.versions(dataset):
             created = _dt.datetime.fromtimestamp(d["created_ns"] / 1e9, tz=_dt.timezone.utc)
             out.append(VersionInfo(d["version"], d["state"], d["nrows"], d["ncols"],
-                                   d["nbytes"], created, d["pinned"]))
+                                   d["nbytes"], created, d["pinned"], d["shared"]))
         return out
 
     def current_version(self, dataset: str) -> int:
@@ -126,7 +128,7 @@ class Store:
         """Reclaim retired versions nobody pins; report what is still draining."""
         r = self._s.gc(dataset, dry_run)
         return GcReport(r["freed_versions"], r["freed_bytes"], r["draining_versions"],
-                        r["draining_bytes"], r["items"])
+                        r["draining_bytes"], r["items"], r["lending_versions"])
 
     def rollback(self, dataset: str, version: int) -> None:
         """Make a retained version current again."""

@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Incremental versions (segment format 2): each kind of refresh reads back
+exactly, and a new version holds only the chunks that changed (docs/design.md
+section 16). Memory is what the store's files hold on the tmpfs (st_blocks),
+and what Store.versions() reports.
+
+The chunk size is set small (LIBSNAP_CHUNK_SHIFT, 4 KiB) so that small tables
+have many chunks; the library reads it at each publish.
+"""
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import libsnap
+
+CHUNK = 4096
+ROWS = 64 * 1024  # 512 KiB per float64 column: 128 chunks
+
+
+@pytest.fixture(autouse=True)
+def small_chunks(monkeypatch):
+    monkeypatch.setenv("LIBSNAP_CHUNK_SHIFT", "12")
+
+
+def held(store_path, dataset, version):
+    st = os.stat(os.path.join(store_path, "segments", dataset, f"{version}.seg"))
+    return st.st_blocks * 512
+
+
+def total_held(store_path):
+    total = 0
+    for root, _, files in os.walk(os.path.join(store_path, "segments")):
+        for f in files:
+            total += os.stat(os.path.join(root, f)).st_blocks * 512
+    return total
+
+
+def frame(ncols=8, seed=1):
+    rng = np.random.default_rng(seed)
+    # column-major like a frame pandas consolidated: every column contiguous
+    t = np.asfortranarray(rng.random((ROWS, ncols)))
+    return pd.DataFrame(t, columns=[f"c{j}" for j in range(ncols)], copy=False)
+
+
+COL = ROWS * 8
+
+
+def test_one_column_replaced_in_a_frame_read_back(store, store_path):
+    v1 = store.publish("t", frame())
+    df = store.read("t")
+    new = np.arange(ROWS, dtype=np.float64)
+    df["c3"] = new
+    v2 = store.publish("t", df)
+    assert held(store_path, "t", v2) <= COL + 64 * 1024  # one column + manifest
+    info = {v.version: v for v in store.versions("t")}
+    assert info[v2].shared >= 7 * COL
+    assert info[v2].nbytes <= COL + 64 * 1024
+    got = store.read("t")
+    want = frame()
+    want["c3"] = new
+    pd.testing.assert_frame_equal(got, want)
+    assert store.pin("t").__enter__() is not None
+    # the old version is untouched
+    with store.pin("t", v1) as old:
+        pd.testing.assert_frame_equal(old.to_pandas(), frame())
+
+
+def test_same_frame_again_holds_no_data(store, store_path):
+    store.publish("t", frame())
+    v2 = store.publish("t", frame())  # an equal private copy: compared, not written
+    assert held(store_path, "t", v2) < 64 * 1024
+    pd.testing.assert_frame_equal(store.read("t"), frame())
+
+
+def test_rows_rewritten_cost_their_chunks(store, store_path):
+    store.publish("t", frame())
+    df = frame()
+    lo, n = ROWS // 2, ROWS // 100  # 1% of the rows, contiguous
+    df.iloc[lo:lo + n, :] = -1.0
+    v2 = store.publish("t", df)
+    # per column: the chunks the rows touch (at most 2 each, plus neighbours' edges)
+    assert held(store_path, "t", v2) <= 8 * (n * 8 + 2 * CHUNK) + 64 * 1024
+    pd.testing.assert_frame_equal(store.read("t"), df)
+
+
+def test_scattered_cells_and_share_false(store, store_path):
+    store.publish("t", frame())
+    df = frame()
+    rng = np.random.default_rng(5)
+    idx = rng.choice(ROWS, ROWS // 100, replace=False)
+    df.iloc[idx, 2] = 0.25
+    v2 = store.publish("t", df)
+    pd.testing.assert_frame_equal(store.read("t"), df)
+    # only column 2's chunks changed
+    assert held(store_path, "t", v2) <= COL + 64 * 1024
+    v3 = store.publish("t", df, share=False)  # a full copy
+    assert held(store_path, "t", v3) >= 8 * COL
+    assert {v.version: v.shared for v in store.versions("t")}[v3] == 0
+    with store.pin("t") as s:
+        s.verify()
+
+
+def test_mixed_dtypes_refresh(store):
+    n = 20000
+    base = pd.DataFrame({
+        "x": np.arange(n, dtype=np.int64),
+        "s": pd.Series([f"row {i}" for i in range(n)], dtype=object),
+        "c": pd.Categorical(np.array(["a", "b", "c"])[np.arange(n) % 3]),
+        "t": pd.date_range("2024-01-01", periods=n, freq="s"),
+        "m": pd.array([None if i % 7 == 0 else i for i in range(n)], dtype="Int64"),
+    })
+    store.publish("m", base)
+    df = base.copy()
+    df.loc[100:200, "s"] = "changed"
+    df.loc[5000:5100, "m"] = None
+    df["t"] = df["t"] + pd.Timedelta("1D")
+    store.publish("m", df)
+    got = store.read("m")
+    assert got["s"].tolist() == df["s"].tolist()  # read back as Arrow-backed strings
+    pd.testing.assert_frame_equal(got.drop(columns="s"), df.drop(columns="s"))
+    with store.pin("m") as s:
+        s.verify()
+
+
+def test_retired_version_keeps_only_what_is_shared(store, store_path):
+    store.set_keep(1, None)  # datasets created from now on keep only the current one
+    v1 = store.publish("k", frame())
+    df = store.read("k")
+    df["c0"] = np.zeros(ROWS)
+    v2 = store.publish("k", df)
+    # the frame still pins v1 (its other columns are v1's memory): draining, whole
+    assert {v.version: v.state for v in store.versions("k")}[v1] == "draining"
+    del df
+    report = store.gc("k")
+    assert report.lending_versions == 1
+    states = {v.version: v.state for v in store.versions("k")}
+    assert states[v1] == "lending"
+    # the store holds each distinct chunk once: 8 columns, not 9 or 16
+    assert total_held(store_path) <= 8 * COL + 2 * 64 * 1024
+    with pytest.raises(libsnap.Error):
+        store.pin("k", v1).__enter__()
+    want = frame()
+    want["c0"] = np.zeros(ROWS)
+    pd.testing.assert_frame_equal(store.read("k"), want)
+    # a new table shares nothing: both old files go
+    store.publish("k", frame(seed=9))
+    assert {v.version for v in store.versions("k")} == {v2 + 1}
+    assert not os.path.exists(os.path.join(store_path, "segments", "k", f"{v1}.seg"))
