@@ -11,7 +11,8 @@ secs=${1:-60}
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSNAP_FUZZ=ON -DSNAP_SANITIZE=address,undefined -DSNAP_BUILD_BENCH=OFF \
   -DSNAP_BUILD_PYTHON=OFF >/dev/null
-cmake --build build-fuzz -j "$(nproc)" --target fuzz_segment fuzz_csv fuzz_npy fuzz_protocol fuzz_control
+cmake --build build-fuzz -j "$(nproc)" --target fuzz_segment fuzz_csv fuzz_npy fuzz_protocol fuzz_control \
+  fuzz_compose
 mkdir -p build-fuzz/crashes
 SNAP_FUZZ_DIR=$(mktemp -d /dev/shm/snapfuzz-run-XXXXXX)
 export SNAP_FUZZ_DIR
@@ -42,6 +43,9 @@ run npy & p3=$!
 run protocol & p4=$!
 wait $p3 || status=1
 wait $p4 || status=1
-run control || status=1
+run control & p5=$!
+run compose & p6=$!
+wait $p5 || status=1
+wait $p6 || status=1
 ctest --test-dir build-fuzz -R fuzz_ --output-on-failure || status=1
 exit $status

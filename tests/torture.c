@@ -4,7 +4,9 @@
  * version in a loop and check every cell, which is a known function of
  * (version, row, column), while a publisher flips versions as fast as it can
  * and a killer SIGKILLs random readers and the publisher at random moments,
- * restarting them.
+ * restarting them. The refreshes mix full rewrites, one column replaced and a
+ * row range rewritten, written in place or handed over from memory, so that
+ * versions share chunks (format 2) and retired ones become lending.
  *
  * At the end: zero wrong reads (every version seen whole or not at all), no
  * version number committed twice, no orphan files, no pins left once every
@@ -52,6 +54,24 @@ static double cell(uint64_t v, uint64_t r, uint32_t c) {
   return (double)(v * 1000003u + r * 131u + c);
 }
 
+/* Refreshes of mixed kinds (format 2 shares what did not change): version u
+ * rewrites every cell when u % 4 == 0, a 1% row range of every column when
+ * u % 4 == 2, and one column (u % ncols) otherwise. A cell of version v holds
+ * cell(u, r, c) for the last u <= v that rewrote it, whichever versions were
+ * committed in between (a killed publisher skips numbers). */
+static uint64_t row_lo(uint64_t u) { return (u * 7919u) % (nrows - nrows / 100); }
+
+static double expected(uint64_t v, uint64_t r, uint32_t c) {
+  for (uint64_t u = v;; u--) {
+    if (u % 4 == 0 || u == 1) return cell(u, r, c);
+    if (u % 4 == 2) {
+      if (r >= row_lo(u) && r < row_lo(u) + nrows / 100) return cell(u, r, c);
+    } else if (u % ncols == c) {
+      return cell(u, r, c);
+    }
+  }
+}
+
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -77,7 +97,7 @@ static void *reader_thread(void *p) {
     bool ok = snap_snapshot_nrows(s) == nrows && snap_snapshot_ncols(s) == ncols;
     for (uint32_t c = 0; ok && c < ncols; c++) {
       const double *col = snap_snapshot_column(s, c)->values;
-      for (uint64_t r = 0; ok && r < nrows; r++) ok = col[r] == cell(v, r, c);
+      for (uint64_t r = 0; ok && r < nrows; r++) ok = col[r] == expected(v, r, c);
     }
     atomic_fetch_add(ok ? &sh->reads[a->id] : &sh->wrong[a->id], 1);
     snap_unpin(s);
@@ -112,6 +132,8 @@ static void publisher_main(int out) {
     f[c] = (struct snap_field){.name = names[c], .type = SNAP_FLOAT64};
   }
   struct snap_schema schema = {nrows, ncols, f, NULL, 0};
+  double *priv = malloc(nrows * ncols * sizeof *priv);
+  if (!priv) _exit(2);
   while (!atomic_load(&sh->stop)) {
     snap_publish *p;
     if (snap_publish_begin(s, "t", &schema, &p, &err)) {
@@ -119,9 +141,14 @@ static void publisher_main(int out) {
       _exit(3);
     }
     uint64_t v = snap_publish_version(p);
-    double *m = snap_publish_block(p, 0);
+    /* half the versions are written in place, half handed over from memory */
+    bool copy = v % 2;
+    double *m = copy ? priv : snap_publish_block(p, 0);
+    if (!m) _exit(6);
     for (uint32_t c = 0; c < ncols; c++)
-      for (uint64_t r = 0; r < nrows; r++) m[c * nrows + r] = cell(v, r, c);
+      for (uint64_t r = 0; r < nrows; r++) m[c * nrows + r] = expected(v, r, c);
+    for (uint32_t c = 0; copy && c < ncols; c++)
+      if (snap_publish_copy(p, c, SNAP_BUFFER_VALUES, priv + c * nrows, &err)) _exit(7);
     if (snap_publish_commit(p, &v, &err)) {
       fprintf(stderr, "torture publisher: %s\n", err.message);
       _exit(4);
