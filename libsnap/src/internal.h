@@ -151,7 +151,8 @@ enum {
 #define SNAP__CHUNK_SHIFT_SMALL 16u /* 64 KiB on 4 KiB pages (docs/design.md 16.1) */
 #define SNAP__CHUNK_SHIFT_MIN 12u
 #define SNAP__CHUNK_SHIFT_MAX 30u
-#define SNAP__MAX_FILES 64u /* files a version may borrow from */
+#define SNAP__MAX_FILES 64u  /* files a version may borrow from */
+#define SNAP__MAX_PIECES 64u /* runs of borrowed chunks a version may map */
 #define SNAP__CHUNK_ENTRY 16u
 enum {
   SNAP__H_CHUNK_SHIFT = 416,
@@ -452,8 +453,8 @@ struct snap__share {
   const uint8_t *base_addr;         /* its composed view */
   bool full;                        /* SNAP_PUBLISH_FULL: share nothing */
   /* results */
-  uint64_t owned;                                  /* data bytes the new file holds */
-  uint64_t written, borrowed, identical, compared; /* chunks */
+  uint64_t owned; /* data bytes the new file holds */
+  uint64_t written, borrowed, identical, compared, compacted; /* chunks */
   uint32_t nfiles;
 };
 /* Hash, compare, copy or borrow every chunk; write the chunk table, the file

@@ -806,6 +806,54 @@ out:
 
 /* ------------------------------------------------------------------ import */
 
+/* A new version of @p dataset with @p seg's schema, metadata and data (read
+ * through @p seg's pointers at commit), published with @p flags. */
+static int republish(snap_store *s, const char *dataset, const struct snap__segment *seg,
+                     unsigned flags, uint64_t *version, struct snap_error *err) {
+  struct snap_field *f = calloc(seg->ncols ? seg->ncols : 1, sizeof *f);
+  if (!f) return snap__errno(err, -ENOMEM, "%s: %u columns", dataset, seg->ncols);
+  for (uint32_t i = 0; i < seg->ncols; i++) {
+    const struct snap_column *c = &seg->cols[i];
+    f[i] = (struct snap_field){.name = c->name,
+                               .type = c->type,
+                               .flags = c->flags,
+                               .timezone = c->timezone,
+                               .data_bytes = c->data_bytes,
+                               .dict_size = c->dict_size,
+                               .code_type = c->type == SNAP_CATEGORY ? c->code_type : 0};
+  }
+  struct snap_schema schema = {seg->nrows, seg->ncols, f, seg->metadata,
+                               seg->metadata_len};
+  snap_publish *p = NULL;
+  int rc = snap_publish_begin(s, dataset, &schema, &p, err);
+  if (!rc && flags) rc = snap_publish_set_flags(p, flags, err);
+  /* the same buffers, read at commit */
+  for (uint32_t i = 0; i < seg->ncols && !rc; i++) {
+    const struct snap_column *src = &seg->cols[i];
+    const void *b[] = {src->values, src->validity, src->offsets, src->data};
+    for (int k = 0; k < SNAP__NBUF && !rc; k++)
+      if (b[k]) rc = snap_publish_copy(p, i, (enum snap_buffer)k, b[k], err);
+  }
+  if (!rc) {
+    rc = snap_publish_commit(p, version, err); /* frees p either way */
+    p = NULL;
+  }
+  snap_publish_abort(p);
+  free(f);
+  return rc;
+}
+
+int snap_compact(snap_store *s, const char *dataset, uint64_t *version,
+                 struct snap_error *err) {
+  if (version) *version = 0;
+  snap_snapshot *cur;
+  int rc = snap__store_writable(s, err);
+  if (rc || (rc = snap_pin(s, dataset, &cur, err))) return rc;
+  rc = republish(s, dataset, snap__snapshot_seg(cur), SNAP_PUBLISH_FULL, version, err);
+  snap_unpin(cur);
+  return rc;
+}
+
 int snap_publish_import(snap_store *s, const char *dataset, int fd, uint64_t *version,
                         struct snap_error *err) {
   if (version) *version = 0;
@@ -822,8 +870,6 @@ int snap_publish_import(snap_store *s, const char *dataset, int fd, uint64_t *ve
   if (rc)
     return snap__errno(err, rc, "import: mmap %llu bytes", (unsigned long long)size);
   struct snap__segment seg;
-  struct snap_field *f = NULL;
-  snap_publish *p = NULL;
   /* structure first: a segment that borrows chunks is not whole on its own */
   if ((rc = snap__segment_parse(addr, size, SNAP__SEG_NO_DATA, "import", NULL, 0, &seg,
                                 err)))
@@ -838,38 +884,8 @@ int snap_publish_import(snap_store *s, const char *dataset, int fd, uint64_t *ve
   if ((rc = snap__segment_check_data(&seg, "import", err)) ||
       (rc = snap__segment_verify_data(&seg, addr, "import", err)))
     goto out;
-  /* The same schema, then every buffer copied across once. */
-  f = calloc(seg.ncols ? seg.ncols : 1, sizeof *f);
-  if (!f) {
-    rc = snap__errno(err, -ENOMEM, "import: %u columns", seg.ncols);
-    goto out;
-  }
-  for (uint32_t i = 0; i < seg.ncols; i++) {
-    const struct snap_column *c = &seg.cols[i];
-    f[i] = (struct snap_field){.name = c->name,
-                               .type = c->type,
-                               .flags = c->flags,
-                               .timezone = c->timezone,
-                               .data_bytes = c->data_bytes,
-                               .dict_size = c->dict_size,
-                               .code_type = c->type == SNAP_CATEGORY ? c->code_type : 0};
-  }
-  struct snap_schema schema = {seg.nrows, seg.ncols, f, seg.metadata, seg.metadata_len};
-  if ((rc = snap_publish_begin(s, dataset, &schema, &p, err))) goto out;
-  /* the same buffers, read at commit: chunks equal to the current version's
-   * are shared with it */
-  for (uint32_t i = 0; i < seg.ncols && !rc; i++) {
-    const struct snap_column *src = &seg.cols[i];
-    const void *b[] = {src->values, src->validity, src->offsets, src->data};
-    for (int k = 0; k < SNAP__NBUF && !rc; k++)
-      if (b[k]) rc = snap_publish_copy(p, i, (enum snap_buffer)k, b[k], err);
-  }
-  if (rc) goto out;
-  rc = snap_publish_commit(p, version, err); /* frees p either way */
-  p = NULL;
+  rc = republish(s, dataset, &seg, 0, version, err);
 out:
-  snap_publish_abort(p);
-  free(f);
   snap__segment_free(&seg);
 out_map:
   snap__unmap(addr, size);

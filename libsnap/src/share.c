@@ -278,6 +278,45 @@ int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
     holder[k] = v;
     sh->borrowed++;
   }
+  /* At most SNAP__MAX_PIECES runs of borrowed chunks (the mappings a reader
+   * makes): past that, the shortest runs are copied instead (compaction). */
+  uint64_t runs = 0;
+  for (uint64_t k = 0; k < n; k++)
+    if (holder[k] && (k == 0 || holder[k - 1] != holder[k])) runs++;
+  if (runs > SNAP__MAX_PIECES) {
+    uint64_t *len = malloc(runs * 2 * sizeof *len), r = 0;
+    if (!len) {
+      rc = snap__errno(err, -ENOMEM, "%s: %llu runs", sh->what, (unsigned long long)runs);
+      goto out;
+    }
+    for (uint64_t k = 0; k < n; k++) /* (length << 32 | index) pairs: sortable */
+      if (holder[k] && (k == 0 || holder[k - 1] != holder[k])) {
+        uint64_t e = k;
+        while (e < n && holder[e] == holder[k]) e++;
+        len[r] = (e - k) << 32 | r;
+        len[runs + r] = k;
+        r++;
+      }
+    qsort(len, runs, sizeof *len, cmp_u64);
+    for (uint64_t i = 0; i + SNAP__MAX_PIECES < runs; i++) {
+      uint64_t k = len[runs + (len[i] & 0xffffffffu)], v = holder[k];
+      for (; k < n && holder[k] == v; k++) {
+        holder[k] = 0;
+        flag[k] &= (uint8_t)~C_BORROW;
+        sh->borrowed--;
+        sh->compacted++;
+      }
+    }
+    free(len);
+    /* the file table keeps only the lenders still used */
+    uint32_t keep = 0;
+    for (uint32_t j = 0; j < nvers; j++) {
+      bool used = false;
+      for (uint64_t k = 0; k < n && !used; k++) used = holder[k] == vers[j];
+      if (used) vers[keep++] = vers[j];
+    }
+    nvers = keep;
+  }
   sh->written = n - sh->borrowed;
   ps.phase = 2;
   sh->owned = 0;

@@ -326,7 +326,45 @@ static void test_adopt_shares(void) {
   close_store();
 }
 
+/* Scattered changes: past 64 runs of shared chunks the shortest runs are
+ * copied (a reader maps at most 65 pieces); snap_compact() forces a version
+ * that shares nothing, and the files it shared from can go. */
+static void test_compaction(void) {
+  open_store();
+  uint64_t v1 = publish(NULL, 0);
+  /* one cell in every 4th chunk: ~NCOLS*NROWS*8/64KiB/4 = 256 runs */
+  uint64_t per_chunk = (1u << SNAP__CHUNK_SHIFT_SMALL) / 8;
+  for (int c = 0; c < NCOLS; c++)
+    for (uint64_t r = 0; r < NROWS; r += 4 * per_chunk) g_cols[c][r] = -1.0;
+  uint64_t v2 = publish(NULL, 0);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(s), v2);
+  CU_ASSERT(snap_snapshot_mappings(s) <= 1 + SNAP__MAX_PIECES);
+  CU_ASSERT(snap_snapshot_mappings(s) > 1);
+  check_pinned(s);
+  snap_unpin(s);
+  /* forced: one piece, nothing borrowed */
+  CU_ASSERT_EQUAL(snap_store_set_keep(g_store, "d", 1, NULL), 0);
+  uint64_t v3;
+  struct snap_error err;
+  CU_ASSERT_EQUAL_FATAL(snap_compact(g_store, "d", &v3, &err), 0);
+  CU_ASSERT_EQUAL(v3, v2 + 1);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_mappings(s), 1);
+  check_pinned(s);
+  snap_unpin(s);
+  CU_ASSERT(held(v3) >= (int64_t)(NCOLS * COL_BYTES));
+  CU_ASSERT_EQUAL(snap_gc(g_store, "d", 0, NULL, NULL, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(held(v1), -1);
+  CU_ASSERT_EQUAL(held(v2), -1);
+  CU_ASSERT_EQUAL(snap_compact(g_store, "nosuch", NULL, &err), SNAP_ENOTFOUND);
+  close_store();
+}
+
 int main(void) {
+  /* the tests count 64 KiB chunks, whatever the test directory's mount */
+  setenv("LIBSNAP_CHUNK_SHIFT", "16", 1);
   static const tu_test tests[] = {
       {"one column replaced: the rest is shared", test_one_column_replaced},
       {"same data, and the current version handed back", test_same_data_and_identity},
@@ -336,6 +374,7 @@ int main(void) {
       {"rebuild keeps a lending version lending", test_rebuild_keeps_lending},
       {"a lender's file missing: clear error", test_lender_missing},
       {"an adopted detached segment shares too", test_adopt_shares},
+      {"compaction: bounded pieces, and forced", test_compaction},
       {NULL, NULL}};
   return tu_run("share", tests);
 }

@@ -227,6 +227,33 @@ class CliTest(StoreCase, unittest.TestCase):
         self.run_ctl("info", "prices@9", code=1)
         self.run_ctl("info", "nosuch", code=1)
 
+    def test_republish_shares_and_compact(self):
+        # a CSV republished with one value changed: the new version holds that
+        # chunk only; compact makes a version that shares nothing, and once
+        # retention lets them go the older files are reclaimed
+        self.run_ctl("init", "--keep", "1")
+        rows = "".join(f"{i},{i * 0.5},{i % 7}\n" for i in range(200000))
+        path = self.write("t.csv", "a,b,c\n" + rows)
+        self.run_ctl("publish", "t", path)
+        path = self.write("t.csv", "a,b,c\n" + rows.replace("\n5,2.5,5\n", "\n5,9.5,5\n"))
+        self.run_ctl("publish", "t", path)
+        v1, v2 = self.json("list", "--json")["datasets"][0]["versions"]
+        self.assertEqual((v1["state"], v2["state"]), ("lending", "current"))
+        self.assertLess(v2["bytes"], v1["bytes"] // 10)
+        self.assertGreater(v2["shared_bytes"], 0)
+        self.assertIn("lending", self.run_ctl("list").stdout)
+        p = self.run_ctl("compact", "t")
+        self.assertIn("t: version 3 holds all its data (compacted from 2)", p.stdout)
+        self.run_ctl("gc")
+        (v3,) = self.json("list", "--json")["datasets"][0]["versions"]
+        self.assertEqual((v3["version"], v3["shared_bytes"]), (3, 0))
+        self.assertEqual(self.run_ctl("verify", "t").returncode, 0)
+        out = subprocess.run([SNAPCTL, "--store", self.store, "export", "t", "--format",
+                              "csv"], capture_output=True, text=True).stdout
+        self.assertIn("\n5,9.5,5\n", out)
+        self.run_ctl("compact", "nosuch", code=1)
+        self.run_ctl("compact", code=2)
+
     def test_readers_see_each_version(self):
         self.run_ctl("init")
         sums = []

@@ -567,6 +567,19 @@ SNAP_API int snap_publish_commit(snap_publish *pub, uint64_t *version,
                                  struct snap_error *err);
 
 /**
+ * Compaction: publish the current version of @p dataset again as a version
+ * that holds all its data itself (format 2 shares nothing then), so that
+ * older files it borrowed from can go and readers map it in one piece. A
+ * publish compacts by itself past 64 runs of shared chunks (the shortest runs
+ * are copied) or 64 files shared from; this forces it.
+ * @param version if not NULL, receives the new version number (0 on failure).
+ * @return as snap_publish_commit(), plus SNAP_ENOTFOUND (no such dataset or no
+ *         version yet). Thread-safe.
+ */
+SNAP_API int snap_compact(snap_store *store, const char *dataset, uint64_t *version,
+                          struct snap_error *err);
+
+/**
  * Abandon the publish: the reserved number is skipped, nothing remains (a
  * first publish that created its dataset removes it again).
  * @param pub the publish, or NULL (no-op); freed.
