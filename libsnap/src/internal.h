@@ -159,6 +159,7 @@ enum {
   SNAP__H_NFILES = 420,
   SNAP__H_CHUNK_TABLE = 424,
   SNAP__H_NCHUNKS = 432,
+  SNAP__H_ROW_CAPACITY = 440,
 };
 
 struct snap__chunk {
@@ -187,6 +188,7 @@ struct snap__segment {
   /* format v2 (all zero for v1) */
   uint32_t format, chunk_shift, nfiles;
   uint64_t nchunks, chunk_table; /* the table's offset */
+  uint64_t capacity;             /* rows each block has room for (v1: nrows) */
   uint64_t *files;               /* nfiles versions, increasing */
   struct snap__chunk *chunks;    /* nchunks entries */
 };
@@ -199,10 +201,11 @@ struct snap__segment {
  * files (only they change it). */
 SNAP__INTERNAL extern unsigned snap__write_format;
 
-/* Total file size of the segment @p schema needs, and in @p head the bytes
- * from the start to the end of the largest manifest (v2: with every file). */
+/* Total file size of the segment @p schema needs with room for @p cap rows in
+ * each block (v2; less than nrows means nrows), and in @p head the bytes from
+ * the start to the end of the largest manifest (v2: with every file). */
 SNAP__INTERNAL int snap__segment_plan(const struct snap_schema *schema, unsigned shift,
-                                      uint64_t *total, uint64_t *head,
+                                      uint64_t cap, uint64_t *total, uint64_t *head,
                                       struct snap_error *err);
 /* The data the parser skips with SNAP__SEG_NO_DATA: string and dictionary
  * offsets, then category codes, read through @p seg's pointers. */
@@ -219,10 +222,11 @@ SNAP__INTERNAL uint64_t snap__chunk_hash(const void *p, uint64_t len);
 SNAP__INTERNAL void snap__table_hash(const uint8_t *table, uint64_t nchunks,
                                      uint64_t out[2]);
 /* Write header (unsealed) and manifest into a zeroed mapping of plan size
- * (@p shift: log2 of the chunk size, as planned; v2 only). */
+ * (@p shift: log2 of the chunk size, @p cap: rows each block has room for, as
+ * planned; v2 only). */
 SNAP__INTERNAL void snap__segment_write(uint8_t *base, uint64_t total,
                                         const struct snap_schema *schema, unsigned shift,
-                                        const char *dataset, uint64_t version,
+                                        uint64_t cap, const char *dataset, uint64_t version,
                                         const uint8_t store_id[16], uint64_t created_ns);
 /* Validate @p base / @p size and fill @p seg. @p what names the file in messages.
  * Expected name/version are checked when non-NULL/non-zero. */

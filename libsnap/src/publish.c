@@ -38,6 +38,10 @@ struct snap_publish {
   char what[SNAP_DATASET_NAME_MAX + 64]; /* "segments/<dataset>/<version>.seg" */
   uint64_t version, total, head;         /* head: the header and the largest manifest */
   unsigned shift;                        /* log2 of the chunk size (v2) */
+  uint64_t cap;                          /* rows the blocks have room for (0: nrows) */
+  snap_snapshot *append_base;            /* snap_publish_append(): the old rows */
+  struct snap__extent *parts;            /* snap_publish_copy_rows(), by offset */
+  size_t nparts, capparts;
   int dsfd, fd;
   char where[4096]; /* the store directory, or the detached publish's directory */
   uint8_t *base;
@@ -127,7 +131,7 @@ static int segment_create(snap_publish *p, const struct snap_schema *schema,
       (rc = posix_fallocate(p->fd, 0, (off_t)((p->head + 4095) & ~(uint64_t)4095))))
     return snap__errno(err, -rc, "%s/%s: allocating the manifest of version %llu",
                        p->where, p->what, (unsigned long long)p->version);
-  snap__segment_write(p->base, p->total, schema, p->shift, p->dataset, p->version,
+  snap__segment_write(p->base, p->total, schema, p->shift, p->cap, p->dataset, p->version,
                       store_id, snap__now_ns());
   if (snap__segment_parse(p->base, p->total, SNAP__SEG_NO_HASH | SNAP__SEG_NO_DATA,
                           p->what, p->dataset, p->version, &p->seg, err))
@@ -141,15 +145,39 @@ static int segment_create(snap_publish *p, const struct snap_schema *schema,
   return 0;
 }
 
-int snap_publish_begin(snap_store *s, const char *dataset,
-                       const struct snap_schema *schema, snap_publish **out,
-                       struct snap_error *err) {
+/* Rows the current version of @p dataset has room for, if its blocks are laid
+ * out as @p schema's would be (same fixed-width columns in the same order):
+ * keeping that room keeps the layout, so that its chunks can be shared. */
+static uint64_t room_of_current(snap_store *s, const char *dataset,
+                                const struct snap_schema *schema) {
+  snap_snapshot *cur;
+  if (snap_pin(s, dataset, &cur, NULL)) return 0;
+  const struct snap__segment *b = snap__snapshot_seg(cur);
+  uint64_t room =
+      b->format == SNAP__FORMAT_V2 && b->ncols == schema->ncols ? b->capacity : 0;
+  for (uint32_t i = 0; room && i < b->ncols; i++) {
+    const struct snap_column *c = &b->cols[i];
+    const struct snap_field *f = &schema->fields[i];
+    const char *tz =
+        snap__is_timestamp(f->type) && f->timezone && f->timezone[0] ? f->timezone : NULL;
+    if (c->type != f->type || c->flags != (f->flags & SNAP_NULLABLE) ||
+        (c->timezone == NULL) != (tz == NULL) || (tz && strcmp(tz, c->timezone)))
+      room = 0;
+  }
+  snap_unpin(cur);
+  return room;
+}
+
+/* snap_publish_begin() with a row capacity for the blocks (0: nrows). */
+static int publish_begin(snap_store *s, const char *dataset,
+                         const struct snap_schema *schema, uint64_t cap,
+                         snap_publish **out, struct snap_error *err) {
   *out = NULL;
   int rc = snap__dataset_name_check(dataset, err);
   if (rc) return rc;
   uint64_t total, head;
   unsigned shift = snap__chunk_shift_for(s->dirfd);
-  if ((rc = snap__segment_plan(schema, shift, &total, &head, err))) return rc;
+  if ((rc = snap__segment_plan(schema, shift, cap, &total, &head, err))) return rc;
   if ((rc = snap__store_writable(s, err)) || (rc = name_creatable(s, dataset, err)))
     return rc;
   snap_publish *p = calloc(1, sizeof *p);
@@ -159,6 +187,7 @@ int snap_publish_begin(snap_store *s, const char *dataset,
   p->total = total;
   p->head = head;
   p->shift = shift;
+  p->cap = cap;
   strcpy(p->dataset, dataset);
   snprintf(p->where, sizeof p->where, "%s", s->path);
   /* The directory's shared lock before the number: see layout.c "dataset directory". */
@@ -177,6 +206,91 @@ fail:
   if (p->version) snap__first_publish_undo(s, p->dsfd, dataset);
   if (p->dsfd >= 0) close(p->dsfd);
   free(p);
+  return rc;
+}
+
+int snap_publish_begin(snap_store *s, const char *dataset,
+                       const struct snap_schema *schema, snap_publish **out,
+                       struct snap_error *err) {
+  return snap_publish_begin_ex(s, dataset, schema, 0, out, err);
+}
+
+int snap_publish_begin_ex(snap_store *s, const char *dataset,
+                          const struct snap_schema *schema, unsigned flags,
+                          snap_publish **out, struct snap_error *err) {
+  *out = NULL;
+  if (flags & ~(SNAP_PUBLISH_FULL | SNAP_PUBLISH_KEEP_ROOM))
+    return snap__err(err, SNAP_EINVAL, "snap_publish_begin_ex: flags 0x%x unknown",
+                     flags);
+  uint64_t cap = 0;
+  if ((flags & SNAP_PUBLISH_KEEP_ROOM) && schema &&
+      snap__write_format == SNAP__FORMAT_V2 && !snap__dataset_name_check(dataset, NULL))
+    cap = room_of_current(s, dataset, schema);
+  int rc = publish_begin(s, dataset, schema, cap, out, err);
+  if (!rc) (*out)->flags = flags & SNAP_PUBLISH_FULL;
+  return rc;
+}
+
+int snap_publish_append(snap_store *s, const char *dataset, uint64_t nrows,
+                        const void *metadata, size_t metadata_len, snap_publish **out,
+                        struct snap_error *err) {
+  *out = NULL;
+  snap_snapshot *cur;
+  int rc = snap__dataset_name_check(dataset, err);
+  if (rc || (rc = snap__store_writable(s, err)) || (rc = snap_pin(s, dataset, &cur, err)))
+    return rc;
+  const struct snap__segment *b = snap__snapshot_seg(cur);
+  struct snap_field *f = calloc(b->ncols ? b->ncols : 1, sizeof *f);
+  if (!f) {
+    snap_unpin(cur);
+    return snap__errno(err, -ENOMEM, "append to \"%s\"", dataset);
+  }
+  for (uint32_t i = 0; i < b->ncols && !rc; i++) {
+    const struct snap_column *c = &b->cols[i];
+    if (!snap_type_size(c->type) || (c->flags & SNAP_NULLABLE))
+      rc = snap__err(err, SNAP_EINVAL,
+                     "append to \"%s\": column %u \"%.64s\" is %s%s; appends take "
+                     "tables of non-nullable fixed-width columns (publish the whole "
+                     "table instead)",
+                     dataset, i, c->name, c->flags & SNAP_NULLABLE ? "nullable " : "",
+                     snap_type_name(c->type));
+    f[i] = (struct snap_field){
+        .name = c->name, .type = c->type, .flags = c->flags, .timezone = c->timezone};
+  }
+  uint64_t total_rows;
+  if (!rc && __builtin_add_overflow(b->nrows, nrows, &total_rows))
+    rc = snap__err(err, SNAP_EINVAL, "append to \"%s\": %llu rows is too many", dataset,
+                   (unsigned long long)nrows);
+  if (!rc && metadata_len && !metadata)
+    rc = snap__err(err, SNAP_EINVAL, "append: metadata is NULL with length %zu",
+                   metadata_len);
+  if (!rc) {
+    /* room for the new rows: the current layout when it has it (the old rows
+     * are then shared whole), else double it (amortised, like a vector) */
+    uint64_t cap = b->format == SNAP__FORMAT_V2 ? b->capacity : b->nrows;
+    if (cap < total_rows) cap = total_rows > cap * 2 ? total_rows : cap * 2;
+    struct snap_schema schema = {total_rows, b->ncols, f,
+                                 metadata ? metadata : b->metadata,
+                                 metadata ? metadata_len : b->metadata_len};
+    rc = publish_begin(s, dataset, &schema, cap, out, err);
+  }
+  if (!rc) {
+    /* the old rows come from the current version's own view: shared unread
+     * when the layout is kept */
+    snap_publish *p = *out;
+    for (uint32_t i = 0; i < b->ncols && !rc; i++)
+      if (b->nrows)
+        rc = snap_publish_copy_rows(p, i, 0, b->nrows, b->cols[i].values, err);
+    if (rc) {
+      snap_publish_abort(p);
+      *out = NULL;
+    } else {
+      p->append_base = cur;
+      cur = NULL;
+    }
+  }
+  free(f);
+  snap_unpin(cur);
   return rc;
 }
 
@@ -277,6 +391,57 @@ int snap_publish_copy(snap_publish *p, uint32_t col, enum snap_buffer buffer,
   return 0;
 }
 
+int snap_publish_copy_rows(snap_publish *p, uint32_t col, uint64_t first_row,
+                           uint64_t nrows, const void *src, struct snap_error *err) {
+  const struct snap_column *c = snap_publish_column(p, col);
+  if (!p || !p->base)
+    return snap__err(err, SNAP_EINVAL, "snap_publish_copy_rows: no publish in progress");
+  if (!c)
+    return snap__err(err, SNAP_EINVAL, "%s: column %u out of range (%u columns)", p->what,
+                     col, p->seg.ncols);
+  size_t sz = snap_type_size(c->type);
+  if (!sz || (c->flags & SNAP_NULLABLE))
+    return snap__err(err, SNAP_EINVAL,
+                     "%s: column %u \"%.64s\": rows can be given for non-nullable "
+                     "fixed-width columns only",
+                     p->what, col, c->name);
+  if (first_row > p->seg.nrows || nrows > p->seg.nrows - first_row || (nrows && !src))
+    return snap__err(err, SNAP_EINVAL,
+                     "%s: column %u \"%.64s\": rows %llu + %llu of %llu, source %p",
+                     p->what, col, c->name, (unsigned long long)first_row,
+                     (unsigned long long)nrows, (unsigned long long)p->seg.nrows, src);
+  if (!nrows) return 0;
+  size_t k = (size_t)col * SNAP__NBUF + SNAP__BUF_VALUES;
+  if (p->bufstate[k] == BUF_SOURCE)
+    return snap__err(err, SNAP_EINVAL, "%s: column %u: whole values given already",
+                     p->what, col);
+  uint64_t off = (uint64_t)((const uint8_t *)c->values - p->base) + first_row * sz;
+  struct snap__extent e = {off, nrows * sz, src};
+  size_t at = p->nparts;
+  while (at > 0 && p->parts[at - 1].off > off) at--;
+  if ((at > 0 && p->parts[at - 1].off + p->parts[at - 1].len > off) ||
+      (at < p->nparts && off + e.len > p->parts[at].off))
+    return snap__err(err, SNAP_EINVAL, "%s: column %u: rows %llu + %llu given twice",
+                     p->what, col, (unsigned long long)first_row,
+                     (unsigned long long)nrows);
+  if (p->nparts == p->capparts) {
+    size_t cap = p->capparts ? 2 * p->capparts : 16;
+    void *np = realloc(p->parts, cap * sizeof *p->parts);
+    if (!np) return snap__errno(err, -ENOMEM, "%s", p->what);
+    p->parts = np;
+    p->capparts = cap;
+  }
+  memmove(p->parts + at + 1, p->parts + at, (p->nparts - at) * sizeof *p->parts);
+  p->parts[at] = e;
+  p->nparts++;
+  if (p->seg.format != SNAP__FORMAT_V2) { /* v1: copy now */
+    int rc = alloc_range(p, p->base + off, e.len, err);
+    if (rc) return rc;
+    memcpy(p->base + off, src, e.len);
+  }
+  return 0;
+}
+
 int snap_publish_set_flags(snap_publish *p, unsigned flags, struct snap_error *err) {
   if (!p || !p->base)
     return snap__err(err, SNAP_EINVAL, "snap_publish_set_flags: no publish in progress");
@@ -288,6 +453,8 @@ int snap_publish_set_flags(snap_publish *p, unsigned flags, struct snap_error *e
 }
 
 static void publish_free(snap_publish *p) {
+  snap_unpin(p->append_base);
+  free(p->parts);
   free(p->bufstate);
   free(p->bufsrc);
   snap__segment_free(&p->seg);
@@ -397,7 +564,8 @@ static int cmp_extent(const void *a, const void *b) {
 /* v2: every buffer as an extent, with where its bytes are now; then the
  * chunk pass (share.c) against @p base. */
 static int chunks(snap_publish *p, const snap_snapshot *base, struct snap_error *err) {
-  size_t n = 0, cap = (size_t)(p->seg.ncols ? p->seg.ncols : 1) * SNAP__NBUF;
+  size_t n = 0,
+         cap = (size_t)(p->seg.ncols ? p->seg.ncols : 1) * SNAP__NBUF + 2 * p->nparts + 1;
   struct snap__extent *ext = malloc(cap * sizeof *ext);
   if (!ext) return snap__errno(err, -ENOMEM, "%s/%s", p->where, p->what);
   for (uint32_t i = 0; i < p->seg.ncols; i++) {
@@ -408,10 +576,22 @@ static int chunks(snap_publish *p, const snap_snapshot *base, struct snap_error 
     for (int k = 0; k < SNAP__NBUF; k++) {
       if (!ptr[k] || !len[k]) continue;
       size_t b = (size_t)i * SNAP__NBUF + k;
-      ext[n++] = (struct snap__extent){
-          .off = (uint64_t)((const uint8_t *)ptr[k] - p->base),
-          .len = len[k],
-          .src = p->bufstate[b] == BUF_SOURCE ? p->bufsrc[b] : ptr[k]};
+      uint64_t off = (uint64_t)((const uint8_t *)ptr[k] - p->base), end = off + len[k];
+      if (p->bufstate[b] == BUF_SOURCE) {
+        ext[n++] = (struct snap__extent){off, len[k], p->bufsrc[b]};
+        continue;
+      }
+      /* rows given by snap_publish_copy_rows(), the rest from the file */
+      uint64_t cur = off;
+      for (size_t j = 0; j < p->nparts; j++) {
+        const struct snap__extent *e = &p->parts[j];
+        if (e->off < off || e->off >= end) continue;
+        if (e->off > cur)
+          ext[n++] = (struct snap__extent){cur, e->off - cur, p->base + cur};
+        ext[n++] = *e;
+        cur = e->off + e->len;
+      }
+      if (cur < end) ext[n++] = (struct snap__extent){cur, end - cur, p->base + cur};
     }
   }
   qsort(ext, n, sizeof *ext, cmp_extent);
@@ -527,7 +707,7 @@ int snap_publish_begin_detached(const char *dir, const char *dataset,
   if (dfd < 0) return snap__errno(err, -errno, "%s", dir);
   uint64_t total, head;
   unsigned shift = snap__chunk_shift_for(dfd);
-  if ((rc = snap__segment_plan(schema, shift, &total, &head, err))) {
+  if ((rc = snap__segment_plan(schema, shift, 0, &total, &head, err))) {
     close(dfd);
     return rc;
   }

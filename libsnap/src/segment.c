@@ -175,6 +175,7 @@ struct layout {
   struct bufref *blk; /* per block */
   uint64_t manifest_size, data_offset, total, metadata_offset;
   uint64_t chunk_table, nchunks; /* v2 */
+  uint64_t capacity;             /* v2: rows a block has room for (>= nrows) */
 };
 
 unsigned snap__write_format = SNAP__FORMAT_V2;
@@ -258,10 +259,12 @@ static int schema_check(const struct snap_schema *s, struct snap_error *err) {
 }
 
 static int layout_make(const struct snap_schema *s, unsigned fmt, unsigned shift,
-                       struct layout *l, struct snap_error *err) {
+                       uint64_t cap, struct layout *l, struct snap_error *err) {
   memset(l, 0, sizeof *l);
   int rc = schema_check(s, err);
   if (rc) return rc;
+  if (fmt == SNAP__FORMAT_V1 || cap < s->nrows) cap = s->nrows;
+  l->capacity = cap;
   uint32_t n = s->ncols;
   size_t cn = n ? n : 1;
   l->col_block = calloc(cn, sizeof *l->col_block);
@@ -301,7 +304,7 @@ static int layout_make(const struct snap_schema *s, unsigned fmt, unsigned shift
   bool ok = true;
   for (uint32_t b = 0; ok && b < l->nblocks; b++) {
     size_t sz = snap_type_size(s->fields[l->blk_first[b]].type);
-    ok = mul_ok(s->nrows, sz, &len) && mul_ok(len, l->blk_ncols[b], &len) &&
+    ok = mul_ok(cap, sz, &len) && mul_ok(len, l->blk_ncols[b], &len) &&
          reserve(&end, len, &l->blk[b]);
   }
   uint64_t bitmap = s->nrows / 8 + (s->nrows % 8 != 0);
@@ -310,7 +313,9 @@ static int layout_make(const struct snap_schema *s, unsigned fmt, unsigned shift
     struct bufref *r = &l->bufs[(size_t)i * SNAP__NBUF];
     if (l->col_block[i] != SNAP_NO_BLOCK) {
       uint64_t row = s->nrows * snap_type_size(f->type); /* no overflow: block fit */
-      r[SNAP__BUF_VALUES].offset = l->blk[l->col_block[i]].offset + row * l->col_pos[i];
+      uint64_t stride = cap * snap_type_size(f->type);
+      r[SNAP__BUF_VALUES].offset =
+          l->blk[l->col_block[i]].offset + stride * l->col_pos[i];
       r[SNAP__BUF_VALUES].length = row;
       if (!row) r[SNAP__BUF_VALUES].offset = 0;
     } else if (f->type == SNAP_STRING) {
@@ -356,10 +361,10 @@ static int layout_make(const struct snap_schema *s, unsigned fmt, unsigned shift
   return 0;
 }
 
-int snap__segment_plan(const struct snap_schema *schema, unsigned shift, uint64_t *total,
-                       uint64_t *head, struct snap_error *err) {
+int snap__segment_plan(const struct snap_schema *schema, unsigned shift, uint64_t cap,
+                       uint64_t *total, uint64_t *head, struct snap_error *err) {
   struct layout l;
-  int rc = layout_make(schema, snap__write_format, shift, &l, err);
+  int rc = layout_make(schema, snap__write_format, shift, cap, &l, err);
   if (rc) return rc;
   *total = l.total;
   *head = l.chunk_table
@@ -377,11 +382,12 @@ static void put_ref(uint8_t *p, const struct bufref *r) {
 }
 
 void snap__segment_write(uint8_t *base, uint64_t total, const struct snap_schema *s,
-                         unsigned shift, const char *dataset, uint64_t version,
-                         const uint8_t store_id[16], uint64_t created_ns) {
+                         unsigned shift, uint64_t cap, const char *dataset,
+                         uint64_t version, const uint8_t store_id[16],
+                         uint64_t created_ns) {
   struct layout l;
   unsigned fmt = snap__write_format;
-  if (layout_make(s, fmt, shift, &l, NULL)) abort(); /* planned before: cannot fail now */
+  if (layout_make(s, fmt, shift, cap, &l, NULL)) abort(); /* planned: cannot fail now */
   if (l.total != total) abort();
   memcpy(base + SNAP__H_MAGIC, SNAP__MAGIC, 8);
   put32(base + SNAP__H_FORMAT, fmt);
@@ -390,6 +396,7 @@ void snap__segment_write(uint8_t *base, uint64_t total, const struct snap_schema
     put32(base + SNAP__H_NFILES, 0);
     put64(base + SNAP__H_CHUNK_TABLE, l.chunk_table);
     put64(base + SNAP__H_NCHUNKS, l.nchunks);
+    put64(base + SNAP__H_ROW_CAPACITY, l.capacity);
   }
   put32(base + SNAP__H_HEADER_SIZE, SNAP__HEADER_SIZE);
   put64(base + SNAP__H_FLAGS, 0);
@@ -596,10 +603,15 @@ static int chunk_geometry(const uint8_t *base, struct snap__segment *seg, uint64
                      "manifest at %llu",
                      what, (unsigned long long)table, (unsigned long long)nchunks, nfiles,
                      (unsigned long long)mend);
+  uint64_t cap = snap__get64(base + SNAP__H_ROW_CAPACITY);
+  if (cap < seg->nrows || cap > (UINT64_MAX >> 4))
+    return snap__err(err, SNAP_ECORRUPT, "%s: row_capacity = %llu, below nrows %llu",
+                     what, (unsigned long long)cap, (unsigned long long)seg->nrows);
   seg->chunk_shift = shift;
   seg->nfiles = nfiles;
   seg->nchunks = nchunks;
   seg->chunk_table = table;
+  seg->capacity = cap;
   return 0;
 }
 
@@ -726,6 +738,7 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     return rc;
   /* v2: the column entries and the blob end where the chunk table starts */
   if (fmt == SNAP__FORMAT_V2) mend = seg->chunk_table;
+  if (fmt == SNAP__FORMAT_V1) seg->capacity = seg->nrows;
   if (meta_len &&
       (meta_off < SNAP__HEADER_SIZE || meta_off > mend || meta_len > mend - meta_off))
     return snap__err(err, SNAP_ECORRUPT,
@@ -778,9 +791,9 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     }
     if (ncols == 0 || ncols > seg->ncols - assigned)
       CORRUPT("%s: block %u: ncols = %u", what, b, ncols);
-    if (!mul_ok(seg->nrows, sz, &want) || !mul_ok(want, ncols, &want) || len != want)
+    if (!mul_ok(seg->capacity, sz, &want) || !mul_ok(want, ncols, &want) || len != want)
       CORRUPT("%s: block %u: length = %llu, expected %u x %llu rows x %zu", what, b,
-              (unsigned long long)len, ncols, (unsigned long long)seg->nrows, sz);
+              (unsigned long long)len, ncols, (unsigned long long)seg->capacity, sz);
     if (len &&
         (off < seg->data_offset || off > size || len > size - off || off % SNAP__ALIGN))
       CORRUPT("%s: block %u: offset = %llu length %llu outside data or misaligned", what,
@@ -791,6 +804,7 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
     blk->columns = seg->block_cols + assigned;
     blk->data = len ? base + off : NULL;
     blk->data_bytes = len;
+    blk->column_stride = seg->capacity * sz; /* the length check bounds it */
     boff[b] = off;
     assigned += ncols;
   }
@@ -868,12 +882,13 @@ int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,
                 c->name, block);
       ((uint32_t *)seg->blocks[block].columns)[bcount[block]++] = i;
       uint64_t row = seg->nrows * sz; /* the block length check bounds this */
+      uint64_t stride = seg->capacity * sz;
       REF(SNAP__BUF_VALUES, row, 1, "values");
-      if (row && snap__get64(refs + 8) != boff[block] + row * pos)
+      if (row && snap__get64(refs + 8) != boff[block] + stride * pos)
         CORRUPT(
             "%s: column %u \"%.64s\": values offset = %llu, expected %llu in block %u",
             what, i, c->name, (unsigned long long)snap__get64(refs + 8),
-            (unsigned long long)(boff[block] + row * pos), block);
+            (unsigned long long)(boff[block] + stride * pos), block);
       c->values = PTR(SNAP__BUF_VALUES);
       c->values_bytes = row;
       REF(SNAP__BUF_OFFSETS, 0, 1, "offsets");

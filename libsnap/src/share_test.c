@@ -362,6 +362,84 @@ static void test_compaction(void) {
   close_store();
 }
 
+/* Appends: the first doubles the room (one full copy), the next ones cost
+ * their rows; every version reads back whole, the old one undisturbed. */
+static void append_rows(uint64_t add, uint64_t *v) {
+  snap_publish *p;
+  struct snap_error err;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_append(g_store, "d", add, NULL, 0, &p, &err), 0);
+  uint64_t old = snap_publish_nrows(p) - add;
+  /* the sources are read at commit: one buffer per column */
+  double *rows = malloc(NCOLS * add * sizeof *rows);
+  for (uint32_t c = 0; c < NCOLS; c++) {
+    for (uint64_t r = 0; r < add; r++) rows[c * add + r] = tu_cell(77, old + r, c);
+    CU_ASSERT_EQUAL(snap_publish_copy_rows(p, c, old, add, rows + c * add, &err), 0);
+  }
+  int rc = snap_publish_commit(p, v, &err);
+  if (rc) printf("\nappend: %s\n", err.message);
+  CU_ASSERT_EQUAL_FATAL(rc, 0);
+  free(rows);
+}
+
+static bool check_rows(snap_snapshot *s, uint64_t nrows) {
+  bool ok = snap_snapshot_nrows(s) == nrows;
+  const struct snap_block *b = snap_snapshot_block(s, 0);
+  for (uint32_t c = 0; ok && c < NCOLS; c++) {
+    const double *v = snap_snapshot_column(s, c)->values;
+    ok = (const uint8_t *)v == (const uint8_t *)b->data + c * b->column_stride;
+    for (uint64_t r = 0; ok && r < nrows; r++) {
+      ok = v[r] == (r < NROWS ? g_cols[c][r] : tu_cell(77, r, c));
+      if (!ok)
+        printf("\nversion %llu column %u row %llu: %.17g, expected %.17g\n",
+               (unsigned long long)snap_snapshot_version(s), c, (unsigned long long)r,
+               v[r], r < NROWS ? g_cols[c][r] : tu_cell(77, r, c));
+    }
+  }
+  return ok && snap_snapshot_verify(s, NULL) == 0;
+}
+
+static void test_appends(void) {
+  open_store();
+  uint64_t v1 = publish(NULL, 0), v2, v3, v4;
+  snap_snapshot *old, *s0;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &old, NULL), 0);
+  uint64_t add = NROWS / 100;
+  append_rows(add, &v2); /* no room yet: doubles it, a full copy */
+  CU_ASSERT(held(v2) >= (int64_t)((NCOLS - 1) * COL_BYTES));
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s0, NULL), 0);
+  CU_ASSERT(check_rows(s0, NROWS + add));
+  snap_unpin(s0);
+  append_rows(add, &v3); /* room: the old rows are shared */
+  append_rows(add, &v4);
+  /* per column: the new rows and the chunk they start in */
+  int64_t per = (int64_t)(NCOLS * (add * 8 + 2 * (1u << SNAP__CHUNK_SHIFT_SMALL)));
+  CU_ASSERT(held(v3) <= per + (int64_t)MIB);
+  CU_ASSERT(held(v4) <= per + (int64_t)MIB);
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(s), v4);
+  CU_ASSERT(snap_snapshot_block(s, 0)->column_stride >= (NROWS + 3 * add) * 8);
+  CU_ASSERT(check_rows(s, NROWS + 3 * add));
+  snap_unpin(s);
+  /* the version pinned before the appends is unchanged */
+  CU_ASSERT_EQUAL(snap_snapshot_version(old), v1);
+  CU_ASSERT(check_rows(old, NROWS));
+  snap_unpin(old);
+  CU_ASSERT_EQUAL_FATAL(snap_pin_version(g_store, "d", v3, &s, NULL), 0);
+  CU_ASSERT(check_rows(s, NROWS + 2 * add));
+  snap_unpin(s);
+  /* a table with a string column is refused, naming it */
+  struct snap_field f = {.name = "s", .type = SNAP_STRING};
+  struct snap_schema schema = {0, 1, &f, NULL, 0};
+  snap_publish *p;
+  struct snap_error err;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "str", &schema, &p, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_publish_commit(p, NULL, NULL), 0);
+  CU_ASSERT_EQUAL(snap_publish_append(g_store, "str", 5, NULL, 0, &p, &err), SNAP_EINVAL);
+  CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "\"s\""));
+  close_store();
+}
+
 int main(void) {
   /* the tests count 64 KiB chunks, whatever the test directory's mount */
   setenv("LIBSNAP_CHUNK_SHIFT", "16", 1);
@@ -375,6 +453,7 @@ int main(void) {
       {"a lender's file missing: clear error", test_lender_missing},
       {"an adopted detached segment shares too", test_adopt_shares},
       {"compaction: bounded pieces, and forced", test_compaction},
+      {"appends cost their rows; old versions undisturbed", test_appends},
       {NULL, NULL}};
   return tu_run("share", tests);
 }

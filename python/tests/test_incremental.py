@@ -148,3 +148,40 @@ def test_retired_version_keeps_only_what_is_shared(store, store_path):
     store.publish("k", frame(seed=9))
     assert {v.version for v in store.versions("k")} == {v2 + 1}
     assert not os.path.exists(os.path.join(store_path, "segments", "k", f"{v1}.seg"))
+
+
+def test_append_costs_its_rows(store, store_path):
+    df = frame()
+    store.publish("a", df)
+    add = pd.DataFrame(np.random.default_rng(3).random((ROWS // 100, 8)), columns=df.columns)
+    v2 = store.append("a", add)  # no room yet: the room doubles (a full copy)
+    v3 = store.append("a", add)  # room: the old rows are shared unread
+    assert v3 == v2 + 1
+    assert held(store_path, "a", v3) <= 8 * (len(add) * 8 + 2 * CHUNK) + 64 * 1024
+    want = pd.concat([df, add, add], ignore_index=True)
+    got = store.read("a")
+    pd.testing.assert_frame_equal(got, want)
+    assert got.index.equals(pd.RangeIndex(len(want)))
+    with store.pin("a") as s:
+        s.verify()
+    # the old versions read as they were
+    with store.pin("a", v2) as s:
+        pd.testing.assert_frame_equal(s.to_pandas(), pd.concat([df, add], ignore_index=True))
+    # a whole republish of the same table keeps the room and shares everything
+    v4 = store.publish("a", want)
+    assert held(store_path, "a", v4) < 64 * 1024
+    pd.testing.assert_frame_equal(store.read("a"), want)
+
+
+def test_append_other_tables_publish_the_concatenation(store):
+    base = pd.DataFrame({"x": np.arange(5, dtype=np.int64), "s": list("abcde")})
+    store.publish("s", base)
+    add = pd.DataFrame({"x": np.array([9], dtype=np.int64), "s": ["z"]})
+    store.append("s", add)
+    got = store.read("s")
+    assert got["x"].tolist() == [0, 1, 2, 3, 4, 9]
+    assert got["s"].tolist() == list("abcdez")
+    # a dtype that does not match the table is not appended in place either
+    store.publish("f", pd.DataFrame({"x": np.arange(3, dtype=np.float64)}))
+    store.append("f", pd.DataFrame({"x": np.array([7], dtype=np.int64)}))
+    assert store.read("f")["x"].tolist() == [0.0, 1.0, 2.0, 7.0]

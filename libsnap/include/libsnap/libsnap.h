@@ -293,7 +293,11 @@ struct snap_block {
   uint32_t ncols;          /**< >= 1 */
   const uint32_t *columns; /**< ncols column indices, in block-row order */
   const void *data;        /**< the matrix; NULL when data_bytes is 0 */
-  uint64_t data_bytes;     /**< ncols * nrows * snap_type_size(type) */
+  uint64_t data_bytes;     /**< ncols * column_stride */
+  /** bytes from one column's first value to the next column's: nrows *
+   * snap_type_size(type), or more when the block has room for appended rows
+   * (format 2); column i's values start at data + i * column_stride */
+  uint64_t column_stride;
 };
 
 /**
@@ -537,9 +541,56 @@ enum snap_buffer {
 SNAP_API int snap_publish_copy(snap_publish *pub, uint32_t col, enum snap_buffer buffer,
                                const void *src, struct snap_error *err);
 
-/** snap_publish_set_flags(): write every chunk, share none with the current
- * version (no comparison at commit). */
+/**
+ * Give rows [@p first_row, @p first_row + @p nrows) of the values of
+ * non-nullable fixed-width column @p col from the caller's memory (read at
+ * commit, like snap_publish_copy()); the rows not given come from what was
+ * written in place (zero otherwise). Ranges may not overlap.
+ * @return 0, or SNAP_EINVAL (not such a column, rows out of range or given
+ *         twice, NULL @p src, the whole values given already).
+ */
+SNAP_API int snap_publish_copy_rows(snap_publish *pub, uint32_t col, uint64_t first_row,
+                                    uint64_t nrows, const void *src,
+                                    struct snap_error *err);
+
+/** Write every chunk, share none with the current version (no comparison at
+ * commit): snap_publish_set_flags(), snap_publish_begin_ex(). */
 #define SNAP_PUBLISH_FULL 0x1u
+/** snap_publish_begin_ex(): if the current version's blocks have room for more
+ * rows than this table (after snap_publish_append()) and the same layout, keep
+ * that room, so that its chunks can be shared. A block matrix is then strided
+ * (struct snap_block column_stride): do not fill it through
+ * snap_publish_block() as one contiguous (ncols, nrows) array. */
+#define SNAP_PUBLISH_KEEP_ROOM 0x2u
+
+/**
+ * snap_publish_begin() with SNAP_PUBLISH_* @p flags.
+ * @return as snap_publish_begin(), or SNAP_EINVAL for an unknown flag.
+ */
+SNAP_API int snap_publish_begin_ex(snap_store *store, const char *dataset,
+                                   const struct snap_schema *schema, unsigned flags,
+                                   snap_publish **out, struct snap_error *err);
+
+/**
+ * Begin a version of @p dataset that is its current version plus @p nrows
+ * rows at the end: the caller gives the new rows of every column with
+ * snap_publish_copy_rows(pub, col, old_nrows, nrows, src) (old_nrows:
+ * snap_publish_nrows(pub) - @p nrows), then commits. The blocks of a version
+ * have room for more rows than they hold (format 2): when the current version
+ * has room for the new rows, the old rows are shared with it unread, and the
+ * append costs memory and time in proportion to the new rows only; otherwise
+ * the room doubles (one full copy, amortised). Readers of the old version are
+ * not disturbed.
+ * @param nrows        rows to append (0 republishes the current version).
+ * @param metadata     the new version's metadata blob (e.g. an index that
+ *                     grew), or NULL to keep the current one's.
+ * @return as snap_publish_begin(), plus SNAP_ENOTFOUND (no current version)
+ *         and SNAP_EINVAL (a string, category or nullable column: publish the
+ *         whole table instead; the message names the column).
+ */
+SNAP_API int snap_publish_append(snap_store *store, const char *dataset, uint64_t nrows,
+                                 const void *metadata, size_t metadata_len,
+                                 snap_publish **out, struct snap_error *err);
 
 /**
  * Set SNAP_PUBLISH_* flags of a publish in progress (0 restores the default:

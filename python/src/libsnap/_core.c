@@ -614,6 +614,45 @@ static PyObject *publish_copy(PyObject *self, PyObject *args) {
   Py_RETURN_NONE;
 }
 
+/* copy_rows(column, first_row, array): rows of a fixed-width column's values,
+ * read at commit (snap_publish_copy_rows); the array is held until then. */
+static PyObject *publish_copy_rows(PyObject *self, PyObject *args) {
+  PublishObject *p = (PublishObject *)self;
+  unsigned int idx;
+  unsigned long long first;
+  PyObject *obj;
+  if (!PyArg_ParseTuple(args, "IKO", &idx, &first, &obj)) return NULL;
+  if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
+  const struct snap_column *c = snap_publish_column(p->pub, idx);
+  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
+  size_t sz = snap_type_size(c->type);
+  if (!sz) return PyErr_Format(PyExc_ValueError, "column %u is not fixed-width", idx);
+  if (p->nsources == p->capsources) {
+    size_t cap = p->capsources ? 2 * p->capsources : 16;
+    Py_buffer *nb = PyMem_Realloc(p->sources, cap * sizeof *nb);
+    if (!nb) return PyErr_NoMemory();
+    p->sources = nb;
+    p->capsources = cap;
+  }
+  Py_buffer *v = &p->sources[p->nsources];
+  if (PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS)) return NULL;
+  if (v->len % (Py_ssize_t)sz) {
+    PyBuffer_Release(v);
+    return PyErr_Format(PyExc_ValueError,
+                        "column %u: %zd bytes is not whole values of %zu", idx, v->len,
+                        sz);
+  }
+  struct snap_error err = {0};
+  int rc = snap_publish_copy_rows(p->pub, idx, first, (uint64_t)v->len / sz,
+                                  v->len ? v->buf : NULL, &err);
+  if (rc) {
+    PyBuffer_Release(v);
+    return raise_status(rc, &err);
+  }
+  p->nsources++;
+  Py_RETURN_NONE;
+}
+
 /* full(): share nothing with the current version (SNAP_PUBLISH_FULL). */
 static PyObject *publish_full(PyObject *self, PyObject *unused) {
   (void)unused;
@@ -674,10 +713,10 @@ static PyObject *publish_abort(PyObject *self, PyObject *unused) {
 }
 
 static PyObject *publish_version(PyObject *self, void *closure) {
-  (void)closure;
   PublishObject *p = (PublishObject *)self;
   if (!p->pub) Py_RETURN_NONE;
-  return PyLong_FromUnsignedLongLong(snap_publish_version(p->pub));
+  return PyLong_FromUnsignedLongLong(closure ? snap_publish_nrows(p->pub)
+                                             : snap_publish_version(p->pub));
 }
 
 static PyMethodDef publish_methods[] = {
@@ -685,6 +724,8 @@ static PyMethodDef publish_methods[] = {
     {"copy", publish_copy, METH_VARARGS,
      "copy(kind, column, array): the buffer's bytes, read at commit."},
     {"full", publish_full, METH_NOARGS, "Share nothing with the current version."},
+    {"copy_rows", publish_copy_rows, METH_VARARGS,
+     "copy_rows(column, first_row, array): rows of a fixed-width column."},
     {"column", publish_column, METH_VARARGS,
      "column(i) -> (type, code_type, block, pos)"},
     {"commit", publish_commit, METH_NOARGS,
@@ -693,6 +734,7 @@ static PyMethodDef publish_methods[] = {
     {NULL}};
 
 static PyGetSetDef publish_getset[] = {{"version", publish_version, NULL, NULL, NULL},
+                                       {"nrows", publish_version, NULL, NULL, (void *)1},
                                        {NULL}};
 
 static PyTypeObject PublishType = {
@@ -843,7 +885,10 @@ static PyObject *store_begin(PyObject *self, PyObject *args) {
   struct snap_error err = {0};
   int rc;
   Py_BEGIN_ALLOW_THREADS
-  rc = snap_publish_begin(s->store, dataset, &schema, &pub, &err);
+  /* keep the room a current version has for appended rows: its chunks stay
+   * shareable (this module never fills a block as one contiguous matrix) */
+  rc = snap_publish_begin_ex(s->store, dataset, &schema, SNAP_PUBLISH_KEEP_ROOM, &pub,
+                             &err);
   Py_END_ALLOW_THREADS
   if (rc) {
     raise_status(rc, &err);
@@ -867,6 +912,45 @@ out:
   Py_DECREF(seq);
   PyBuffer_Release(&meta);
   return result;
+}
+
+/* append_begin(dataset, nrows, metadata or None) -> Publish: the current
+ * version plus nrows rows, given with Publish.copy_rows(). */
+static PyObject *store_append_begin(PyObject *self, PyObject *args) {
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset;
+  PyObject *nrows_obj, *meta_obj;
+  unsigned long long nrows;
+  if (!PyArg_ParseTuple(args, "sOO", &dataset, &nrows_obj, &meta_obj)) return NULL;
+  if (arg_uint(nrows_obj, "nrows", 0, INT64_MAX, &nrows)) return NULL;
+  if (!s->store) return store_closed();
+  Py_buffer meta = {0};
+  if (meta_obj != Py_None && PyObject_GetBuffer(meta_obj, &meta, PyBUF_SIMPLE))
+    return NULL;
+  snap_publish *pub = NULL;
+  struct snap_error err = {0};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc =
+      snap_publish_append(s->store, dataset, nrows, meta_obj != Py_None ? meta.buf : NULL,
+                          meta_obj != Py_None ? (size_t)meta.len : 0, &pub, &err);
+  Py_END_ALLOW_THREADS
+  if (meta_obj != Py_None) PyBuffer_Release(&meta);
+  if (rc) return raise_status(rc, &err);
+  PublishObject *p = PyObject_New(PublishObject, &PublishType);
+  if (!p) {
+    snap_publish_abort(pub);
+    return NULL;
+  }
+  p->pub = pub;
+  p->exports = 0;
+  p->ncols = 0;
+  while (snap_publish_column(pub, p->ncols)) p->ncols++;
+  p->sources = NULL;
+  p->nsources = p->capsources = 0;
+  Py_INCREF(self);
+  p->store = self;
+  return (PyObject *)p;
 }
 
 static PyObject *version_dict(const struct snap_version_info *v) {
@@ -1072,6 +1156,8 @@ static PyObject *store_is_closed(PyObject *self, void *closure) {
 static PyMethodDef store_methods[] = {
     {"pin", store_pin, METH_VARARGS, "pin(dataset, version=0) -> Pin"},
     {"begin", store_begin, METH_VARARGS, "begin(dataset, nrows, fields, metadata)"},
+    {"append_begin", store_append_begin, METH_VARARGS,
+     "append_begin(dataset, nrows, metadata or None) -> Publish"},
     {"versions", store_versions, METH_VARARGS, "versions(dataset) -> list of dict"},
     {"datasets", store_datasets, METH_NOARGS, "datasets() -> list of dict"},
     {"current_version", store_current_version, METH_VARARGS, "current_version(dataset)"},

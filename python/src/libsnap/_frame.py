@@ -175,9 +175,13 @@ def column_dtype(pin, lay: Layout, i: int):
 
 
 def _block_view(pin, b, blk, nrows):
+    """The (k, nrows) matrix of a block: a view, strided when the block has room
+    for more rows than it holds (after appends; docs/format.md section 10a)."""
     dt = np.dtype(_NP[blk[0]])
     k = len(blk[3])
-    return np.frombuffer(_buf(pin, "block", b), dt, count=k * nrows).reshape(k, nrows)
+    buf = _buf(pin, "block", b)
+    room = len(buf) // (dt.itemsize * k) if k else nrows
+    return np.frombuffer(buf, dt, count=k * room).reshape(k, room)[:, :nrows]
 
 
 def matrix(pin, lay: Layout):

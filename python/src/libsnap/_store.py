@@ -124,6 +124,22 @@ class Store:
 
         return publish(self._s, dataset, data, share=share)
 
+    def append(self, dataset: str, rows: Any) -> int:
+        """Append ``rows`` (a DataFrame with the current version's columns and
+        dtypes) to ``dataset``: the new version is the current one plus these rows
+        at the end, continuing its RangeIndex; returns its number.
+
+        For a table of non-nullable numeric, bool and datetime columns the old rows
+        are shared with the current version unread, and the append costs memory and
+        time in proportion to the new rows (the table keeps room for more rows; when
+        the room runs out it doubles, at the cost of one full copy). Other tables
+        (strings, categories, missing values, another index) are published whole as
+        the concatenation, which still shares the chunks that did not move.
+        Readers of the old version are not disturbed."""
+        from ._write import append
+
+        return append(self, dataset, rows)
+
     def gc(self, dataset: str | None = None, dry_run: bool = False) -> GcReport:
         """Reclaim retired versions nobody pins; report what is still draining."""
         r = self._s.gc(dataset, dry_run)

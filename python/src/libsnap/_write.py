@@ -385,3 +385,56 @@ def publish(store, dataset: str, data, share: bool = True) -> int:
         except BufferError:  # a view is still alive (e.g. in the traceback): the
             pass             # publish is aborted when its last buffer goes
         raise
+
+
+def _append_fast(store, dataset, rows, cur, meta):
+    """The version number, or None when the table is not one the C append
+    takes (then the caller publishes the concatenation)."""
+    idx = meta.get("index") or {}
+    if (meta.get("libsnap_python") != 1 or idx.get("kind") != "range" or
+            not isinstance(rows, pd.DataFrame) or list(rows.columns) != list(cur.columns)
+            or not cur.columns.is_unique or len(meta.get("columns", [])) != cur.shape[1]):
+        return None
+    arrays = []
+    for j in range(cur.shape[1]):
+        dt = cur.dtypes.iloc[j]
+        src = rows.iloc[:, j]
+        if not isinstance(dt, np.dtype) or dt.kind not in "biufMm" or src.dtype != dt:
+            return None
+        arr = np.ascontiguousarray(src.to_numpy())
+        if dt.kind in "Mm" and np.isnat(arr).any():
+            return None  # NaT makes the column nullable in the segment
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        arrays.append(arr)
+    n = len(rows)
+    new_meta = dict(meta)
+    new_meta["index"] = dict(idx, stop=idx["stop"] + n * idx["step"])
+    try:
+        pub = store._s.append_begin(dataset, n, json.dumps(new_meta).encode())
+    except _core.InvalidArgument:
+        return None  # e.g. a nullable column: published whole
+    try:
+        first = pub.nrows - n  # the rows of the version appended to
+        for j, c in enumerate(meta["columns"]):
+            if arrays[j].nbytes:
+                pub.copy_rows(c["col"], first, arrays[j].view(np.uint8).reshape(-1))
+        return pub.commit()
+    except BaseException:
+        try:
+            pub.abort()
+        except BufferError:
+            pass
+        raise
+
+
+def append(store, dataset: str, rows) -> int:
+    cur = store.read(dataset)
+    with store.pin(dataset) as snap:
+        meta = json.loads(snap._p.metadata or b"{}")
+    v = _append_fast(store, dataset, rows, cur, meta)
+    if v is not None:
+        return v
+    whole = pd.concat([cur, rows], ignore_index=isinstance(cur.index, pd.RangeIndex))
+    del cur
+    return publish(store._s, dataset, whole)
