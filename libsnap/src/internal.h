@@ -151,8 +151,12 @@ enum {
 #define SNAP__CHUNK_SHIFT_SMALL 16u /* 64 KiB on 4 KiB pages (docs/design.md 16.1) */
 #define SNAP__CHUNK_SHIFT_MIN 12u
 #define SNAP__CHUNK_SHIFT_MAX 30u
-#define SNAP__MAX_FILES 64u  /* files a version may borrow from */
-#define SNAP__MAX_PIECES 64u /* runs of borrowed chunks a version may map */
+#define SNAP__MAX_FILES 64u /* files a version may borrow from */
+/* Runs of borrowed chunks a version maps (share.c): past 64, runs of at most
+ * 1 MiB are copied instead; past 1024, any run. */
+#define SNAP__MAX_PIECES 64u
+#define SNAP__MAX_PIECES_HARD 1024u
+#define SNAP__SHORT_RUN (1ull << 20)
 #define SNAP__CHUNK_ENTRY 16u
 enum {
   SNAP__H_CHUNK_SHIFT = 416,
@@ -216,6 +220,11 @@ SNAP__INTERNAL int snap__segment_check_data(const struct snap__segment *seg,
 SNAP__INTERNAL int snap__segment_verify_data(const struct snap__segment *seg,
                                              const uint8_t *base, const char *what,
                                              struct snap_error *err);
+/* The same; own chunks that are holes of @p fd (the file) are hashed as zeros
+ * without being read (reading a tmpfs hole through a mapping allocates it). */
+SNAP__INTERNAL int snap__segment_verify_data_fd(const struct snap__segment *seg,
+                                                const uint8_t *base, int fd,
+                                                const char *what, struct snap_error *err);
 /* v2: the hash of one chunk's bytes, and the data hash: XXH3-128 over the
  * chunk hashes of the table at @p table (not the file indices). */
 SNAP__INTERNAL uint64_t snap__chunk_hash(const void *p, uint64_t len);
@@ -226,8 +235,9 @@ SNAP__INTERNAL void snap__table_hash(const uint8_t *table, uint64_t nchunks,
  * planned; v2 only). */
 SNAP__INTERNAL void snap__segment_write(uint8_t *base, uint64_t total,
                                         const struct snap_schema *schema, unsigned shift,
-                                        uint64_t cap, const char *dataset, uint64_t version,
-                                        const uint8_t store_id[16], uint64_t created_ns);
+                                        uint64_t cap, const char *dataset,
+                                        uint64_t version, const uint8_t store_id[16],
+                                        uint64_t created_ns);
 /* Validate @p base / @p size and fill @p seg. @p what names the file in messages.
  * Expected name/version are checked when non-NULL/non-zero. */
 SNAP__INTERNAL int snap__segment_parse(const uint8_t *base, uint64_t size, unsigned flags,

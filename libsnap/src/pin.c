@@ -529,6 +529,6 @@ const void *snap_snapshot_segment(const snap_snapshot *m, size_t *len) {
 }
 
 int snap_snapshot_verify(const snap_snapshot *m, struct snap_error *err) {
-  int rc = snap__segment_verify_data(&m->seg, m->addr, m->path, err);
+  int rc = snap__segment_verify_data_fd(&m->seg, m->addr, m->fd, m->path, err);
   return rc ? rc : snap__segment_check_data(&m->seg, m->path, err);
 }

@@ -610,7 +610,10 @@ static int chunks(snap_publish *p, const snap_snapshot *base, struct snap_error 
   }
   int rc = snap__chunks_write(&sh, err);
   free(ext);
-  p->owned = ((p->head + 4095) & ~(uint64_t)4095) + sh.owned;
+  /* what the file really holds: pages written, minus the chunks punched */
+  struct stat st;
+  p->owned = fstat(p->fd, &st) ? ((p->head + 4095) & ~(uint64_t)4095) + sh.owned
+                               : (uint64_t)st.st_blocks * 512;
   return rc;
 }
 
@@ -775,10 +778,18 @@ static int adopt_share(int fd, const uint8_t *map, uint64_t total,
     if (off < bs->data_offset || (off - bs->data_offset) / chunk >= bs->nchunks) continue;
     const struct snap__chunk *bc = &bs->chunks[(off - bs->data_offset) / chunk];
     if (bc->hash != sg.chunks[k].hash) continue;
-#ifdef MADV_POPULATE_READ
-    madvise((void *)(bs->base + off), chunk, MADV_POPULATE_READ);
-#endif
-    if (memcmp(map + off, bs->base + off, chunk)) continue;
+    /* compare where the received file has data; its holes read as zeros and
+     * the equal hash covers the base there (reading a hole allocates it) */
+    bool eq = true;
+    for (uint64_t cur = off; eq && cur < off + chunk;) {
+      off_t d = lseek(fd, (off_t)cur, SEEK_DATA);
+      if (d < 0 || (uint64_t)d >= off + chunk) break;
+      off_t h = lseek(fd, d, SEEK_HOLE);
+      uint64_t e = h < 0 || (uint64_t)h > off + chunk ? off + chunk : (uint64_t)h;
+      eq = !memcmp(map + d, bs->base + d, e - (uint64_t)d);
+      cur = e;
+    }
+    if (!eq) continue;
     uint64_t v = bc->file ? bs->files[bc->file - 1] : bs->version;
     uint32_t j = 0;
     while (j < nvers && vers[j] != v) j++;

@@ -41,16 +41,6 @@ static void hash_zeros(XXH3_state_t *st, uint64_t len) {
   }
 }
 
-static bool zero_eq(const uint8_t *p, uint64_t len) {
-  while (len) {
-    uint64_t n = len < sizeof zeros ? len : sizeof zeros;
-    if (memcmp(p, zeros, n)) return false;
-    p += n;
-    len -= n;
-  }
-  return true;
-}
-
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
@@ -127,21 +117,21 @@ static void decide(struct pass *ps, uint64_t k) {
   uint64_t h = XXH3_64bits_digest(&st);
   ps->hash[k] = h;
   if (bc && bc->hash == h) {
-    /* the hash only selects candidates: the bytes decide */
+    /* The hash only selects candidates: the bytes of every buffer decide. The
+     * padding between buffers (and the room for appended rows) is not read:
+     * in the base it may be a hole, and reading a tmpfs hole through a
+     * mapping allocates it; the equal hash covers it, and no reader reads it. */
     const uint8_t *b0 = sh->base_addr;
-#ifdef MADV_POPULATE_READ
-    madvise((void *)(b0 + off), ps->chunk, MADV_POPULATE_READ); /* one call, not faults */
-#endif
     bool eq = true;
-    cur = off;
     for (size_t i = first; eq && i < sh->next && ext[i].off < end; i++) {
       uint64_t a = ext[i].off > off ? ext[i].off : off;
       uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
-      if (a > cur && !zero_eq(b0 + cur, a - cur)) eq = false;
-      if (eq && memcmp(ext[i].src + (a - ext[i].off), b0 + a, b - a)) eq = false;
-      cur = b;
+#ifdef MADV_POPULATE_READ
+      madvise((void *)((uintptr_t)(b0 + a) & ~(uintptr_t)4095),
+              (size_t)(b - a + ((uintptr_t)(b0 + a) & 4095)), MADV_POPULATE_READ);
+#endif
+      if (memcmp(ext[i].src + (a - ext[i].off), b0 + a, b - a)) eq = false;
     }
-    if (eq && cur < end && !zero_eq(b0 + cur, end - cur)) eq = false;
     fl |= C_COMPARED | (eq ? C_BORROW : 0);
   }
   ps->flag[k] = fl;
@@ -278,8 +268,10 @@ int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
     holder[k] = v;
     sh->borrowed++;
   }
-  /* At most SNAP__MAX_PIECES runs of borrowed chunks (the mappings a reader
-   * makes): past that, the shortest runs are copied instead (compaction). */
+  /* Bounded mappings (compaction): past SNAP__MAX_PIECES runs of borrowed
+   * chunks, runs shorter than SNAP__SHORT_RUN bytes (the scattered parts: cheap
+   * to copy) are copied instead, shortest first; past SNAP__MAX_PIECES_HARD,
+   * any run, shortest first. */
   uint64_t runs = 0;
   for (uint64_t k = 0; k < n; k++)
     if (holder[k] && (k == 0 || holder[k - 1] != holder[k])) runs++;
@@ -298,7 +290,9 @@ int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
         r++;
       }
     qsort(len, runs, sizeof *len, cmp_u64);
+    uint64_t short_run = SNAP__SHORT_RUN >> shift;
     for (uint64_t i = 0; i + SNAP__MAX_PIECES < runs; i++) {
+      if (i + SNAP__MAX_PIECES_HARD >= runs && (len[i] >> 32) > short_run) break;
       uint64_t k = len[runs + (len[i] & 0xffffffffu)], v = holder[k];
       for (; k < n && holder[k] == v; k++) {
         holder[k] = 0;
