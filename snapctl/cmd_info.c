@@ -51,10 +51,12 @@ static void print_json(snap_store *store, const char *dataset,
   ctl_json_str(stdout, dataset);
   printf(
       ", \"version\": %llu, \"state\": \"%s\", \"rows\": %llu, \"cols\": %u,"
-      " \"bytes\": %llu, \"created\": \"%s\", \"created_ns\": %llu,"
+      " \"bytes\": %llu, \"shared_bytes\": %llu, \"created\": \"%s\", \"created_ns\": "
+      "%llu,"
       " \"data_hash\": \"%016llx%016llx\", \"pins\": ",
       (unsigned long long)vi->version, snap_state_name(vi->state),
       (unsigned long long)vi->nrows, vi->ncols, (unsigned long long)vi->bytes,
+      (unsigned long long)vi->shared_bytes,
       ctl_time_iso(when, sizeof when, (int64_t)vi->created_ns),
       (unsigned long long)vi->created_ns, (unsigned long long)vi->data_hash[1],
       (unsigned long long)vi->data_hash[0]);
@@ -70,7 +72,8 @@ static void print_json(snap_store *store, const char *dataset,
   snap_snapshot_metadata(snap, &mlen);
   printf(", \"segment\": ");
   ctl_json_str(stdout, snap_snapshot_path(snap));
-  printf(", \"metadata_bytes\": %zu, \"blocks\": %u, \"columns\": [", mlen,
+  printf(", \"metadata_bytes\": %zu, \"mappings\": %llu, \"blocks\": %u, \"columns\": [",
+         mlen, (unsigned long long)snap_snapshot_mappings(snap),
          snap_snapshot_nblocks(snap));
   for (uint32_t i = 0; i < snap_snapshot_ncols(snap); i++) {
     const struct snap_column *col = snap_snapshot_column(snap, i);
@@ -103,8 +106,9 @@ static void print_human(const char *dataset, const struct snap_version_info *vi,
          snap_state_name(vi->state));
   printf("rows:       %llu\n", (unsigned long long)vi->nrows);
   printf("columns:    %u\n", vi->ncols);
-  printf("bytes:      %s (%llu)\n", ctl_bytes(b, sizeof b, vi->bytes),
+  printf("bytes:      %s (%llu) held", ctl_bytes(b, sizeof b, vi->bytes),
          (unsigned long long)vi->bytes);
+  printf(", %s shared with earlier versions\n", ctl_bytes(b, sizeof b, vi->shared_bytes));
   printf("created:    %s (%s)\n", ctl_time_local(when, sizeof when, vi->created_ns),
          ctl_time_iso(iso, sizeof iso, (int64_t)vi->created_ns));
   printf("data hash:  XXH3-128 %016llx%016llx\n", (unsigned long long)vi->data_hash[1],
@@ -119,7 +123,9 @@ static void print_human(const char *dataset, const struct snap_version_info *vi,
   }
   size_t mlen = 0;
   snap_snapshot_metadata(snap, &mlen);
-  printf("segment:    %s\n", snap_snapshot_path(snap));
+  printf("segment:    %s (%llu mapping%s)\n", snap_snapshot_path(snap),
+         (unsigned long long)snap_snapshot_mappings(snap),
+         snap_snapshot_mappings(snap) == 1 ? "" : "s");
   printf("metadata:   %zu bytes\n", mlen);
   printf("blocks:     %u\n\n", snap_snapshot_nblocks(snap));
   struct ctl_table t;

@@ -242,6 +242,10 @@ class CliTest(StoreCase, unittest.TestCase):
         self.assertLess(v2["bytes"], v1["bytes"] // 10)
         self.assertGreater(v2["shared_bytes"], 0)
         self.assertIn("lending", self.run_ctl("list").stdout)
+        info = self.json("info", "t", "--json")
+        self.assertEqual(info["shared_bytes"], v2["shared_bytes"])
+        self.assertGreater(info["mappings"], 1)
+        self.assertIn("shared with earlier versions", self.run_ctl("info", "t").stdout)
         p = self.run_ctl("compact", "t")
         self.assertIn("t: version 3 holds all its data (compacted from 2)", p.stdout)
         self.run_ctl("gc")
@@ -251,6 +255,8 @@ class CliTest(StoreCase, unittest.TestCase):
         out = subprocess.run([SNAPCTL, "--store", self.store, "export", "t", "--format",
                               "csv"], capture_output=True, text=True).stdout
         self.assertIn("\n5,9.5,5\n", out)
+        info = self.json("info", "t", "--json")
+        self.assertEqual((info["shared_bytes"], info["mappings"]), (0, 1))
         self.run_ctl("compact", "nosuch", code=1)
         self.run_ctl("compact", code=2)
 
