@@ -9,11 +9,10 @@
  *  1. identity: every piece is the caller's pointer into the base version's
  *     own view at the same offset (a frame read from the store and handed
  *     back): borrow without reading a byte;
- *  2. otherwise hash the pieces (XXH3-64, streaming) and, when the base's
- *     chunk at that offset has the same hash, compare the bytes: borrow on
- *     equality (the hash only selects candidates);
- *  3. otherwise the chunk is the new file's own: allocate it, copy the
- *     caller's pieces in, zero the padding.
+ *  2. otherwise compare the pieces with the base's chunk at the same offset:
+ *     on equality borrow it, with the base's hash (no hashing);
+ *  3. otherwise hash the pieces (XXH3-64, streaming): the chunk is the new
+ *     file's own: allocate it, copy the caller's pieces in, zero the padding.
  * A borrowed chunk that the caller had written into the new file is punched
  * out of it again, so that the sealed file holds only its own chunks.
  */
@@ -103,24 +102,13 @@ static void decide(struct pass *ps, uint64_t k) {
     ps->flag[k] = fl | C_BORROW | C_IDENTITY;
     return;
   }
-  XXH3_state_t st;
-  XXH3_64bits_reset(&st);
-  uint64_t cur = off;
-  for (size_t i = first; i < sh->next && ext[i].off < end; i++) {
-    uint64_t a = ext[i].off > off ? ext[i].off : off;
-    uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
-    if (a > cur) hash_zeros(&st, a - cur);
-    XXH3_64bits_update(&st, ext[i].src + (a - ext[i].off), b - a);
-    cur = b;
-  }
-  if (cur < end) hash_zeros(&st, end - cur);
-  uint64_t h = XXH3_64bits_digest(&st);
-  ps->hash[k] = h;
-  if (bc && bc->hash == h) {
-    /* The hash only selects candidates: the bytes of every buffer decide. The
-     * padding between buffers (and the room for appended rows) is not read:
-     * in the base it may be a hole, and reading a tmpfs hole through a
-     * mapping allocates it; the equal hash covers it, and no reader reads it. */
+  if (bc) {
+    /* Compare the buffers' bytes with the base's chunk at the same offset: equal
+     * means shared, with the base's hash (checked when the base was sealed),
+     * and this chunk is never hashed. A changed chunk usually differs early.
+     * The padding between buffers (and the room for appended rows) is not
+     * read: in the base it may be a hole, and reading a tmpfs hole through a
+     * mapping allocates it; no reader reads it. */
     const uint8_t *b0 = sh->base_addr;
     bool eq = true;
     for (size_t i = first; eq && i < sh->next && ext[i].off < end; i++) {
@@ -132,8 +120,25 @@ static void decide(struct pass *ps, uint64_t k) {
 #endif
       if (memcmp(ext[i].src + (a - ext[i].off), b0 + a, b - a)) eq = false;
     }
-    fl |= C_COMPARED | (eq ? C_BORROW : 0);
+    fl |= C_COMPARED;
+    if (eq) {
+      ps->hash[k] = bc->hash;
+      ps->flag[k] = fl | C_BORROW;
+      return;
+    }
   }
+  XXH3_state_t st;
+  XXH3_64bits_reset(&st);
+  uint64_t cur = off;
+  for (size_t i = first; i < sh->next && ext[i].off < end; i++) {
+    uint64_t a = ext[i].off > off ? ext[i].off : off;
+    uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
+    if (a > cur) hash_zeros(&st, a - cur);
+    XXH3_64bits_update(&st, ext[i].src + (a - ext[i].off), b - a);
+    cur = b;
+  }
+  if (cur < end) hash_zeros(&st, end - cur);
+  ps->hash[k] = XXH3_64bits_digest(&st);
   ps->flag[k] = fl;
 }
 
