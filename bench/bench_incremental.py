@@ -101,54 +101,47 @@ def main():
 
     publish(frame, share=False)
     ctx = mp.get_context("fork")
-    results = {}
+    samples = {}  # kind -> [(seconds, seconds / full of the same round, tmpfs, pieces)]
 
-    def measure(kind, make, share=True, op=None):
+    def one(kind, make, share=True, op=None):
         """make() -> the frame to publish (not timed); the publish (or op(frame))
-        is timed."""
-        times, mem, pieces = [], [], []
-        for _ in range(a.runs):
-            # only the version to refresh is left (pinned by the readers below)
-            store.set_keep(1, name)
-            store.gc(name)
-            ready = [ctx.Event() for _ in range(a.readers)]
-            release = ctx.Event()
-            procs = [ctx.Process(target=reader, args=(store_dir, name, ready[i], release))
-                     for i in range(a.readers)]
-            for p in procs:
-                p.start()
-            for e in ready:
-                e.wait()
-            df = make()
-            # retention off during the timed publish: freeing an unrelated old
-            # version (an unlink of a whole table) is not the refresh's cost
-            store.set_keep(1000, name)
-            t0 = time.perf_counter()
-            v = op(df) if op else publish(df, share)
-            times.append(time.perf_counter() - t0)
-            store.set_keep(2, name)
-            mem.append(tmpfs_bytes(store_dir) / table_bytes)
-            pin = store._s.pin(name, v)
-            pieces.append(pin.pieces)
-            del pin, df
-            release.set()
-            for p in procs:
-                p.join()
-            store.gc(name)
-            # the next run starts from a full copy again, so runs are alike
-            publish(frame, share=False)
-            store.gc(name)
-        results[kind] = (statistics.median(times), statistics.median(mem),
-                         statistics.median(pieces))
-
-    measure("full", lambda: frame, share=False)
+        is timed while the readers pin the version it replaces."""
+        # only the version to refresh is left (pinned by the readers below)
+        store.set_keep(1, name)
+        store.gc(name)
+        ready = [ctx.Event() for _ in range(a.readers)]
+        release = ctx.Event()
+        procs = [ctx.Process(target=reader, args=(store_dir, name, ready[i], release))
+                 for i in range(a.readers)]
+        for p in procs:
+            p.start()
+        for e in ready:
+            e.wait()
+        df = make()
+        # retention off during the timed publish: freeing an unrelated old
+        # version (an unlink of a whole table) is not the refresh's cost
+        store.set_keep(1000, name)
+        t0 = time.perf_counter()
+        v = op(df) if op else publish(df, share)
+        dt = time.perf_counter() - t0
+        store.set_keep(2, name)
+        mem = tmpfs_bytes(store_dir) / table_bytes
+        pin = store._s.pin(name, v)
+        pieces = pin.pieces
+        del pin, df
+        release.set()
+        for p in procs:
+            p.join()
+        store.gc(name)
+        # the next refresh starts from a full copy again, so refreshes are alike
+        publish(frame, share=False)
+        store.gc(name)
+        return dt, mem, pieces
 
     def column():
         df = store.read(name)
         df["c50"] = rng.random(a.rows)
         return df
-    if "column" in a.kinds.split(","):
-        measure("column", column)
 
     r0 = a.rows // 2
     nr = max(1, a.rows // 100)
@@ -157,8 +150,6 @@ def main():
         t = table.copy(order="F")
         t[r0:r0 + nr] = rng.random((nr, a.cols))
         return pd.DataFrame(t, columns=cols, copy=False)
-    if "rows" in a.kinds.split(","):
-        measure("rows", rows)
 
     def cells():
         t = table.copy(order="F")
@@ -166,16 +157,17 @@ def main():
         idx = rng.choice(table.size, n, replace=False)
         t.reshape(-1, order="F")[idx] = rng.random(n)  # a view: t is column-major
         return pd.DataFrame(t, columns=cols, copy=False)
-    if "cells" in a.kinds.split(","):
-        measure("cells", cells)
 
-    if "same" in a.kinds.split(","):
-        measure("same", lambda: pd.DataFrame(table.copy(order="F"), columns=cols, copy=False))
+    def same():
+        return pd.DataFrame(table.copy(order="F"), columns=cols, copy=False)
 
-    if "append" in a.kinds.split(","):
-        extra = pd.DataFrame(np.asfortranarray(rng.random((nr, a.cols))), columns=cols,
-                             copy=False)
-        # the first append makes room (doubling: one full copy), timed alone
+    kinds = a.kinds.split(",")
+    extra = pd.DataFrame(np.asfortranarray(rng.random((nr, a.cols))), columns=cols,
+                         copy=False)
+    first = None
+    if "append" in kinds:
+        # the first append makes room (doubling: one full copy), timed alone;
+        # the appends measured below find room
         store.set_keep(1000, name)
         t0 = time.perf_counter()
         store.append(name, extra)
@@ -183,14 +175,25 @@ def main():
         store.set_keep(2, name)
         publish(frame, share=False)  # the table again, keeping the room
         store.gc(name)
-        measure("append", lambda: extra, op=lambda df: store.append(name, df))
+    plan = [("column", column, True, None), ("rows", rows, True, None),
+            ("cells", cells, True, None), ("same", same, True, None),
+            ("append", lambda: extra, True, lambda df: store.append(name, df))]
+    for _ in range(a.runs):  # interleaved: each round's full publish is its baseline
+        full = one("full", lambda: frame, share=False)
+        samples.setdefault("full", []).append((full[0], 1.0) + full[1:])
+        for kind, make, share, op in plan:
+            if kind in kinds:
+                r = one(kind, make, share, op)
+                samples.setdefault(kind, []).append((r[0], r[0] / full[0]) + r[1:])
+    results = {k: tuple(statistics.median(x[i] for x in v) for i in range(4))
+               for k, v in samples.items()}
+    if first is not None:
         print(f"(the first append, which makes room for more rows: {first:.3f} s)")
 
-    full = results["full"][0]
     print(f"\n{'refresh':8} {'publish s':>10} {'/ full':>8} {'tmpfs / table':>14} "
-          f"{'pieces':>7}")
-    for kind, (t, m, pcs) in results.items():
-        print(f"{kind:8} {t:10.3f} {t / full:8.3f} {m:14.3f} {pcs:7.0f}")
+          f"{'pieces':>7}   (medians; '/ full' against the full publish of the same round)")
+    for kind, (t, ratio, m, pcs) in results.items():
+        print(f"{kind:8} {t:10.3f} {ratio:8.3f} {m:14.3f} {pcs:7.0f}")
 
     if a.no_readers_check:
         store.close()
