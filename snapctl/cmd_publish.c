@@ -168,6 +168,7 @@ static int run(struct ctl *c, int argc, char **argv) {
                                            {"direct", no_argument, NULL, 'D'},
                                            {"schema", required_argument, NULL, 's'},
                                            {"threads", required_argument, NULL, 'T'},
+                                           {"append", no_argument, NULL, 'A'},
                                            {0}};
   struct ingest_options o = {0};
   int opt, code, quiet = 0, direct = 0;
@@ -203,6 +204,10 @@ static int run(struct ctl *c, int argc, char **argv) {
       case 's':
         schema_path = optarg;
         break;
+      case 'A':
+        o.append = 1;
+        direct = 1; /* writerd has no append request: the library appends */
+        break;
       case 'T':
         if (ctl_parse_u64(optarg, &u) || u < 1 || u > 8)
           return ctl_usage(c, "--threads: '%s' is not a count from 1 to 8", optarg);
@@ -217,6 +222,9 @@ static int run(struct ctl *c, int argc, char **argv) {
   if (o.format == INGEST_AUTO && ingest_format_from_name(path) == INGEST_AUTO)
     return ctl_usage(c, "%s: cannot tell the format from the name; give --format", path);
 
+  if (o.append && o.format != INGEST_NPY &&
+      !(o.format == INGEST_AUTO && ingest_format_from_name(path) == INGEST_NPY))
+    return ctl_usage(c, "--append takes .npy input");
   char *schema = NULL;
   if (schema_path) {
     if (o.format == INGEST_NPY ||
@@ -268,11 +276,11 @@ static int run(struct ctl *c, int argc, char **argv) {
     rc = ctl_fail_snap(c, dataset, rc, &err);
   } else if (!quiet) {
     char b[32];
-    printf(
-        "%s: published version %llu (%llu rows x %u columns, %s in %.3f s, %.0f MB/s)\n",
-        dataset, (unsigned long long)res.version, (unsigned long long)res.nrows,
-        res.ncols, ctl_bytes(b, sizeof b, res.input_bytes), secs,
-        secs > 0 ? (double)res.input_bytes / secs / 1e6 : 0.0);
+    printf("%s: %s version %llu (%llu rows x %u columns, %s in %.3f s, %.0f MB/s)\n",
+           dataset, o.append ? "appended rows as" : "published",
+           (unsigned long long)res.version, (unsigned long long)res.nrows, res.ncols,
+           ctl_bytes(b, sizeof b, res.input_bytes), secs,
+           secs > 0 ? (double)res.input_bytes / secs / 1e6 : 0.0);
   }
   snap_store_close(store);
   free(schema);
@@ -301,6 +309,9 @@ const struct ctl_command ctl_cmd_publish = {
     "      --no-category       keep every string column a string\n"
     "  -q, --quiet             print nothing on success\n"
     "      --direct            publish through the library even when writerd runs\n"
+    "      --append            .npy: append the file's rows to the current version\n"
+    "                          (same columns and type; the old rows are shared, the\n"
+    "                          new version costs the new rows); through the library\n"
     "      --schema FILE       CSV: take the column types from FILE, one line\n"
     "                          \"COLUMN TYPE [nullable]\" per column; TYPE is int64,\n"
     "                          float64, bool, timestamp, string or category\n"

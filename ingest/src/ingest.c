@@ -43,6 +43,10 @@ int ingest_buffer(snap_store *store, const char *dataset, const void *buf, size_
   if (!o.display_name) o.display_name = "<input>";
   if (o.format == INGEST_AUTO) o.format = ingest_format_from_name(o.display_name);
   if (res) memset(res, 0, sizeof *res);
+  if (o.append && o.format != INGEST_NPY)
+    return fail(err, SNAP_EINVAL,
+                "%s: appending takes .npy input (a CSV is published whole)%s",
+                o.display_name, "");
   switch (o.format) {
     case INGEST_NPY:
       return ingest_npy(store, dataset, buf, len, &o, res, err);

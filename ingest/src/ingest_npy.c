@@ -261,6 +261,54 @@ static int fix_column(const struct npy *a, uint32_t c, void *dst, const char *na
   return 0;
 }
 
+/* opt->append: the rows of @p a appended to @p dataset's current version. */
+static int npy_append(snap_store *store, const char *dataset, const struct npy *a,
+                      const void *buf, size_t len, const char *name,
+                      const struct ingest_options *opt, struct ingest_result *res,
+                      struct snap_error *err) {
+  uint64_t nrows = a->shape[0];
+  uint32_t ncols = (uint32_t)a->shape[1];
+  snap_publish *pub = NULL;
+  int rc = snap_publish_append(store, dataset, nrows, NULL, 0, &pub, err);
+  if (rc) return rc;
+  uint32_t have = 0;
+  while (snap_publish_column(pub, have)) have++;
+  for (uint32_t c = 0; !rc && c < have && c < ncols; c++)
+    if (snap_publish_column(pub, c)->type != a->type)
+      rc = nerr(err, SNAP_EINVAL, "%s: column %u is %s, the dataset's \"%s\" is %s", name,
+                c, snap_type_name(a->type), snap_publish_column(pub, c)->name,
+                snap_type_name(snap_publish_column(pub, c)->type));
+  if (!rc && have != ncols)
+    rc = nerr(err, SNAP_EINVAL, "%s: %u columns, the dataset \"%s\" has %u", name, ncols,
+              dataset, have);
+  void **dst = rc ? NULL : calloc(ncols ? ncols : 1, sizeof *dst);
+  if (!rc && !dst) rc = nerr(err, -ENOMEM, "%s: out of memory", name);
+  for (uint32_t c = 0; !rc && c < ncols; c++)
+    if (!(dst[c] = malloc(nrows * a->itemsize + 1)))
+      rc = nerr(err, -ENOMEM, "%s: out of memory", name);
+  if (!rc) copy_columns(a, (const unsigned char *)buf + a->data_off, dst);
+  for (uint32_t c = 0; !rc && c < ncols; c++) rc = fix_column(a, c, dst[c], name, err);
+  uint64_t old = snap_publish_nrows(pub) - nrows;
+  for (uint32_t c = 0; !rc && c < ncols; c++)
+    rc = snap_publish_copy_rows(pub, c, old, nrows, dst[c], err);
+  if (!rc) rc = ingest_interrupted(opt, name, err);
+  uint64_t version = 0;
+  if (rc)
+    snap_publish_abort(pub);
+  else
+    rc = snap_publish_commit(pub, &version, err); /* reads the rows: free after */
+  for (uint32_t c = 0; dst && c < ncols; c++) free(dst[c]);
+  free(dst);
+  if (!rc && res) {
+    *res = (struct ingest_result){0};
+    res->version = version;
+    res->nrows = nrows;
+    res->ncols = ncols;
+    res->input_bytes = len;
+  }
+  return rc;
+}
+
 int ingest_npy(snap_store *store, const char *dataset, const void *buf, size_t len,
                const struct ingest_options *opt, struct ingest_result *res,
                struct snap_error *err) {
@@ -287,6 +335,11 @@ int ingest_npy(snap_store *store, const char *dataset, const void *buf, size_t l
   }
   struct snap_schema schema = {.nrows = a.shape[0], .ncols = ncols, .fields = fields};
   snap_publish *pub = NULL;
+  if (opt->append) {
+    free(fields);
+    free(names);
+    return npy_append(store, dataset, &a, buf, len, name, opt, res, err);
+  }
   rc = snap_publish_begin(store, dataset, &schema, &pub, err);
   free(fields);
   const unsigned char *src = (const unsigned char *)buf + a.data_off;

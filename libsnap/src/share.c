@@ -114,10 +114,9 @@ static void decide(struct pass *ps, uint64_t k) {
     for (size_t i = first; eq && i < sh->next && ext[i].off < end; i++) {
       uint64_t a = ext[i].off > off ? ext[i].off : off;
       uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
-#ifdef MADV_POPULATE_READ
-      madvise((void *)((uintptr_t)(b0 + a) & ~(uintptr_t)4095),
-              (size_t)(b - a + ((uintptr_t)(b0 + a) & 4095)), MADV_POPULATE_READ);
-#endif
+      /* no MADV_POPULATE_READ: a changed chunk differs early, and populating
+       * the whole base chunk first made scattered changes cost more than a
+       * full publish (fault-around maps 16 pages per fault anyway) */
       if (memcmp(ext[i].src + (a - ext[i].off), b0 + a, b - a)) eq = false;
     }
     fl |= C_COMPARED;

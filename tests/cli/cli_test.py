@@ -260,6 +260,39 @@ class CliTest(StoreCase, unittest.TestCase):
         self.run_ctl("compact", "nosuch", code=1)
         self.run_ctl("compact", code=2)
 
+    def test_append_npy(self):
+        self.run_ctl("init")
+        n, k = 100000, 4
+        def npy(rows, start):
+            vals = [float(start + r) * 10 + c for r in range(rows) for c in range(k)]
+            return npy_bytes("<f8", f"({rows}, {k})", struct.pack(f"<{rows * k}d", *vals))
+        self.run_ctl("publish", "m", self.write("a.npy", npy(n, 0)))
+        p = self.run_ctl("publish", "--append", "m", self.write("b.npy", npy(1000, n)))
+        self.assertIn("m: appended rows as version 2 (1000 rows x 4 columns", p.stdout)
+        self.run_ctl("publish", "--append", "m", self.write("c.npy", npy(1000, n + 1000)))
+        v = {x["version"]: x for x in self.json("list", "--json")["datasets"][0]["versions"]}
+        self.assertEqual(v[3]["rows"], n + 2000)
+        # the second append found room: it holds the new rows' chunks, not the table
+        self.assertLess(v[3]["bytes"], v[1]["bytes"] // 4)
+        self.assertGreater(v[3]["shared_bytes"], 0)
+        self.assertEqual(self.run_ctl("verify", "m").returncode, 0)
+        out = subprocess.run([SNAPCTL, "--store", self.store, "export", "m", "--format",
+                              "csv"], capture_output=True, text=True).stdout.splitlines()
+        self.assertEqual(len(out), 1 + n + 2000)
+        self.assertEqual([float(x) for x in out[n + 1500].split(",")],
+                         [float(n + 1499) * 10 + c for c in range(k)])
+        # the wrong shape, a CSV, a string table: clear errors, nothing published
+        p = self.run_ctl("publish", "--append", "m",
+                         self.write("d.npy", npy_bytes("<f8", "(2, 3)", bytes(48))), code=1)
+        self.assertIn("3 columns, the dataset \"m\" has 4", p.stderr)
+        p = self.run_ctl("publish", "--append", "m", self.write("e.csv", "a\n1\n"), code=2)
+        self.assertIn("--append takes .npy input", p.stderr)
+        self.run_ctl("publish", "s", self.write("s.csv", "a\nx\n"))
+        p = self.run_ctl("publish", "--append", "s",
+                         self.write("f.npy", npy_bytes("<f8", "(1, 1)", bytes(8))), code=1)
+        self.assertIn("publish the whole table", p.stderr)
+        self.assertEqual(self.json("info", "m", "--json")["version"], 3)
+
     def test_readers_see_each_version(self):
         self.run_ctl("init")
         sums = []

@@ -80,6 +80,11 @@ struct ingest_options {
   /** Read the input file into memory instead of mapping it. ingest_fd() does so
    *  anyway when it cannot take a read lease on the file (see there). */
   int read_input;
+  /** .npy only: append the file's rows to the dataset's current version
+   *  (snap_publish_append(): the old rows are shared, the version costs the new
+   *  rows). The file must have as many columns as the dataset, of its type; the
+   *  dataset's columns must all be non-nullable and fixed-width. */
+  int append;
   /** Internal: ingest_fd() sets it to the input's descriptor + 1 while it holds
    *  a read lease on it (0: none); ingest_interrupted() checks the lease. */
   int lease_fd;
