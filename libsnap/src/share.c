@@ -47,6 +47,7 @@ static int cmp_u64(const void *a, const void *b) {
 
 enum { C_BORROW = 1, C_IN_FILE = 2, C_SRC = 4, C_IDENTITY = 8, C_COMPARED = 16 };
 
+struct part;
 struct pass {
   struct snap__share *sh;
   const struct snap__chunk *bchunks; /* the base's chunk at each offset, or NULL */
@@ -62,7 +63,16 @@ struct part {
   int rc;
   struct snap_error err;
   uint64_t owned;
+  /* compares that found a difference in a row; past SNAP__MISS_STREAK the
+   * compare is only tried at chunk next_probe, the gap doubling up to
+   * SNAP__MAX_SKIP chunks: scattered changes (every chunk differs) compare one
+   * chunk in 16; where a change ends, up to 16 unchanged chunks may be
+   * written instead of shared */
+  unsigned miss;
+  uint64_t skip, next_probe;
 };
+#define SNAP__MISS_STREAK 8u
+#define SNAP__MAX_SKIP 16u
 
 /* The first extent that ends after @p off (extents are sorted and disjoint,
  * so their ends are sorted too). */
@@ -79,7 +89,8 @@ static size_t first_after(const struct snap__extent *e, size_t n, uint64_t off) 
 }
 
 /* Phase 1 for one chunk: its hash, and whether the base's chunk is equal. */
-static void decide(struct pass *ps, uint64_t k) {
+static void decide(struct part *pt, uint64_t k) {
+  struct pass *ps = pt->ps;
   struct snap__share *sh = ps->sh;
   const struct snap__extent *ext = sh->ext;
   uint64_t off = ps->doff + k * ps->chunk, end = off + ps->chunk;
@@ -102,7 +113,8 @@ static void decide(struct pass *ps, uint64_t k) {
     ps->flag[k] = fl | C_BORROW | C_IDENTITY;
     return;
   }
-  if (bc) {
+  bool probe = pt->miss < SNAP__MISS_STREAK || k >= pt->next_probe;
+  if (bc && probe) {
     /* Compare the buffers' bytes with the base's chunk at the same offset: equal
      * means shared, with the base's hash (checked when the base was sealed),
      * and this chunk is never hashed. A changed chunk usually differs early.
@@ -121,9 +133,15 @@ static void decide(struct pass *ps, uint64_t k) {
     }
     fl |= C_COMPARED;
     if (eq) {
+      pt->miss = 0;
+      pt->skip = 1;
       ps->hash[k] = bc->hash;
       ps->flag[k] = fl | C_BORROW;
       return;
+    }
+    if (++pt->miss >= SNAP__MISS_STREAK) {
+      pt->next_probe = k + pt->skip;
+      pt->skip = pt->skip < SNAP__MAX_SKIP ? pt->skip * 2 : SNAP__MAX_SKIP;
     }
   }
   XXH3_state_t st;
@@ -156,7 +174,11 @@ static int write_chunk(struct part *pt, uint64_t k) {
                          (unsigned long long)k);
     return 0;
   }
-  uint64_t live_end = ps->data_end < end ? ps->data_end : end;
+  /* up to the last buffer byte in the chunk: not the padding or the room for
+   * rows after it, which stay holes */
+  uint64_t live_end = off;
+  for (size_t i = first_after(ext, sh->next, off); i < sh->next && ext[i].off < end; i++)
+    live_end = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
   if (live_end <= off) return 0;
   bool has_src = fl & C_SRC;
   uint64_t aend = (live_end + 4095) & ~(uint64_t)4095;
@@ -182,7 +204,7 @@ static void *part_run(void *arg) {
   struct part *pt = arg;
   for (uint64_t k = pt->from; k < pt->to && !pt->rc; k++) {
     if (pt->ps->phase == 1)
-      decide(pt->ps, k);
+      decide(pt, k);
     else
       pt->rc = write_chunk(pt, k);
   }
@@ -202,7 +224,7 @@ static int run_phase(struct pass *ps, uint64_t n, uint64_t *owned,
   pthread_t tid[SNAP__SHARE_THREADS];
   bool started[SNAP__SHARE_THREADS] = {false};
   for (uint64_t i = 0; i < t; i++) {
-    parts[i] = (struct part){ps, n * i / t, n * (i + 1) / t, 0, {0}, 0};
+    parts[i] = (struct part){ps, n * i / t, n * (i + 1) / t, 0, {0}, 0, 0, 1, 0};
     if (i && !pthread_create(&tid[i], NULL, part_run, &parts[i])) started[i] = true;
   }
   part_run(&parts[0]);

@@ -179,7 +179,8 @@ static void test_lending_and_reclamation(void) {
   /* commit's gc: v1 is retired, its column 0 freed, the rest lent to v2 */
   CU_ASSERT_EQUAL(state_of(v1), SNAP_STATE_LENDING);
   int64_t total = held(v1) + held(v2);
-  CU_ASSERT(held(v1) >= (int64_t)((NCOLS - 1) * COL_BYTES));
+  /* (where a changed run ends, up to 16 unchanged chunks may be written: 1 MiB) */
+  CU_ASSERT(held(v1) >= (int64_t)((NCOLS - 1) * COL_BYTES - MIB));
   CU_ASSERT(held(v1) <= (int64_t)((NCOLS - 1) * COL_BYTES + MIB));
   CU_ASSERT(total <= (int64_t)(NCOLS * COL_BYTES + 2 * MIB));
   snap_snapshot *s;
