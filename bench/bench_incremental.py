@@ -303,7 +303,7 @@ def write_doc(a, results, first, table_bytes, readers):
           "\nWhy the misses, and what would close them: docs/design.md section 16 and the "
           "closing note of the issue. In short: a private frame (rows rewritten, same "
           "frame again) must be read whole to find what changed (one memcmp pass over the "
-          "table and the base's pages populated), which bounds it near 0.1-0.2x of a full "
+          "table, faulting in the base's pages), which bounds it near 0.2-0.3x of a full "
           "publish here; a frame read from the store and changed by column is shared "
           "without reading (the 'column' row), and editing in place (store.edit, next) "
           "is the way for rows. Appends cost one partial 64 KiB chunk per column at each "
