@@ -55,6 +55,18 @@ static void publish(int v) {
   if (snap_publish_commit(p, NULL, NULL)) abort();
 }
 
+static char g_tmp[4096];
+
+/* The store goes with the process, however the run ends normally. */
+static void cleanup(void) {
+  if (g_dsfd >= 0) close(g_dsfd);
+  if (g_store) snap_store_close(g_store);
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
+  if (g_tmp[0] && system(cmd)) {
+  }
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
@@ -63,6 +75,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   char tmpl[4096];
   snprintf(tmpl, sizeof tmpl, "%s/fuzzcompose-XXXXXX", base ? base : "/dev/shm");
   if (!mkdtemp(tmpl)) abort();
+  snprintf(g_tmp, sizeof g_tmp, "%s", tmpl);
+  atexit(cleanup);
   char path[4200];
   snprintf(path, sizeof path, "%s/store", tmpl);
   if (snap_store_open(path, SNAP_CREATE, &g_store, NULL)) abort();
