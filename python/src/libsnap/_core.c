@@ -572,6 +572,33 @@ static PyObject *publish_buffer(PyObject *self, PyObject *args) {
   return buffer_new(self, ptrs[k], len, 1); /* absent: an empty buffer, as for pins */
 }
 
+/* A C-contiguous view of @p obj, held by the publish until commit or abort
+ * (source_keep) or given back (PyBuffer_Release) when the library refused it.
+ * NULL with an exception set on failure. */
+static Py_buffer *source_view(PublishObject *p, PyObject *obj) {
+  if (p->nsources == p->capsources) {
+    size_t cap = p->capsources ? 2 * p->capsources : 16;
+    Py_buffer *nb = PyMem_Realloc(p->sources, cap * sizeof *nb);
+    if (!nb) return (Py_buffer *)PyErr_NoMemory();
+    p->sources = nb;
+    p->capsources = cap;
+  }
+  Py_buffer *v = &p->sources[p->nsources];
+  return PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS) ? NULL : v;
+}
+
+/* The library took the view from source_view(): keep it; else release it and
+ * raise. */
+static PyObject *source_keep(PublishObject *p, Py_buffer *v, int rc,
+                             struct snap_error *err) {
+  if (rc) {
+    PyBuffer_Release(v);
+    return raise_status(rc, err);
+  }
+  p->nsources++;
+  Py_RETURN_NONE;
+}
+
 /* copy(kind, column, array): the buffer's bytes come from @p array at commit
  * (snap_publish_copy): only chunks that differ from the current version are
  * written. The array is held until commit or abort. */
@@ -588,15 +615,8 @@ static PyObject *publish_copy(PyObject *self, PyObject *args) {
   if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
   const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
                            c->data_bytes};
-  if (p->nsources == p->capsources) {
-    size_t cap = p->capsources ? 2 * p->capsources : 16;
-    Py_buffer *nb = PyMem_Realloc(p->sources, cap * sizeof *nb);
-    if (!nb) return PyErr_NoMemory();
-    p->sources = nb;
-    p->capsources = cap;
-  }
-  Py_buffer *v = &p->sources[p->nsources];
-  if (PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS)) return NULL;
+  Py_buffer *v = source_view(p, obj);
+  if (!v) return NULL;
   if ((uint64_t)v->len != lens[k]) {
     PyBuffer_Release(v);
     return PyErr_Format(PyExc_ValueError,
@@ -606,12 +626,7 @@ static PyObject *publish_copy(PyObject *self, PyObject *args) {
   struct snap_error err = {0};
   int rc =
       snap_publish_copy(p->pub, idx, (enum snap_buffer)k, v->len ? v->buf : NULL, &err);
-  if (rc) {
-    PyBuffer_Release(v);
-    return raise_status(rc, &err);
-  }
-  p->nsources++;
-  Py_RETURN_NONE;
+  return source_keep(p, v, rc, &err);
 }
 
 /* copy_rows(column, first_row, array): rows of a fixed-width column's values,
@@ -627,15 +642,8 @@ static PyObject *publish_copy_rows(PyObject *self, PyObject *args) {
   if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
   size_t sz = snap_type_size(c->type);
   if (!sz) return PyErr_Format(PyExc_ValueError, "column %u is not fixed-width", idx);
-  if (p->nsources == p->capsources) {
-    size_t cap = p->capsources ? 2 * p->capsources : 16;
-    Py_buffer *nb = PyMem_Realloc(p->sources, cap * sizeof *nb);
-    if (!nb) return PyErr_NoMemory();
-    p->sources = nb;
-    p->capsources = cap;
-  }
-  Py_buffer *v = &p->sources[p->nsources];
-  if (PyObject_GetBuffer(obj, v, PyBUF_C_CONTIGUOUS)) return NULL;
+  Py_buffer *v = source_view(p, obj);
+  if (!v) return NULL;
   if (v->len % (Py_ssize_t)sz) {
     PyBuffer_Release(v);
     return PyErr_Format(PyExc_ValueError,
@@ -645,12 +653,7 @@ static PyObject *publish_copy_rows(PyObject *self, PyObject *args) {
   struct snap_error err = {0};
   int rc = snap_publish_copy_rows(p->pub, idx, first, (uint64_t)v->len / sz,
                                   v->len ? v->buf : NULL, &err);
-  if (rc) {
-    PyBuffer_Release(v);
-    return raise_status(rc, &err);
-  }
-  p->nsources++;
-  Py_RETURN_NONE;
+  return source_keep(p, v, rc, &err);
 }
 
 /* full(): share nothing with the current version (SNAP_PUBLISH_FULL). */
