@@ -185,3 +185,82 @@ def test_append_other_tables_publish_the_concatenation(store):
     store.publish("f", pd.DataFrame({"x": np.arange(3, dtype=np.float64)}))
     store.append("f", pd.DataFrame({"x": np.array([7], dtype=np.int64)}))
     assert store.read("f")["x"].tolist() == [0.0, 1.0, 2.0, 7.0]
+
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_EXAMPLES = int(os.environ.get("LIBSNAP_HYPOTHESIS_EXAMPLES", "40"))
+_STEP = st.one_of(
+    st.tuples(st.just("column"), st.integers(0, 5), st.integers(0, 2**31)),
+    st.tuples(st.just("rows"), st.integers(0, 3000), st.integers(1, 2000)),
+    st.tuples(st.just("cells"), st.integers(1, 50), st.integers(0, 2**31)),
+    st.tuples(st.just("append"), st.integers(1, 700), st.integers(0, 2**31)),
+    st.tuples(st.just("same"), st.just(0), st.just(0)),
+    st.tuples(st.just("full"), st.just(0), st.integers(0, 2**31)),
+    st.tuples(st.just("gc"), st.integers(1, 3), st.just(0)),
+)
+
+
+@settings(max_examples=_EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(_STEP, min_size=1, max_size=8))
+def test_any_sequence_of_refreshes_reads_back(store_path, steps):
+    """Property: after any sequence of refresh kinds (frames read back and changed,
+    private frames, appends, full copies, retention and gc in between), every kept
+    version reads back exactly what was published as it, verifies, and the store
+    holds no more than the distinct chunks (at most its versions' whole sizes)."""
+    name = f"p{abs(hash(tuple(steps))) % 10**9}"
+    s = libsnap.open(store_path, create=True)
+    try:
+        rng = np.random.default_rng(7)
+        model = pd.DataFrame(np.asfortranarray(rng.random((3000, 6))),
+                             columns=[f"c{j}" for j in range(6)], copy=False)
+        published = {s.publish(name, model): model.copy()}
+        for kind, a, b in steps:
+            r = np.random.default_rng(b)
+            if kind == "column":
+                df = s.read(name)
+                df[f"c{a}"] = r.random(len(df))
+                model = df.copy()
+                v = s.publish(name, df)
+                del df
+            elif kind == "rows":
+                model = model.copy()
+                lo = min(a, len(model) - 1)
+                model.iloc[lo:lo + b, :] = -float(b)
+                v = s.publish(name, model)
+            elif kind == "cells":
+                model = model.copy()
+                for _ in range(a):
+                    model.iat[int(r.integers(len(model))), int(r.integers(6))] = r.random()
+                v = s.publish(name, model)
+            elif kind == "append":
+                add = pd.DataFrame(r.random((a, 6)), columns=model.columns)
+                v = s.append(name, add)
+                model = pd.concat([model, add], ignore_index=True)
+            elif kind == "same":
+                v = s.publish(name, model.copy())
+            elif kind == "full":
+                model = pd.DataFrame(np.asfortranarray(r.random((len(model), 6))),
+                                     columns=model.columns, copy=False)
+                v = s.publish(name, model, share=False)
+            else:  # retention and gc: retired versions go or keep what is shared
+                s.set_keep(a, name)
+                s.gc(name)
+                continue
+            published[v] = model.copy()
+        kept = {x.version: x for x in s.versions(name)}
+        for v, want in published.items():
+            if v not in kept or kept[v].state in ("draining", "lending"):
+                continue
+            with s.pin(name, v) as snap:
+                pd.testing.assert_frame_equal(snap.to_pandas(), want)
+                snap.verify()
+        # each byte once: the files hold no more than the versions' whole tables
+        held = sum(os.stat(os.path.join(store_path, "segments", name, f)).st_blocks * 512
+                   for f in os.listdir(os.path.join(store_path, "segments", name)))
+        assert held <= sum(8 * 6 * x.nrows + 2**20 for x in kept.values())
+    finally:
+        s.close()
