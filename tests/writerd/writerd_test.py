@@ -188,6 +188,13 @@ class WriterdTest(StoreCase, unittest.TestCase):
             if d.proc.poll() is None:
                 d.proc.kill()
                 d.proc.wait()
+            failed = not getattr(getattr(self, "_outcome", None), "success", True)
+            died = d.proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL)
+            if failed or died:
+                # the daemon's log is the evidence (a crash, a sanitizer report)
+                sys.stderr.write("writerd exited with %s; the end of its log:\n%s\n" % (
+                    d.proc.returncode,
+                    "\n".join(x for x in d.lines[-60:] if x is not None)))
         shutil.rmtree(self.store, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
