@@ -387,17 +387,18 @@ def publish(store, dataset: str, data, share: bool = True) -> int:
         raise
 
 
-def _append_fast(store, dataset, rows, cur, meta):
+def _append_fast(store, dataset, rows, labels, dtypes, meta):
     """The version number, or None when the table is not one the C append
-    takes (then the caller publishes the concatenation)."""
+    takes (then the caller publishes the concatenation). @labels, @dtypes and
+    @meta describe the current version (Snapshot.columns, .dtypes, .metadata)."""
     idx = meta.get("index") or {}
     if (meta.get("libsnap_python") != 1 or idx.get("kind") != "range" or
-            not isinstance(rows, pd.DataFrame) or list(rows.columns) != list(cur.columns)
-            or not cur.columns.is_unique or len(meta.get("columns", [])) != cur.shape[1]):
+            not isinstance(rows, pd.DataFrame) or list(rows.columns) != labels
+            or len(set(labels)) != len(labels) or len(meta.get("columns", [])) != len(labels)):
         return None
     arrays = []
-    for j in range(cur.shape[1]):
-        dt = cur.dtypes.iloc[j]
+    for j, label in enumerate(labels):
+        dt = dtypes[label]
         src = rows.iloc[:, j]
         if not isinstance(dt, np.dtype) or dt.kind not in "biufMm" or src.dtype != dt:
             return None
@@ -429,12 +430,13 @@ def _append_fast(store, dataset, rows, cur, meta):
 
 
 def append(store, dataset: str, rows) -> int:
-    cur = store.read(dataset)
+    # the layout from the pin, without building the current version's frame
     with store.pin(dataset) as snap:
-        meta = json.loads(snap._p.metadata or b"{}")
-    v = _append_fast(store, dataset, rows, cur, meta)
+        labels, dtypes, meta = snap.columns, snap.dtypes, snap.metadata
+    v = _append_fast(store, dataset, rows, labels, dtypes, meta)
     if v is not None:
         return v
+    cur = store.read(dataset)
     whole = pd.concat([cur, rows], ignore_index=isinstance(cur.index, pd.RangeIndex))
     del cur
     return publish(store._s, dataset, whole)
