@@ -228,6 +228,10 @@ SNAP__INTERNAL int snap__segment_verify_data_fd(const struct snap__segment *seg,
 /* v2: the hash of one chunk's bytes, and the data hash: XXH3-128 over the
  * chunk hashes of the table at @p table (not the file indices). */
 SNAP__INTERNAL uint64_t snap__chunk_hash(const void *p, uint64_t len);
+/* The hash of a chunk of 2^@p shift zero bytes (a hole reads as that). */
+SNAP__INTERNAL uint64_t snap__zero_chunk_hash(unsigned shift);
+/* [@p off, @p off + @p len) of @p fd holds no data (SEEK_DATA): a hole. */
+SNAP__INTERNAL bool snap__is_hole(int fd, uint64_t off, uint64_t len);
 SNAP__INTERNAL void snap__table_hash(const uint8_t *table, uint64_t nchunks,
                                      uint64_t out[2]);
 /* Write header (unsealed) and manifest into a zeroed mapping of plan size

@@ -63,17 +63,13 @@ static void report(snap_rebuild_cb cb, void *arg, const char *ds, uint64_t v, in
  * @p deep, every other own chunk's hash is checked (SNAP_ECHECKSUM). */
 static int v2_own_chunks(int fd, const struct snap__segment *seg, const uint8_t *base,
                          bool deep, const char *what, struct snap_error *err) {
-  uint64_t chunk = 1ull << seg->chunk_shift;
-  uint8_t *zero = calloc(1, chunk);
-  if (!zero) return snap__errno(err, -ENOMEM, "%s", what);
-  uint64_t zhash = snap__chunk_hash(zero, chunk);
-  free(zero);
+  uint64_t chunk = 1ull << seg->chunk_shift,
+           zhash = snap__zero_chunk_hash(seg->chunk_shift);
   int lending = 0;
   for (uint64_t k = 0; k < seg->nchunks; k++) {
     if (seg->chunks[k].file) continue;
     uint64_t off = seg->data_offset + k * chunk;
-    off_t d = lseek(fd, (off_t)off, SEEK_DATA);
-    bool hole = (d < 0 && errno == ENXIO) || (d >= 0 && (uint64_t)d >= off + chunk);
+    bool hole = snap__is_hole(fd, off, chunk);
     if (hole && seg->chunks[k].hash != zhash) {
       lending = 1;
       continue;

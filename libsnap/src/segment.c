@@ -477,6 +477,20 @@ void snap__data_hash(const uint8_t *base, uint64_t data_offset, uint64_t data_si
 
 uint64_t snap__chunk_hash(const void *p, uint64_t len) { return XXH3_64bits(p, len); }
 
+uint64_t snap__zero_chunk_hash(unsigned shift) {
+  static const uint8_t z[4096];
+  XXH3_state_t st;
+  XXH3_64bits_reset(&st);
+  for (uint64_t i = 0; i < 1ull << shift; i += sizeof z)
+    XXH3_64bits_update(&st, z, sizeof z);
+  return XXH3_64bits_digest(&st);
+}
+
+bool snap__is_hole(int fd, uint64_t off, uint64_t len) {
+  off_t d = lseek(fd, (off_t)off, SEEK_DATA);
+  return (d < 0 && errno == ENXIO) || (d >= 0 && (uint64_t)d >= off + len);
+}
+
 void snap__table_hash(const uint8_t *table, uint64_t nchunks, uint64_t out[2]) {
   /* the chunk hashes only, not where the chunks are: equal data, equal hash */
   XXH3_state_t st;
@@ -997,23 +1011,12 @@ int snap__segment_verify_data_fd(const struct snap__segment *seg, const uint8_t 
                      (unsigned long long)seg->data_hash[0], (unsigned long long)h[1],
                      (unsigned long long)h[0]);
   uint64_t chunk = 1ull << seg->chunk_shift, zhash = 0;
-  bool have_zhash = false;
   for (uint64_t k = 0; k < seg->nchunks; k++) {
     uint64_t off = seg->data_offset + k * chunk, got;
     /* a hole of the file itself (room for rows, padding) reads as zeros: hash
      * zeros instead of touching it (a read fault on tmpfs allocates a page) */
-    off_t d = fd >= 0 && !seg->chunks[k].file ? lseek(fd, (off_t)off, SEEK_DATA) : 0;
-    if (fd >= 0 && !seg->chunks[k].file &&
-        ((d < 0 && errno == ENXIO) || (d >= 0 && (uint64_t)d >= off + chunk))) {
-      if (!have_zhash) {
-        XXH3_state_t st;
-        XXH3_64bits_reset(&st);
-        static const uint8_t z[4096];
-        for (uint64_t i = 0; i < chunk; i += sizeof z)
-          XXH3_64bits_update(&st, z, sizeof z);
-        zhash = XXH3_64bits_digest(&st);
-        have_zhash = true;
-      }
+    if (fd >= 0 && !seg->chunks[k].file && snap__is_hole(fd, off, chunk)) {
+      if (!zhash) zhash = snap__zero_chunk_hash(seg->chunk_shift);
       got = zhash;
     } else {
       got = snap__chunk_hash(base + off, chunk);
