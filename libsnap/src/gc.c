@@ -187,11 +187,6 @@ static int live_ver(uint64_t version, const struct snap__verrec *rec, void *arg)
   return 0;
 }
 
-static int cmp_u64(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-  return x < y ? -1 : x > y;
-}
-
 /* Punch every chunk of lender @p l's file that no live version borrows; the
  * file then holds only what it lends. Returns the bytes it still holds in
  * *held. The file is read-only (0440): made writable for the punch only. */
@@ -222,7 +217,7 @@ static int punch(snap_store *s, const char *dataset, struct lent *l, uint64_t *h
     goto out;
   }
   fchmod(fd, SNAP__MODE_SEGMENT);
-  qsort(l->off, l->n, sizeof *l->off, cmp_u64);
+  qsort(l->off, l->n, sizeof *l->off, snap__cmp_u64);
   uint64_t chunk = 1ull << shift, cur = doff, size = (uint64_t)st.st_size;
   size_t i = 0;
   while (cur < size) {

@@ -478,6 +478,12 @@ struct snap__share {
 /* Hash, compare, copy or borrow every chunk; write the chunk table, the file
  * table, nfiles and manifest_size (not the hashes of the header). */
 SNAP__INTERNAL int snap__chunks_write(struct snap__share *sh, struct snap_error *err);
+/* qsort() order of uint64_t. */
+SNAP__INTERNAL int snap__cmp_u64(const void *a, const void *b);
+/* The chunk-table file index of version @p v in the sorted file table @p vers
+ * (1-based); 0 for @p v 0 (a chunk the file holds itself). */
+SNAP__INTERNAL uint32_t snap__file_index(const uint64_t *vers, uint32_t nvers,
+                                         uint64_t v);
 
 /* chunks.c: the chunk size of segments written in the directory @p dirfd:
  * 2 MiB on a tmpfs with huge pages, else 64 KiB; LIBSNAP_CHUNK_SHIFT (12..30)

@@ -765,13 +765,13 @@ static int adopt_share(int fd, const uint8_t *map, uint64_t total,
   if (snap__segment_parse(map, total, SNAP__SEG_NO_DATA, what, NULL, 0, &sg, NULL))
     return 0; /* refused later, with its message */
   int rc = 0;
-  uint64_t chunk = 1ull << sg.chunk_shift, vers[SNAP__MAX_FILES];
-  uint32_t nvers = 0, *file = NULL;
+  uint64_t chunk = 1ull << sg.chunk_shift, vers[SNAP__MAX_FILES], *holder = NULL;
+  uint32_t nvers = 0;
   if (sg.format != SNAP__FORMAT_V2 || sg.nfiles || bs->format != SNAP__FORMAT_V2 ||
       bs->chunk_shift != sg.chunk_shift ||
       sg.chunk_table + sg.nchunks * SNAP__CHUNK_ENTRY + 8ull * SNAP__MAX_FILES >
           sg.data_offset ||
-      !(file = calloc(sg.nchunks ? sg.nchunks : 1, sizeof *file)))
+      !(holder = calloc(sg.nchunks ? sg.nchunks : 1, sizeof *holder)))
     goto done;
   for (uint64_t k = 0; k < sg.nchunks; k++) {
     uint64_t off = sg.data_offset + k * chunk;
@@ -795,7 +795,7 @@ static int adopt_share(int fd, const uint8_t *map, uint64_t total,
     while (j < nvers && vers[j] != v) j++;
     if (j == nvers && nvers == SNAP__MAX_FILES) continue;
     if (j == nvers) vers[nvers++] = v;
-    file[k] = (uint32_t)j + 1; /* re-numbered once the table is sorted */
+    holder[k] = v;
     if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
                   (off_t)chunk)) {
       rc = snap__errno(err, -errno, "%s: punching chunk %llu", what,
@@ -804,35 +804,24 @@ static int adopt_share(int fd, const uint8_t *map, uint64_t total,
     }
   }
   if (!nvers) goto done;
-  /* the file table in increasing order; entries renumbered to match */
-  uint32_t order[SNAP__MAX_FILES];
-  uint64_t sorted[SNAP__MAX_FILES];
-  memcpy(sorted, vers, nvers * sizeof *vers);
-  for (uint32_t a = 1; a < nvers; a++)
-    for (uint32_t b = a; b > 0 && sorted[b - 1] > sorted[b]; b--) {
-      uint64_t t = sorted[b];
-      sorted[b] = sorted[b - 1];
-      sorted[b - 1] = t;
-    }
-  for (uint32_t j = 0; j < nvers; j++)
-    for (uint32_t i = 0; i < nvers; i++)
-      if (sorted[i] == vers[j]) order[j] = i + 1;
+  /* the file table in increasing order, and the entries' indices into it */
+  qsort(vers, nvers, sizeof *vers, snap__cmp_u64);
   for (uint64_t k = 0; k < sg.nchunks && !rc; k++) {
-    if (!file[k]) continue;
-    uint32_t f = order[file[k] - 1];
+    if (!holder[k]) continue;
+    uint32_t f = snap__file_index(vers, nvers, holder[k]);
     if (pwrite(fd, &f, 4, (off_t)(sg.chunk_table + k * SNAP__CHUNK_ENTRY + 8)) != 4)
       rc = snap__errno(err, -errno, "%s: chunk table", what);
   }
   uint64_t msize =
       sg.chunk_table + sg.nchunks * SNAP__CHUNK_ENTRY + 8ull * nvers - SNAP__HEADER_SIZE;
-  if (!rc && (pwrite(fd, sorted, 8ull * nvers,
+  if (!rc && (pwrite(fd, vers, 8ull * nvers,
                      (off_t)(sg.chunk_table + sg.nchunks * SNAP__CHUNK_ENTRY)) !=
                   (ssize_t)(8 * nvers) ||
               pwrite(fd, &nvers, 4, SNAP__H_NFILES) != 4 ||
               pwrite(fd, &msize, 8, SNAP__H_MANIFEST_SIZE) != 8))
     rc = snap__errno(err, -errno, "%s: chunk table", what);
 done:
-  free(file);
+  free(holder);
   snap__segment_free(&sg);
   return rc;
 }

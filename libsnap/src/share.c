@@ -40,9 +40,15 @@ static void hash_zeros(XXH3_state_t *st, uint64_t len) {
   }
 }
 
-static int cmp_u64(const void *a, const void *b) {
+int snap__cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
+}
+
+uint32_t snap__file_index(const uint64_t *vers, uint32_t nvers, uint64_t v) {
+  for (uint32_t i = 0; v && i < nvers; i++)
+    if (vers[i] == v) return i + 1;
+  return 0;
 }
 
 enum { C_BORROW = 1, C_IN_FILE = 2, C_SRC = 4, C_IDENTITY = 8, C_COMPARED = 16 };
@@ -315,7 +321,7 @@ int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
         len[runs + r] = k;
         r++;
       }
-    qsort(len, runs, sizeof *len, cmp_u64);
+    qsort(len, runs, sizeof *len, snap__cmp_u64);
     uint64_t short_run = SNAP__SHORT_RUN >> shift;
     for (uint64_t i = 0; i + SNAP__MAX_PIECES < runs; i++) {
       if (i + SNAP__MAX_PIECES_HARD >= runs && (len[i] >> 32) > short_run) break;
@@ -342,13 +348,10 @@ int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
   sh->owned = 0;
   if ((rc = run_phase(&ps, n, &sh->owned, err))) goto out;
   /* The file table in increasing order, then the entries. */
-  qsort(vers, nvers, sizeof *vers, cmp_u64);
+  qsort(vers, nvers, sizeof *vers, snap__cmp_u64);
   uint8_t *t = sh->map + seg->chunk_table;
   for (uint64_t k = 0; k < n; k++) {
-    uint32_t file = 0;
-    if (holder[k])
-      while (vers[file++] != holder[k]) {
-      }
+    uint32_t file = snap__file_index(vers, nvers, holder[k]);
     memcpy(t + k * SNAP__CHUNK_ENTRY, &hash[k], 8);
     memcpy(t + k * SNAP__CHUNK_ENTRY + 8, &file, 4);
     memset(t + k * SNAP__CHUNK_ENTRY + 12, 0, 4);
