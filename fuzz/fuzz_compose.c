@@ -116,7 +116,7 @@ static void check(const uint8_t *data, size_t size) {
   struct snap__segment seg;
   struct snap_error err;
   if (!snap__segment_parse(addr, size, SNAP__SEG_NO_DATA, "fuzz", "d", 0, &seg, &err)) {
-    if (!snap__compose(g_store, &seg, addr, "fuzz", &err) &&
+    if (!snap__compose(g_store, &seg, addr, false, "fuzz", &err) &&
         !snap__segment_check_data(&seg, "fuzz", &err)) {
       for (uint32_t i = 0; i < seg.ncols; i++) {
         const struct snap_column *c = &seg.cols[i];

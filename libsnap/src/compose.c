@@ -61,7 +61,7 @@ int snap__lender_open(snap_store *s, const char *dataset, uint64_t version, uint
 }
 
 int snap__compose(snap_store *s, const struct snap__segment *seg, uint8_t *addr,
-                  const char *what, struct snap_error *err) {
+                  bool priv, const char *what, struct snap_error *err) {
   if (seg->format != SNAP__FORMAT_V2 || !seg->nfiles) return 0;
   uint64_t chunk = 1ull << seg->chunk_shift;
   for (uint32_t f = 1; f <= seg->nfiles; f++) {
@@ -91,8 +91,9 @@ int snap__compose(snap_store *s, const struct snap__segment *seg, uint8_t *addr,
       uint64_t run = k;
       while (run < seg->nchunks && seg->chunks[run].file == f) run++;
       uint64_t off = seg->data_offset + k * chunk, len = (run - k) * chunk;
-      if (mmap(addr + off, len, PROT_READ, MAP_SHARED | MAP_FIXED, fd, (off_t)off) ==
-          MAP_FAILED) {
+      int prot = PROT_READ | (priv ? PROT_WRITE : 0);
+      if (mmap(addr + off, len, prot, (priv ? MAP_PRIVATE : MAP_SHARED) | MAP_FIXED, fd,
+               (off_t)off) == MAP_FAILED) {
         rc = snap__errno(err, -errno, "%s: mapping chunks %llu..%llu of version %llu",
                          what, (unsigned long long)k, (unsigned long long)(run - 1),
                          (unsigned long long)seg->files[f - 1]);

@@ -22,6 +22,8 @@
  *   drop.c                             removing a dataset record
  *   publish.c  rebuild.c  arrow.c      publishing, rebuilding the control
  *                                      file, Arrow export of a snapshot
+ *   edit.c                             editing a version in place, copy on
+ *                                      write (publishes through publish.c)
  */
 #ifndef LIBSNAP_INTERNAL_H
 #define LIBSNAP_INTERNAL_H
@@ -449,9 +451,11 @@ SNAP__INTERNAL int snap__tombstone_put(snap_store *s, int dsfd, const char *data
  * *out is the caller's to close. */
 SNAP__INTERNAL int snap__lender_open(snap_store *s, const char *dataset, uint64_t version,
                                      uint64_t need, int *out, struct snap_error *err);
-/* Map every chunk @p seg borrows over its own mapping at @p addr. */
+/* Map every chunk @p seg borrows over its own mapping at @p addr: shared and
+ * read-only, or (@p priv) private and writable, copy-on-write. */
 SNAP__INTERNAL int snap__compose(snap_store *s, const struct snap__segment *seg,
-                                 uint8_t *addr, const char *what, struct snap_error *err);
+                                 uint8_t *addr, bool priv, const char *what,
+                                 struct snap_error *err);
 /* Mappings a composed view of @p seg takes (1 for v1). */
 SNAP__INTERNAL uint64_t snap__compose_pieces(const struct snap__segment *seg);
 
@@ -470,6 +474,10 @@ struct snap__share {
   const struct snap__segment *base; /* the version to share with, or NULL */
   const uint8_t *base_addr;         /* its composed view */
   bool full;                        /* SNAP_PUBLISH_FULL: share nothing */
+  /* an edit of the base (snap_publish_set_edit()): its private view, and per
+   * chunk of the base 1 when no page of it was written there */
+  const uint8_t *edit_addr;
+  const uint8_t *edit_clean;
   /* results */
   uint64_t owned; /* data bytes the new file holds */
   uint64_t written, borrowed, identical, compared, compacted; /* chunks */
@@ -492,6 +500,8 @@ SNAP__INTERNAL unsigned snap__chunk_shift_for(int dirfd);
 
 /* map.c: map @p size bytes of @p fd at a 2 MiB-aligned address (PMD-mappable). */
 SNAP__INTERNAL int snap__map_aligned(int fd, uint64_t size, bool writable, void **out);
+/* The same, private and writable: copy-on-write (edit.c). */
+SNAP__INTERNAL int snap__map_private(int fd, uint64_t size, void **out);
 SNAP__INTERNAL void snap__unmap(void *addr, uint64_t size);
 
 /* locks.c: count flock holders of the file with @p dev/@p ino (from /proc/locks). */
@@ -558,5 +568,19 @@ SNAP__INTERNAL void snap__after_commit(snap_store *s, const char *dataset);
  * @p dsfd holds our LOCK_SH on the dataset directory. Best effort. */
 SNAP__INTERNAL void snap__first_publish_undo(snap_store *s, int dsfd,
                                              const char *dataset);
+
+/* publish.c: snap_publish_begin() with room for @p cap rows in each block
+ * (0: nrows), for edit.c, which keeps its base's layout. */
+SNAP__INTERNAL int snap__publish_begin_cap(snap_store *s, const char *dataset,
+                                           const struct snap_schema *schema, uint64_t cap,
+                                           snap_publish **out, struct snap_error *err);
+/* Base the publish on an edit's private @p view (@p size bytes) of @p version:
+ * sources in the view at their own offset are shared unread where @p clean
+ * (one byte per chunk of @p version, owned by the publish from here on, even
+ * on failure) says that no page of the chunk was written; the flip refuses
+ * with SNAP_ECONFLICT unless @p version is still current. */
+SNAP__INTERNAL int snap__publish_edit_base(snap_publish *p, const uint8_t *view,
+                                           uint64_t size, uint64_t version,
+                                           uint8_t *clean, struct snap_error *err);
 
 #endif /* LIBSNAP_INTERNAL_H */

@@ -9,7 +9,7 @@
 
 #define HUGE_ALIGN ((uint64_t)2 << 20)
 
-int snap__map_aligned(int fd, uint64_t size, bool writable, void **out) {
+static int map_at_2m(int fd, uint64_t size, int prot, int flags, void **out) {
   /* Reserve size + 2 MiB of address space, then map the file at the first
    * 2 MiB boundary inside it, so that huge-page tmpfs files get PMD mappings. */
   size_t span = size + HUGE_ALIGN;
@@ -17,8 +17,7 @@ int snap__map_aligned(int fd, uint64_t size, bool writable, void **out) {
       mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (res == MAP_FAILED) return -errno;
   char *aligned = (char *)(((uintptr_t)res + HUGE_ALIGN - 1) & ~(HUGE_ALIGN - 1));
-  void *p = mmap(aligned, size, PROT_READ | (writable ? PROT_WRITE : 0),
-                 MAP_SHARED | MAP_FIXED, fd, 0);
+  void *p = mmap(aligned, size, prot, flags | MAP_FIXED, fd, 0);
   if (p == MAP_FAILED) {
     int e = errno;
     munmap(res, span);
@@ -31,6 +30,14 @@ int snap__map_aligned(int fd, uint64_t size, bool writable, void **out) {
   if (res + span > end) munmap(end, (size_t)(res + span - end));
   *out = aligned;
   return 0;
+}
+
+int snap__map_aligned(int fd, uint64_t size, bool writable, void **out) {
+  return map_at_2m(fd, size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, out);
+}
+
+int snap__map_private(int fd, uint64_t size, void **out) {
+  return map_at_2m(fd, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, out);
 }
 
 void snap__unmap(void *addr, uint64_t size) {

@@ -196,7 +196,7 @@ static int map_open(snap_store *s, struct snap__control *c, struct snap__slot *s
   /* structure first; the data checks read through the composed view */
   if ((rc = snap__segment_parse(m->addr, m->size, SNAP__SEG_NO_DATA, m->path, slot->name,
                                 version, &m->seg, err)) ||
-      (rc = snap__compose(s, &m->seg, m->addr, m->path, err)) ||
+      (rc = snap__compose(s, &m->seg, m->addr, false, m->path, err)) ||
       (rc = snap__segment_check_data(&m->seg, m->path, err)))
     goto fail;
   if (memcmp(m->seg.store_id, s->store_id, 16)) {

@@ -51,6 +51,11 @@ struct snap_publish {
   uint8_t *bufstate;        /* ncols * SNAP__NBUF: BUF_* */
   const void **bufsrc;      /* ncols * SNAP__NBUF: the caller's bytes (BUF_SOURCE) */
   uint64_t owned;           /* bytes the sealed file holds itself */
+  /* snap_publish_set_edit(): the edit's private view of version expect, and
+   * per chunk of that version whether the writer left it untouched */
+  const uint8_t *edit_view;
+  uint64_t edit_size, expect;
+  uint8_t *clean;
 };
 
 /* A name that does not exist yet must follow the rule for new names; an
@@ -207,6 +212,47 @@ fail:
   if (p->dsfd >= 0) close(p->dsfd);
   free(p);
   return rc;
+}
+
+int snap__publish_begin_cap(snap_store *s, const char *dataset,
+                            const struct snap_schema *schema, uint64_t cap,
+                            snap_publish **out, struct snap_error *err) {
+  return publish_begin(s, dataset, schema, cap, out, err);
+}
+
+int snap__publish_edit_base(snap_publish *p, const uint8_t *view, uint64_t size,
+                            uint64_t version, uint8_t *clean, struct snap_error *err) {
+  if (!p || !p->base || !p->store) {
+    free(clean);
+    return snap__err(err, SNAP_EINVAL, "snap_publish_set_edit: no publish in progress");
+  }
+  if (p->expect) {
+    free(clean);
+    return snap__err(err, SNAP_EINVAL, "%s: an edit is set already", p->what);
+  }
+  if (p->append_base) {
+    /* an append: its old rows were given from the base's shared view; take
+     * them from the edit's view instead (same version, same offsets) */
+    if (snap_snapshot_version(p->append_base) != version) {
+      free(clean);
+      return snap__err(err, SNAP_ECONFLICT,
+                       "dataset \"%s\": version %llu became current after the edit "
+                       "began from version %llu; nothing was published",
+                       p->dataset,
+                       (unsigned long long)snap_snapshot_version(p->append_base),
+                       (unsigned long long)version);
+    }
+    size_t blen;
+    const uint8_t *b = snap_snapshot_segment(p->append_base, &blen);
+    for (size_t i = 0; i < p->nparts; i++)
+      if (p->parts[i].src >= b && p->parts[i].src < b + blen)
+        p->parts[i].src = view + (p->parts[i].src - b);
+  }
+  p->edit_view = view;
+  p->edit_size = size;
+  p->expect = version;
+  p->clean = clean;
+  return 0;
 }
 
 int snap_publish_begin(snap_store *s, const char *dataset,
@@ -454,6 +500,7 @@ int snap_publish_set_flags(snap_publish *p, unsigned flags, struct snap_error *e
 
 static void publish_free(snap_publish *p) {
   snap_unpin(p->append_base);
+  free(p->clean);
   free(p->parts);
   free(p->bufstate);
   free(p->bufsrc);
@@ -470,6 +517,16 @@ void snap_publish_abort(snap_publish *p) {
   if (p) publish_free(p);
 }
 
+/* An edit's base is no longer current: nothing is published. */
+static int conflict(const snap_publish *p, uint64_t current, struct snap_error *err) {
+  return snap__err(err, SNAP_ECONFLICT,
+                   "dataset \"%s\": version %llu became current after the edit began "
+                   "from version %llu; nothing was published (edit version %llu "
+                   "again)",
+                   p->dataset, (unsigned long long)current, (unsigned long long)p->expect,
+                   (unsigned long long)current);
+}
+
 /* Link the sealed file in and make it current, all in one transaction. */
 static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_error *err) {
   snap_store *s = p->store;
@@ -481,6 +538,10 @@ static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_erro
   char name[32], proc[64];
   snap__seg_name(name, sizeof name, p->version);
   if ((rc = snap__ds_get(t, p->dataset, &ds, err))) goto fail;
+  if (p->expect && ds.current != p->expect) { /* compare-and-swap: an edit's base */
+    rc = conflict(p, ds.current, err);
+    goto fail;
+  }
   if (ds.current && !snap__ver_get(t, ds.id, ds.current, &old, NULL)) {
     old.state = SNAP_STATE_RETAINED;
     if ((rc = snap__ver_put(t, ds.id, ds.current, &old, err))) goto fail;
@@ -607,6 +668,10 @@ static int chunks(snap_publish *p, const snap_snapshot *base, struct snap_error 
   if (base) {
     sh.base = snap__snapshot_seg(base);
     sh.base_addr = sh.base->base;
+    if (p->clean && snap_snapshot_version(base) == p->expect) {
+      sh.edit_addr = p->edit_view;
+      sh.edit_clean = p->clean;
+    }
   }
   int rc = snap__chunks_write(&sh, err);
   free(ext);
@@ -680,7 +745,12 @@ int snap_publish_commit(snap_publish *p, uint64_t *version, struct snap_error *e
   if (p->seg.format == SNAP__FORMAT_V2 && !(p->flags & SNAP_PUBLISH_FULL) &&
       snap_pin(s, p->dataset, &base, NULL))
     base = NULL;
-  int rc = seal(p, base, &vr, err);
+  int rc = 0;
+  if (p->expect && base && snap_snapshot_version(base) != p->expect) {
+    rc = conflict(p, snap_snapshot_version(base), err); /* flip() checks it again */
+    goto out;
+  }
+  rc = seal(p, base, &vr, err);
   if (rc) goto out;
   snap__crash_point();
   if ((rc = flip(p, &vr, err))) goto out;
@@ -944,7 +1014,7 @@ int snap_publish_adopt(snap_store *s, const char *dataset, int fd, uint64_t *ver
    * (through the composed view when chunks are shared). */
   if ((rc = snap__segment_parse(p.base, p.total, SNAP__SEG_NO_DATA, p.what, dataset,
                                 p.version, &seg, err)) ||
-      (rc = snap__compose(s, &seg, p.base, p.what, err)) ||
+      (rc = snap__compose(s, &seg, p.base, false, p.what, err)) ||
       (rc = snap__segment_check_data(&seg, p.what, err)))
     goto out;
   if (memcmp(seg.store_id, s->store_id, 16)) {

@@ -8,7 +8,8 @@
  * the new file (snap_publish_fill()), and zero padding. For each chunk:
  *  1. identity: every piece is the caller's pointer into the base version's
  *     own view at the same offset (a frame read from the store and handed
- *     back): borrow without reading a byte;
+ *     back), or into an edit's private view of it where the writer wrote no
+ *     page of the chunk (edit.c): borrow without reading a byte;
  *  2. otherwise compare the pieces with the base's chunk at the same offset:
  *     on equality borrow it, with the base's hash (no hashing);
  *  3. otherwise hash the pieces (XXH3-64, streaming): the chunk is the new
@@ -106,15 +107,18 @@ static void decide(struct part *pt, uint64_t k) {
     bc = &ps->bchunks[(off - ps->bdoff) / ps->chunk];
   uint8_t fl = 0;
   bool identity = bc != NULL;
+  /* an edit's view of the base where the writer wrote no page: the same */
+  bool edited = bc && sh->edit_clean && sh->edit_clean[bc - ps->bchunks];
   for (size_t i = first; i < sh->next && ext[i].off < end; i++) {
     uint64_t a = ext[i].off > off ? ext[i].off : off;
     if (ext[i].src == sh->map + ext[i].off)
-      fl |= C_IN_FILE, identity = false;
+      fl |= C_IN_FILE, identity = edited = false;
     else
       fl |= C_SRC;
     if (identity && ext[i].src + (a - ext[i].off) != sh->base_addr + a) identity = false;
+    if (edited && ext[i].src + (a - ext[i].off) != sh->edit_addr + a) edited = false;
   }
-  if (identity && (fl & C_SRC)) { /* the base's own bytes, handed back */
+  if ((identity || edited) && (fl & C_SRC)) { /* the base's own bytes, handed back */
     ps->hash[k] = bc->hash;
     ps->flag[k] = fl | C_BORROW | C_IDENTITY;
     return;

@@ -100,7 +100,8 @@ SNAP_API const char *snap_version_string(void);
   X(CONTROL, -1007, "control file error")                                        \
   X(MAPFULL, -1008, "control file is full")                                      \
   X(RDONLY, -1009, "store was opened read-only")                                 \
-  X(BUSY, -1010, "resource is in use")
+  X(BUSY, -1010, "resource is in use")                                           \
+  X(CONFLICT, -1011, "another version became current since the operation began")
 
 /** The library's own status codes (see SNAP_ERROR_MAP for each one's meaning). */
 enum snap_status {
@@ -636,6 +637,90 @@ SNAP_API int snap_compact(snap_store *store, const char *dataset, uint64_t *vers
  * @param pub the publish, or NULL (no-op); freed.
  */
 SNAP_API void snap_publish_abort(snap_publish *pub);
+
+/* ------------------------------------------------------- editing in place */
+
+/** An edit in progress: a private, writable, copy-on-write view of a version. */
+typedef struct snap_edit snap_edit;
+
+/**
+ * Begin editing the current version of @p dataset in place, with no copy of
+ * the table. The edit pins that version (its base) and maps it a second time,
+ * privately and copy-on-write: the buffers of snap_edit_column() and
+ * snap_edit_block() are writable, and the kernel copies a page into this
+ * process's memory only when it is first written. Nobody else sees the writes.
+ * snap_edit_commit() then publishes a version that holds only the chunks with
+ * written pages, sharing the rest with the base; which pages were written is
+ * read from the kernel's page table (/proc/self/pagemap), never found by
+ * comparing (docs/design.md section 17).
+ * @param out receives the edit; release it with snap_edit_free() (committed or
+ *            not). It belongs to the process that began it (not to a child of
+ *            fork()); one thread at a time calls its functions, while any
+ *            thread may write into its view.
+ * @return 0; SNAP_ENOTFOUND (no such dataset or no version yet); SNAP_EINVAL
+ *         (a name that cannot exist); SNAP_ERDONLY; the statuses of
+ *         snap_pin(); or -errno (-ENOMEM: no address space for the view).
+ */
+SNAP_API int snap_edit_begin(snap_store *store, const char *dataset, snap_edit **out,
+                             struct snap_error *err);
+/** The version the edit began from. */
+SNAP_API uint64_t snap_edit_base(const snap_edit *ed);
+/** The pinned base (names, types, metadata; its buffers are the shared,
+ * read-only ones). Owned by the edit: do not unpin. */
+SNAP_API snap_snapshot *snap_edit_snapshot(const snap_edit *ed);
+/** Rows of the base. */
+SNAP_API uint64_t snap_edit_nrows(const snap_edit *ed);
+/**
+ * Column @p col of the edit's view, or NULL when out of range. Its buffer
+ * pointers are into the private view and may be written (cast away const):
+ * values, validity, offsets and data alike, as long as the result is valid (a
+ * commit validates string offsets and category codes as a publish does).
+ * Valid until snap_edit_free(); writes after the commit began are not
+ * published.
+ */
+SNAP_API const struct snap_column *snap_edit_column(const snap_edit *ed, uint32_t col);
+/** Block @p block of the edit's view (writable, like snap_edit_column()). */
+SNAP_API const struct snap_block *snap_edit_block(const snap_edit *ed, uint32_t block);
+/** The whole private view (the segment's layout), @p len its size. */
+SNAP_API void *snap_edit_view(const snap_edit *ed, size_t *len);
+/**
+ * Count the pages of the view's data region that were written so far (each is
+ * this process's private memory until snap_edit_free()).
+ * @return 0, or -errno reading /proc/self/pagemap.
+ */
+SNAP_API int snap_edit_written(const snap_edit *ed, uint64_t *pages,
+                               struct snap_error *err);
+/**
+ * Publish the view as it is now: a new version with the base's columns, rows
+ * and metadata, holding only the chunks of the base with written pages (each
+ * compared with the base first: a write may have put back the same bytes).
+ * The flip is a compare-and-swap: if another version became current after
+ * snap_edit_begin(), nothing is published and the call fails with
+ * SNAP_ECONFLICT, naming both versions (begin a new edit from the new one).
+ * The view stays mapped, with the writes, until snap_edit_free().
+ * @param version if not NULL, receives the new version number (0 on failure).
+ * @return 0; SNAP_ECONFLICT; SNAP_EINVAL (already committed; a write left
+ *         invalid string offsets or category codes: the message names the
+ *         column and row); or the statuses of snap_publish_commit().
+ */
+SNAP_API int snap_edit_commit(snap_edit *ed, uint64_t *version, struct snap_error *err);
+/**
+ * Base a publish on an edit, for a writer whose new version is more than the
+ * view (columns replaced, rows appended with snap_publish_append(), another
+ * layout): every source given with snap_publish_copy() or
+ * snap_publish_copy_rows() that lies in the view at its own place in the
+ * layout is shared unread where no page of its chunk was written. The flip
+ * refuses with SNAP_ECONFLICT unless the edit's base is still current. Which
+ * pages were written is read now: call it after the last write to the view.
+ * @return 0; SNAP_EINVAL (no publish in progress, an edit set already, a
+ *         committed edit); SNAP_ECONFLICT (an append begun from another
+ *         version); or -errno reading /proc/self/pagemap.
+ */
+SNAP_API int snap_publish_set_edit(snap_publish *pub, snap_edit *ed,
+                                   struct snap_error *err);
+/** Unmap the view, unpin the base and free the edit (NULL: no-op). Without a
+ * commit nothing is published. */
+SNAP_API void snap_edit_free(snap_edit *ed);
 
 /*
  * Detached publishing: a process that may not (or should not) write the
