@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -316,6 +317,53 @@ static void test_append_with_edit(void) {
   close_store();
 }
 
+/* Building in place with SNAP_PUBLISH_KEEP_VIEW: what was written stays
+ * readable after the commit, chunks shared with the previous version too, and
+ * a later write reaches only this process. */
+static void test_keep_view(void) {
+  uint64_t v1, v2;
+  struct snap_error err;
+  open_store(&v1);
+  struct snap_field f[NCOLS];
+  char names[NCOLS][8];
+  for (int c = 0; c < NCOLS; c++) {
+    snprintf(names[c], sizeof names[c], "c%d", c);
+    f[c] = (struct snap_field){.name = names[c], .type = SNAP_FLOAT64};
+  }
+  struct snap_schema schema = {NROWS, NCOLS, f, NULL, 0};
+  snap_publish *p;
+  CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "d", &schema, &p, &err), 0);
+  CU_ASSERT_EQUAL(snap_publish_set_flags(p, SNAP_PUBLISH_KEEP_VIEW, &err), 0);
+  size_t len;
+  uint8_t *view = snap_publish_view(p, &len);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(view);
+  double *m = snap_publish_block(p, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+  /* the same table as v1 but column 3, so columns 0..2 are shared */
+  for (uint32_t c = 0; c < NCOLS; c++)
+    for (uint64_t r = 0; r < NROWS; r++) m[c * NROWS + r] = tu_cell(1, r, c) + (c == 3);
+  CU_ASSERT_EQUAL_FATAL(snap_publish_commit(p, &v2, &err), 0);
+  CU_ASSERT(held(v2) >= (int64_t)COL_BYTES && held(v2) < (int64_t)(2 * COL_BYTES));
+  int bad = 0;
+  for (uint32_t c = 0; c < NCOLS; c++)
+    for (uint64_t r = 0; r < NROWS; r++)
+      bad += m[c * NROWS + r] != tu_cell(1, r, c) + (c == 3);
+  CU_ASSERT_EQUAL(bad, 0);
+  m[0] = -1;
+  m[3 * NROWS] = -1;
+  snap_snapshot *s;
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_store, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL(snap_snapshot_version(s), v2);
+  CU_ASSERT_EQUAL(((const double *)snap_snapshot_column(s, 0)->values)[0],
+                  tu_cell(1, 0, 0));
+  CU_ASSERT_EQUAL(((const double *)snap_snapshot_column(s, 3)->values)[0],
+                  tu_cell(1, 0, 3) + 1);
+  CU_ASSERT_EQUAL(snap_snapshot_verify(s, &err), 0);
+  snap_unpin(s);
+  munmap(view, len);
+  close_store();
+}
+
 static void test_errors(void) {
   uint64_t v1;
   struct snap_error err;
@@ -343,6 +391,7 @@ int main(void) {
       {"the flip's compare-and-swap", test_conflict_at_flip},
       {"a writer killed editing or committing leaves nothing", test_killed_writer},
       {"an append based on an edit", test_append_with_edit},
+      {"build in place: the view outlives the commit", test_keep_view},
       {"errors", test_errors},
       {NULL, NULL}};
   return tu_run("edit", tests);

@@ -392,6 +392,11 @@ int snap_publish_fill(snap_publish *p, uint32_t col, struct snap_fill *out,
   return 0;
 }
 
+void *snap_publish_view(const snap_publish *p, size_t *len) {
+  if (len) *len = p && p->base ? p->total : 0;
+  return p ? p->base : NULL;
+}
+
 void *snap_publish_block(snap_publish *p, uint32_t block) {
   if (!p || !p->base || block >= p->seg.nblocks) return NULL;
   const struct snap_block *b = &p->seg.blocks[block];
@@ -491,11 +496,37 @@ int snap_publish_copy_rows(snap_publish *p, uint32_t col, uint64_t first_row,
 int snap_publish_set_flags(snap_publish *p, unsigned flags, struct snap_error *err) {
   if (!p || !p->base)
     return snap__err(err, SNAP_EINVAL, "snap_publish_set_flags: no publish in progress");
-  if (flags & ~SNAP_PUBLISH_FULL)
+  if (flags & ~(SNAP_PUBLISH_FULL | SNAP_PUBLISH_KEEP_VIEW))
     return snap__err(err, SNAP_EINVAL, "snap_publish_set_flags: flags 0x%x unknown",
                      flags);
   p->flags = flags;
   return 0;
+}
+
+/* Let go of the writable mapping. With SNAP_PUBLISH_KEEP_VIEW the range stays
+ * the caller's: remapped in place (MAP_FIXED replaces it atomically, so no
+ * other mapping can take the addresses meanwhile), privately and copy on
+ * write, over the same file, so what was written stays readable and a later
+ * write reaches only this process's memory, never the file. */
+static void view_release(snap_publish *p, bool sealed) {
+  if (!p->base) return;
+  if (p->flags & SNAP_PUBLISH_KEEP_VIEW) {
+    struct snap__segment g = {0};
+    /* a sealed v2 file has holes where it borrows chunks: map those from the
+     * files that hold them (pinned as the commit's base) */
+    bool borrows = sealed && p->store &&
+                   !snap__segment_parse(p->base, p->total, SNAP__SEG_NO_DATA, p->what,
+                                        NULL, 0, &g, NULL) &&
+                   g.format == SNAP__FORMAT_V2 && g.nfiles;
+    if (mmap(p->base, p->total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, p->fd,
+             0) == MAP_FAILED ||
+        (borrows && snap__compose(p->store, &g, p->base, true, p->what, NULL)))
+      mprotect(p->base, p->total, PROT_READ); /* at least never write the file */
+    snap__segment_free(&g);
+  } else {
+    snap__unmap(p->base, p->total);
+  }
+  p->base = NULL;
 }
 
 static void publish_free(snap_publish *p) {
@@ -505,7 +536,7 @@ static void publish_free(snap_publish *p) {
   free(p->bufstate);
   free(p->bufsrc);
   snap__segment_free(&p->seg);
-  snap__unmap(p->base, p->total);
+  view_release(p, false);
   if (p->fd >= 0) close(p->fd);
   if (p->store && !p->committed) snap__first_publish_undo(p->store, p->dsfd, p->dataset);
   if (p->dsfd >= 0) close(p->dsfd);
@@ -721,8 +752,7 @@ static int seal(snap_publish *p, const snap_snapshot *base, struct snap__verrec 
   memcpy(&vr->data_hash[0], p->base + SNAP__H_DATA_HASH_LO, 8);
   memcpy(&vr->data_hash[1], p->base + SNAP__H_DATA_HASH_HI, 8);
   memcpy(&vr->header_hash, p->base + SNAP__H_HEADER_HASH, 8);
-  snap__unmap(p->base, p->total);
-  p->base = NULL;
+  view_release(p, true);
   if (fchmod(p->fd, SNAP__MODE_SEGMENT))
     return snap__errno(err, -errno, "%s/%s: fchmod", p->where, p->what);
   return 0;

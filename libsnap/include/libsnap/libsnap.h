@@ -563,6 +563,20 @@ SNAP_API int snap_publish_copy_rows(snap_publish *pub, uint32_t col, uint64_t fi
  * (struct snap_block column_stride): do not fill it through
  * snap_publish_block() as one contiguous (ncols, nrows) array. */
 #define SNAP_PUBLISH_KEEP_ROOM 0x2u
+/** snap_publish_set_flags(): the buffers written in place (snap_publish_fill(),
+ * snap_publish_block()) stay readable after the commit, abort or failure,
+ * with what was written: the library remaps the publish's whole range
+ * (snap_publish_view()) privately, copy on write, over the same file, and
+ * never unmaps it; the caller does, with munmap(), when it no longer needs
+ * them. A write there after the commit changes only the caller's memory,
+ * never the published version. For bindings whose arrays may outlive the
+ * publish (Python's store.build()). */
+#define SNAP_PUBLISH_KEEP_VIEW 0x4u
+
+/** The publish's writable mapping (the whole segment being written) and its
+ * size: with SNAP_PUBLISH_KEEP_VIEW, the range to munmap() at the end. NULL
+ * once committed or aborted. */
+SNAP_API void *snap_publish_view(const snap_publish *pub, size_t *len);
 
 /**
  * snap_publish_begin() with SNAP_PUBLISH_* @p flags.
