@@ -22,6 +22,7 @@
 #include <libsnap/libsnap.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* ---------------------------------------------------------------- errors */
 
@@ -139,7 +140,15 @@ typedef struct {
   uint32_t ncols, nblocks;
   Py_buffer *sources; /* held for snap_publish_copy() until commit or abort */
   size_t nsources, capsources;
+  PyObject *edit; /* the Edit set with edit(): its view must outlive the commit */
+  void *kept;     /* keep_view(): the range this object unmaps when it goes */
+  size_t kept_len;
 } PublishObject;
+
+typedef struct {
+  PinObject pin; /* snap: a reference to the edit's base */
+  snap_edit *ed;
+} EditObject;
 
 typedef struct {
   PyObject_HEAD PyObject *owner; /* PinObject or PublishObject */
@@ -148,7 +157,7 @@ typedef struct {
   int writable;
 } BufferObject;
 
-static PyTypeObject StoreType, PinType, PublishType, BufferType;
+static PyTypeObject StoreType, PinType, PublishType, BufferType, EditType;
 
 static PyObject *store_closed(void) {
   PyErr_SetString(PyExc_ValueError, "libsnap store is closed");
@@ -179,7 +188,7 @@ static int buffer_getbuffer(PyObject *self, Py_buffer *view, int flags) {
   }
   if (PyObject_TypeCheck(b->owner, &PublishType)) {
     PublishObject *p = (PublishObject *)b->owner;
-    if (!p->pub) {
+    if (!p->pub && !p->kept) {
       PyErr_SetString(PyExc_BufferError, "the publish is already committed or aborted");
       return -1;
     }
@@ -215,7 +224,7 @@ static PyObject *buffer_owner(PyObject *self, void *closure) {
 
 static PyGetSetDef buffer_getset_all[] = {
     {"address", buffer_address, NULL, "start address of the range", NULL},
-    {"owner", buffer_owner, NULL, "the Pin or Publish this range belongs to", NULL},
+    {"owner", buffer_owner, NULL, "the Pin, Edit or Publish this range belongs to", NULL},
     {NULL}};
 
 static Py_ssize_t buffer_len(PyObject *self) { return ((BufferObject *)self)->len; }
@@ -532,6 +541,102 @@ static PyTypeObject PinType = {
     .tp_doc = "One pin on one version of a dataset; released when unreferenced.",
 };
 
+/* ------------------------------------------------------------------ Edit */
+
+/* An Edit is a Pin of its base (columns(), blocks(), metadata, ... describe
+ * it) whose buffers are the edit's private, writable, copy-on-write view. */
+static void edit_dealloc(PyObject *self) {
+  EditObject *e = (EditObject *)self;
+  snap_edit *ed = e->ed;
+  e->ed = NULL;
+  if (ed) {
+    Py_BEGIN_ALLOW_THREADS
+    snap_edit_free(ed);
+    Py_END_ALLOW_THREADS
+  }
+  pin_dealloc(self); /* the base reference, the store */
+}
+
+/* buffer(kind, index): as Pin.buffer, into the writable view. */
+static PyObject *edit_buffer(PyObject *self, PyObject *args) {
+  const char *kind;
+  unsigned int idx = 0;
+  if (!PyArg_ParseTuple(args, "s|I", &kind, &idx)) return NULL;
+  snap_edit *ed = ((EditObject *)self)->ed;
+  if (!strcmp(kind, "segment")) {
+    size_t len;
+    void *v = snap_edit_view(ed, &len);
+    return buffer_new(self, v, len, 1);
+  }
+  if (!strcmp(kind, "block")) {
+    const struct snap_block *b = snap_edit_block(ed, idx);
+    if (!b) return PyErr_Format(PyExc_IndexError, "block %u out of range", idx);
+    return buffer_new(self, b->data, b->data_bytes, 1);
+  }
+  int k = kind_index(kind);
+  if (k < 0) return PyErr_Format(PyExc_ValueError, "unknown buffer kind %s", kind);
+  const struct snap_column *c = snap_edit_column(ed, idx);
+  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
+  const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
+  const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
+                           c->data_bytes};
+  return buffer_new(self, ptrs[k], ptrs[k] ? lens[k] : 0, 1);
+}
+
+/* written() -> pages of the view's data written so far (private memory). */
+static PyObject *edit_written(PyObject *self, PyObject *unused) {
+  (void)unused;
+  uint64_t pages = 0;
+  struct snap_error err = {0};
+  int rc;
+  snap_edit *ed = ((EditObject *)self)->ed;
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_edit_written(ed, &pages, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) return raise_status(rc, &err);
+  return PyLong_FromUnsignedLongLong(pages);
+}
+
+/* commit() -> version: publish the view as it is (snap_edit_commit). */
+static PyObject *edit_commit(PyObject *self, PyObject *unused) {
+  (void)unused;
+  uint64_t version = 0;
+  struct snap_error err = {0};
+  int rc;
+  snap_edit *ed = ((EditObject *)self)->ed;
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_edit_commit(ed, &version, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) return raise_status(rc, &err);
+  return PyLong_FromUnsignedLongLong(version);
+}
+
+static PyObject *edit_base(PyObject *self, void *closure) {
+  (void)closure;
+  return PyLong_FromUnsignedLongLong(snap_edit_base(((EditObject *)self)->ed));
+}
+
+static PyMethodDef edit_methods[] = {
+    {"buffer", edit_buffer, METH_VARARGS, "buffer(kind, index) -> writable Buffer."},
+    {"written", edit_written, METH_NOARGS, "Pages of the view written so far."},
+    {"commit", edit_commit, METH_NOARGS,
+     "Publish the view as it is; returns the version."},
+    {NULL}};
+
+static PyGetSetDef edit_getset[] = {{"base", edit_base, NULL, NULL, NULL}, {NULL}};
+
+static PyTypeObject EditType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "libsnap._core.Edit",
+    .tp_basicsize = sizeof(EditObject),
+    .tp_dealloc = edit_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_methods = edit_methods,
+    .tp_getset = edit_getset,
+    .tp_base = &PinType,
+    .tp_doc =
+        "An edit in progress: a private, writable, copy-on-write view of a version.",
+};
+
 /* --------------------------------------------------------------- Publish */
 
 static void sources_release(PublishObject *p) {
@@ -539,12 +644,14 @@ static void sources_release(PublishObject *p) {
   PyMem_Free(p->sources);
   p->sources = NULL;
   p->nsources = p->capsources = 0;
+  Py_CLEAR(p->edit);
 }
 
 static void publish_dealloc(PyObject *self) {
   PublishObject *p = (PublishObject *)self;
   if (p->pub) snap_publish_abort(p->pub);
   sources_release(p);
+  if (p->kept) munmap(p->kept, p->kept_len); /* the last Buffer over it is gone */
   Py_XDECREF(p->store);
   PyObject_Free(self);
 }
@@ -667,6 +774,85 @@ static PyObject *publish_full(PyObject *self, PyObject *unused) {
   Py_RETURN_NONE;
 }
 
+/* keep_view(): buffers stay readable after the commit or abort
+ * (SNAP_PUBLISH_KEEP_VIEW); this object unmaps them when it goes, which is
+ * after the last Buffer (each holds it). */
+static PyObject *publish_keep_view(PyObject *self, PyObject *unused) {
+  (void)unused;
+  PublishObject *p = (PublishObject *)self;
+  if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
+  struct snap_error err = {0};
+  int rc = snap_publish_set_flags(p->pub, SNAP_PUBLISH_KEEP_VIEW, &err);
+  if (rc) return raise_status(rc, &err);
+  p->kept = snap_publish_view(p->pub, &p->kept_len);
+  Py_RETURN_NONE;
+}
+
+/* block(b) -> (Buffer, column_stride, (columns...)): the writable matrix of
+ * block b (allocated now), its columns in block order, a column_stride apart. */
+static PyObject *publish_block(PyObject *self, PyObject *args) {
+  PublishObject *p = (PublishObject *)self;
+  unsigned int idx;
+  if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
+  if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
+  uint32_t k = 0;
+  const struct snap_column *first = NULL, *second = NULL, *last = NULL;
+  for (uint32_t i = 0; i < p->ncols; i++) {
+    const struct snap_column *c = snap_publish_column(p->pub, i);
+    if (c->block != idx) continue;
+    k++;
+    if (c->block_pos == 0) first = c;
+    if (c->block_pos == 1) second = c;
+    if (!last || c->block_pos > last->block_pos) last = c;
+  }
+  if (!k || !first) return PyErr_Format(PyExc_IndexError, "block %u out of range", idx);
+  PyObject *cols = PyTuple_New(k);
+  if (!cols) return NULL;
+  for (uint32_t i = 0; i < p->ncols; i++) {
+    const struct snap_column *c = snap_publish_column(p->pub, i);
+    if (c->block == idx) PyTuple_SET_ITEM(cols, c->block_pos, PyLong_FromUnsignedLong(i));
+  }
+  errno = 0;
+  uint8_t *data = snap_publish_block(p->pub, idx); /* allocates it */
+  if (!data && first->values_bytes) {
+    Py_DECREF(cols);
+    struct snap_error err = {0};
+    snprintf(err.message, sizeof err.message,
+             "allocating block %u of the new version: %s", idx,
+             strerror(errno ? errno : ENOMEM));
+    return raise_status(-(errno ? errno : ENOMEM), &err);
+  }
+  uint64_t stride =
+      second ? (uint64_t)((const uint8_t *)second->values - data) : first->values_bytes;
+  uint64_t len =
+      data ? (uint64_t)((const uint8_t *)last->values - data) + last->values_bytes : 0;
+  PyObject *buf = buffer_new(self, data, len, 1);
+  if (!buf) {
+    Py_DECREF(cols);
+    return NULL;
+  }
+  return Py_BuildValue("(NKN)", buf, (unsigned long long)stride, cols);
+}
+
+/* edit(e): base the publish on Edit e (snap_publish_set_edit): sources in its
+ * view where no page was written are shared unread; the flip refuses with
+ * Conflict unless e's base is still current. After the last write to e. */
+static PyObject *publish_edit(PyObject *self, PyObject *args) {
+  PublishObject *p = (PublishObject *)self;
+  PyObject *e;
+  if (!PyArg_ParseTuple(args, "O!", &EditType, &e)) return NULL;
+  if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
+  struct snap_error err = {0};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_publish_set_edit(p->pub, ((EditObject *)e)->ed, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) return raise_status(rc, &err);
+  Py_INCREF(e);
+  Py_XSETREF(p->edit, e);
+  Py_RETURN_NONE;
+}
+
 /* column(i) -> (type, code_type, block, block_pos) as planned */
 static PyObject *publish_column(PyObject *self, PyObject *args) {
   PublishObject *p = (PublishObject *)self;
@@ -684,7 +870,7 @@ static PyObject *publish_commit(PyObject *self, PyObject *unused) {
   (void)unused;
   PublishObject *p = (PublishObject *)self;
   if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
-  if (p->exports)
+  if (p->exports && !p->kept)
     return PyErr_Format(PyExc_BufferError,
                         "%zd buffer export(s) of this publish are still alive: delete "
                         "the arrays that view it before commit",
@@ -705,7 +891,7 @@ static PyObject *publish_commit(PyObject *self, PyObject *unused) {
 static PyObject *publish_abort(PyObject *self, PyObject *unused) {
   (void)unused;
   PublishObject *p = (PublishObject *)self;
-  if (p->pub && p->exports)
+  if (p->pub && p->exports && !p->kept)
     return PyErr_Format(PyExc_BufferError,
                         "%zd buffer export(s) of this publish are still alive",
                         p->exports);
@@ -727,6 +913,12 @@ static PyMethodDef publish_methods[] = {
     {"copy", publish_copy, METH_VARARGS,
      "copy(kind, column, array): the buffer's bytes, read at commit."},
     {"full", publish_full, METH_NOARGS, "Share nothing with the current version."},
+    {"keep_view", publish_keep_view, METH_NOARGS,
+     "Buffers stay readable after the commit (SNAP_PUBLISH_KEEP_VIEW)."},
+    {"block", publish_block, METH_VARARGS,
+     "block(b) -> (writable Buffer, column_stride, columns)."},
+    {"edit", publish_edit, METH_VARARGS,
+     "edit(e): base the publish on Edit e (after its last write)."},
     {"copy_rows", publish_copy_rows, METH_VARARGS,
      "copy_rows(column, first_row, array): rows of a fixed-width column."},
     {"column", publish_column, METH_VARARGS,
@@ -907,6 +1099,9 @@ static PyObject *store_begin(PyObject *self, PyObject *args) {
   p->ncols = (uint32_t)n;
   p->sources = NULL;
   p->nsources = p->capsources = 0;
+  p->edit = NULL;
+  p->kept = NULL;
+  p->kept_len = 0;
   Py_INCREF(self);
   p->store = self;
   result = (PyObject *)p;
@@ -915,6 +1110,31 @@ out:
   Py_DECREF(seq);
   PyBuffer_Release(&meta);
   return result;
+}
+
+/* edit(dataset) -> Edit of the current version. */
+static PyObject *store_edit(PyObject *self, PyObject *args) {
+  StoreObject *s = (StoreObject *)self;
+  const char *dataset;
+  if (!PyArg_ParseTuple(args, "s", &dataset)) return NULL;
+  if (!s->store) return store_closed();
+  snap_edit *ed = NULL;
+  struct snap_error err = {0};
+  int rc;
+  Py_BEGIN_ALLOW_THREADS
+  rc = snap_edit_begin(s->store, dataset, &ed, &err);
+  Py_END_ALLOW_THREADS
+  if (rc) return raise_status(rc, &err);
+  EditObject *e = PyObject_New(EditObject, &EditType);
+  if (!e) {
+    snap_edit_free(ed);
+    return NULL;
+  }
+  e->ed = ed;
+  e->pin.snap = snap_snapshot_ref(snap_edit_snapshot(ed));
+  Py_INCREF(self);
+  e->pin.store = self;
+  return (PyObject *)e;
 }
 
 /* append_begin(dataset, nrows, metadata or None) -> Publish: the current
@@ -951,6 +1171,9 @@ static PyObject *store_append_begin(PyObject *self, PyObject *args) {
   while (snap_publish_column(pub, p->ncols)) p->ncols++;
   p->sources = NULL;
   p->nsources = p->capsources = 0;
+  p->edit = NULL;
+  p->kept = NULL;
+  p->kept_len = 0;
   Py_INCREF(self);
   p->store = self;
   return (PyObject *)p;
@@ -1159,6 +1382,7 @@ static PyObject *store_is_closed(PyObject *self, void *closure) {
 static PyMethodDef store_methods[] = {
     {"pin", store_pin, METH_VARARGS, "pin(dataset, version=0) -> Pin"},
     {"begin", store_begin, METH_VARARGS, "begin(dataset, nrows, fields, metadata)"},
+    {"edit", store_edit, METH_VARARGS, "edit(dataset) -> Edit of the current version"},
     {"append_begin", store_append_begin, METH_VARARGS,
      "append_begin(dataset, nrows, metadata or None) -> Publish"},
     {"versions", store_versions, METH_VARARGS, "versions(dataset) -> list of dict"},
@@ -1203,8 +1427,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__core(void) {
   PyObject *m = PyModule_Create(&module);
   if (!m) return NULL;
-  if (PyType_Ready(&BufferType) || PyType_Ready(&PinType) || PyType_Ready(&PublishType) ||
-      PyType_Ready(&StoreType))
+  if (PyType_Ready(&BufferType) || PyType_Ready(&PinType) || PyType_Ready(&EditType) ||
+      PyType_Ready(&PublishType) || PyType_Ready(&StoreType))
     return NULL;
   Py_INCREF(&StoreType);
   PyModule_AddObject(m, "Store", (PyObject *)&StoreType);
@@ -1212,6 +1436,8 @@ PyMODINIT_FUNC PyInit__core(void) {
   PyModule_AddObject(m, "Pin", (PyObject *)&PinType);
   Py_INCREF(&PublishType);
   PyModule_AddObject(m, "Publish", (PyObject *)&PublishType);
+  Py_INCREF(&EditType);
+  PyModule_AddObject(m, "Edit", (PyObject *)&EditType);
   Py_INCREF(&BufferType);
   PyModule_AddObject(m, "Buffer", (PyObject *)&BufferType);
 

@@ -140,6 +140,43 @@ class Store:
 
         return append(self, dataset, rows)
 
+    def edit(self, dataset: str):
+        """Edit the current version in place, without a copy of the table::
+
+            with store.edit("prices") as df:
+                df.loc[df["qty"] < 0, "qty"] = 0
+                df["price"] *= 1.01
+
+        ``df`` is writable, over a private copy-on-write mapping of the current
+        version; leaving the block publishes a version that holds only what was
+        written (plus replaced columns), sharing the rest. An exception inside
+        the block publishes nothing; a version published by someone else
+        meanwhile makes it raise ``libsnap.Conflict`` and publish nothing. The
+        returned ``Edit`` also has ``append(rows)``, ``version`` (after the
+        block), ``base`` and ``written_bytes()``."""
+        from ._edit import Edit
+
+        return Edit(self, dataset)
+
+    def build(self, dataset: str, schema=None, nrows: int | None = None, *, like=None):
+        """Build a new version in place: writable numpy arrays inside the new
+        segment, no private copy at any point::
+
+            with store.build("m", {"a": "float64", "b": "int64"}, nrows=n) as b:
+                b["a"][:] = compute_a()
+                for lo in range(0, n, step):
+                    b["b"][lo:lo + step] = read_chunk(lo)
+
+        ``schema``: a dict {label: dtype} or a list of (label, dtype); or
+        ``like=`` a DataFrame (its columns and dtypes; nrows defaults to its
+        length) or a pyarrow Schema or Table. Numeric, bool, datetime64 and
+        timedelta64 columns only. ``b.frame`` is a writable DataFrame over the
+        same memory. Leaving the block publishes (``b.version``); an exception
+        publishes nothing."""
+        from ._edit import Build
+
+        return Build(self, dataset, schema, nrows, like)
+
     def gc(self, dataset: str | None = None, dry_run: bool = False) -> GcReport:
         """Reclaim retired versions nobody pins; report what is still draining."""
         r = self._s.gc(dataset, dry_run)

@@ -344,7 +344,10 @@ def _fill(pub, i, col: _Col):
               np.packbits(~np.asarray(col.mask, dtype=bool), bitorder="little"))
 
 
-def publish(store, dataset: str, data, share: bool = True) -> int:
+def publish(store, dataset: str, data, share: bool = True, edit=None) -> int:
+    """@edit: a _core.Edit the data comes from (store.edit()): buffers still in
+    its view are shared unread where no page was written, and the flip is a
+    compare-and-swap on its base."""
     items, nrows, index, labels_spec = _items(data)
     used: set = set()
     cols = []
@@ -378,6 +381,8 @@ def publish(store, dataset: str, data, share: bool = True) -> int:
             pub.full()
         for i, c in enumerate(cols):
             _fill(pub, i, c)
+        if edit is not None:
+            pub.edit(edit)  # after the last write to its view
         return pub.commit()
     except BaseException:
         try:
@@ -387,7 +392,7 @@ def publish(store, dataset: str, data, share: bool = True) -> int:
         raise
 
 
-def _append_fast(store, dataset, rows, labels, dtypes, meta):
+def _append_fast(store, dataset, rows, labels, dtypes, meta, edit=None):
     """The version number, or None when the table is not one the C append
     takes (then the caller publishes the concatenation). @labels, @dtypes and
     @meta describe the current version (Snapshot.columns, .dtypes, .metadata)."""
@@ -416,6 +421,8 @@ def _append_fast(store, dataset, rows, labels, dtypes, meta):
     except _core.InvalidArgument:
         return None  # e.g. a nullable column: published whole
     try:
+        if edit is not None:
+            pub.edit(edit)  # the old rows from the edit's view
         first = pub.nrows - n  # the rows of the version appended to
         for j, c in enumerate(meta["columns"]):
             if arrays[j].nbytes:
