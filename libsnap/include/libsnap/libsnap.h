@@ -69,7 +69,7 @@ extern "C" {
  *  1.0 the minor too: 0.x releases may change the ABI, see CHANGELOG.md). The one
  *  place the version is written: CMake, the Python package and writerd read it. */
 #define SNAP_VERSION_MAJOR 0
-#define SNAP_VERSION_MINOR 3
+#define SNAP_VERSION_MINOR 4
 #define SNAP_VERSION_PATCH 0
 /** On-disk segment format version written, independent of the library version.
  * Readers read this one and every earlier one (1: self-contained segments;
