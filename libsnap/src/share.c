@@ -52,7 +52,14 @@ uint32_t snap__file_index(const uint64_t *vers, uint32_t nvers, uint64_t v) {
   return 0;
 }
 
-enum { C_BORROW = 1, C_IN_FILE = 2, C_SRC = 4, C_IDENTITY = 8, C_COMPARED = 16 };
+enum {
+  C_BORROW = 1,
+  C_IN_FILE = 2,
+  C_SRC = 4,
+  C_IDENTITY = 8,
+  C_COMPARED = 16,
+  C_WRITTEN = 32 /* an own chunk written in phase 1, while its bytes were hot */
+};
 
 struct part;
 struct pass {
@@ -61,7 +68,8 @@ struct pass {
   uint64_t chunk, doff, data_end, bdoff, bn;
   uint64_t *hash;
   uint8_t *flag;
-  int phase; /* 1: decide, 2: write */
+  int phase;       /* 1: decide (and write own chunks), 2: the rest */
+  bool use_pwrite; /* write own chunks with pwrite(), not through the mapping */
 };
 
 struct part {
@@ -94,6 +102,8 @@ static size_t first_after(const struct snap__extent *e, size_t n, uint64_t off) 
   }
   return lo;
 }
+
+static int write_chunk(struct part *pt, uint64_t k);
 
 /* Phase 1 for one chunk: its hash, and whether the base's chunk is equal. */
 static void decide(struct part *pt, uint64_t k) {
@@ -167,16 +177,65 @@ static void decide(struct part *pt, uint64_t k) {
   if (cur < end) hash_zeros(&st, end - cur);
   ps->hash[k] = XXH3_64bits_digest(&st);
   ps->flag[k] = fl;
+  /* an own chunk stays own (compaction only turns borrowed chunks into own
+   * ones): write it now, its bytes still in the cache from the hash */
+  if (!(pt->rc = write_chunk(pt, k))) ps->flag[k] |= C_WRITTEN;
 }
 
-/* Phase 2 for one chunk: punch a borrowed chunk the caller had written, or
- * allocate an own chunk and copy the caller's pieces in. */
+/* pwrite() all of it; 0 or -errno (-ENOSPC on a full tmpfs). */
+static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t off) {
+  while (len) {
+    ssize_t n = pwrite(fd, p, len, (off_t)off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? -errno : -ENOSPC;
+    p += n, off += (uint64_t)n, len -= (uint64_t)n;
+  }
+  return 0;
+}
+
+static int pwrite_zeros(int fd, uint64_t len, uint64_t off) {
+  int rc = 0;
+  while (len && !rc) {
+    uint64_t n = len < sizeof zeros ? len : sizeof zeros;
+    rc = pwrite_all(fd, zeros, n, off);
+    off += n, len -= n;
+  }
+  return rc;
+}
+
+/* Write an own chunk's bytes with pwrite(): on 4 KiB pages the page cache
+ * takes them without a page fault or the zeroing of a fresh page per 4 KiB,
+ * which cost more than the copy (docs/design.md 17.3). */
+static int write_pieces(struct part *pt, uint64_t k, uint64_t off, uint64_t end) {
+  struct snap__share *sh = pt->ps->sh;
+  const struct snap__extent *ext = sh->ext;
+  uint64_t cur = off;
+  int rc = 0;
+  for (size_t i = first_after(ext, sh->next, off);
+       !rc && i < sh->next && ext[i].off < end; i++) {
+    uint64_t a = ext[i].off > off ? ext[i].off : off;
+    uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
+    if (a > cur) rc = pwrite_zeros(sh->fd, a - cur, cur);
+    if (!rc && ext[i].src != sh->map + ext[i].off)
+      rc = pwrite_all(sh->fd, ext[i].src + (a - ext[i].off), b - a, a);
+    cur = b;
+  }
+  if (rc)
+    return snap__errno(&pt->err, rc, "%s: writing chunk %llu (%llu bytes)", sh->what,
+                       (unsigned long long)k, (unsigned long long)(cur - off));
+  return 0;
+}
+
+/* Punch a borrowed chunk the caller had written, or allocate an own chunk and
+ * copy the caller's pieces in (once: phase 1 writes the chunks it decides are
+ * own, phase 2 the ones compaction made own). */
 static int write_chunk(struct part *pt, uint64_t k) {
   struct pass *ps = pt->ps;
   struct snap__share *sh = ps->sh;
   const struct snap__extent *ext = sh->ext;
   uint64_t off = ps->doff + k * ps->chunk, end = off + ps->chunk;
   uint8_t fl = ps->flag[k];
+  if (fl & C_WRITTEN) return 0;
   if (fl & C_BORROW) {
     if ((fl & C_IN_FILE) && fallocate(sh->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                                       (off_t)off, (off_t)ps->chunk))
@@ -191,6 +250,11 @@ static int write_chunk(struct part *pt, uint64_t k) {
     live_end = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
   if (live_end <= off) return 0;
   bool has_src = fl & C_SRC;
+  if (has_src && ps->use_pwrite) {
+    int rc = write_pieces(pt, k, off, live_end);
+    if (!rc) pt->owned += live_end - off;
+    return rc;
+  }
   uint64_t aend = (live_end + 4095) & ~(uint64_t)4095;
   int e = has_src ? posix_fallocate(sh->fd, (off_t)off, (off_t)(aend - off)) : 0;
   if (e)
@@ -279,11 +343,15 @@ int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
                     .bn = usebase ? bs->nchunks : 0,
                     .hash = hash,
                     .flag = flag,
-                    .phase = 1};
+                    .phase = 1,
+                    /* 2 MiB chunks: a huge-page tmpfs, where a fault maps 2 MiB
+                     * at once and copies through the mapping measured faster */
+                    .use_pwrite = shift < SNAP__CHUNK_SHIFT_HUGE};
   for (size_t i = 0; i < sh->next; i++)
     if (sh->ext[i].off + sh->ext[i].len > ps.data_end)
       ps.data_end = sh->ext[i].off + sh->ext[i].len;
-  if ((rc = run_phase(&ps, n, NULL, err))) goto out;
+  sh->owned = 0;
+  if ((rc = run_phase(&ps, n, &sh->owned, err))) goto out;
   /* Who holds each borrowed chunk; at most SNAP__MAX_FILES files (a chunk
    * from one more is copied instead: compaction). */
   uint32_t nvers = 0;
@@ -349,7 +417,6 @@ int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
   }
   sh->written = n - sh->borrowed;
   ps.phase = 2;
-  sh->owned = 0;
   if ((rc = run_phase(&ps, n, &sh->owned, err))) goto out;
   /* The file table in increasing order, then the entries. */
   qsort(vers, nvers, sizeof *vers, snap__cmp_u64);
