@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
@@ -182,47 +183,57 @@ static void decide(struct part *pt, uint64_t k) {
   if (!(pt->rc = write_chunk(pt, k))) ps->flag[k] |= C_WRITTEN;
 }
 
-/* pwrite() all of it; 0 or -errno (-ENOSPC on a full tmpfs). */
-static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t off) {
-  while (len) {
-    ssize_t n = pwrite(fd, p, len, (off_t)off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return n < 0 ? -errno : -ENOSPC;
-    p += n, off += (uint64_t)n, len -= (uint64_t)n;
+/* pwritev() all of @p n segments at @p off; 0 or -errno (-ENOSPC on a full
+ * tmpfs). Advances the segments it wrote. */
+static int pwritev_all(int fd, struct iovec *v, int n, uint64_t off) {
+  while (n > 0) {
+    ssize_t w = pwritev(fd, v, n, (off_t)off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return w < 0 ? -errno : -ENOSPC;
+    off += (uint64_t)w;
+    while (n > 0 && (size_t)w >= v->iov_len) w -= (ssize_t)v->iov_len, v++, n--;
+    if (n > 0) v->iov_base = (uint8_t *)v->iov_base + w, v->iov_len -= (size_t)w;
   }
   return 0;
 }
 
-static int pwrite_zeros(int fd, uint64_t len, uint64_t off) {
-  int rc = 0;
-  while (len && !rc) {
-    uint64_t n = len < sizeof zeros ? len : sizeof zeros;
-    rc = pwrite_all(fd, zeros, n, off);
-    off += n, len -= n;
-  }
-  return rc;
-}
-
-/* Write an own chunk's bytes with pwrite(): on 4 KiB pages the page cache
- * takes them without a page fault or the zeroing of a fresh page per 4 KiB,
- * which cost more than the copy (docs/design.md 17.3). */
+/* Write an own chunk's bytes up to @p end (the caller's pieces, zeros between
+ * them) with one pwritev() per run of pieces that are not in the file yet. The
+ * page cache takes them without a page fault, and a whole page or huge page
+ * written at once is never zeroed first: on 4 KiB pages that saves the fault
+ * and zeroing per page that cost more than the copy, on a huge-page tmpfs the
+ * zeroing of each fresh 2 MiB page (docs/design.md 17.3). */
 static int write_pieces(struct part *pt, uint64_t k, uint64_t off, uint64_t end) {
   struct snap__share *sh = pt->ps->sh;
   const struct snap__extent *ext = sh->ext;
-  uint64_t cur = off;
-  int rc = 0;
+  enum { NV = 64 };
+  struct iovec v[NV];
+  int n = 0, rc = 0;
+  uint64_t cur = off, at = off; /* at: where v[0] goes */
   for (size_t i = first_after(ext, sh->next, off);
        !rc && i < sh->next && ext[i].off < end; i++) {
     uint64_t a = ext[i].off > off ? ext[i].off : off;
     uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
-    if (a > cur) rc = pwrite_zeros(sh->fd, a - cur, cur);
-    if (!rc && ext[i].src != sh->map + ext[i].off)
-      rc = pwrite_all(sh->fd, ext[i].src + (a - ext[i].off), b - a, a);
+    bool in_file = ext[i].src == sh->map + ext[i].off;
+    while (!rc && cur < a) { /* zeros between pieces */
+      if (n == NV) rc = pwritev_all(sh->fd, v, n, at), at = cur, n = 0;
+      size_t z = a - cur < sizeof zeros ? a - cur : sizeof zeros;
+      v[n++] = (struct iovec){(void *)zeros, z};
+      cur += z;
+    }
+    if (!rc && (in_file || n == NV)) { /* flush: a piece in the file stays as is */
+      rc = pwritev_all(sh->fd, v, n, at);
+      n = 0;
+      at = in_file ? b : a;
+    }
+    if (!rc && !in_file)
+      v[n++] = (struct iovec){(void *)(ext[i].src + (a - ext[i].off)), b - a};
     cur = b;
   }
+  if (!rc && n) rc = pwritev_all(sh->fd, v, n, at);
   if (rc)
     return snap__errno(&pt->err, rc, "%s: writing chunk %llu (%llu bytes)", sh->what,
-                       (unsigned long long)k, (unsigned long long)(cur - off));
+                       (unsigned long long)k, (unsigned long long)(end - off));
   return 0;
 }
 
@@ -249,29 +260,9 @@ static int write_chunk(struct part *pt, uint64_t k) {
   for (size_t i = first_after(ext, sh->next, off); i < sh->next && ext[i].off < end; i++)
     live_end = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
   if (live_end <= off) return 0;
-  bool has_src = fl & C_SRC;
-  if (has_src && ps->use_pwrite) {
-    int rc = write_pieces(pt, k, off, live_end);
-    if (!rc) pt->owned += live_end - off;
-    return rc;
-  }
-  uint64_t aend = (live_end + 4095) & ~(uint64_t)4095;
-  int e = has_src ? posix_fallocate(sh->fd, (off_t)off, (off_t)(aend - off)) : 0;
-  if (e)
-    return snap__errno(&pt->err, -e, "%s: allocating chunk %llu (%llu bytes)", sh->what,
-                       (unsigned long long)k, (unsigned long long)(aend - off));
-  uint64_t cur = off;
-  for (size_t i = first_after(ext, sh->next, off); i < sh->next && ext[i].off < end;
-       i++) {
-    uint64_t a = ext[i].off > off ? ext[i].off : off;
-    uint64_t b = ext[i].off + ext[i].len < end ? ext[i].off + ext[i].len : end;
-    if (a > cur && has_src) memset(sh->map + cur, 0, a - cur);
-    if (ext[i].src != sh->map + ext[i].off)
-      memcpy(sh->map + a, ext[i].src + (a - ext[i].off), b - a);
-    cur = b;
-  }
-  pt->owned += live_end - off;
-  return 0;
+  int rc = (fl & C_SRC) ? write_pieces(pt, k, off, live_end) : 0;
+  if (!rc) pt->owned += live_end - off;
+  return rc;
 }
 
 static void *part_run(void *arg) {
@@ -343,10 +334,7 @@ int snap__chunks_write(struct snap__share *sh, struct snap_error *err) {
                     .bn = usebase ? bs->nchunks : 0,
                     .hash = hash,
                     .flag = flag,
-                    .phase = 1,
-                    /* 2 MiB chunks: a huge-page tmpfs, where a fault maps 2 MiB
-                     * at once and copies through the mapping measured faster */
-                    .use_pwrite = shift < SNAP__CHUNK_SHIFT_HUGE};
+                    .phase = 1};
   for (size_t i = 0; i < sh->next; i++)
     if (sh->ext[i].off + sh->ext[i].len > ps.data_end)
       ps.data_end = sh->ext[i].off + sh->ext[i].len;
