@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -102,6 +103,23 @@ def publish(store, df):
     return dt
 
 
+def touch_pages(fd, nbytes):
+    """Map the file, write one byte per 4 KiB page, unmap; the write, timed."""
+    mm = mmap.mmap(fd, nbytes)
+    pages = None
+    try:
+        pages = np.frombuffer(mm, np.uint8)[::4096]
+        return timed(pages.fill, 1)
+    except BaseException as e:
+        # Ctrl-C / SIGTERM: the traceback's finished frames hold the view, which
+        # would keep the mapping (and the huge-page tmpfs busy): let go of them
+        traceback.clear_frames(e.__traceback__)
+        raise
+    finally:
+        del pages
+        mm.close()
+
+
 def kernel_alloc(directory, nbytes):
     """(b) posix_fallocate of a fresh file in DIRECTORY, timed. For context also:
     the first touch of it through a mapping (tmpfs leaves a fallocated page
@@ -115,11 +133,8 @@ def kernel_alloc(directory, nbytes):
         h0 = meminfo_kb("ShmemHugePages")
         r["alloc"] = timed(os.posix_fallocate, fd, 0, nbytes)
         r["huge"] = (meminfo_kb("ShmemHugePages") - h0) * 1024 / nbytes
-        for key in ("touch", "retouch"):
-            with mmap.mmap(fd, nbytes) as mm:
-                pages = np.frombuffer(mm, np.uint8)[::4096]  # one byte per 4 KiB page
-                r[key] = timed(pages.fill, 1)
-                del pages
+        r["touch"] = touch_pages(fd, nbytes)
+        r["retouch"] = touch_pages(fd, nbytes)  # a new mapping, the pages present
     finally:
         t0 = time.perf_counter()
         os.unlink(path)
@@ -140,10 +155,7 @@ def warm_free_pages(directory, nbytes):
     fd, path = tempfile.mkstemp(prefix="warm-", dir=directory)
     try:
         os.posix_fallocate(fd, 0, nbytes)
-        with mmap.mmap(fd, nbytes) as mm:
-            pages = np.frombuffer(mm, np.uint8)[::4096]
-            pages.fill(1)
-            del pages
+        touch_pages(fd, nbytes)
     finally:
         os.unlink(path)
         os.close(fd)
@@ -154,12 +166,14 @@ def shm_copy(tab):
     apart (for context)."""
     t0 = time.perf_counter()
     shm = shared_memory.SharedMemory(create=True, size=tab.nbytes)
-    dst = np.ndarray(tab.buf.shape, tab.buf.dtype, buffer=shm.buf, order="F")
-    np.copyto(dst, tab.buf)
-    t1 = time.perf_counter()
-    del dst
-    shm.close()
-    shm.unlink()
+    try:
+        dst = np.ndarray(tab.buf.shape, tab.buf.dtype, buffer=shm.buf, order="F")
+        np.copyto(dst, tab.buf)
+        t1 = time.perf_counter()
+        del dst
+        shm.close()
+    finally:
+        shm.unlink()  # also on Ctrl-C: nothing left in /dev/shm
     return t1 - t0, time.perf_counter() - t1
 
 
