@@ -322,8 +322,9 @@ def rows_of(a, tab, huge, shm):
             "(ShmemHugePages before/after)",
             "tmpfs leaves fallocated pages uncleared and zeroes each at its first fault: "
             "zeroing = first touch of the fallocated file - the same touch through a "
-            "second mapping (a difference of two figures: 0 within noise). Beside the baselines, same runs, each alone and "
-            "single-threaded (share of the publish):"] + context(huge)
+            "second mapping (a difference of two figures: 0 within noise). Beside the "
+            "baselines, same runs, each alone and single-threaded (share of the "
+            "publish):"] + context(huge)
     p, s = shm["publish"], shm["shm"]
     rows.append(("full publish, /dev/shm (throughput)", f"{gb / p:.2f} GB/s",
                  f"shared_memory + copyto {gb / s:.2f} GB/s", f"{s / p:.2f}x", ">= 1.5x",
