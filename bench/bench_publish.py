@@ -215,6 +215,11 @@ def med(xs):
     return statistics.median(xs)
 
 
+def spread_of(ratios):
+    """The per-run ratios' range: how far one run's pair strays from the median."""
+    return f"(runs {min(ratios):.2f}-{max(ratios):.2f})"
+
+
 def ms(t):
     return f"{t * 1e3:.1f} ms"
 
@@ -231,7 +236,7 @@ def shm_pages():
 
 
 def run_huge(a, tab):
-    """Figure 1; returns its medians, or a string saying why it was skipped."""
+    """Figure 1; returns each step's times, or a string saying why it was skipped."""
     if a.no_huge:
         return "skipped (--no-huge)"
     if os.geteuid() != 0:
@@ -265,7 +270,7 @@ def run_huge(a, tab):
             store.close()
     finally:
         umount(d)  # also on an error or Ctrl-C
-    return {k: med(v) for k, v in r.items()}
+    return r
 
 
 def run_shm(a, tab):
@@ -296,7 +301,7 @@ def run_shm(a, tab):
             store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {k: med(v) for k, v in r.items()}
+    return r
 
 
 def rows_of(a, tab, huge, shm):
@@ -307,10 +312,14 @@ def rows_of(a, tab, huge, shm):
     if isinstance(huge, str):
         rows.append(("full publish, huge-page tmpfs", huge, "", "", "<= 1.3x", ""))
     else:
+        spread = spread_of([p / (c + f) for p, c, f in
+                            zip(huge["publish"], huge["memcpy"], huge["alloc"])])
+        huge = {k: med(v) for k, v in huge.items()}
         p, base = huge["publish"], huge["memcpy"] + huge["alloc"]
         rows.append(("full publish, huge-page tmpfs (time)", ms(p),
                      f"memcpy {ms(huge['memcpy'])} + fallocate {ms(huge['alloc'])} "
-                     f"= {ms(base)}", f"{p / base:.2f}x", "<= 1.3x", p / base <= 1.3))
+                     f"= {ms(base)}", f"{p / base:.2f}x {spread}", "<= 1.3x",
+                     p / base <= 1.3))
         alloc = huge["alloc"] + huge["zero"]
         rows.append(("kernel page allocation (fallocate) / publish", ms(p),
                      ms(huge['alloc']), f"{huge['alloc'] / p:.1%}", "report", None))
@@ -325,10 +334,12 @@ def rows_of(a, tab, huge, shm):
             "second mapping (a difference of two figures: 0 within noise). Beside the "
             "baselines, same runs, each alone and single-threaded (share of the "
             "publish):"] + context(huge)
+    spread = spread_of([b / p for p, b in zip(shm["publish"], shm["shm"])])
+    shm = {k: med(v) for k, v in shm.items()}
     p, s = shm["publish"], shm["shm"]
     rows.append(("full publish, /dev/shm (throughput)", f"{gb / p:.2f} GB/s",
-                 f"shared_memory + copyto {gb / s:.2f} GB/s", f"{s / p:.2f}x", ">= 1.5x",
-                 s / p >= 1.5))
+                 f"shared_memory + copyto {gb / s:.2f} GB/s", f"{s / p:.2f}x {spread}",
+                 ">= 1.5x", s / p >= 1.5))
     notes += [f"/dev/shm ({shm_pages()}): publish {ms(p)}, shared_memory create + copyto "
               f"{ms(s)}; the same kernel work alone, same runs (share of the publish):",
               f"  posix_fallocate {ms(shm['alloc'])} = {shm['alloc'] / p:.0%}"] + \
@@ -390,7 +401,8 @@ def write_doc(path, a, tab, load, rows, notes):
          "timed apart (below). Each baseline is measured right next "
          f"to each publish in the same run; medians of {a.runs} runs; ratio = libsnap "
          "over the baseline for the time, libsnap's GB/s over the baseline's for the "
-         "throughput.\n",
+         "throughput: the ratio of the medians, and in brackets the range of the "
+         "ratios of each run's pair.\n",
          "| figure | libsnap median | baseline(s) median | ratio | target | |",
          "|---|---:|---:|---:|---:|---|"]
     L += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {verdict(r[5])} |"
