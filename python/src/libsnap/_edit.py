@@ -64,6 +64,7 @@ class Edit:
             raise ValueError("an Edit is entered once; begin a new one with store.edit()")
         self._e = self._store._s.edit(self.dataset)
         self._df = _to_pandas(self._e)
+        self._shape0 = (self._df.columns, self._df.index, _blocks_sig(self._df))
         return self._df
 
     def __exit__(self, etype, evalue, tb):
@@ -114,8 +115,19 @@ class Edit:
                 return False
         return True
 
+    def _unchanged_layout(self) -> bool:
+        """The frame is still the view's own blocks, in place, with the same
+        labels and index: the C commit can publish the view as it is."""
+        cols, index, sig = self._shape0
+        df = self._df
+        return (sig is not None and _blocks_sig(df) == sig and
+                (df.columns is cols or df.columns.equals(cols)) and
+                (df.index is index or df.index.equals(index)))
+
     def _commit(self) -> int:
         s, e, df = self._store, self._e, self._df
+        if not self._rows and self._unchanged_layout():
+            return e.commit()  # snap_edit_commit: no per-column work in Python
         if self._rows:
             rows = self._rows[0] if len(self._rows) == 1 else pd.concat(self._rows)
             self._rows = []
@@ -130,6 +142,23 @@ class Edit:
             whole = pd.concat([df, rows], ignore_index=isinstance(df.index, pd.RangeIndex))
             return _publish(s._s, self.dataset, whole, edit=e)
         return _publish(s._s, self.dataset, df, edit=e)
+
+
+def _blocks_sig(df):
+    """Where each block of @df keeps its values (address, shape, strides, dtype,
+    columns), or None when a block is not a plain numpy array (pandas internals,
+    read only; None also when they moved)."""
+    try:
+        sig = []
+        for blk in df._mgr.blocks:
+            v = blk.values
+            if not isinstance(v, np.ndarray):
+                return None
+            sig.append((v.__array_interface__["data"][0], v.shape, v.strides, v.dtype.str,
+                        tuple(blk.mgr_locs.as_array.tolist())))
+        return sorted(sig)
+    except AttributeError:
+        return None
 
 
 def _field_type(label, dtype):
