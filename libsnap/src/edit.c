@@ -176,44 +176,20 @@ int snap_publish_set_edit(snap_publish *pub, snap_edit *ed, struct snap_error *e
   return snap__publish_edit_base(pub, ed->view, ed->size, snap_edit_base(ed), clean, err);
 }
 
+static int set_edit(snap_publish *p, void *ed, struct snap_error *err) {
+  return snap_publish_set_edit(p, ed, err);
+}
+
 int snap_edit_commit(snap_edit *ed, uint64_t *version, struct snap_error *err) {
   if (version) *version = 0;
   if (!ed || ed->committed)
     return snap__err(err, SNAP_EINVAL, "snap_edit_commit: %s edit",
                      ed ? "a committed" : "no");
   const struct snap__segment *g = &ed->seg;
-  struct snap_field *f = calloc(g->ncols ? g->ncols : 1, sizeof *f);
-  if (!f) return snap__errno(err, -ENOMEM, "edit \"%s\"", g->dataset);
-  for (uint32_t i = 0; i < g->ncols; i++) {
-    const struct snap_column *c = &g->cols[i];
-    f[i] = (struct snap_field){.name = c->name,
-                               .type = c->type,
-                               .flags = c->flags,
-                               .timezone = c->timezone,
-                               .data_bytes = c->data_bytes,
-                               .dict_size = c->dict_size,
-                               .code_type = c->code_type};
-  }
-  struct snap_schema schema = {g->nrows, g->ncols, f, g->metadata, g->metadata_len};
-  snap_publish *p;
   /* the base's room for rows too: the same layout, so every chunk can be shared */
-  int rc =
-      snap__publish_begin_cap(ed->store, g->dataset, &schema,
-                              g->format == SNAP__FORMAT_V2 ? g->capacity : 0, &p, err);
-  free(f);
-  if (rc) return rc;
-  for (uint32_t i = 0; i < g->ncols && !rc; i++) {
-    const struct snap_column *c = &g->cols[i];
-    const void *src[] = {c->values, c->validity, c->offsets, c->data};
-    for (int k = 0; k < SNAP__NBUF && !rc; k++)
-      if (src[k]) rc = snap_publish_copy(p, i, (enum snap_buffer)k, src[k], err);
-  }
-  if (!rc) rc = snap_publish_set_edit(p, ed, err);
-  if (rc) {
-    snap_publish_abort(p);
-    return rc;
-  }
-  rc = snap_publish_commit(p, version, err);
+  int rc = snap__republish(ed->store, g->dataset, g, 0,
+                           g->format == SNAP__FORMAT_V2 ? g->capacity : 0, set_edit, ed,
+                           version, err);
   if (!rc) ed->committed = true;
   return rc;
 }

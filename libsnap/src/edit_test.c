@@ -205,7 +205,8 @@ static void test_conflict_at_flip(void) {
   snap_edit *ed;
   CU_ASSERT_EQUAL_FATAL(snap_edit_begin(g_store, "d", &ed, &err), 0);
   col_of(ed, 3)[7] = -1;
-  /* the crash points of a commit: seal (2), then the one before the flip */
+  /* the third crash point of the commit: begin has two, the seal's first
+   * comes after the commit's own check of the base and before the flip */
   snap__fault_arm(3, publish_racer);
   CU_ASSERT_EQUAL(snap_edit_commit(ed, &v, &err), SNAP_ECONFLICT);
   snap__crash_arm(0);

@@ -569,11 +569,14 @@ SNAP__INTERNAL void snap__after_commit(snap_store *s, const char *dataset);
 SNAP__INTERNAL void snap__first_publish_undo(snap_store *s, int dsfd,
                                              const char *dataset);
 
-/* publish.c: snap_publish_begin() with room for @p cap rows in each block
- * (0: nrows), for edit.c, which keeps its base's layout. */
-SNAP__INTERNAL int snap__publish_begin_cap(snap_store *s, const char *dataset,
-                                           const struct snap_schema *schema, uint64_t cap,
-                                           snap_publish **out, struct snap_error *err);
+/* publish.c: a new version of @p dataset with @p seg's schema, metadata and
+ * data (read through @p seg's pointers at commit), room for @p cap rows in each
+ * block (0: nrows), published with SNAP_PUBLISH_* @p flags; @p hook (if any)
+ * runs on the publish just before the commit. Compaction, import, edits. */
+SNAP__INTERNAL int snap__republish(
+    snap_store *s, const char *dataset, const struct snap__segment *seg, unsigned flags,
+    uint64_t cap, int (*hook)(snap_publish *p, void *arg, struct snap_error *err),
+    void *arg, uint64_t *version, struct snap_error *err);
 /* Base the publish on an edit's private @p view (@p size bytes) of @p version:
  * sources in the view at their own offset are shared unread where @p clean
  * (one byte per chunk of @p version, owned by the publish from here on, even

@@ -214,12 +214,6 @@ fail:
   return rc;
 }
 
-int snap__publish_begin_cap(snap_store *s, const char *dataset,
-                            const struct snap_schema *schema, uint64_t cap,
-                            snap_publish **out, struct snap_error *err) {
-  return publish_begin(s, dataset, schema, cap, out, err);
-}
-
 int snap__publish_edit_base(snap_publish *p, const uint8_t *view, uint64_t size,
                             uint64_t version, uint8_t *clean, struct snap_error *err) {
   if (!p || !p->base || !p->store) {
@@ -1086,10 +1080,10 @@ out:
 
 /* ------------------------------------------------------------------ import */
 
-/* A new version of @p dataset with @p seg's schema, metadata and data (read
- * through @p seg's pointers at commit), published with @p flags. */
-static int republish(snap_store *s, const char *dataset, const struct snap__segment *seg,
-                     unsigned flags, uint64_t *version, struct snap_error *err) {
+int snap__republish(snap_store *s, const char *dataset, const struct snap__segment *seg,
+                    unsigned flags, uint64_t cap,
+                    int (*hook)(snap_publish *p, void *arg, struct snap_error *err),
+                    void *arg, uint64_t *version, struct snap_error *err) {
   struct snap_field *f = calloc(seg->ncols ? seg->ncols : 1, sizeof *f);
   if (!f) return snap__errno(err, -ENOMEM, "%s: %u columns", dataset, seg->ncols);
   for (uint32_t i = 0; i < seg->ncols; i++) {
@@ -1105,7 +1099,7 @@ static int republish(snap_store *s, const char *dataset, const struct snap__segm
   struct snap_schema schema = {seg->nrows, seg->ncols, f, seg->metadata,
                                seg->metadata_len};
   snap_publish *p = NULL;
-  int rc = snap_publish_begin(s, dataset, &schema, &p, err);
+  int rc = publish_begin(s, dataset, &schema, cap, &p, err);
   if (!rc && flags) rc = snap_publish_set_flags(p, flags, err);
   /* the same buffers, read at commit */
   for (uint32_t i = 0; i < seg->ncols && !rc; i++) {
@@ -1114,6 +1108,7 @@ static int republish(snap_store *s, const char *dataset, const struct snap__segm
     for (int k = 0; k < SNAP__NBUF && !rc; k++)
       if (b[k]) rc = snap_publish_copy(p, i, (enum snap_buffer)k, b[k], err);
   }
+  if (!rc && hook) rc = hook(p, arg, err);
   if (!rc) {
     rc = snap_publish_commit(p, version, err); /* frees p either way */
     p = NULL;
@@ -1129,7 +1124,8 @@ int snap_compact(snap_store *s, const char *dataset, uint64_t *version,
   snap_snapshot *cur;
   int rc = snap__store_writable(s, err);
   if (rc || (rc = snap_pin(s, dataset, &cur, err))) return rc;
-  rc = republish(s, dataset, snap__snapshot_seg(cur), SNAP_PUBLISH_FULL, version, err);
+  rc = snap__republish(s, dataset, snap__snapshot_seg(cur), SNAP_PUBLISH_FULL, 0, NULL,
+                       NULL, version, err);
   snap_unpin(cur);
   return rc;
 }
@@ -1164,7 +1160,7 @@ int snap_publish_import(snap_store *s, const char *dataset, int fd, uint64_t *ve
   if ((rc = snap__segment_check_data(&seg, "import", err)) ||
       (rc = snap__segment_verify_data(&seg, addr, "import", err)))
     goto out;
-  rc = republish(s, dataset, &seg, 0, version, err);
+  rc = snap__republish(s, dataset, &seg, 0, 0, NULL, NULL, version, err);
 out:
   snap__segment_free(&seg);
 out_map:
