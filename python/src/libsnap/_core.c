@@ -360,6 +360,28 @@ static int kind_index(const char *kind) {
   return -1;
 }
 
+/* The Buffer @p kind of a version's view: "segment" (all of it: @p seg,
+ * @p seglen), "block" (@p b) or values/validity/offsets/data of column @p c;
+ * @p b / @p c are NULL when @p idx is out of range. */
+static PyObject *view_buffer(PyObject *self, const char *kind, unsigned idx,
+                             const void *seg, size_t seglen, const struct snap_block *b,
+                             const struct snap_column *c, int writable) {
+  if (!strcmp(kind, "segment")) return buffer_new(self, seg, seglen, writable);
+  if (!strcmp(kind, "block")) {
+    if (!b) return PyErr_Format(PyExc_IndexError, "block %u out of range", idx);
+    return buffer_new(self, b->data, b->data_bytes, writable);
+  }
+  int k = kind_index(kind);
+  if (k < 0) return PyErr_Format(PyExc_ValueError, "unknown buffer kind %s", kind);
+  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
+  const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
+  const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
+                           c->data_bytes};
+  /* an absent buffer (no bytes: all-empty strings, 0 rows) is an empty buffer,
+   * so callers never special-case None */
+  return buffer_new(self, ptrs[k], ptrs[k] ? lens[k] : 0, writable);
+}
+
 /* buffer(kind, index): kind "block" (index = block) or values/validity/
  * offsets/data (index = column) or "segment" (the whole mapping). */
 static PyObject *pin_buffer(PyObject *self, PyObject *args) {
@@ -367,26 +389,10 @@ static PyObject *pin_buffer(PyObject *self, PyObject *args) {
   unsigned int idx = 0;
   if (!PyArg_ParseTuple(args, "s|I", &kind, &idx)) return NULL;
   snap_snapshot *s = ((PinObject *)self)->snap;
-  if (!strcmp(kind, "segment")) {
-    size_t len;
-    const void *p = snap_snapshot_segment(s, &len);
-    return buffer_new(self, p, len, 0);
-  }
-  if (!strcmp(kind, "block")) {
-    const struct snap_block *b = snap_snapshot_block(s, idx);
-    if (!b) return PyErr_Format(PyExc_IndexError, "block %u out of range", idx);
-    return buffer_new(self, b->data, b->data_bytes, 0);
-  }
-  int k = kind_index(kind);
-  if (k < 0) return PyErr_Format(PyExc_ValueError, "unknown buffer kind %s", kind);
-  const struct snap_column *c = snap_snapshot_column(s, idx);
-  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
-  const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
-  const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
-                           c->data_bytes};
-  /* an absent buffer (no bytes: all-empty strings, 0 rows) is an empty buffer,
-   * so callers never special-case None */
-  return buffer_new(self, ptrs[k], ptrs[k] ? lens[k] : 0, 0);
+  size_t len;
+  const void *seg = snap_snapshot_segment(s, &len);
+  return view_buffer(self, kind, idx, seg, len, snap_snapshot_block(s, idx),
+                     snap_snapshot_column(s, idx), 0);
 }
 
 static PyObject *pin_verify(PyObject *self, PyObject *unused) {
@@ -563,24 +569,10 @@ static PyObject *edit_buffer(PyObject *self, PyObject *args) {
   unsigned int idx = 0;
   if (!PyArg_ParseTuple(args, "s|I", &kind, &idx)) return NULL;
   snap_edit *ed = ((EditObject *)self)->ed;
-  if (!strcmp(kind, "segment")) {
-    size_t len;
-    void *v = snap_edit_view(ed, &len);
-    return buffer_new(self, v, len, 1);
-  }
-  if (!strcmp(kind, "block")) {
-    const struct snap_block *b = snap_edit_block(ed, idx);
-    if (!b) return PyErr_Format(PyExc_IndexError, "block %u out of range", idx);
-    return buffer_new(self, b->data, b->data_bytes, 1);
-  }
-  int k = kind_index(kind);
-  if (k < 0) return PyErr_Format(PyExc_ValueError, "unknown buffer kind %s", kind);
-  const struct snap_column *c = snap_edit_column(ed, idx);
-  if (!c) return PyErr_Format(PyExc_IndexError, "column %u out of range", idx);
-  const void *ptrs[] = {c->values, c->validity, c->offsets, c->data};
-  const uint64_t lens[] = {c->values_bytes, c->validity_bytes, c->offsets_bytes,
-                           c->data_bytes};
-  return buffer_new(self, ptrs[k], ptrs[k] ? lens[k] : 0, 1);
+  size_t len;
+  void *view = snap_edit_view(ed, &len);
+  return view_buffer(self, kind, idx, view, len, snap_edit_block(ed, idx),
+                     snap_edit_column(ed, idx), 1);
 }
 
 /* written() -> pages of the view's data written so far (private memory). */
