@@ -27,6 +27,7 @@ touching every page of it (they hold the table, as query workers do), then:
 Needs no root. The store is a temporary directory under /dev/shm (--store).
 """
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import shutil
@@ -75,6 +76,18 @@ class Readers:
             p.join()
 
 
+@contextlib.contextmanager
+def held(store, store_dir, name, readers):
+    """A round: only the current version left, @readers processes holding it,
+    retention held off inside (freeing an unrelated old version is not the
+    measured step's cost)."""
+    store.set_keep(1, name)
+    store.gc(name)
+    with Readers(store_dir, name, readers):
+        store.set_keep(1000, name)
+        yield
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=2_700_000)
@@ -101,22 +114,16 @@ def main():
         n1 = a.rows // 100
         edit_t, full_t, edit_mem, written = [], [], [], []
         for run in range(a.runs):
-            store.set_keep(1, name)
-            store.gc(name)
             # baseline: a full publish of a private frame of the same table
             frame = store.read(name).copy()  # private, outside the timing
             frame.iloc[0, 0] += 1
-            with Readers(store_dir, name, a.readers):
-                store.set_keep(1000, name)  # no reclamation inside the timings
+            with held(store, store_dir, name, a.readers):
                 t0 = time.perf_counter()
                 store.publish(name, frame, share=False)
                 full_t.append(time.perf_counter() - t0)
             del frame
-            store.set_keep(1, name)
-            store.gc(name)
             lo = (run * 7919 * n1) % (a.rows - n1)
-            with Readers(store_dir, name, a.readers):
-                store.set_keep(1000, name)
+            with held(store, store_dir, name, a.readers):
                 a0 = anon_bytes()
                 t0 = time.perf_counter()
                 ed = store.edit(name)
@@ -136,10 +143,7 @@ def main():
 
         build_mem, build_t, usual_mem, usual_t = [], [], [], []
         for run in range(a.runs):
-            store.set_keep(1, name)
-            store.gc(name)
-            with Readers(store_dir, name, a.readers):
-                store.set_keep(1000, name)
+            with held(store, store_dir, name, a.readers):
                 g = np.random.default_rng(100 + run)
                 a0 = anon_bytes()
                 t0 = time.perf_counter()
@@ -151,10 +155,7 @@ def main():
                 after = tmpfs_bytes(store_dir) + anon_bytes() - a0
                 build_mem.append(max(filled, after) / table_bytes)
                 del b
-            store.set_keep(1, name)
-            store.gc(name)
-            with Readers(store_dir, name, a.readers):
-                store.set_keep(1000, name)
+            with held(store, store_dir, name, a.readers):
                 g = np.random.default_rng(200 + run)
                 a0 = anon_bytes()
                 t0 = time.perf_counter()
