@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -253,6 +254,56 @@ static void test_create_only(void) {
   CU_ASSERT_EQUAL(memcmp(buf, "first", 5), 0);
 }
 
+/* Writers racing to create one key: exactly one wins (the announcement object of
+ * a replica set depends on it). Each thread has its own handle. */
+#define RACERS 8
+static pthread_barrier_t race_start;
+struct racer {
+  snap_s3 *h;
+  int id, rc;
+};
+
+static void *race(void *arg) {
+  struct racer *r = arg;
+  char body[32];
+  struct snap_s3_cond create = {.if_none_match = 1};
+  snprintf(body, sizeof body, "writer %d", r->id);
+  pthread_barrier_wait(&race_start);
+  r->rc = snap_s3_put(r->h, "race/announce", body, strlen(body), &create, NULL, NULL);
+  return NULL;
+}
+
+static void test_create_only_race(void) {
+  struct racer rs[RACERS];
+  pthread_t th[RACERS];
+  pthread_barrier_init(&race_start, NULL, RACERS);
+  for (int i = 0; i < RACERS; i++) {
+    rs[i] = (struct racer){.h = client(&cfg), .id = i};
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rs[i].h);
+  }
+  for (int i = 0; i < RACERS; i++) pthread_create(&th[i], NULL, race, &rs[i]);
+  int winners = 0, winner = -1;
+  for (int i = 0; i < RACERS; i++) {
+    pthread_join(th[i], NULL);
+    snap_s3_destroy(rs[i].h);
+    if (rs[i].rc == 0) {
+      winners++;
+      winner = i;
+    } else {
+      CU_ASSERT_EQUAL(rs[i].rc, SNAP_S3_EPRECONDITION);
+    }
+  }
+  pthread_barrier_destroy(&race_start);
+  CU_ASSERT_EQUAL_FATAL(winners, 1);
+  char buf[32], want[32];
+  size_t got;
+  snprintf(want, sizeof want, "writer %d", winner);
+  OK(snap_s3_get(s3, "race/announce", 0, SNAP_S3_TO_END, buf, sizeof buf, &got, NULL,
+                 ERR));
+  CU_ASSERT_EQUAL(got, strlen(want));
+  CU_ASSERT_EQUAL(memcmp(buf, want, got), 0);
+}
+
 static void test_if_match(void) {
   struct snap_s3_object v1, v2;
   struct snap_s3_error e;
@@ -449,6 +500,7 @@ int main(void) {
                                   {"list_pages", test_list_pages},
                                   {"delete", test_delete},
                                   {"create_only", test_create_only},
+                                  {"create_only_race", test_create_only_race},
                                   {"if_match", test_if_match},
                                   {"multipart", test_multipart},
                                   {"wrong_secret", test_wrong_secret},
