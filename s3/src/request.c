@@ -113,13 +113,19 @@ static size_t on_header(char *line, size_t size, size_t nitems, void *arg) {
   if (n >= 5 && memcmp(line, "HTTP/", 5) == 0) {
     /* A new answer (after "100 Continue", a new one replaces it): forget the
      * headers of the previous one. */
-    const char *sp = memchr(line, ' ', n);
-    r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    /* "HTTP/1.1 404 Not Found\r\n", "HTTP/2 200 \r\n": not NUL-terminated */
+    const char *end = line + n, *p = memchr(line, ' ', n);
+    r->status = 0;
     r->reason[0] = 0;
-    if (sp && (size_t)(line + n - sp) > 5) {
-      const char *rs = sp + 5, *re = line + n;
-      while (re > rs && (re[-1] == '\r' || re[-1] == '\n')) re--;
-      snprintf(r->reason, sizeof r->reason, "%.*s", (int)(re - rs), rs);
+    if (p) {
+      for (p++; p < end && *p >= '0' && *p <= '9' && r->status < 1000; p++)
+        r->status = r->status * 10 + (*p - '0');
+      while (p < end && *p == ' ') p++;
+      while (end > p && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) end--;
+      size_t len =
+          (size_t)(end - p) < sizeof r->reason ? (size_t)(end - p) : sizeof r->reason - 1;
+      memcpy(r->reason, p, len);
+      r->reason[len] = 0;
     }
     r->etag[0] = 0;
     r->have_length = r->have_crange = r->cr_total_known = 0;

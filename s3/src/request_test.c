@@ -314,6 +314,17 @@ static void test_odd_answers(void) {
   CU_ASSERT_EQUAL(fake_stop(&f), 2);
   CU_ASSERT_PTR_NOT_NULL(strstr(
       f.request, "<Part><PartNumber>1</PartNumber><ETag>&quot;p1&quot;</ETag></Part>"));
+  /* a HEAD answer has no body: the status line's reason is the message */
+  char *gone = http("404 Not Found", "", "");
+  const char *const r5[] = {gone, NULL};
+  fake_start(&f, r5);
+  s3 = client_of(&f, NULL);
+  CU_ASSERT_EQUAL(snap_s3_head(s3, "k", &out, &e), SNAP_S3_ENOTFOUND);
+  CU_ASSERT_STRING_EQUAL(e.message, "HEAD s3://bkt/p/k: 404 Not Found");
+  CU_ASSERT_EQUAL(e.http_status, 404);
+  snap_s3_destroy(s3);
+  fake_stop(&f);
+  free(gone);
   free(whole);
   free(wrong);
   free(err200);
