@@ -131,8 +131,8 @@ struct snap_s3_config {
   unsigned connect_timeout_ms; /**< per connection attempt (default 5000) */
   unsigned low_speed_bytes;    /**< a transfer slower than this many bytes/s ... */
   unsigned low_speed_seconds;  /**< ... for this long is aborted and retried
-                                    (defaults 1024 and 30): a stopped server cannot
-                                    hang a call forever */
+                                    (defaults 1024 and 30; 0 and 0: no limit): a
+                                    stopped server cannot hang a call forever */
   unsigned timeout_ms;         /**< whole-request cap per attempt, 0 for none (default) */
 };
 
