@@ -4,7 +4,8 @@
 # Idempotent: does nothing when every package is already there.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config liburcu-dev liblmdb-dev
-      libcunit1-dev libxxhash-dev clang-format clang libclang-rt-14-dev valgrind)
+      libcunit1-dev libxxhash-dev libcurl4-openssl-dev clang-format clang
+      libclang-rt-14-dev valgrind)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
