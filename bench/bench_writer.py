@@ -59,10 +59,13 @@ def anon_bytes():
 
 
 class Readers:
-    """N processes pinning the current version until the block ends."""
+    """N processes pinning the current version until the block ends. Spawned,
+    not forked: a forked child would share the writer's private memory copy on
+    write, and the writer's own writes to its heap would then pay copies that
+    no separate reader process causes (seen: 4 ms of numpy became 12 ms)."""
 
     def __init__(self, store_dir, name, n):
-        ctx = mp.get_context("fork")
+        ctx = mp.get_context("spawn")
         self.ready = [ctx.Event() for _ in range(n)]
         self.release = ctx.Event()
         self.procs = [ctx.Process(target=reader, args=(store_dir, name, r, self.release))
