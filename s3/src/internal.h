@@ -123,6 +123,7 @@ struct s3_req {
   int too_big;               /* SINK_MEM overflow */
   int ignored_range;         /* 200 to a Range request with range_off > 0 */
   int stop_ok;               /* stopped on purpose after range_len bytes of a 200 */
+  int bad_range;             /* a 206 for other bytes than asked, or more of them */
   struct s3_growbuf body_in; /* SINK_XML, or an error answer's body */
 };
 

@@ -160,6 +160,17 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg) {
     grow_append(&r->body_in, data, n);
     return n;
   }
+  if (r->ranged && r->status == 206) {
+    /* Nothing is written before the Content-Range is the one asked for, and
+     * never more than it says: an answer that strays would overwrite bytes
+     * outside the range (a neighbour's, in a file filled by several GETs). */
+    if (!r->have_crange || r->cr_start != r->range_off ||
+        (r->range_len != SNAP_S3_TO_END && r->cr_end - r->cr_start >= r->range_len) ||
+        n > r->cr_end - r->cr_start + 1 - r->got) {
+      r->bad_range = 1;
+      return 0;
+    }
+  }
   if (r->ranged && r->status == 200) {
     /* The server ignored Range and sends the whole object. From offset 0 it is
      * still the right bytes: keep range_len of them, then stop on purpose. */
@@ -247,7 +258,7 @@ static void reset_answer(struct s3_req *r) {
   r->got = r->sent = 0;
   r->local_status = 0;
   r->local_what = NULL;
-  r->too_big = r->ignored_range = r->stop_ok = 0;
+  r->too_big = r->ignored_range = r->stop_ok = r->bad_range = 0;
   r->body_in.len = 0;
   if (r->body_in.p) r->body_in.p[0] = 0;
   r->body_in.max = r->sink == SINK_XML ? XML_BODY_MAX : ERROR_BODY_MAX;
@@ -423,6 +434,12 @@ static int judge(snap_s3 *s3, struct s3_req *r, CURLcode cr, const char *url, in
   if (r->ignored_range)
     return s3__err(err, SNAP_S3_EPROTO,
                    "%s %s: the server ignored Range (200 instead of 206)", r->op, where);
+  if (r->bad_range)
+    return s3__err(err, SNAP_S3_EPROTO,
+                   "%s %s: 206 whose Content-Range or length is not the range asked for "
+                   "(bytes %llu+%llu): nothing past it was written",
+                   r->op, where, (unsigned long long)r->range_off,
+                   (unsigned long long)r->range_len);
   if (cr != CURLE_OK && !(r->stop_ok && cr == CURLE_WRITE_ERROR)) {
     /* No usable answer: name the endpoint and curl's reason. */
     char ep[300];

@@ -331,6 +331,44 @@ static void test_odd_answers(void) {
   free(done);
 }
 
+/* A 206 that strays from the range asked for writes nothing into the file:
+ * neither other bytes (a wider Content-Range) nor more bytes than it says. */
+static void test_stray_206_writes_nothing(void) {
+  char body[101];
+  memset(body, 'y', 100);
+  body[100] = 0;
+  char *wider =
+      http("206 Partial Content", "Content-Range: bytes 100-199/1000\r\n", body);
+  char *longer =
+      http("206 Partial Content", "Content-Range: bytes 100-109/1000\r\n", body);
+  char *const replies[] = {wider, longer};
+  for (int i = 0; i < 2; i++) {
+    FILE *tf = tmpfile();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tf);
+    int fd = fileno(tf);
+    char x[300];
+    memset(x, 'x', sizeof x);
+    CU_ASSERT_EQUAL(pwrite(fd, x, sizeof x, 0), (ssize_t)sizeof x);
+    struct fake f;
+    const char *const r[] = {replies[i], NULL};
+    fake_start(&f, r);
+    snap_s3 *s3 = client_of(&f, NULL);
+    struct snap_s3_error e;
+    uint64_t got = 0;
+    CU_ASSERT_EQUAL(snap_s3_get_fd(s3, "k", 100, 10, fd, 50, &got, NULL, &e),
+                    SNAP_S3_EPROTO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "not the range asked for"));
+    snap_s3_destroy(s3);
+    fake_stop(&f);
+    char back[300];
+    CU_ASSERT_EQUAL(pread(fd, back, sizeof back, 0), (ssize_t)sizeof back);
+    CU_ASSERT_EQUAL(memcmp(back, x, sizeof x), 0); /* not one byte written */
+    fclose(tf);
+  }
+  free(wider);
+  free(longer);
+}
+
 static void test_secret_echoed_is_masked(void) {
   /* A server that quotes the token or the secret back never gets them logged. */
   char *r = error_reply("400 Bad Request", "InvalidToken",
@@ -357,6 +395,7 @@ int main(void) {
       {"canonical_queries", test_canonical_queries},
       {"odd_answers", test_odd_answers},
       {"secret_echoed_is_masked", test_secret_echoed_is_masked},
+      {"stray_206_writes_nothing", test_stray_206_writes_nothing},
       {NULL, NULL}};
   return tu_run("s3_request", tests);
 }
