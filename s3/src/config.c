@@ -29,6 +29,12 @@ void snap_s3_config_clear(struct snap_s3_config *cfg) {
 }
 
 /* Copy src into a fixed field; 0, or -1 when it does not fit. */
+/* [A-Za-z0-9], whatever the locale (isalnum() under Latin-1 takes bytes >= 0x80,
+ * which must be percent-encoded). */
+static int ascii_alnum(int c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
 static int put(char *dst, size_t cap, const char *src) {
   size_t n = strlen(src);
   if (n >= cap) return -1;
@@ -131,8 +137,16 @@ static int read_credentials_file(struct snap_s3_config *cfg, const char *path,
                      path);
     return s3__err(err, SNAP_S3_ECONFIG, "credentials file %s: %s", path, strerror(e));
   }
-  char *line = NULL;
-  size_t linecap = 0;
+  /* No stdio buffer (it would hold every profile's secret and be freed
+   * unwiped), and a line buffer large enough that getline() need not move it
+   * (leaving a copy behind): both wiped below. */
+  setvbuf(f, NULL, _IONBF, 0);
+  size_t linecap = 8192;
+  char *line = malloc(linecap);
+  if (!line) {
+    fclose(f);
+    return s3__err(err, -ENOMEM, "credentials file %s: out of memory", path);
+  }
   int in = 0, found = 0, rc = 0;
   unsigned lineno = 0;
   while (getline(&line, &linecap, f) >= 0) {
@@ -245,7 +259,7 @@ static int check_endpoint(const char *e) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)h[i];
     /* host name, IPv4, [IPv6], port; no userinfo, path, query or fragment */
-    if (!isalnum(c) && !strchr(".-:[]_", c)) return -1;
+    if (!ascii_alnum(c) && !strchr(".-:[]_", c)) return -1;
   }
   return 0;
 }
@@ -365,7 +379,7 @@ ssize_t s3__encode(const char *s, int keep_slash, char *out, size_t cap) {
   size_t n = 0;
   for (; *s; s++) {
     unsigned char c = (unsigned char)*s;
-    int keep = isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+    int keep = ascii_alnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
                (keep_slash && c == '/');
     if (n + (keep ? 1 : 3) >= cap) return -1;
     if (keep) {

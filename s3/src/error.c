@@ -48,13 +48,15 @@ int s3__err(struct snap_s3_error *err, int status, const char *fmt, ...) {
 static void mask(char *msg, const char *secret) {
   size_t n = strlen(secret);
   if (n == 0) return;
-  char *p;
-  while ((p = strstr(msg, secret)) != NULL) {
-    /* Each occurrence becomes "***" (as many '*' as it has, when shorter). */
+  char *p, *from = msg;
+  while ((p = strstr(from, secret)) != NULL) {
+    /* Each occurrence becomes "***" (as many '*' as it has, when shorter);
+     * the search goes on after it, so a secret made of '*' cannot loop. */
     size_t tail = strlen(p + n);
     size_t put = n < 3 ? n : 3;
     memset(p, '*', put);
     memmove(p + put, p + n, tail + 1);
+    from = p + put;
   }
 }
 

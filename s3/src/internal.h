@@ -135,4 +135,9 @@ void s3__req_done(struct s3_req *r);
 /* "s3://bucket/name" for messages, into buf. */
 const char *s3__where(const snap_s3 *s3, const char *name, char *buf, size_t cap);
 
+/* object.c: a condition's If-Match must be an ETag (short, printable: it goes
+ * into a header line as it is) and not come with If-None-Match. */
+int s3__check_cond(const char *op, const char *name, const struct snap_s3_cond *c,
+                   struct snap_s3_error *err);
+
 #endif

@@ -39,9 +39,9 @@ int snap_s3_multipart_create(snap_s3 *s3, const char *key,
                      .content_type = "application/octet-stream"};
   rc = s3__perform(s3, &r, err);
   if (rc == 0) {
-    const char *end = r.body_in.p + r.body_in.len;
-    if (!r.body_in.p || s3__xml_get(r.body_in.p, end, "UploadId", upload_id,
-                                    SNAP_S3_UPLOAD_ID_MAX) <= 0) {
+    /* no pointer arithmetic on an empty body's NULL (UBSan) */
+    if (!r.body_in.p || s3__xml_get(r.body_in.p, r.body_in.p + r.body_in.len, "UploadId",
+                                    upload_id, SNAP_S3_UPLOAD_ID_MAX) <= 0) {
       upload_id[0] = 0;
       rc = s3__err(err, SNAP_S3_EPROTO, "CREATE MULTIPART %s: no usable UploadId",
                    s3__where(s3, name, where, sizeof where));
@@ -127,9 +127,7 @@ int snap_s3_multipart_complete(snap_s3 *s3, const char *key, const char *upload_
       upload_query(upload_id, 0, query, sizeof query))
     return s3__err(err, SNAP_S3_EINVAL,
                    "COMPLETE MULTIPART %s: %zu parts or bad upload id", where, nparts);
-  if (cond && ((cond->if_match && cond->if_none_match) ||
-               (cond->if_match && strlen(cond->if_match) >= 128)))
-    return s3__err(err, SNAP_S3_EINVAL, "COMPLETE MULTIPART %s: bad condition", where);
+  if ((rc = s3__check_cond("COMPLETE MULTIPART", where, cond, err)) != 0) return rc;
   uint64_t size = 0;
   for (size_t i = 0; i < nparts; i++) {
     size_t el = strnlen(parts[i].etag, sizeof parts[i].etag);
@@ -172,9 +170,8 @@ int snap_s3_multipart_complete(snap_s3 *s3, const char *key, const char *upload_
   if (rc == 0 && out) {
     out->size = size;
     /* The final ETag is in the answer's body (the header may be absent). */
-    const char *end = r.body_in.p + r.body_in.len;
-    if (!r.body_in.p ||
-        s3__xml_get(r.body_in.p, end, "ETag", out->etag, sizeof out->etag) < 0)
+    if (!r.body_in.p || s3__xml_get(r.body_in.p, r.body_in.p + r.body_in.len, "ETag",
+                                    out->etag, sizeof out->etag) < 0)
       snprintf(out->etag, sizeof out->etag, "%s", r.etag);
   }
   s3__req_done(&r);
@@ -202,11 +199,11 @@ int snap_s3_put_fd_multipart(snap_s3 *s3, const char *key, int fd, uint64_t offs
                              const struct snap_s3_cond *cond, struct snap_s3_object *out,
                              struct snap_s3_error *err) {
   if (part_size < PART_MIN || length > INT64_MAX ||
-      (length + part_size - 1) / part_size > PARTS_MAX)
+      length / part_size + (length % part_size != 0) > PARTS_MAX)
     return s3__err(err, SNAP_S3_EINVAL,
                    "PUT MULTIPART %s: part size %llu under 5 MiB or more than %u parts",
                    key ? key : "(null)", (unsigned long long)part_size, PARTS_MAX);
-  size_t nparts = length ? (size_t)((length + part_size - 1) / part_size) : 1;
+  size_t nparts = length ? (size_t)(length / part_size + (length % part_size != 0)) : 1;
   struct snap_s3_part *parts = calloc(nparts, sizeof *parts);
   if (!parts) return s3__err(err, -ENOMEM, "PUT MULTIPART: out of memory");
   char upload_id[SNAP_S3_UPLOAD_ID_MAX];

@@ -16,8 +16,8 @@ static void object_info(const struct s3_req *r, uint64_t size,
   snprintf(out->etag, sizeof out->etag, "%s", r->etag);
 }
 
-static int check_cond(const char *op, const char *name, const struct snap_s3_cond *c,
-                      struct snap_s3_error *err) {
+int s3__check_cond(const char *op, const char *name, const struct snap_s3_cond *c,
+                   struct snap_s3_error *err) {
   if (!c || !c->if_match) return 0;
   size_t n = strlen(c->if_match);
   /* An ETag is short, printable and goes into a header line as it is. */
@@ -60,7 +60,7 @@ static int put_common(snap_s3 *s3, const char *key, struct s3_req *r,
   char name[S3_NAME_MAX + 1];
   int rc = s3__object_name(&s3->cfg, key, name, err);
   if (rc) return rc;
-  if ((rc = check_cond("PUT", name, r->cond, err)) != 0) return rc;
+  if ((rc = s3__check_cond("PUT", name, r->cond, err)) != 0) return rc;
   r->op = "PUT";
   r->method = "PUT";
   r->name = name;

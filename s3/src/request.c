@@ -323,7 +323,10 @@ static int setup(snap_s3 *s3, struct s3_req *r, const char *url,
   curl_easy_setopt(c, CURLOPT_USERNAME, cfg->access_key);
   curl_easy_setopt(c, CURLOPT_PASSWORD, cfg->secret_key);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->connect_timeout_ms);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, (long)cfg->low_speed_bytes);
+  /* a CompleteMultipartUpload answer may trickle whitespace for minutes while
+   * the server assembles the object: only the overall timeout bounds it */
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT,
+                   r->error_in_200 ? 0L : (long)cfg->low_speed_bytes);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)cfg->low_speed_seconds);
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)cfg->timeout_ms);
   curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, cfg->tls_insecure ? 0L : 1L);
@@ -517,10 +520,14 @@ int s3__perform(snap_s3 *s3, struct s3_req *r, struct snap_s3_error *err) {
       break;
     }
     CURLcode cr = curl_easy_perform(s3->curl);
-    curl_slist_free_all(hdrs);
-    /* The handle keeps pointers to the password and the header list until the
-     * next reset; drop them now rather than at the next request. */
+    /* The handle keeps a pointer to the header list until the next reset:
+     * drop it, then wipe every line (one holds the session token) before the
+     * list is freed. libcurl's own copies (the password, the signing key, its
+     * request buffer) are freed by libcurl without being wiped (docs/s3.md). */
     curl_easy_setopt(s3->curl, CURLOPT_HTTPHEADER, NULL);
+    for (struct curl_slist *l = hdrs; l; l = l->next)
+      explicit_bzero(l->data, strlen(l->data));
+    curl_slist_free_all(hdrs);
     int retry;
     rc = judge(s3, r, cr, url, &retry, err);
     if (err) err->attempts = attempt;
@@ -540,6 +547,9 @@ out:
 }
 
 void s3__req_done(struct s3_req *r) {
+  /* an error body may quote the request back (AWS's SignatureDoesNotMatch
+   * carries the canonical request, with the session token) */
+  if (r->body_in.p) explicit_bzero(r->body_in.p, r->body_in.cap);
   free(r->body_in.p);
   r->body_in.p = NULL;
   r->body_in.len = r->body_in.cap = 0;

@@ -385,6 +385,17 @@ static void test_secret_echoed_is_masked(void) {
   snap_s3_destroy(s3);
   fake_stop(&f);
   free(r);
+  /* a token of stars, echoed: masked once per occurrence (this looped forever
+   * when the search restarted at the stars it had just written) */
+  r = error_reply("400 Bad Request", "InvalidToken", "token ** is bad");
+  const char *const again[] = {r, NULL};
+  fake_start(&f, again);
+  s3 = client_of(&f, "**");
+  CU_ASSERT_EQUAL(snap_s3_delete(s3, "k", &e), SNAP_S3_EHTTP);
+  CU_ASSERT_PTR_NOT_NULL(strstr(e.message, "token ** is bad"));
+  snap_s3_destroy(s3);
+  fake_stop(&f);
+  free(r);
 }
 
 int main(void) {

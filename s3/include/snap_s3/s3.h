@@ -36,7 +36,10 @@
  *  - A retried request may repeat one whose answer was lost: a conditional PUT
  *    whose first attempt succeeded but whose response never arrived gets 412 on
  *    the retry, and a completed multipart upload retried gets 404 NoSuchUpload.
- *    err->attempts > 1 tells the caller that the answer is ambiguous.
+ *    err->attempts > 1 says the answer may be ambiguous, but attempts == 1 does
+ *    not prove it is not: libcurl itself resends a request once when a reused
+ *    connection turns out dead. A caller that must know (the announcement of a
+ *    push) reads the object back and compares it with what it sent.
  *
  * Threads: a snap_s3 handle holds one libcurl easy handle (and its connection
  * cache) and is used by one thread at a time. Threads that transfer in parallel
