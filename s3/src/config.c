@@ -58,7 +58,7 @@ int s3__check_bucket(const char *b) {
 
 /* The rules of s3.h for keys, applied to [s, s + n): no control character, no
  * leading '/', no empty, "." or ".." segment. NULL or a reason. */
-static const char *name_problem(const char *s, size_t n) {
+const char *s3__name_problem(const char *s, size_t n) {
   if (n == 0) return "empty";
   size_t seg = 0; /* start of the current segment */
   for (size_t i = 0; i <= n; i++) {
@@ -94,7 +94,7 @@ int snap_s3_config_set_url(struct snap_s3_config *cfg, const char *url,
   size_t plen = strlen(p);
   if (plen && p[plen - 1] == '/') plen--; /* "s3://b/p/" and "s3://b/p" alike */
   if (plen) {
-    const char *why = name_problem(p, plen);
+    const char *why = s3__name_problem(p, plen);
     if (why) return s3__err(err, SNAP_S3_EINVAL, "%s: prefix: %s", url, why);
     if (plen + 1 >= sizeof cfg->prefix)
       return s3__err(err, SNAP_S3_EINVAL, "%s: prefix longer than %zu", url,
@@ -339,7 +339,7 @@ int s3__check_config(const struct snap_s3_config *cfg, struct snap_s3_error *err
                    cfg->bucket);
   size_t plen = strnlen(cfg->prefix, sizeof cfg->prefix);
   if (plen == sizeof cfg->prefix ||
-      (plen && (cfg->prefix[plen - 1] != '/' || name_problem(cfg->prefix, plen - 1))))
+      (plen && (cfg->prefix[plen - 1] != '/' || s3__name_problem(cfg->prefix, plen - 1))))
     return s3__err(err, SNAP_S3_EINVAL, "s3://%s: bad prefix (see s3.h)", cfg->bucket);
   if (check_region(cfg->region) != 0)
     return s3__err(err, SNAP_S3_EINVAL, "region \"%.63s\": not a-z 0-9 -", cfg->region);
@@ -362,7 +362,7 @@ int s3__object_name(const struct snap_s3_config *cfg, const char *key, char *out
   if (!key)
     return s3__err(err, SNAP_S3_EINVAL, "s3://%s/%s: NULL key", cfg->bucket, cfg->prefix);
   size_t plen = strlen(cfg->prefix), klen = strlen(key);
-  const char *why = name_problem(key, klen);
+  const char *why = s3__name_problem(key, klen);
   if (why)
     return s3__err(err, SNAP_S3_EINVAL, "s3://%s/%s%.200s: bad key: %s", cfg->bucket,
                    cfg->prefix, key, why);

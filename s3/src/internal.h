@@ -92,6 +92,7 @@ struct s3_req {
   const char *name;   /* the object name (prefix + key), NULL for the bucket */
   const char *query;  /* "" or sorted, encoded pairs */
   const struct snap_s3_cond *cond;
+  const char *if_none_match_etag; /* a GET's If-None-Match: ETAG (a poll) */
   int ranged; /* send Range: bytes=range_off-(range_off+range_len-1) */
   uint64_t range_off, range_len;
   const char *content_type;
@@ -139,5 +140,10 @@ const char *s3__where(const snap_s3 *s3, const char *name, char *buf, size_t cap
  * into a header line as it is) and not come with If-None-Match. */
 int s3__check_cond(const char *op, const char *name, const struct snap_s3_cond *c,
                    struct snap_s3_error *err);
+
+/* config.c: why @p s (@p n bytes) cannot be an object name or prefix: empty,
+ * a control character, a leading '/', an empty, '.' or '..' segment; NULL if
+ * it can. */
+const char *s3__name_problem(const char *s, size_t n);
 
 #endif

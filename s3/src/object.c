@@ -143,6 +143,22 @@ int snap_s3_get(snap_s3 *s3, const char *key, uint64_t offset, uint64_t length, 
   return rc;
 }
 
+int snap_s3_get_changed(snap_s3 *s3, const char *key, const char *etag, void *buf,
+                        size_t cap, size_t *got, struct snap_s3_object *info,
+                        struct snap_s3_error *err) {
+  struct s3_req r = {.sink = SINK_MEM, .buf = buf, .cap = cap};
+  *got = 0;
+  if (etag && *etag) {
+    struct snap_s3_cond c = {.if_match = etag}; /* the same rules for an ETag */
+    int rc = s3__check_cond("GET", key ? key : "(null)", &c, err);
+    if (rc) return rc;
+    r.if_none_match_etag = etag;
+  }
+  int rc = get_common(s3, key, 0, SNAP_S3_TO_END, &r, info, err);
+  if (rc == 0) *got = (size_t)r.got;
+  return rc;
+}
+
 int snap_s3_get_fd(snap_s3 *s3, const char *key, uint64_t offset, uint64_t length, int fd,
                    uint64_t fd_offset, uint64_t *got, struct snap_s3_object *info,
                    struct snap_s3_error *err) {

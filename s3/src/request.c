@@ -291,6 +291,10 @@ static int setup(snap_s3 *s3, struct s3_req *r, const char *url,
     h = t;
   }
   if (r->cond && r->cond->if_none_match) ADD("If-None-Match: *");
+  if (r->if_none_match_etag) {
+    snprintf(line, sizeof line, "If-None-Match: %.200s", r->if_none_match_etag);
+    ADD(line);
+  }
   if (r->cond && r->cond->if_match) {
     snprintf(line, sizeof line, "If-Match: %.200s", r->cond->if_match);
     ADD(line);
@@ -460,6 +464,12 @@ static int judge(snap_s3 *s3, struct s3_req *r, CURLcode cr, const char *url, in
   int body_error = r->body_in.len && s3__xml_error(r->body_in.p, r->body_in.len, code,
                                                    sizeof code, msg, sizeof msg) == 0;
   if (st >= 200 && st <= 299 && !(r->error_in_200 && body_error)) return 0;
+  if (st == 304 && r->if_none_match_etag) {
+    s3__err(err, SNAP_S3_ENOTMODIFIED, "%s %s: not modified since %s", r->op, where,
+            r->if_none_match_etag);
+    if (err) err->http_status = 304;
+    return SNAP_S3_ENOTMODIFIED;
+  }
   if (st == 416 && r->ranged && r->range_off == 0) return 0; /* an empty object */
   int status;
   if (st >= 200 && st <= 299) { /* an <Error> inside a 200 */

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -266,6 +267,20 @@ int s3__xml_list(const char *body, size_t n, const char *strip, struct snap_s3_l
         s3__xml_text(es, ee, en->etag, sizeof en->etag) < 0) {
       *why = "bad ETag";
       goto fail;
+    }
+    en->odd = s3__name_problem(en->key, strlen(en->key)) != NULL;
+    char when[40];
+    if (s3__xml_find(cs, ce, "LastModified", &es, &ee, NULL) == 0) {
+      struct tm tm = {0};
+      if (s3__xml_text(es, ee, when, sizeof when) < 0 ||
+          sscanf(when, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                 &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6) {
+        *why = "bad LastModified";
+        goto fail;
+      }
+      tm.tm_year -= 1900;
+      tm.tm_mon -= 1;
+      en->last_modified = (int64_t)timegm(&tm);
     }
   }
   if (truncated) {

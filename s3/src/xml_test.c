@@ -95,14 +95,21 @@ static void test_list_document(void) {
       "<Name>b</Name><Prefix>p/</Prefix><MaxKeys>2</MaxKeys><IsTruncated>true</"
       "IsTruncated>"
       "<Contents><Key>p/a&amp;b</Key><ETag>&#34;d4af&#34;</ETag><Size>8</Size>"
+      "<LastModified>2026-12-01T09:35:15.000Z</LastModified>"
       "<StorageClass>STANDARD</StorageClass></Contents>"
       "<Contents><Key>p/sub/c</Key><ETag>&quot;e5-2&quot;</ETag><Size>12582912</Size>"
       "<Owner><ID>x</ID></Owner></Contents>"
+      "<Contents><Key>p/x//..</Key><Size>1</Size></Contents>"
       "<NextContinuationToken>tok+/=</NextContinuationToken><KeyCount>2</KeyCount>"
       "</ListBucketResult>";
   CU_ASSERT_EQUAL_FATAL(s3__xml_list(doc, strlen(doc), "p/", &l, &why), 0);
-  CU_ASSERT_EQUAL_FATAL(l.count, 2);
+  CU_ASSERT_EQUAL_FATAL(l.count, 3);
   CU_ASSERT_STRING_EQUAL(l.entries[0].key, "a&b");
+  CU_ASSERT_EQUAL(l.entries[0].last_modified, 1796117715); /* date -ud ... +%s */
+  CU_ASSERT_EQUAL(l.entries[1].last_modified, 0);          /* none sent */
+  CU_ASSERT(!l.entries[0].odd && !l.entries[1].odd);
+  CU_ASSERT_STRING_EQUAL(l.entries[2].key, "x//..");
+  CU_ASSERT(l.entries[2].odd); /* kept, but flagged: never a file name */
   CU_ASSERT_STRING_EQUAL(l.entries[0].etag, "\"d4af\"");
   CU_ASSERT_EQUAL(l.entries[0].size, 8);
   CU_ASSERT_STRING_EQUAL(l.entries[1].key, "sub/c");
@@ -130,6 +137,8 @@ static void test_list_document(void) {
       "</ListBucketResult>",
       "<ListBucketResult><Contents><Key>p/&zz;</Key><Size>1</Size></Contents>"
       "</ListBucketResult>",
+      "<ListBucketResult><Contents><Key>p/x</Key><Size>1</Size>"
+      "<LastModified>yesterday</LastModified></Contents></ListBucketResult>",
       "<Error><Code>AccessDenied</Code></Error>",
       "<ListBucketResult><Contents><Key>p/x</Key><Size>1</Size>", NULL};
   for (int i = 0; bad[i]; i++) {

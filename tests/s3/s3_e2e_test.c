@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "snap_s3/s3.h"
@@ -210,6 +211,9 @@ static void test_list_pages(void) {
       struct snap_s3_object head;
       OK(snap_s3_head(s3, key, &head, ERR));
       CU_ASSERT_STRING_EQUAL(l.entries[i].etag, head.etag);
+      /* written a moment ago, by this machine's clock within 10 minutes */
+      CU_ASSERT(llabs((long long)(l.entries[i].last_modified - time(NULL))) < 600);
+      CU_ASSERT(!l.entries[i].odd);
     }
     snap_s3_list_free(&l);
   } while (token && pages < 10);
@@ -223,6 +227,30 @@ static void test_list_pages(void) {
   CU_ASSERT_EQUAL(l.count, 0);
   CU_ASSERT_PTR_NULL(l.next_token);
   snap_s3_list_free(&l);
+}
+
+/* A poll: GET only when the ETag moved (If-None-Match, 304). */
+static void test_get_changed(void) {
+  struct snap_s3_object first, now, info;
+  struct snap_s3_error e;
+  char buf[16];
+  size_t got = 99;
+  OK(snap_s3_put(s3, "poll/a", "one", 3, NULL, &first, ERR));
+  CU_ASSERT_EQUAL(
+      snap_s3_get_changed(s3, "poll/a", first.etag, buf, sizeof buf, &got, &info, &e),
+      SNAP_S3_ENOTMODIFIED);
+  CU_ASSERT_EQUAL(got, 0);
+  CU_ASSERT_EQUAL(e.http_status, 304);
+  OK(snap_s3_put(s3, "poll/a", "two!", 4, NULL, &now, ERR));
+  OK(snap_s3_get_changed(s3, "poll/a", first.etag, buf, sizeof buf, &got, &info, ERR));
+  CU_ASSERT_EQUAL(got, 4);
+  CU_ASSERT_EQUAL(memcmp(buf, "two!", 4), 0);
+  CU_ASSERT_STRING_EQUAL(info.etag, now.etag);
+  OK(snap_s3_get_changed(s3, "poll/a", NULL, buf, sizeof buf, &got, NULL, ERR));
+  CU_ASSERT_EQUAL(got, 4);
+  CU_ASSERT_EQUAL(snap_s3_get_changed(s3, "poll/a", "\"bad\r\nX: y\"", buf, sizeof buf,
+                                      &got, NULL, &e),
+                  SNAP_S3_EINVAL);
 }
 
 static void test_delete(void) {
@@ -498,6 +526,7 @@ int main(void) {
   static const tu_test tests[] = {{"put_get_head", test_put_get_head},
                                   {"fd_put_and_get", test_fd_put_and_get},
                                   {"list_pages", test_list_pages},
+                                  {"get_changed", test_get_changed},
                                   {"delete", test_delete},
                                   {"create_only", test_create_only},
                                   {"create_only_race", test_create_only_race},

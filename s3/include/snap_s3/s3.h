@@ -74,7 +74,8 @@ extern "C" {
   X(HTTP, -2010, "unexpected HTTP status")                                      \
   X(NET, -2011, "connection failed or timed out, retries exhausted")            \
   X(TLS, -2012, "TLS handshake or certificate verification failed")             \
-  X(PROTO, -2013, "malformed or unexpected response")
+  X(PROTO, -2013, "malformed or unexpected response")                           \
+  X(NOTMODIFIED, -2014, "not modified since the ETag given (304)")
 
 /** The library's own status codes (see SNAP_S3_ERROR_MAP). */
 enum snap_s3_status {
@@ -259,6 +260,17 @@ int snap_s3_get(snap_s3 *s3, const char *key, uint64_t offset, uint64_t length, 
                 struct snap_s3_error *err);
 
 /**
+ * GET the whole of @p key into @p buf unless its ETag is still @p etag (a poll:
+ * If-None-Match, answered 304 without a body).
+ * @return as snap_s3_get(), or SNAP_S3_ENOTMODIFIED: the object is unchanged,
+ *         nothing was read (*got 0, @p info untouched). @p etag NULL or "" is a
+ *         plain GET.
+ */
+int snap_s3_get_changed(snap_s3 *s3, const char *key, const char *etag, void *buf,
+                        size_t cap, size_t *got, struct snap_s3_object *info,
+                        struct snap_s3_error *err);
+
+/**
  * As snap_s3_get(), but written into @p fd with pwrite() at @p fd_offset, the
  * first byte of the range at @p fd_offset (the file is not truncated or
  * extended beyond what is written; @p fd's file offset is not used). A retry
@@ -286,7 +298,12 @@ int snap_s3_delete(snap_s3 *s3, const char *key, struct snap_s3_error *err);
 struct snap_s3_entry {
   char *key; /**< relative to the configured prefix */
   uint64_t size;
-  char etag[128]; /**< quotes included */
+  char etag[128];        /**< quotes included */
+  int64_t last_modified; /**< seconds since 1970 (UTC), whole; 0 if none was sent */
+  /** the key breaks the rules of the keys this library writes (empty, a control
+   * character, a leading '/', an empty, '.' or '..' segment): another writer's
+   * object; the other calls refuse it, so never map it to a file or act on it */
+  int odd;
 };
 
 /** One page of a listing, filled by snap_s3_list(); snap_s3_list_free() it. */
