@@ -117,29 +117,31 @@ static int written(const snap_edit *ed, uint8_t **out, uint64_t *pages,
   *out = NULL;
   *pages = 0;
   uint64_t psz = (uint64_t)sysconf(_SC_PAGESIZE);
-  uint64_t first = ((uintptr_t)ed->view + g->data_offset) / psz;
-  uint64_t npages = (g->data_size + psz - 1) / psz;
+  uint64_t d0 = (uintptr_t)ed->view + g->data_offset, d1 = d0 + g->data_size;
+  uint64_t first = d0 / psz, npages = d1 > d0 ? (d1 - 1) / psz + 1 - first : 0;
   bool v2 = g->format == SNAP__FORMAT_V2 && g->nchunks;
-  uint64_t per_chunk = v2 ? ((1ull << g->chunk_shift) + psz - 1) / psz : 1;
   uint8_t *clean = NULL;
   if (v2) {
     if (!(clean = malloc(g->nchunks)))
       return snap__errno(err, -ENOMEM, "%s: edit", snap_snapshot_path(ed->base));
     memset(clean, 1, g->nchunks);
   }
-  int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  enum { BATCH = 8192 }; /* 64 KiB of entries: 32 MiB of 4 KiB pages per read */
+  uint64_t *pm = malloc(BATCH * sizeof *pm);
+  int fd = pm ? open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
   if (fd < 0) {
+    int e = pm ? -errno : -ENOMEM;
+    free(pm);
     free(clean);
-    return snap__errno(err, -errno, "/proc/self/pagemap: the pages an edit wrote");
+    return snap__errno(err, e, "/proc/self/pagemap: the pages an edit wrote");
   }
-  enum { BATCH = 8192 }; /* 64 KiB of entries: 32 MiB of view per read */
-  static __thread uint64_t pm[BATCH];
   for (uint64_t at = 0; at < npages;) {
     uint64_t n = npages - at < BATCH ? npages - at : BATCH;
     ssize_t got = pread(fd, pm, n * 8, (off_t)((first + at) * 8));
     if (got <= 0 || got % 8) {
       int e = got < 0 ? errno : EIO;
       close(fd);
+      free(pm);
       free(clean);
       return snap__errno(err, -e, "/proc/self/pagemap: reading %llu entries at page %llu",
                          (unsigned long long)n, (unsigned long long)(first + at));
@@ -149,11 +151,18 @@ static int written(const snap_edit *ed, uint8_t **out, uint64_t *pages,
       uint64_t e = pm[i];
       if (!(((e & PM_PRESENT) && !(e & PM_FILE)) || (e & PM_SWAPPED))) continue;
       ++*pages;
-      if (clean) clean[(at + i) / per_chunk] = 0;
+      if (!clean) continue;
+      /* every chunk the page overlaps (a page may be larger than a chunk) */
+      uint64_t pa = (first + at + i) * psz;
+      uint64_t lo = (pa > d0 ? pa : d0) - d0, hi = (pa + psz < d1 ? pa + psz : d1) - d0;
+      for (uint64_t c = lo >> g->chunk_shift;
+           c <= (hi - 1) >> g->chunk_shift && c < g->nchunks; c++)
+        clean[c] = 0;
     }
     at += n;
   }
   close(fd);
+  free(pm);
   *out = clean;
   return 0;
 }
@@ -169,6 +178,12 @@ int snap_publish_set_edit(snap_publish *pub, snap_edit *ed, struct snap_error *e
   if (!ed || ed->committed)
     return snap__err(err, SNAP_EINVAL, "snap_publish_set_edit: %s edit",
                      ed ? "a committed" : "no");
+  /* the base's version number alone does not say which dataset it is */
+  if (!snap__publish_is_of(pub, ed->store, ed->seg.dataset))
+    return snap__err(err, SNAP_EINVAL,
+                     "snap_publish_set_edit: the edit is of \"%s\" in %s, not of this "
+                     "publish's dataset",
+                     ed->seg.dataset, snap_store_path(ed->store));
   uint8_t *clean;
   uint64_t pages;
   int rc = written(ed, &clean, &pages, err);

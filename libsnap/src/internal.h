@@ -582,6 +582,9 @@ SNAP__INTERNAL int snap__republish(
  * (one byte per chunk of @p version, owned by the publish from here on, even
  * on failure) says that no page of the chunk was written; the flip refuses
  * with SNAP_ECONFLICT unless @p version is still current. */
+/* @p p publishes @p dataset of store @p s. */
+SNAP__INTERNAL bool snap__publish_is_of(const snap_publish *p, const snap_store *s,
+                                        const char *dataset);
 SNAP__INTERNAL int snap__publish_edit_base(snap_publish *p, const uint8_t *view,
                                            uint64_t size, uint64_t version,
                                            uint8_t *clean, struct snap_error *err);

@@ -214,6 +214,11 @@ fail:
   return rc;
 }
 
+bool snap__publish_is_of(const snap_publish *p, const snap_store *s,
+                         const char *dataset) {
+  return p && p->store == s && !strcmp(p->dataset, dataset);
+}
+
 int snap__publish_edit_base(snap_publish *p, const uint8_t *view, uint64_t size,
                             uint64_t version, uint8_t *clean, struct snap_error *err) {
   if (!p || !p->base || !p->store) {
@@ -493,7 +498,8 @@ int snap_publish_set_flags(snap_publish *p, unsigned flags, struct snap_error *e
   if (flags & ~(SNAP_PUBLISH_FULL | SNAP_PUBLISH_KEEP_VIEW))
     return snap__err(err, SNAP_EINVAL, "snap_publish_set_flags: flags 0x%x unknown",
                      flags);
-  p->flags = flags;
+  /* KEEP_VIEW once set stays: the range was promised to the caller */
+  p->flags = flags | (p->flags & SNAP_PUBLISH_KEEP_VIEW);
   return 0;
 }
 
@@ -502,8 +508,9 @@ int snap_publish_set_flags(snap_publish *p, unsigned flags, struct snap_error *e
  * other mapping can take the addresses meanwhile), privately and copy on
  * write, over the same file, so what was written stays readable and a later
  * write reaches only this process's memory, never the file. */
-static void view_release(snap_publish *p, bool sealed) {
-  if (!p->base) return;
+static int view_release(snap_publish *p, bool sealed, struct snap_error *err) {
+  if (!p->base) return 0;
+  int rc = 0;
   if (p->flags & SNAP_PUBLISH_KEEP_VIEW) {
     struct snap__segment g = {0};
     /* a sealed v2 file has holes where it borrows chunks: map those from the
@@ -513,14 +520,19 @@ static void view_release(snap_publish *p, bool sealed) {
                                         NULL, 0, &g, NULL) &&
                    g.format == SNAP__FORMAT_V2 && g.nfiles;
     if (mmap(p->base, p->total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, p->fd,
-             0) == MAP_FAILED ||
-        (borrows && snap__compose(p->store, &g, p->base, true, p->what, NULL)))
-      mprotect(p->base, p->total, PROT_READ); /* at least never write the file */
+             0) == MAP_FAILED)
+      rc = snap__errno(err, -errno, "%s: keeping the written buffers mapped", p->what);
+    else if (borrows)
+      rc = snap__compose(p->store, &g, p->base, true, p->what, err);
+    /* after a failure the range holds what it could (a hole reads as zeros);
+     * at least it never writes the file */
+    if (rc) mprotect(p->base, p->total, PROT_READ);
     snap__segment_free(&g);
   } else {
     snap__unmap(p->base, p->total);
   }
   p->base = NULL;
+  return rc;
 }
 
 static void publish_free(snap_publish *p) {
@@ -530,7 +542,7 @@ static void publish_free(snap_publish *p) {
   free(p->bufstate);
   free(p->bufsrc);
   snap__segment_free(&p->seg);
-  view_release(p, false);
+  view_release(p, false, NULL);
   if (p->fd >= 0) close(p->fd);
   if (p->store && !p->committed) snap__first_publish_undo(p->store, p->dsfd, p->dataset);
   if (p->dsfd >= 0) close(p->dsfd);
@@ -746,7 +758,8 @@ static int seal(snap_publish *p, const snap_snapshot *base, struct snap__verrec 
   memcpy(&vr->data_hash[0], p->base + SNAP__H_DATA_HASH_LO, 8);
   memcpy(&vr->data_hash[1], p->base + SNAP__H_DATA_HASH_HI, 8);
   memcpy(&vr->header_hash, p->base + SNAP__H_HEADER_HASH, 8);
-  view_release(p, true);
+  /* a view the caller was promised and cannot have: nothing is published */
+  if ((rc = view_release(p, true, err))) return rc;
   if (fchmod(p->fd, SNAP__MODE_SEGMENT))
     return snap__errno(err, -errno, "%s/%s: fchmod", p->where, p->what);
   return 0;

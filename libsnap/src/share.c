@@ -69,8 +69,7 @@ struct pass {
   uint64_t chunk, doff, data_end, bdoff, bn;
   uint64_t *hash;
   uint8_t *flag;
-  int phase;       /* 1: decide (and write own chunks), 2: the rest */
-  bool use_pwrite; /* write own chunks with pwrite(), not through the mapping */
+  int phase; /* 1: decide (and write own chunks), 2: the rest */
 };
 
 struct part {

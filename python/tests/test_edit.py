@@ -321,3 +321,26 @@ def test_build_exception_and_errors(store):
         with store.build("m", {"a": "float64"}, 1) as b:
             b["nope"]
     assert store.datasets() == []
+
+
+def test_the_edit_object_keeps_nothing_after_the_block(store):
+    v1 = store.publish("t", frame())
+    ed = store.edit("t")
+    with ed as df:
+        df.iloc[0, 0] = 1.0
+        assert {v.version: v.pinned for v in store.versions("t")}[v1] == 1
+    del df  # the frame held the view (and with it the base's pin)
+    store.trim()
+    # ed is alive, but holds neither the base's pin nor the written pages
+    assert {v.version: v.pinned for v in store.versions("t")}[v1] == 0
+    assert ed.base == v1 and ed.version == v1 + 1 and ed.written_bytes() == 4096
+
+
+def test_renamed_axes_are_published(store):
+    store.publish("t", frame())
+    with store.edit("t") as df:
+        df.index.name = "row"  # renames the same Index object in place
+        df.iloc[0, 0] = 2.0
+    got = store.read("t")
+    assert got.index.name == "row"
+    assert got.iloc[0, 0] == 2.0

@@ -569,13 +569,16 @@ SNAP_API int snap_publish_copy_rows(snap_publish *pub, uint32_t col, uint64_t fi
  * (snap_publish_view()) privately, copy on write, over the same file, and
  * never unmaps it; the caller does, with munmap(), when it no longer needs
  * them. A write there after the commit changes only the caller's memory,
- * never the published version. For bindings whose arrays may outlive the
- * publish (Python's store.build()). */
+ * never the published version. If the range cannot be remapped so (mappings
+ * or memory exhausted), the commit fails and publishes nothing; after an abort
+ * or a failed commit the range is left read-only with what it could keep. Once
+ * set, later snap_publish_set_flags() calls keep it. For bindings whose arrays
+ * may outlive the publish (Python's store.build()). */
 #define SNAP_PUBLISH_KEEP_VIEW 0x4u
 
 /** The publish's writable mapping (the whole segment being written) and its
- * size: with SNAP_PUBLISH_KEEP_VIEW, the range to munmap() at the end. NULL
- * once committed or aborted. */
+ * size: with SNAP_PUBLISH_KEEP_VIEW, the range to munmap() at the end (ask
+ * before the commit or abort, which free @p pub). */
 SNAP_API void *snap_publish_view(const snap_publish *pub, size_t *len);
 
 /**
@@ -669,8 +672,10 @@ typedef struct snap_edit snap_edit;
  * comparing (docs/design.md section 17).
  * @param out receives the edit; release it with snap_edit_free() (committed or
  *            not). It belongs to the process that began it (not to a child of
- *            fork()); one thread at a time calls its functions, while any
- *            thread may write into its view.
+ *            fork()); one thread at a time calls its functions, and any thread
+ *            may write into its view, but none while snap_edit_commit() (or a
+ *            publish the edit is set on) runs: a write then may be lost, or
+ *            published under another chunk's hash (a version readers refuse).
  * @return 0; SNAP_ENOTFOUND (no such dataset or no version yet); SNAP_EINVAL
  *         (a name that cannot exist); SNAP_ERDONLY; the statuses of
  *         snap_pin(); or -errno (-ENOMEM: no address space for the view).
@@ -689,8 +694,8 @@ SNAP_API uint64_t snap_edit_nrows(const snap_edit *ed);
  * pointers are into the private view and may be written (cast away const):
  * values, validity, offsets and data alike, as long as the result is valid (a
  * commit validates string offsets and category codes as a publish does).
- * Valid until snap_edit_free(); writes after the commit began are not
- * published.
+ * Valid until snap_edit_free(). Write nothing while a commit runs (see
+ * snap_edit_begin()).
  */
 SNAP_API const struct snap_column *snap_edit_column(const snap_edit *ed, uint32_t col);
 /** Block @p block of the edit's view (writable, like snap_edit_column()). */
@@ -727,8 +732,9 @@ SNAP_API int snap_edit_commit(snap_edit *ed, uint64_t *version, struct snap_erro
  * refuses with SNAP_ECONFLICT unless the edit's base is still current. Which
  * pages were written is read now: call it after the last write to the view.
  * @return 0; SNAP_EINVAL (no publish in progress, an edit set already, a
- *         committed edit); SNAP_ECONFLICT (an append begun from another
- *         version); or -errno reading /proc/self/pagemap.
+ *         committed edit, an edit of another dataset or store); SNAP_ECONFLICT
+ *         (an append begun from another version); or -errno reading
+ *         /proc/self/pagemap.
  */
 SNAP_API int snap_publish_set_edit(snap_publish *pub, snap_edit *ed,
                                    struct snap_error *err);

@@ -802,7 +802,13 @@ static PyObject *publish_block(PyObject *self, PyObject *args) {
   if (!cols) return NULL;
   for (uint32_t i = 0; i < p->ncols; i++) {
     const struct snap_column *c = snap_publish_column(p->pub, i);
-    if (c->block == idx) PyTuple_SET_ITEM(cols, c->block_pos, PyLong_FromUnsignedLong(i));
+    if (c->block != idx) continue;
+    PyObject *n = PyLong_FromUnsignedLong(i);
+    if (!n) {
+      Py_DECREF(cols);
+      return NULL;
+    }
+    PyTuple_SET_ITEM(cols, c->block_pos, n);
   }
   errno = 0;
   uint8_t *data = snap_publish_block(p->pub, idx); /* allocates it */

@@ -57,21 +57,31 @@ class Edit:
         self._e = None
         self._df = None
         self._rows = []
+        self._base = None
+        self._written = None
         self.version = None
 
     def __enter__(self) -> pd.DataFrame:
-        if self._e is not None:
+        if self._e is not None or self._base is not None:
             raise ValueError("an Edit is entered once; begin a new one with store.edit()")
         self._e = self._store._s.edit(self.dataset)
         self._df = _to_pandas(self._e)
-        self._shape0 = (self._df.columns, self._df.index, _blocks_sig(self._df))
+        self._shape0 = (self._df.columns.copy(), self._df.index.copy(),
+                        _blocks_sig(self._df))
+        self._names = (list(self._df.columns.names), list(self._df.index.names))
         return self._df
 
     def __exit__(self, etype, evalue, tb):
-        if etype is not None:  # nothing published; the view goes with the frame
+        try:
+            if etype is None:
+                self._written = self._e.written() * _PAGE
+                self.version = self._commit()
+        finally:
+            # the Edit keeps neither the base pinned nor the written pages: the
+            # frame (and arrays from it) alone hold them from here on
             self._rows.clear()
-            return False
-        self.version = self._commit()
+            self._base = self._e.base
+            self._df = self._e = None
         return False
 
     @property
@@ -82,18 +92,22 @@ class Edit:
     @property
     def base(self) -> int:
         """The version the edit began from."""
-        return self._e.base
+        return self._e.base if self._e is not None else self._base
 
     def written_bytes(self) -> int:
         """Bytes of the table written so far (private memory: pages copied on
-        write)."""
+        write); after the block, what had been written when it ended."""
+        if self._e is None:
+            if self._written is None:
+                raise ValueError("the edit was not entered, or ended with an exception")
+            return self._written
         return self._e.written() * _PAGE
 
     def append(self, rows) -> None:
         """Rows (a DataFrame with the table's columns and dtypes) to add at the
         end of the new version, continuing its RangeIndex. Without a copy of
         the old rows when the table is one ``store.append`` takes in place."""
-        if self._e is None or self.version is not None:
+        if self._e is None:
             raise ValueError("append() belongs inside the edit's with block")
         self._rows.append(rows)
 
@@ -120,9 +134,10 @@ class Edit:
         labels and index: the C commit can publish the view as it is."""
         cols, index, sig = self._shape0
         df = self._df
+        # names too: renaming an axis changes the same Index object in place
         return (sig is not None and _blocks_sig(df) == sig and
-                (df.columns is cols or df.columns.equals(cols)) and
-                (df.index is index or df.index.equals(index)))
+                df.columns.equals(cols) and list(df.columns.names) == self._names[0] and
+                df.index.equals(index) and list(df.index.names) == self._names[1])
 
     def _commit(self) -> int:
         s, e, df = self._store, self._e, self._df
