@@ -575,32 +575,34 @@ static PyObject *edit_buffer(PyObject *self, PyObject *args) {
                      snap_edit_column(ed, idx), 1);
 }
 
-/* written() -> pages of the view's data written so far (private memory). */
-static PyObject *edit_written(PyObject *self, PyObject *unused) {
-  (void)unused;
-  uint64_t pages = 0;
+/* Run @p fn on the edit without the GIL: its number, or the error raised. */
+static PyObject *edit_call(PyObject *self,
+                           int (*fn)(snap_edit *, uint64_t *, struct snap_error *)) {
+  uint64_t n = 0;
   struct snap_error err = {0};
   int rc;
   snap_edit *ed = ((EditObject *)self)->ed;
   Py_BEGIN_ALLOW_THREADS
-  rc = snap_edit_written(ed, &pages, &err);
+  rc = fn(ed, &n, &err);
   Py_END_ALLOW_THREADS
   if (rc) return raise_status(rc, &err);
-  return PyLong_FromUnsignedLongLong(pages);
+  return PyLong_FromUnsignedLongLong(n);
+}
+
+static int written_of(snap_edit *ed, uint64_t *pages, struct snap_error *err) {
+  return snap_edit_written(ed, pages, err);
+}
+
+/* written() -> pages of the view's data written so far (private memory). */
+static PyObject *edit_written(PyObject *self, PyObject *unused) {
+  (void)unused;
+  return edit_call(self, written_of);
 }
 
 /* commit() -> version: publish the view as it is (snap_edit_commit). */
 static PyObject *edit_commit(PyObject *self, PyObject *unused) {
   (void)unused;
-  uint64_t version = 0;
-  struct snap_error err = {0};
-  int rc;
-  snap_edit *ed = ((EditObject *)self)->ed;
-  Py_BEGIN_ALLOW_THREADS
-  rc = snap_edit_commit(ed, &version, &err);
-  Py_END_ALLOW_THREADS
-  if (rc) return raise_status(rc, &err);
-  return PyLong_FromUnsignedLongLong(version);
+  return edit_call(self, snap_edit_commit);
 }
 
 static PyObject *edit_base(PyObject *self, void *closure) {
