@@ -143,6 +143,21 @@ static void test_transient_then_success(void) {
   /* 503 SlowDown, a connection closed unanswered, then 200: success on the third */
   CU_ASSERT_EQUAL(put_against(ok, NULL, &e, &served, &f), 0);
   CU_ASSERT_EQUAL(served, 3);
+  /* the third request carried the whole body again */
+  const char *body = strstr(f.request, "\r\n\r\n");
+  CU_ASSERT(body && strcmp(body + 4, "body") == 0);
+  /* the same from a file: each retry reads it again from its offset */
+  FILE *tf = tmpfile();
+  CU_ASSERT_PTR_NOT_NULL_FATAL(tf);
+  CU_ASSERT_EQUAL(pwrite(fileno(tf), "xx0123456789", 12, 0), 12);
+  fake_start(&f, ok);
+  snap_s3 *s3 = client_of(&f, NULL);
+  CU_ASSERT_EQUAL(snap_s3_put_fd(s3, "k", fileno(tf), 2, 10, NULL, NULL, &e), 0);
+  snap_s3_destroy(s3);
+  CU_ASSERT_EQUAL(fake_stop(&f), 3);
+  body = strstr(f.request, "\r\n\r\n");
+  CU_ASSERT(body && strcmp(body + 4, "0123456789") == 0);
+  fclose(tf);
   /* three transient failures in a row: given up after max_attempts (3) */
   CU_ASSERT_EQUAL(put_against(replies, NULL, &e, &served, &f), SNAP_S3_ESERVER);
   CU_ASSERT_EQUAL(served, 3);
