@@ -346,6 +346,10 @@ const struct snap_column *snap_publish_column(const snap_publish *p, uint32_t co
   return p && p->base && col < p->seg.ncols ? &p->seg.cols[col] : NULL;
 }
 
+const struct snap_block *snap_publish_block_plan(const snap_publish *p, uint32_t block) {
+  return p && p->base && block < p->seg.nblocks ? &p->seg.blocks[block] : NULL;
+}
+
 /* v2: allocate [off, off + len) (whole pages) before the caller writes it. */
 static int alloc_range(snap_publish *p, const void *ptr, uint64_t len,
                        struct snap_error *err) {

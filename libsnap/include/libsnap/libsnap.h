@@ -517,6 +517,16 @@ SNAP_API int snap_publish_fill(snap_publish *pub, uint32_t col, struct snap_fill
  */
 SNAP_API void *snap_publish_block(snap_publish *pub, uint32_t block);
 
+/**
+ * Block @p block of a publish in progress as planned (type, columns in
+ * block-row order, column_stride, data_bytes), like snap_snapshot_block() for
+ * a pin; its data pointer is where snap_publish_block() allocates the matrix.
+ * @return NULL when @p block is out of range or no publish is in progress;
+ *         valid until commit, seal or abort.
+ */
+SNAP_API const struct snap_block *snap_publish_block_plan(const snap_publish *pub,
+                                                          uint32_t block);
+
 /** A buffer of a column, for snap_publish_copy(). */
 enum snap_buffer {
   SNAP_BUFFER_VALUES = 0,   /**< values, bools or category codes */

@@ -789,49 +789,33 @@ static PyObject *publish_block(PyObject *self, PyObject *args) {
   unsigned int idx;
   if (!PyArg_ParseTuple(args, "I", &idx)) return NULL;
   if (!p->pub) return PyErr_Format(PyExc_ValueError, "publish already finished");
-  uint32_t k = 0;
-  const struct snap_column *first = NULL, *second = NULL, *last = NULL;
-  for (uint32_t i = 0; i < p->ncols; i++) {
-    const struct snap_column *c = snap_publish_column(p->pub, i);
-    if (c->block != idx) continue;
-    k++;
-    if (c->block_pos == 0) first = c;
-    if (c->block_pos == 1) second = c;
-    if (!last || c->block_pos > last->block_pos) last = c;
+  const struct snap_block *b = snap_publish_block_plan(p->pub, idx);
+  if (!b) return PyErr_Format(PyExc_IndexError, "block %u out of range", idx);
+  errno = 0;
+  void *data = snap_publish_block(p->pub, idx); /* allocates it */
+  if (!data && b->data_bytes) {
+    int e = errno ? errno : ENOMEM;
+    struct snap_error err = {0};
+    snprintf(err.message, sizeof err.message,
+             "allocating block %u of the new version: %s", idx, strerror(e));
+    return raise_status(-e, &err);
   }
-  if (!k || !first) return PyErr_Format(PyExc_IndexError, "block %u out of range", idx);
-  PyObject *cols = PyTuple_New(k);
+  PyObject *cols = PyTuple_New(b->ncols);
   if (!cols) return NULL;
-  for (uint32_t i = 0; i < p->ncols; i++) {
-    const struct snap_column *c = snap_publish_column(p->pub, i);
-    if (c->block != idx) continue;
-    PyObject *n = PyLong_FromUnsignedLong(i);
+  for (uint32_t k = 0; k < b->ncols; k++) {
+    PyObject *n = PyLong_FromUnsignedLong(b->columns[k]);
     if (!n) {
       Py_DECREF(cols);
       return NULL;
     }
-    PyTuple_SET_ITEM(cols, c->block_pos, n);
+    PyTuple_SET_ITEM(cols, k, n);
   }
-  errno = 0;
-  uint8_t *data = snap_publish_block(p->pub, idx); /* allocates it */
-  if (!data && first->values_bytes) {
-    Py_DECREF(cols);
-    struct snap_error err = {0};
-    snprintf(err.message, sizeof err.message,
-             "allocating block %u of the new version: %s", idx,
-             strerror(errno ? errno : ENOMEM));
-    return raise_status(-(errno ? errno : ENOMEM), &err);
-  }
-  uint64_t stride =
-      second ? (uint64_t)((const uint8_t *)second->values - data) : first->values_bytes;
-  uint64_t len =
-      data ? (uint64_t)((const uint8_t *)last->values - data) + last->values_bytes : 0;
-  PyObject *buf = buffer_new(self, data, len, 1);
+  PyObject *buf = buffer_new(self, data, data ? b->data_bytes : 0, 1);
   if (!buf) {
     Py_DECREF(cols);
     return NULL;
   }
-  return Py_BuildValue("(NKN)", buf, (unsigned long long)stride, cols);
+  return Py_BuildValue("(NKN)", buf, (unsigned long long)b->column_stride, cols);
 }
 
 /* edit(e): base the publish on Edit e (snap_publish_set_edit): sources in its
