@@ -391,11 +391,8 @@ static void test_keep_view(void) {
   struct snap_error err;
   open_store(&v1);
   struct snap_field f[NCOLS];
-  char names[NCOLS][8];
-  for (int c = 0; c < NCOLS; c++) {
-    snprintf(names[c], sizeof names[c], "c%d", c);
-    f[c] = (struct snap_field){.name = names[c], .type = SNAP_FLOAT64};
-  }
+  char names[NCOLS][16];
+  tu_f64_fields(f, names, NCOLS);
   struct snap_schema schema = {NROWS, NCOLS, f, NULL, 0};
   snap_publish *p;
   CU_ASSERT_EQUAL_FATAL(snap_publish_begin(g_store, "d", &schema, &p, &err), 0);

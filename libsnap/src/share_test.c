@@ -41,11 +41,8 @@ static void close_store(void) {
 /* Publish g_cols (or @p src where non-NULL) through snap_publish_copy(). */
 static uint64_t publish(const void *const *src, unsigned flags) {
   struct snap_field f[NCOLS];
-  char names[NCOLS][8];
-  for (int c = 0; c < NCOLS; c++) {
-    snprintf(names[c], sizeof names[c], "c%d", c);
-    f[c] = (struct snap_field){.name = names[c], .type = SNAP_FLOAT64};
-  }
+  char names[NCOLS][16];
+  tu_f64_fields(f, names, NCOLS);
   struct snap_schema schema = {NROWS, NCOLS, f, NULL, 0};
   snap_publish *p;
   struct snap_error err;
@@ -298,11 +295,8 @@ static void test_adopt_shares(void) {
   uint64_t v1 = publish(NULL, 0);
   for (uint64_t r = 0; r < NROWS; r++) g_cols[4][r] = 7.0;
   struct snap_field f[NCOLS];
-  char names[NCOLS][8];
-  for (int c = 0; c < NCOLS; c++) {
-    snprintf(names[c], sizeof names[c], "c%d", c);
-    f[c] = (struct snap_field){.name = names[c], .type = SNAP_FLOAT64};
-  }
+  char names[NCOLS][16];
+  tu_f64_fields(f, names, NCOLS);
   struct snap_schema schema = {NROWS, NCOLS, f, NULL, 0};
   char dir[4096];
   snprintf(dir, sizeof dir, "%s/segments", g_dir);

@@ -69,15 +69,18 @@ int tu_count_files(const char *dir) {
   return files;
 }
 
+void tu_f64_fields(struct snap_field *f, char (*names)[16], uint32_t ncols) {
+  for (uint32_t c = 0; c < ncols; c++) {
+    snprintf(names[c], 16, "c%u", c);
+    f[c] = (struct snap_field){.name = names[c], .type = SNAP_FLOAT64};
+  }
+}
+
 int tu_publish_f64(snap_store *s, const char *dataset, uint64_t nrows, uint32_t ncols,
                    uint64_t seed, uint64_t *version) {
   struct snap_field *f = calloc(ncols ? ncols : 1, sizeof *f);
   char(*names)[16] = calloc(ncols ? ncols : 1, 16);
-  for (uint32_t c = 0; c < ncols; c++) {
-    snprintf(names[c], 16, "c%u", c);
-    f[c].name = names[c];
-    f[c].type = SNAP_FLOAT64;
-  }
+  tu_f64_fields(f, names, ncols);
   struct snap_schema schema = {nrows, ncols, f, &seed, sizeof seed};
   snap_publish *p;
   struct snap_error err = {0};

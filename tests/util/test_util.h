@@ -21,6 +21,9 @@ int tu_segment_open_rw(const char *dir, const char *dataset, uint64_t version);
 /* Number of regular files below dir (recursive). */
 int tu_count_files(const char *dir);
 
+/* The fields of tu_publish_f64's tables: @p ncols float64 columns named "c0",
+ * "c1", ... (the names are written into @p names, which must outlive @p f). */
+void tu_f64_fields(struct snap_field *f, char (*names)[16], uint32_t ncols);
 /* Publish a float64 table of nrows x ncols whose cell (r, c) = tu_cell(seed, r, c). */
 int tu_publish_f64(snap_store *s, const char *dataset, uint64_t nrows, uint32_t ncols,
                    uint64_t seed, uint64_t *version);
