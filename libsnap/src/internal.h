@@ -24,6 +24,8 @@
  *                                      file, Arrow export of a snapshot
  *   edit.c                             editing a version in place, copy on
  *                                      write (publishes through publish.c)
+ *   replica.c                          adopting another store's version
+ *                                      chunk by chunk (a follower)
  */
 #ifndef LIBSNAP_INTERNAL_H
 #define LIBSNAP_INTERNAL_H
@@ -275,8 +277,11 @@ struct snap__dsrec {
   uint64_t current; /* 0 = none */
   uint64_t next_version;
   uint32_t keep;
-  uint32_t flags;
+  uint32_t flags; /* SNAP__DS_* */
 };
+/* dsrec flags: the dataset is adopted from a primary (replica.c); local
+ * publishes are refused (snap__followed_refuse()). */
+#define SNAP__DS_FOLLOWED 0x1u
 
 struct snap__verrec {
   uint32_t state;
@@ -563,6 +568,11 @@ SNAP__INTERNAL int snap__dataset_admit(snap_store *s, struct snap__txn *t,
  * what retention released. Best effort. */
 SNAP__INTERNAL void snap__after_commit(snap_store *s, const char *dataset);
 
+/* @p ds (of @p dataset) is followed: SNAP_EINVAL naming @p op, else 0. */
+SNAP__INTERNAL int snap__followed_refuse(const char *dataset,
+                                         const struct snap__dsrec *ds, const char *op,
+                                         struct snap_error *err);
+
 /* drop.c: a first publish that failed or was aborted: remove the dataset
  * record if it has no version and no other publish of it is in progress.
  * @p dsfd holds our LOCK_SH on the dataset directory. Best effort. */
@@ -582,6 +592,13 @@ SNAP__INTERNAL int snap__republish(
  * (one byte per chunk of @p version, owned by the publish from here on, even
  * on failure) says that no page of the chunk was written; the flip refuses
  * with SNAP_ECONFLICT unless @p version is still current. */
+/* In write txn @p t: @p dataset's record into @p ds, created (admitted by
+ * policy, with a new id and the store's default keep) when there is none;
+ * *created says which. A followed dataset is refused unless @p replica. */
+SNAP__INTERNAL int snap__ds_get_or_create(snap_store *s, struct snap__txn *t,
+                                          const char *dataset, bool replica,
+                                          struct snap__dsrec *ds, bool *created,
+                                          struct snap_error *err);
 /* @p p publishes @p dataset of store @p s. */
 SNAP__INTERNAL bool snap__publish_is_of(const snap_publish *p, const snap_store *s,
                                         const char *dataset);

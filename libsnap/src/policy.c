@@ -118,11 +118,44 @@ static int ds_update(snap_store *s, const char *dataset,
   return 0;
 }
 
+int snap__followed_refuse(const char *dataset, const struct snap__dsrec *ds,
+                          const char *op, struct snap_error *err) {
+  if (!(ds->flags & SNAP__DS_FOLLOWED)) return 0;
+  return snap__err(err, SNAP_EINVAL,
+                   "%s of dataset \"%s\" refused: it follows a primary store (publish "
+                   "there, or run snapctl unfollow %s to make this store its primary)",
+                   op, dataset, dataset);
+}
+
+static int followed_fn(struct snap__txn *t, struct snap__dsrec *ds, void *arg,
+                       struct snap_error *err) {
+  (void)t;
+  (void)err;
+  if (*(int *)arg)
+    ds->flags |= SNAP__DS_FOLLOWED;
+  else
+    ds->flags &= ~SNAP__DS_FOLLOWED;
+  return 0;
+}
+
+int snap_dataset_set_followed(snap_store *s, const char *dataset, int followed,
+                              struct snap_error *err) {
+  return ds_update(s, dataset, followed_fn, &followed, err);
+}
+
+struct rollback_arg {
+  const char *dataset;
+  uint64_t version;
+};
+
 static int rollback_fn(struct snap__txn *t, struct snap__dsrec *ds, void *arg,
                        struct snap_error *err) {
-  uint64_t version = *(uint64_t *)arg;
+  const struct rollback_arg *a = arg;
+  uint64_t version = a->version;
   struct snap__verrec vr, old;
-  int rc = snap__ver_get(t, ds->id, version, &vr, NULL);
+  int rc = snap__followed_refuse(a->dataset, ds, "rollback", err);
+  if (rc) return rc;
+  rc = snap__ver_get(t, ds->id, version, &vr, NULL);
   if (rc == SNAP_ENOTFOUND)
     return snap__err(err, SNAP_ENOTFOUND, "rollback: version %llu does not exist",
                      (unsigned long long)version);
@@ -146,7 +179,8 @@ static int rollback_fn(struct snap__txn *t, struct snap__dsrec *ds, void *arg,
 
 int snap_rollback(snap_store *s, const char *dataset, uint64_t version,
                   struct snap_error *err) {
-  return ds_update(s, dataset, rollback_fn, &version, err);
+  struct rollback_arg a = {dataset, version};
+  return ds_update(s, dataset, rollback_fn, &a, err);
 }
 
 static int keep_fn(struct snap__txn *t, struct snap__dsrec *ds, void *arg,

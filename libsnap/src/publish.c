@@ -72,6 +72,25 @@ static int name_creatable(snap_store *s, const char *dataset, struct snap_error 
   return rc == SNAP_ENOTFOUND ? snap__dataset_name_new_check(dataset, err) : rc;
 }
 
+int snap__ds_get_or_create(snap_store *s, struct snap__txn *t, const char *dataset,
+                           bool replica, struct snap__dsrec *ds, bool *created,
+                           struct snap_error *err) {
+  *created = false;
+  int rc = snap__ds_get(t, dataset, ds, err);
+  if (!rc) return replica ? 0 : snap__followed_refuse(dataset, ds, "publish", err);
+  if (rc != SNAP_ENOTFOUND) return rc;
+  struct snap__meta m;
+  if ((rc = snap__dataset_admit(s, t, dataset, err)) || /* policy.c */
+      (rc = snap__meta_get(t, &m, err)))
+    return rc;
+  memset(ds, 0, sizeof *ds);
+  ds->id = m.next_dataset_id++;
+  ds->next_version = snap__tombstone_get(s->segfd, dataset); /* never reuse a number */
+  ds->keep = m.default_keep;
+  *created = true;
+  return snap__meta_put(t, &m, err);
+}
+
 /* Reserve the next version number, creating the dataset on first use. */
 static int reserve_version(snap_store *s, const char *dataset, uint64_t *version,
                            struct snap_error *err) {
@@ -79,19 +98,8 @@ static int reserve_version(snap_store *s, const char *dataset, uint64_t *version
   int rc = snap__store_txn(s, true, &t, err);
   if (rc) return rc;
   struct snap__dsrec ds;
-  rc = snap__ds_get(t, dataset, &ds, err);
-  if (rc == SNAP_ENOTFOUND) {
-    struct snap__meta m;
-    if ((rc = snap__dataset_admit(s, t, dataset, err))) goto fail; /* policy.c */
-    if ((rc = snap__meta_get(t, &m, err))) goto fail;
-    memset(&ds, 0, sizeof ds);
-    ds.id = m.next_dataset_id++;
-    ds.next_version = snap__tombstone_get(s->segfd, dataset); /* never reuse a number */
-    ds.keep = m.default_keep;
-    if ((rc = snap__meta_put(t, &m, err))) goto fail;
-  } else if (rc) {
-    goto fail;
-  }
+  bool created;
+  if ((rc = snap__ds_get_or_create(s, t, dataset, false, &ds, &created, err))) goto fail;
   *version = ds.next_version++;
   if ((rc = snap__ds_put(t, dataset, &ds, err))) goto fail;
   return snap__txn_commit(t, err);
@@ -578,7 +586,9 @@ static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_erro
   struct snap__verrec old;
   char name[32], proc[64];
   snap__seg_name(name, sizeof name, p->version);
-  if ((rc = snap__ds_get(t, p->dataset, &ds, err))) goto fail;
+  if ((rc = snap__ds_get(t, p->dataset, &ds, err)) ||
+      (rc = snap__followed_refuse(p->dataset, &ds, "publish", err)))
+    goto fail;
   if (p->expect && ds.current != p->expect) { /* compare-and-swap: an edit's base */
     rc = conflict(p, ds.current, err);
     goto fail;

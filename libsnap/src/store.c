@@ -488,6 +488,7 @@ static int dlist_add(const char *name, size_t len, const struct snap__dsrec *rec
   d->current = rec->current;
   d->next_version = rec->next_version;
   d->keep = rec->keep;
+  d->followed = !!(rec->flags & SNAP__DS_FOLLOWED);
   return snap__ver_each(l->t, rec->id, ver_sum, d, l->err);
 }
 

@@ -69,7 +69,7 @@ extern "C" {
  *  1.0 the minor too: 0.x releases may change the ABI, see CHANGELOG.md). The one
  *  place the version is written: CMake, the Python package and writerd read it. */
 #define SNAP_VERSION_MAJOR 0
-#define SNAP_VERSION_MINOR 4
+#define SNAP_VERSION_MINOR 5
 #define SNAP_VERSION_PATCH 0
 /** On-disk segment format version written, independent of the library version.
  * Readers read this one and every earlier one (1: self-contained segments;
@@ -957,6 +957,135 @@ SNAP_API const char *snap_snapshot_path(const snap_snapshot *snap);
  */
 SNAP_API int snap_snapshot_verify(const snap_snapshot *snap, struct snap_error *err);
 
+/* --------------------------------------------------------- chunks (format 2) */
+
+/** Where a format 2 version's chunks are (docs/format.md section 10a). */
+struct snap_chunk_layout {
+  uint32_t shift;       /**< log2 of the chunk size */
+  uint64_t data_offset; /**< file offset of chunk 0; the header and manifest are
+                             the file's bytes before it */
+  uint64_t nchunks;     /**< chunks of the data region */
+};
+
+/** One chunk of a version. */
+struct snap_chunk_info {
+  uint64_t hash;   /**< XXH3-64 (seed 0) of its 2^shift bytes */
+  uint64_t holder; /**< the version whose file holds it: this one or an earlier one */
+};
+
+/**
+ * The chunk layout of a pinned format 2 version and, when @p chunks is not
+ * NULL, its @p layout->nchunks chunks (call once with NULL to size the array).
+ * Chunk k is at byte data_offset + (k << shift) of snap_snapshot_segment()'s
+ * view, whichever file holds it.
+ * @return 0, or SNAP_EFORMAT (a format 1 version has no chunks). Thread-safe.
+ */
+SNAP_API int snap_snapshot_chunks(const snap_snapshot *snap,
+                                  struct snap_chunk_layout *layout,
+                                  struct snap_chunk_info *chunks, struct snap_error *err);
+
+/** XXH3-64 (seed 0) of @p len bytes: the hash of a chunk. Thread-safe. */
+SNAP_API uint64_t snap_chunk_hash(const void *p, size_t len);
+
+/* ------------------------------------------------------------------ replicas */
+
+/*
+ * A replica is a version made on this host from another store's version, given
+ * its header and manifest (the file's bytes before data_offset) and its chunks
+ * one by one, each checked against its hash: how a follower adopts what a
+ * primary published (docs/multihost.md). It keeps the primary's version number
+ * and data hash. Chunks equal to the current version's at the same place are
+ * borrowed or copied locally and never asked for; zero chunks are holes. The
+ * chunks written so far live in segments/<dataset>/.replica-<N> (named, so a
+ * process killed mid-way resumes with what it had: snap_replica_begin() keeps
+ * every chunk there whose hash matches).
+ *
+ *   snap_replica_begin(store, dataset, head, len, &r, &err);
+ *   for each k with snap_replica_needs(r, k, &hash): fetch it, snap_replica_write()
+ *   snap_replica_commit(r, &version, &err);
+ *
+ * A dataset adopted this way is marked followed: local publishes, appends,
+ * edits, imports and rollbacks of it are refused with SNAP_EINVAL until
+ * snap_dataset_set_followed(store, dataset, 0).
+ */
+typedef struct snap_replica snap_replica;
+
+/** What snap_replica_begin() found for the chunks. */
+struct snap_replica_stats {
+  uint64_t chunks;   /**< all chunks of the version */
+  uint64_t borrowed; /**< borrowed from local files, as the primary borrows them */
+  uint64_t copied;   /**< copied from the current version (equal hash, same place) */
+  uint64_t zero;     /**< all-zero chunks: holes, nothing to fetch */
+  uint64_t resumed;  /**< already in the .replica file from an earlier attempt */
+  uint64_t fetch;    /**< still to be written with snap_replica_write() */
+};
+
+/**
+ * Begin a replica of version N of @p dataset from @p head, the @p len bytes
+ * before data_offset of the primary's segment file (format 2; its header hash
+ * is checked; its store id, which names the primary's store, is replaced by
+ * this store's). Pins the current version (if any) until commit or free.
+ * @param out receives the handle; NULL on failure.
+ * @return 0;
+ *         SNAP_ECORRUPT (the head fails validation, with the field named);
+ *         SNAP_EFORMAT (not format 2);
+ *         SNAP_ECONFLICT (N is not newer than the current version, or a local
+ *         version numbered N or above exists);
+ *         SNAP_EINVAL (a bad name, or @p len other than data_offset);
+ *         a write-handle or control-file status; or -errno (-ENOSPC, ...).
+ * Thread-safe; one replica of a dataset at a time (a second one of the same
+ * version would share the .replica file).
+ */
+SNAP_API int snap_replica_begin(snap_store *store, const char *dataset, const void *head,
+                                size_t len, snap_replica **out, struct snap_error *err);
+/** @return the version being replicated. */
+SNAP_API uint64_t snap_replica_version(const snap_replica *r);
+/** Its chunk layout. */
+SNAP_API void snap_replica_layout(const snap_replica *r, struct snap_chunk_layout *out);
+/** What begin found, and (fetch) how many chunks are still missing now. */
+SNAP_API void snap_replica_stats(const snap_replica *r, struct snap_replica_stats *out);
+/**
+ * @param hash if not NULL, receives chunk @p k's hash.
+ * @return 1 when chunk @p k must still be written, 0 when it is present (or k
+ *         is out of range). Thread-safe.
+ */
+SNAP_API int snap_replica_needs(const snap_replica *r, uint64_t k, uint64_t *hash);
+/**
+ * Write chunk @p k: @p len must be the chunk size and the bytes must hash to
+ * the table's value. Writing a chunk already present is a no-op.
+ * @return 0; SNAP_ECHECKSUM (the bytes are not the chunk: nothing written, the
+ *         message names the dataset, version, chunk and both hashes);
+ *         SNAP_EINVAL (k out of range, wrong length); or -errno (-ENOSPC).
+ * Thread-safe for distinct chunks: several threads may write at once.
+ */
+SNAP_API int snap_replica_write(snap_replica *r, uint64_t k, const void *buf, size_t len,
+                                struct snap_error *err);
+/**
+ * Seal the replica and make it the current version of its dataset, under the
+ * primary's number (the dataset's next local number moves past it), marking
+ * the dataset followed; then retention runs as after a publish. Frees @p r
+ * whether or not it succeeds (on failure the .replica file stays for a retry).
+ * @param version if not NULL, receives the version (0 on failure).
+ * @return 0; SNAP_EINVAL (chunks still missing); SNAP_ECONFLICT (a version
+ *         numbered N or above became current meanwhile); SNAP_ECORRUPT (the
+ *         data fails the checks a pin makes); -EDQUOT (dataset limit); a
+ *         control-file status; or -errno.
+ */
+SNAP_API int snap_replica_commit(snap_replica *r, uint64_t *version,
+                                 struct snap_error *err);
+/** Abandon @p r, keeping what was written for a later snap_replica_begin() of
+ * the same version (a begin of another version removes it). NULL is a no-op. */
+SNAP_API void snap_replica_free(snap_replica *r);
+
+/**
+ * Mark @p dataset followed (1: local publishes refused) or not (0: this store
+ * becomes the dataset's primary; a follower would then stop adopting it).
+ * @return 0; SNAP_ENOTFOUND (no such dataset); a write-handle or control-file
+ *         status. Thread-safe; writers only.
+ */
+SNAP_API int snap_dataset_set_followed(snap_store *store, const char *dataset,
+                                       int followed, struct snap_error *err);
+
 /**
  * Drop this process's cached mappings of versions that are no longer current
  * and not pinned by the caller. Unpinning does this on its own after a flip;
@@ -1010,6 +1139,8 @@ struct snap_dataset_info {
   uint32_t keep;                        /**< retention (snap_store_set_keep()) */
   uint32_t nversions;                   /**< versions recorded, in any state */
   uint64_t bytes;                       /**< all its segments */
+  int followed; /**< 1: adopted from a primary (snap_replica_commit()); local
+                     publishes are refused */
 };
 
 /**
