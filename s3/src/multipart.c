@@ -51,37 +51,50 @@ int snap_s3_multipart_create(snap_s3 *s3, const char *key,
   return rc;
 }
 
-int snap_s3_multipart_put_fd(snap_s3 *s3, const char *key, const char *upload_id,
-                             unsigned number, int fd, uint64_t offset, uint64_t length,
-                             struct snap_s3_part *part, struct snap_s3_error *err) {
+/* One part from @p body (BODY_FD: fd at offset; BODY_MEM: mem). */
+static int put_part(snap_s3 *s3, const char *key, const char *upload_id, unsigned number,
+                    struct s3_req *r, struct snap_s3_part *part,
+                    struct snap_s3_error *err) {
   char name[S3_NAME_MAX + 1], where[400], query[3 * SNAP_S3_UPLOAD_ID_MAX + 64];
   memset(part, 0, sizeof *part);
   int rc = s3__object_name(&s3->cfg, key, name, err);
   if (rc) return rc;
-  if (number < 1 || number > PARTS_MAX || fd < 0 || length > INT64_MAX ||
-      offset > INT64_MAX - length || upload_query(upload_id, number, query, sizeof query))
+  if (number < 1 || number > PARTS_MAX || (r->body == BODY_FD && r->fd < 0) ||
+      (r->body == BODY_MEM && !r->mem && r->len) || r->len > INT64_MAX ||
+      r->off > INT64_MAX - r->len || upload_query(upload_id, number, query, sizeof query))
     return s3__err(err, SNAP_S3_EINVAL,
-                   "UPLOAD PART %s: bad part number %u, fd, range or upload id",
+                   "UPLOAD PART %s: bad part number %u, source, range or upload id",
                    s3__where(s3, name, where, sizeof where), number);
-  struct s3_req r = {.op = "UPLOAD PART",
-                     .method = "PUT",
-                     .name = name,
-                     .query = query,
-                     .body = BODY_FD,
-                     .fd = fd,
-                     .off = offset,
-                     .len = length};
-  rc = s3__perform(s3, &r, err);
-  if (rc == 0 && !r.etag[0])
+  r->op = "UPLOAD PART";
+  r->method = "PUT";
+  r->name = name;
+  r->query = query;
+  uint64_t length = r->len;
+  rc = s3__perform(s3, r, err);
+  if (rc == 0 && !r->etag[0])
     rc = s3__err(err, SNAP_S3_EPROTO, "UPLOAD PART %s: part %u: no ETag in the answer",
                  s3__where(s3, name, where, sizeof where), number);
   if (rc == 0) {
     part->number = number;
     part->size = length;
-    memcpy(part->etag, r.etag, sizeof part->etag);
+    memcpy(part->etag, r->etag, sizeof part->etag);
   }
-  s3__req_done(&r);
+  s3__req_done(r);
   return rc;
+}
+
+int snap_s3_multipart_put_fd(snap_s3 *s3, const char *key, const char *upload_id,
+                             unsigned number, int fd, uint64_t offset, uint64_t length,
+                             struct snap_s3_part *part, struct snap_s3_error *err) {
+  struct s3_req r = {.body = BODY_FD, .fd = fd, .off = offset, .len = length};
+  return put_part(s3, key, upload_id, number, &r, part, err);
+}
+
+int snap_s3_multipart_put(snap_s3 *s3, const char *key, const char *upload_id,
+                          unsigned number, const void *buf, size_t len,
+                          struct snap_s3_part *part, struct snap_s3_error *err) {
+  struct s3_req r = {.body = BODY_MEM, .mem = buf, .len = len};
+  return put_part(s3, key, upload_id, number, &r, part, err);
 }
 
 /* Append s to the body with XML's five special characters escaped. */

@@ -362,6 +362,14 @@ int snap_s3_multipart_put_fd(snap_s3 *s3, const char *key, const char *upload_id
                              struct snap_s3_part *part, struct snap_s3_error *err);
 
 /**
+ * As snap_s3_multipart_put_fd(), from @p len bytes at @p buf (kept by the
+ * caller until the call returns; a retry sends them again).
+ */
+int snap_s3_multipart_put(snap_s3 *s3, const char *key, const char *upload_id,
+                          unsigned number, const void *buf, size_t len,
+                          struct snap_s3_part *part, struct snap_s3_error *err);
+
+/**
  * Complete an upload from its @p nparts parts in ascending number order, under
  * the conditions @p cond (NULL: none). The object appears at once and whole.
  * A failed condition leaves the upload open: abort it (or retry).
