@@ -25,16 +25,52 @@ static void add_totals(struct totals *t, const struct snap_version_info *v) {
 /* What a version maps from earlier versions' files (format 2). */
 static uint64_t shared(const struct snap_version_info *v) { return v->shared_bytes; }
 
+/* The sync state of @p name, if writerd keeps one. */
+static const struct ctl_sync_row *sync_row(const struct ctl_sync_row *rows, size_t n,
+                                           const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(rows[i].dataset, name)) return &rows[i];
+  return NULL;
+}
+
+static void json_sync(const struct ctl_sync_row *r, const char *mode,
+                      const char *remote) {
+  if (!r) return;
+  printf(", \"sync\": {\"mode\": ");
+  ctl_json_str(stdout, mode);
+  printf(", \"remote\": ");
+  ctl_json_str(stdout, remote);
+  uint64_t lag = r->announced > r->local ? r->announced - r->local : 0;
+  printf(
+      ", \"announced\": %llu, \"local\": %llu, \"pushed\": %llu,"
+      " \"lag_versions\": %llu, \"lag_seconds\": %.3f, \"bytes\": %llu,"
+      " \"last_error\": ",
+      (unsigned long long)r->announced, (unsigned long long)r->local,
+      (unsigned long long)r->pushed,
+      (unsigned long long)(!strcmp(mode, "follow") ? lag : 0),
+      !strcmp(mode, "follow") ? ctl_sync_lag_seconds(r) : 0.0,
+      (unsigned long long)r->bytes);
+  if (r->error[0])
+    ctl_json_str(stdout, r->error);
+  else
+    printf("null");
+  printf("}");
+}
+
 static void json_dataset(const struct snap_dataset_info *d,
-                         const struct snap_version_info *v, size_t nv, int first) {
+                         const struct snap_version_info *v, size_t nv, int first,
+                         const struct ctl_sync_row *sr, const char *mode,
+                         const char *remote) {
   char when[64];
   printf("%s\n    {\"name\": ", first ? "" : ",");
   ctl_json_str(stdout, d->name);
   printf(
       ", \"current\": %llu, \"next_version\": %llu, \"keep\": %u, \"bytes\": %llu,"
-      " \"versions\": [",
+      " \"followed\": %s",
       (unsigned long long)d->current, (unsigned long long)d->next_version, d->keep,
-      (unsigned long long)d->bytes);
+      (unsigned long long)d->bytes, d->followed ? "true" : "false");
+  json_sync(sr, mode, remote);
+  printf(", \"versions\": [");
   for (size_t i = 0; i < nv; i++) {
     printf(
         "%s\n      {\"version\": %llu, \"state\": \"%s\", \"rows\": %llu, \"cols\": %u,"
@@ -51,6 +87,42 @@ static void json_dataset(const struct snap_dataset_info *d,
       printf("%d}", v[i].holders);
   }
   printf("%s]}", nv ? "\n    " : "");
+}
+
+/* The table of followed and pushed datasets (writerd's sync.state). */
+static void print_sync(const struct snap_dataset_info *ds, size_t nds, const char *only,
+                       const struct ctl_sync_row *rows, size_t n, const char *mode,
+                       const char *remote) {
+  struct ctl_table t;
+  int follow = !strcmp(mode, "follow");
+  ctl_table_init(&t, 7, "lrrrrrl");
+  const char *hdr[] = {"DATASET", follow ? "ANNOUNCED" : "PUSHED", "LOCAL",     "LAG",
+                       "LAG_S",   follow ? "FETCHED" : "SENT",     "LAST ERROR"};
+  for (size_t i = 0; i < 7; i++) ctl_table_cell(&t, "%s", hdr[i]);
+  for (size_t i = 0; i < nds; i++) {
+    if (only && strcmp(only, ds[i].name)) continue;
+    const struct ctl_sync_row *r = sync_row(rows, n, ds[i].name);
+    if (!r && !ds[i].followed) continue;
+    char b[32];
+    uint64_t lag = r && r->announced > ds[i].current ? r->announced - ds[i].current : 0;
+    ctl_table_cell(&t, "%s", ds[i].name);
+    ctl_table_cell(&t, "%llu",
+                   (unsigned long long)(r ? follow ? r->announced : r->pushed : 0));
+    ctl_table_cell(&t, "%llu", (unsigned long long)ds[i].current);
+    ctl_table_cell(&t, "%llu", (unsigned long long)(follow ? lag : 0));
+    ctl_table_cell(&t, "%.1f", r && follow ? ctl_sync_lag_seconds(r) : 0.0);
+    ctl_table_cell(&t, "%s", ctl_bytes(b, sizeof b, r ? r->bytes : 0));
+    ctl_table_cell(&t, "%s", r && r->error[0] ? r->error : "-");
+  }
+  if (t.ncells > 7) {
+    printf("\n%s %s%s\n",
+           follow    ? "followed from"
+           : mode[0] ? "pushed to"
+                     : "followed",
+           remote[0] ? remote : "(writerd not running)", "");
+    ctl_table_print(&t, stdout);
+  }
+  ctl_table_free(&t);
 }
 
 static int run(struct ctl *c, int argc, char **argv) {
@@ -82,6 +154,11 @@ static int run(struct ctl *c, int argc, char **argv) {
     snap_store_close(store);
     return ctl_fail(c, "%s: no such dataset", only);
   }
+  struct ctl_sync_row *srows = NULL;
+  size_t nsrows = 0;
+  char smode[16], sremote[1100];
+  ctl_sync_state(snap_store_path(store), &srows, &nsrows, smode, sizeof smode, sremote,
+                 sizeof sremote);
   struct totals tot = {0};
   struct ctl_table t;
   ctl_table_init(&t, 9, "lrlrrrrll");
@@ -105,7 +182,8 @@ static int run(struct ctl *c, int argc, char **argv) {
     }
     for (size_t k = 0; k < nv; k++) add_totals(&tot, &v[k]);
     if (json) {
-      json_dataset(&ds[i], v, nv, first);
+      json_dataset(&ds[i], v, nv, first, sync_row(srows, nsrows, ds[i].name), smode,
+                   sremote);
       first = 0;
     } else {
       for (size_t k = 0; k < nv; k++) {
@@ -151,7 +229,9 @@ static int run(struct ctl *c, int argc, char **argv) {
         ctl_bytes(b2, sizeof b2, tot.reclaimable),
         tot.reclaimable ? " (run 'snapctl gc')" : "",
         ctl_bytes(b3, sizeof b3, tot.pinned_draining));
+    print_sync(ds, nds, only, srows, nsrows, smode, sremote);
   }
+  free(srows);
   ctl_table_free(&t);
   snap_free(ds);
   snap_store_close(store);

@@ -21,6 +21,7 @@ static const struct ctl_command *const commands[] = {
     &ctl_cmd_init,    &ctl_cmd_list,    &ctl_cmd_info,     &ctl_cmd_readers,
     &ctl_cmd_gc,      &ctl_cmd_publish, &ctl_cmd_rollback, &ctl_cmd_drop,
     &ctl_cmd_compact, &ctl_cmd_verify,  &ctl_cmd_export,   &ctl_cmd_doctor,
+    &ctl_cmd_push,    &ctl_cmd_pull,    &ctl_cmd_unfollow,
 };
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 

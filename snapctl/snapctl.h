@@ -29,7 +29,21 @@ struct ctl_command {
 
 extern const struct ctl_command ctl_cmd_init, ctl_cmd_list, ctl_cmd_info, ctl_cmd_readers,
     ctl_cmd_gc, ctl_cmd_rollback, ctl_cmd_verify, ctl_cmd_export, ctl_cmd_doctor,
-    ctl_cmd_publish, ctl_cmd_drop, ctl_cmd_compact;
+    ctl_cmd_publish, ctl_cmd_drop, ctl_cmd_compact, ctl_cmd_push, ctl_cmd_pull,
+    ctl_cmd_unfollow;
+
+/** One dataset of STORE/sync.state (written by writerd --push/--follow/--mirror). */
+struct ctl_sync_row {
+  char dataset[SNAP_DATASET_NAME_MAX + 1];
+  uint64_t announced, announced_ns, local, pushed, bytes;
+  char error[300];
+};
+/** Read STORE/sync.state: rows (free() them), the mode ("push", "follow",
+ *  "mirror") and the remote. -1 when there is none. */
+int ctl_sync_state(const char *store_path, struct ctl_sync_row **rows, size_t *n,
+                   char *mode, size_t mcap, char *remote, size_t rcap);
+/** Seconds since the announced version was published, while it is not local. */
+double ctl_sync_lag_seconds(const struct ctl_sync_row *r);
 
 /* ---------------------------------------------------------------- errors */
 
