@@ -38,7 +38,7 @@
 static const char usage_text[] =
     "usage: writerd [--store PATH] [--inbox DIR | --no-inbox] [--socket PATH]\n"
     "               [--keep N] [--done-keep N|all] [--allow-uid UID]...\n"
-    "               [--allow-gid GID]... [--foreground]\n"
+    "               [--allow-gid GID]... [--metrics ADDR:PORT] [--foreground]\n"
     "\n"
     "The publishing daemon of a libsnap store (see writerd(8), docs/protocol.md).\n"
     "\n"
@@ -55,6 +55,8 @@ static const char usage_text[] =
     "  --allow-gid GID   also accept requests from processes of this group\n"
     "                    (by default: writerd's own uid and root only)\n"
     "  --reap-interval MS  rescan for draining versions every MS ms (1000)\n"
+    "  --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+    "                    (numeric IPv4, or IPv6 in brackets; port 0: any free)\n"
     "  --foreground      do not detach (for systemd and tests); log to stderr\n"
     "  --help, --version\n";
 
@@ -65,6 +67,7 @@ struct opts {
   int done_keep;
   unsigned reap_ms;
   struct wd_server_config srv;
+  const char *metrics; /* --metrics ADDR:PORT, or NULL */
 };
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -115,6 +118,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
       {"allow-uid", required_argument, NULL, 'u'},
       {"allow-gid", required_argument, NULL, 'g'},
       {"reap-interval", required_argument, NULL, 'r'},
+      {"metrics", required_argument, NULL, 'm'},
       {"foreground", no_argument, NULL, 'f'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
@@ -175,6 +179,14 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
         if (o->srv.n_allow_gid == WD_MAX_ALLOW)
           return usage_error("--allow-gid: more than %s", "32");
         o->srv.allow_gid[o->srv.n_allow_gid++] = id;
+        break;
+      case 'm':
+        if (wd_metrics_addr_check(optarg))
+          return usage_error(
+              "--metrics: '%s' is not ADDR:PORT (a numeric IPv4 address or an IPv6 "
+              "address in brackets, a port from 0 to 65535)",
+              optarg);
+        o->metrics = optarg;
         break;
       case 'f':
         o->foreground = 1;
@@ -342,6 +354,7 @@ int main(int argc, char **argv) {
   struct wd_worker *worker = NULL;
   struct wd_reaper *reaper = NULL;
   struct wd_server *srv = NULL;
+  struct wd_metrics *metrics = NULL;
   char lockpath[PATH_MAX];
 
   int rc = snap_store_open(store_path, SNAP_CREATE, &store, &err);
@@ -376,6 +389,11 @@ int main(int argc, char **argv) {
   o.srv.path = sock;
   o.srv.store_path = store_path;
   if (wd_server_open(&o.srv, store, epfd, worker, reaper, &srv)) goto out;
+  if (o.metrics) {
+    char bound[80];
+    if (wd_metrics_start(store, o.metrics, &metrics, bound, sizeof bound)) goto out;
+    wd_log("metrics", "listen=%s", bound);
+  }
 
   static struct wd_ev ev_signal = {WD_EV_SIGNAL}, ev_listen = {WD_EV_LISTEN},
                       ev_inbox = {WD_EV_INBOX}, ev_worker = {WD_EV_WORKER};
@@ -459,6 +477,7 @@ int main(int argc, char **argv) {
   notify_systemd("STOPPING=1");
 
 out:
+  wd_metrics_stop(metrics); /* it reads the store */
   /* stop the worker first: it cancels the running ingest (nothing of it
    * remains), then answer whoever waits on a job */
   if (worker) {

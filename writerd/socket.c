@@ -562,6 +562,7 @@ static void req_rollback(struct wd_server *s, struct client *c, char **argv, int
            wd_q(q, sizeof q, argv[1]), (unsigned long long)version,
            (unsigned long long)was);
     wd_log_reclaimed(s->store, argv[1], before, n, "rollback");
+    wd_count(WD_C_FLIPS, 1);
     reply(c, "OK current=%llu previous=%llu", (unsigned long long)version,
           (unsigned long long)was);
     wd_reaper_kick(s->reaper);

@@ -152,6 +152,13 @@ static void *worker_main(void *arg) {
     pthread_mutex_unlock(&w->mu);
 
     run_job(w, job);
+    /* counted before the job goes back, so before its client has the reply */
+    if (!job->status) {
+      wd_count(WD_C_PUBLISHES, 1);
+      wd_count(WD_C_FLIPS, 1); /* a publish makes its version current */
+    } else if (!job->vanished && job->status != -ECANCELED) {
+      wd_count_error("publish"); /* (not a file gone, nor a shutdown's cancel) */
+    }
 
     pthread_mutex_lock(&w->mu);
     w->current[0] = 0;

@@ -9,10 +9,12 @@
  *   inbox.c   the watched inbox directory (inotify), done/ and failed/
  *   socket.c  the Unix-socket request protocol (docs/protocol.md)
  *   reaper.c  reclaims each draining version the moment its last reader lets go
+ *   metrics.c counters and gauges, served as Prometheus text over HTTP (--metrics)
  *
  * Threads: the main thread owns the event loop, the clients and the inbox; the
  * worker thread runs one publish at a time; the reaper runs one scanner thread
- * plus one thread per draining version it waits on. They share the store handle
+ * plus one thread per draining version it waits on; with --metrics, one more thread
+ * answers HTTP scrapes. They share the store handle
  * (libsnap handles are thread-safe) and talk through the queues in worker.c and
  * reaper.c, whose completion eventfds the main loop watches.
  */
@@ -223,5 +225,82 @@ void wd_server_close(struct wd_server *s);
 
 /** Log a finished publish (either source) and its reclaims; shared. */
 void wd_log_publish(const struct wd_job *job);
+
+/* -------------------------------------------------------------- metrics.c */
+
+/** Event counters, exported as the counters named in metrics.c's table
+ *  (snap_publishes_total, ...). */
+enum wd_counter {
+  WD_C_PUBLISHES,     /**< versions this writerd published (socket, inbox, adopt) */
+  WD_C_FLIPS,         /**< times it changed a current version (publish, rollback) */
+  WD_C_BYTES_PUSHED,  /**< bytes pushed to a remote */
+  WD_C_BYTES_FETCHED, /**< bytes fetched from a remote */
+  WD_C_PUSHES,        /**< versions pushed to a remote */
+  WD_C_FOLLOW_FLIPS,  /**< versions made current by following a remote */
+  WD_C_COUNT
+};
+
+/** Add @p n to counter @p c. Lock-free (a relaxed atomic add): any thread, at
+ *  any time, also without a metrics server. */
+void wd_count(enum wd_counter c, uint64_t n);
+
+/**
+ * Count one error of @p kind in snap_errors_total{kind=...}: one of "publish",
+ * "push", "fetch", "verify", "s3_denied", "s3_network", "s3_server", "s3_other",
+ * "protocol"; any other kind (NULL too) counts as "other". Lock-free; any thread.
+ */
+void wd_count_error(const char *kind);
+
+/**
+ * Set the gauge @p metric of @p dataset to @p value (exported as
+ * metric{dataset="..."}). @p metric must be one of the gauge names of metrics.c's
+ * table, each with its HELP text: "snap_follow_lag_versions",
+ * "snap_follow_lag_seconds", "snap_follow_announced_version", "snap_push_version";
+ * an unknown name, or a dataset name longer than SNAP_DATASET_NAME_MAX, is
+ * ignored. The strings are copied. Takes a mutex held briefly; any thread.
+ */
+void wd_gauge_set(const char *metric, const char *dataset, double value);
+/** Forget every gauge of @p dataset (a dataset that is gone). Any thread. */
+void wd_gauge_drop(const char *dataset);
+
+/** @return 0 when @p addr is a valid --metrics address: "HOST:PORT" with HOST a
+ *  numeric IPv4 address or a numeric IPv6 address in brackets ("[::1]:9100"),
+ *  PORT 0 to 65535 (0: any free port); else -EINVAL. */
+int wd_metrics_addr_check(const char *addr);
+
+struct wd_metrics;
+
+/**
+ * Listen on @p addr (see wd_metrics_addr_check()) and start the metrics thread:
+ * GET /metrics answers the Prometheus text exposition (format 0.0.4) of the
+ * counters, the gauges and the figures of @p store read at scrape time; one
+ * request per connection, each connection closed after 5 s at the latest.
+ * @p bound receives the address actually bound ("127.0.0.1:43121",
+ * "[::1]:9100"; @p cap bytes, 64 are enough). The store must stay open until
+ * wd_metrics_stop().
+ * @return 0, or -errno with a message printed (nothing left to clean up).
+ */
+int wd_metrics_start(snap_store *store, const char *addr, struct wd_metrics **out,
+                     char *bound, size_t cap);
+/** Wake the metrics thread, join it, close its sockets, free. NULL ok. */
+void wd_metrics_stop(struct wd_metrics *m);
+
+/** Append the whole exposition (what GET /metrics answers) to @p out. Any
+ *  thread; reads @p store with the public API. */
+void wd_metrics_render(snap_store *store, struct wd_buf *out);
+
+/** What wd_http_parse() found in a complete request head. */
+struct wd_http_req {
+  int get;     /**< the method is GET */
+  int metrics; /**< the path is /metrics (a query string aside) */
+};
+/**
+ * Parse an HTTP/1.x request head received so far (@p len bytes): the request
+ * line, header lines (each "NAME: value"), an empty line; CRLF or LF line ends.
+ * @return the head's length when complete (*req filled), 0 when the bytes so far
+ *         may begin a valid head, -1 when they cannot. Bounded by @p len; never
+ *         reads past it. Pure; any thread.
+ */
+int wd_http_parse(const char *buf, size_t len, struct wd_http_req *req);
 
 #endif /* WRITERD_H */

@@ -23,9 +23,16 @@ import sys
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from snaptest import StoreCase  # noqa: E402
+
+try:  # the reference parser, for a second reading of the metrics (python/requirements-test.txt)
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:  # pragma: no cover
+    text_string_to_metric_families = None
 
 WRITERD = os.environ.get("WRITERD", "writerd")
 SNAPCTL = os.environ.get("SNAPCTL", "snapctl")
@@ -66,6 +73,134 @@ def wait_for(cond, what, timeout=DEADLINE):
             raise AssertionError("timed out waiting for " + what)
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
+
+
+# ------------------------------------------------------- Prometheus text format
+
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_FLOAT = r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|Inf)|NaN"
+_SAMPLE = re.compile(r"(%s)(?:\{(.*)\})? (%s)(?: -?\d+)?" % (_NAME, _FLOAT))
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
+
+
+def _unescape(text):
+    """\\\\ -> \\, \\n -> newline, \\" -> " (the format's escapes)."""
+    return re.sub(r'\\([\\n"])', lambda e: "\n" if e.group(1) == "n" else e.group(1), text)
+
+
+def parse_metrics(text):
+    """Read Prometheus text exposition 0.0.4 strictly, as writerd must write it:
+    every family has one HELP and one TYPE line before its samples, its samples
+    are together, no sample repeats, names, label syntax, escapes and values are
+    those of the format, the text ends with a newline and has no blank line.
+    Returns {family: {"help", "type", "samples": {(name, labels): value}}} with
+    labels a sorted tuple of (name, unescaped value); raises AssertionError."""
+    if not text.endswith("\n"):
+        raise AssertionError("the text does not end with a newline")
+    families, order = {}, []
+
+    def family(name):
+        if name not in families:
+            if name in order:
+                raise AssertionError("family %s seen again after another one" % name)
+            families[name] = {"help": None, "type": None, "samples": {}}
+            order.append(name)
+        elif order[-1] != name:
+            raise AssertionError("family %s seen again after another one" % name)
+        return families[name]
+
+    for n, line in enumerate(text[:-1].split("\n"), 1):
+        where = "line %d %r" % (n, line)
+        m = re.fullmatch(r"# (HELP|TYPE) (%s) (.*)" % _NAME, line)
+        if m:
+            f = family(m.group(2))
+            key = m.group(1).lower()
+            if f[key] is not None or f["samples"]:
+                raise AssertionError("%s: %s repeated or after samples" % (where, m.group(1)))
+            value = m.group(3)
+            if key == "help":
+                if re.search(r"\\[^\\n]|\\$", value.replace("\\\\", "")):
+                    raise AssertionError("%s: bad escape in HELP" % where)
+                value = _unescape(value)
+            if key == "type" and value not in _TYPES:
+                raise AssertionError("%s: unknown type" % where)
+            f[key] = value
+            continue
+        if line.startswith("#") or not line:
+            raise AssertionError("%s: not HELP, TYPE or a sample" % where)
+        m = _SAMPLE.fullmatch(line)
+        if not m:
+            raise AssertionError("%s: not a sample" % where)
+        name, labels_text, value = m.groups()
+        f = family(name)  # counters and gauges: the sample is named as its family
+        if f["help"] is None or f["type"] is None:
+            raise AssertionError("%s: sample before its HELP and TYPE" % where)
+        labels = {}
+        rest = labels_text or ""
+        while rest:
+            lm = _LABEL.match(rest)
+            if not lm or lm.group(1) in labels:
+                raise AssertionError("%s: bad or repeated label at %r" % (where, rest))
+            labels[lm.group(1)] = _unescape(lm.group(2))
+            rest = rest[lm.end():]
+        key = (name, tuple(sorted(labels.items())))
+        if key in f["samples"]:
+            raise AssertionError("%s: repeated sample" % where)
+        f["samples"][key] = float(value)
+    return families
+
+
+def check_with_prometheus_client(test, text, families):
+    """The reference parser reads the same families, types and samples (skipped
+    when prometheus_client is missing: parse_metrics has checked the text)."""
+    if text_string_to_metric_families is None:
+        return
+    theirs = {}
+    for fam in text_string_to_metric_families(text):
+        theirs[fam.name] = (fam.type, fam.documentation,
+                            {(s.name, tuple(sorted(s.labels.items()))): s.value
+                             for s in fam.samples})
+    ours = {}
+    for name, f in families.items():
+        # the client names a counter family without its _total suffix
+        if f["type"] == "counter" and name.endswith("_total"):
+            name = name[:-len("_total")]
+        ours[name] = (f["type"], f["help"], f["samples"])
+    test.assertEqual(theirs, ours)
+
+
+def http_get(url, method="GET", timeout=DEADLINE):
+    """(status, headers, body) of one request; no exception for 4xx."""
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.headers, e.read().decode()
+
+
+def http_raw(port, data, shut=True, host="127.0.0.1"):
+    """Send raw bytes (then, if shut, end our side) and read until the server
+    closes; returns what it sent."""
+    s = socket.create_connection((host, port), timeout=DEADLINE)
+    try:
+        s.sendall(data)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
 
 
 class Daemon:
@@ -788,6 +923,189 @@ class WriterdTest(StoreCase, unittest.TestCase):
         with open(self.write("x.csv", "v\n1\n"), "rb") as f:
             self.assertRegex(c.request("ADOPT seg", fds=[f.fileno()]), r"^ERR SNAP_E")
         c.close()
+
+    # -------------------------------------------------------------- metrics
+
+    METRIC_FAMILIES = {
+        "snap_publishes_total": "counter", "snap_flips_total": "counter",
+        "snap_pushes_total": "counter", "snap_follow_flips_total": "counter",
+        "snap_bytes_pushed_total": "counter", "snap_bytes_fetched_total": "counter",
+        "snap_errors_total": "counter", "snap_current_version": "gauge",
+        "snap_pinned_versions": "gauge", "snap_draining_bytes": "gauge",
+        "snap_dataset_bytes": "gauge", "snap_follow_lag_versions": "gauge",
+        "snap_follow_lag_seconds": "gauge", "snap_follow_announced_version": "gauge",
+        "snap_push_version": "gauge"}
+    ERROR_KINDS = ("publish", "push", "fetch", "verify", "s3_denied", "s3_network",
+                   "s3_server", "s3_other", "protocol", "other")
+
+    def start_metrics(self, *args):
+        """writerd with --metrics 127.0.0.1:0; returns (daemon, port) from its log."""
+        d = self.start("--metrics", "127.0.0.1:0", *args)
+        m, _ = d.wait_log(r"^metrics listen=127\.0\.0\.1:(\d+)$")
+        return d, int(m.group(1))
+
+    def scrape(self, port):
+        """GET /metrics: {family: {sample key: value}}, read strictly (and by
+        prometheus_client when installed), every family present with HELP/TYPE."""
+        status, headers, body = http_get("http://127.0.0.1:%d/metrics" % port)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(headers["Content-Type"], "text/plain; version=0.0.4")
+        self.assertEqual(int(headers["Content-Length"]), len(body.encode()))
+        fams = parse_metrics(body)
+        check_with_prometheus_client(self, body, fams)
+        self.assertEqual({n: f["type"] for n, f in fams.items()}, self.METRIC_FAMILIES)
+        for n, f in fams.items():
+            self.assertTrue(f["help"], n)
+        out = {}
+        for n, f in fams.items():
+            out[n] = {}
+            for (_, labels), v in f["samples"].items():
+                out[n][labels[0][1] if labels else None] = v
+        return out
+
+    def test_metrics(self):
+        d, port = self.start_metrics("--keep", "1")
+        m = self.scrape(port)
+        for name in ("snap_publishes_total", "snap_flips_total", "snap_pushes_total"):
+            self.assertEqual(m[name], {None: 0}, name)
+        # every error kind from the start, at 0
+        self.assertEqual(m["snap_errors_total"], {k: 0 for k in self.ERROR_KINDS})
+        self.assertEqual(m["snap_current_version"], {})
+
+        c = self.client()
+        self.assertTrue(c.request("PUBLISH d %s" % self.write("a.csv", "v\n1\n2\n"))
+                        .startswith("OK version=1"))
+        holder, version, _, _ = self.pin("d")  # a reader keeps version 1
+        self.assertEqual(version, 1)
+        self.assertTrue(c.request("PUBLISH d %s" % self.write("b.csv", "v\n3\n"))
+                        .startswith("OK version=2"))
+        doc = self.status("d")["datasets"][0]
+        v1 = doc["versions"][0]
+        self.assertEqual((v1["version"], v1["state"], v1["pins"]), (1, "draining", 1))
+        m = self.scrape(port)
+        self.assertEqual(m["snap_publishes_total"], {None: 2})
+        self.assertEqual(m["snap_flips_total"], {None: 2})
+        self.assertEqual(m["snap_current_version"], {"d": 2})
+        self.assertEqual(m["snap_pinned_versions"], {"d": 1})
+        self.assertGreater(v1["bytes"], 0)
+        self.assertEqual(m["snap_draining_bytes"], {"d": v1["bytes"]})
+        self.assertEqual(m["snap_dataset_bytes"], {"d": doc["bytes"]})
+        self.assertEqual(m["snap_errors_total"]["publish"], 0)
+
+        # a failed publish is an error of kind "publish", and no publish
+        self.assertRegex(c.request("PUBLISH d %s" % self.write("r.csv", "a,b\n1,2\n3\n")),
+                         r"^ERR ")
+        # a rollback flips too
+        self.assertTrue(c.request("PUBLISH e %s" % self.write("e.csv", "v\n1\n"))
+                        .startswith("OK version=1"))
+        self.assertEqual(c.request("KEEP e 2"), "OK keep=2")
+        self.assertTrue(c.request("PUBLISH e %s" % self.write("f.csv", "v\n2\n"))
+                        .startswith("OK version=2"))
+        self.assertEqual(c.request("ROLLBACK e 1"), "OK current=1 previous=2")
+        c.close()
+        m = self.scrape(port)
+        self.assertEqual(m["snap_errors_total"]["publish"], 1)
+        self.assertEqual(m["snap_publishes_total"], {None: 4})
+        self.assertEqual(m["snap_flips_total"], {None: 5})
+        self.assertEqual(m["snap_current_version"], {"d": 2, "e": 1})
+
+        # the reader lets go: its version is reclaimed, nothing pinned or draining
+        mark = d.mark()
+        holder.stdin.close()
+        self.assertEqual(holder.wait(), 0)
+        d.wait_log(r"^reclaim dataset=d version=1 ", start=mark)
+        wait_for(lambda: all(v["state"] != "draining" for ds in self.status()["datasets"]
+                             for v in ds["versions"]), "no draining version")
+        m = self.scrape(port)
+        self.assertEqual(m["snap_pinned_versions"], {"d": 0, "e": 0})
+        self.assertEqual(m["snap_draining_bytes"], {"d": 0, "e": 0})
+        self.assertEqual(d.stop(), 0)
+
+    def test_metrics_bad_requests(self):
+        d, port = self.start_metrics()
+        url = "http://127.0.0.1:%d" % port
+        for path in ("/", "/nosuch", "/metrics/", "/metricsx"):
+            self.assertEqual(http_get(url + path)[0], 404, path)
+        self.assertEqual(http_get(url + "/metrics?x=1")[0], 200)
+        status, headers, _ = http_get(url + "/metrics", method="POST")
+        self.assertEqual((status, headers["Allow"]), (405, "GET"))
+        self.assertEqual(http_get(url + "/metrics", method="HEAD")[0], 405)
+
+        # garbage: 400, and the connection is closed (http_raw reads to the end)
+        for data, shut in ((b"garbage\r\n\r\n", True), (bytes(range(256)), True),
+                           (b"GET /metrics HTTP/9.9\r\n\r\n", True),
+                           (b"GET /metrics HTTP/1.1\r\nno colon\r\n\r\n", True),
+                           (b"GET /metrics", True),  # ended mid-head
+                           (b"\x16\x03\x01\x00\xa5\x01\x00", False)):  # TLS: refused at once
+            out = http_raw(port, data, shut)
+            self.assertTrue(out.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (data, out))
+            self.assertIn(b"\r\nConnection: close\r\n", out)
+        # a request head of 8 KiB is served; one byte more is refused
+        head = b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: "
+        pad = 8192 - len(head) - 4
+        out = http_raw(port, head + b"a" * pad + b"\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:100])
+        out = http_raw(port, head + b"a" * (pad + 1) + b"\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out[:100])
+        out = http_raw(port, head + b"a" * 100000 + b"\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out[:100])
+
+        # a slow client does not hold up the others: with one connection sending
+        # half a request, a scrape is answered before that one is given up
+        slow = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        slow.sendall(b"GET /metr")
+        idle = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+        self.assertEqual(self.scrape(port)["snap_publishes_total"], {None: 0})
+        slow.setblocking(False)
+        with self.assertRaises(BlockingIOError):  # still open, nothing said
+            slow.recv(1)
+        # ... and is closed at its deadline, without an answer
+        slow.settimeout(DEADLINE)
+        self.assertEqual(slow.recv(1), b"")
+        idle.settimeout(DEADLINE)
+        self.assertEqual(idle.recv(1), b"")
+        slow.close()
+        idle.close()
+
+        # writerd serves on, both ways, and stops cleanly
+        self.assertEqual(self.scrape(port)["snap_errors_total"]["other"], 0)
+        c = self.client()
+        self.assertTrue(c.request("PING").startswith("OK writerd"))
+        c.close()
+        self.assertEqual(d.stop(), 0)
+
+    def test_metrics_option(self):
+        for bad in ("localhost:9100", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536",
+                    "::1:9100", "[::1]9100", "", "127.0.0.1:-1", "http://127.0.0.1:9100"):
+            p = subprocess.run([WRITERD, "--store", self.store, "--foreground",
+                                "--metrics", bad], capture_output=True, text=True,
+                               timeout=DEADLINE)
+            self.assertEqual(p.returncode, 2, (bad, p.stderr))
+            self.assertIn("writerd: --metrics: '%s' is not ADDR:PORT" % bad, p.stderr)
+        self.assertFalse(os.path.exists(self.store))  # refused before anything
+        p = subprocess.run([WRITERD, "--metrics"], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        # a port already taken: a start-up error (1) naming it; nothing left behind
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        addr = "127.0.0.1:%d" % taken.getsockname()[1]
+        p = subprocess.run([WRITERD, "--store", self.store, "--foreground", "--metrics", addr],
+                           capture_output=True, text=True, timeout=DEADLINE)
+        taken.close()
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("writerd: --metrics %s: bind: Address already in use" % addr, p.stderr)
+        self.assertFalse(os.path.exists(self.sock))
+        # IPv6, in brackets (where the machine has a loopback for it)
+        try:
+            with socket.socket(socket.AF_INET6) as s6:
+                s6.bind(("::1", 0))
+        except OSError:
+            return
+        d = self.start("--metrics", "[::1]:0")
+        m, _ = d.wait_log(r"^metrics listen=\[::1\]:(\d+)$")
+        self.assertEqual(http_get("http://[::1]:%s/metrics" % m.group(1))[0], 200)
+        self.assertEqual(d.stop(), 0)
 
     # ------------------------------------------------------ signals, crashes
 
