@@ -39,6 +39,7 @@ static const char usage_text[] =
     "usage: writerd [--store PATH] [--inbox DIR | --no-inbox] [--socket PATH]\n"
     "               [--keep N] [--done-keep N|all] [--allow-uid UID]...\n"
     "               [--allow-gid GID]... [--metrics ADDR:PORT] [--foreground]\n"
+    "               [--push URL [--restore] | --follow URL | --mirror DIR]\n"
     "\n"
     "The publishing daemon of a libsnap store (see writerd(8), docs/protocol.md).\n"
     "\n"
@@ -58,6 +59,16 @@ static const char usage_text[] =
     "  --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics\n"
     "                    (numeric IPv4, or IPv6 in brackets; port 0: any free)\n"
     "  --foreground      do not detach (for systemd and tests); log to stderr\n"
+    "  --push URL        push each dataset's new versions to s3://BUCKET/PREFIX\n"
+    "  --restore         with --push: first rebuild what the store lacks from it\n"
+    "  --follow URL      follow a primary through s3://BUCKET/PREFIX: adopt every\n"
+    "                    version it announces (local publishes are refused)\n"
+    "  --mirror DIR      push to directory DIR, and restore from it at start\n"
+    "  --push-keep N     versions the announcement keeps (3)\n"
+    "  --push-grace S    seconds before unreferenced objects are deleted (600)\n"
+    "  --poll-interval MS  between polls of the announcements (1000)\n"
+    "  --poll-jitter PCT   up to PCT% more, at random (20)\n"
+    "  --transfers N     parallel uploads or downloads (4)\n"
     "  --help, --version\n";
 
 struct opts {
@@ -68,6 +79,7 @@ struct opts {
   unsigned reap_ms;
   struct wd_server_config srv;
   const char *metrics; /* --metrics ADDR:PORT, or NULL */
+  struct wd_sync_config sync;
 };
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -120,6 +132,15 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
       {"reap-interval", required_argument, NULL, 'r'},
       {"metrics", required_argument, NULL, 'm'},
       {"foreground", no_argument, NULL, 'f'},
+      {"push", required_argument, NULL, 'P'},
+      {"follow", required_argument, NULL, 'F'},
+      {"mirror", required_argument, NULL, 'M'},
+      {"restore", no_argument, NULL, 'R'},
+      {"push-keep", required_argument, NULL, 'K'},
+      {"push-grace", required_argument, NULL, 'G'},
+      {"poll-interval", required_argument, NULL, 'p'},
+      {"poll-jitter", required_argument, NULL, 'j'},
+      {"transfers", required_argument, NULL, 't'},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       {0}};
@@ -191,6 +212,46 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
       case 'f':
         o->foreground = 1;
         break;
+      case 'P':
+        o->sync.push_url = optarg;
+        break;
+      case 'F':
+        o->sync.follow_url = optarg;
+        break;
+      case 'M':
+        o->sync.mirror_dir = optarg;
+        break;
+      case 'R':
+        o->sync.restore = 1;
+        break;
+      case 'K':
+      case 'G':
+      case 'p':
+      case 'j':
+      case 't': {
+        static const struct {
+          int opt;
+          const char *name;
+          unsigned long lo, hi;
+        } r[] = {{'K', "--push-keep", 1, 64},
+                 {'G', "--push-grace", 0, 86400 * 30},
+                 {'p', "--poll-interval", 10, 3600000},
+                 {'j', "--poll-jitter", 0, 100},
+                 {'t', "--transfers", 1, 64}};
+        size_t k = 0;
+        while (r[k].opt != opt) k++;
+        v = strtoul(optarg, &end, 10);
+        if (!isdigit((unsigned char)*optarg) || *end || v < r[k].lo || v > r[k].hi) {
+          char m[160];
+          snprintf(m, sizeof m, "%s: '%%s' is not an integer from %lu to %lu", r[k].name,
+                   r[k].lo, r[k].hi);
+          return usage_error(m, optarg);
+        }
+        unsigned *dst[] = {&o->sync.push_keep, &o->sync.push_grace_s, &o->sync.poll_ms,
+                           &o->sync.jitter_pct, &o->sync.parallel};
+        *dst[k] = (unsigned)v;
+        break;
+      }
       case 'h':
         fputs(usage_text, stdout);
         return 0;
@@ -204,6 +265,15 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
   if (optind < argc) return usage_error("unexpected argument '%s'", argv[optind]);
   if (o->no_inbox && o->inbox)
     return usage_error("%s", "--inbox and --no-inbox conflict");
+  if (!!o->sync.push_url + !!o->sync.follow_url + !!o->sync.mirror_dir > 1)
+    return usage_error("%s", "--push, --follow and --mirror conflict: choose one");
+  if (o->sync.restore && !o->sync.push_url)
+    return usage_error("%s",
+                       "--restore needs --push (--mirror and --follow restore anyway)");
+  if ((o->sync.push_url && strncmp(o->sync.push_url, "s3://", 5)) ||
+      (o->sync.follow_url && strncmp(o->sync.follow_url, "s3://", 5)))
+    return usage_error(
+        "%s", "--push and --follow take s3://BUCKET[/PREFIX] (a directory: --mirror)");
   return -1; /* go on */
 }
 
@@ -315,7 +385,8 @@ static int apply_keep(snap_store *store, uint32_t keep) {
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char **argv) {
-  struct opts o = {.done_keep = 16};
+  struct opts o = {.done_keep = 16,
+                   .sync = {.poll_ms = 1000, .jitter_pct = 20, .push_grace_s = 600}};
   int prc = parse_opts(argc, argv, &o);
   if (prc >= 0) return prc;
   const char *store_arg = o.store ? o.store : getenv(SNAP_STORE_ENV);
@@ -355,6 +426,7 @@ int main(int argc, char **argv) {
   struct wd_reaper *reaper = NULL;
   struct wd_server *srv = NULL;
   struct wd_metrics *metrics = NULL;
+  struct wd_sync *sync = NULL;
   char lockpath[PATH_MAX];
 
   int rc = snap_store_open(store_path, SNAP_CREATE, &store, &err);
@@ -393,6 +465,10 @@ int main(int argc, char **argv) {
     char bound[80];
     if (wd_metrics_start(store, o.metrics, &metrics, bound, sizeof bound)) goto out;
     wd_log("metrics", "listen=%s", bound);
+  }
+  if (o.sync.push_url || o.sync.follow_url || o.sync.mirror_dir) {
+    if (wd_sync_start(store, reaper, &o.sync, &sync)) goto out;
+    wd_server_set_sync(srv, sync);
   }
 
   static struct wd_ev ev_signal = {WD_EV_SIGNAL}, ev_listen = {WD_EV_LISTEN},
@@ -460,7 +536,10 @@ int main(int argc, char **argv) {
               wd_inbox_finish(in, job);
             else
               wd_server_finish(srv, job);
-            if (ok) wd_reaper_kick(reaper);
+            if (ok) {
+              wd_reaper_kick(reaper);
+              wd_sync_kick(sync);
+            }
           }
           break;
         }
@@ -495,6 +574,7 @@ out:
         wd_job_free(j);
     }
   }
+  wd_sync_stop(sync); /* before the reaper: it kicks it */
   int stuck = reaper ? wd_reaper_stop(reaper) : 0;
   wd_server_close(srv);
   wd_inbox_close(in);

@@ -65,6 +65,7 @@ struct wd_server {
   snap_store *store;
   struct wd_worker *worker;
   struct wd_reaper *reaper;
+  struct wd_sync *sync; /* NULL unless --push, --follow or --mirror */
   struct client *clients;
   size_t nclients;
   uint64_t next_id;
@@ -73,6 +74,8 @@ struct wd_server {
 /* ------------------------------------------------------------- plumbing */
 
 int wd_server_fd(const struct wd_server *s) { return s->fd; }
+
+void wd_server_set_sync(struct wd_server *srv, struct wd_sync *s) { srv->sync = s; }
 
 static void destroy(struct wd_server *s, struct client *c) {
   if (c->in_epoll) epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
@@ -489,10 +492,12 @@ static void json_status(struct wd_server *s, struct client *c, const char *only)
     wd_buf_json_str(&b, ds[i].name);
     wd_buf_printf(&b,
                   ",\"current\":%llu,\"next_version\":%llu,\"keep\":%u,\"bytes\":%llu,"
-                  "\"versions\":[",
+                  "\"followed\":%s",
                   (unsigned long long)ds[i].current,
                   (unsigned long long)ds[i].next_version, ds[i].keep,
-                  (unsigned long long)ds[i].bytes);
+                  (unsigned long long)ds[i].bytes, ds[i].followed ? "true" : "false");
+    wd_sync_json(s->sync, ds[i].name, &b);
+    wd_buf_add(&b, ",\"versions\":[", 13);
     for (size_t j = 0; j < nv; j++)
       wd_buf_printf(&b,
                     "%s{\"version\":%llu,\"state\":\"%s\",\"rows\":%llu,\"cols\":%u,"

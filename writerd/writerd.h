@@ -302,5 +302,38 @@ struct wd_http_req {
  *         reads past it. Pure; any thread.
  */
 int wd_http_parse(const char *buf, size_t len, struct wd_http_req *req);
+/* ----------------------------------------------------------------- sync.c */
+
+/** Push, follow, restore and mirror (docs/multihost.md): one of follow_url,
+ *  push_url, mirror_dir is set. */
+struct wd_sync_config {
+  const char *push_url;   /**< --push s3://BUCKET/PREFIX */
+  const char *follow_url; /**< --follow s3://BUCKET/PREFIX */
+  const char *mirror_dir; /**< --mirror DIR: push there, restore from it at start */
+  int restore;            /**< --restore: rebuild what the store lacks at start */
+  unsigned push_keep;     /**< --push-keep (0: the library's default, 3) */
+  unsigned push_grace_s;  /**< --push-grace seconds */
+  unsigned poll_ms;       /**< --poll-interval (default 1000) */
+  unsigned jitter_pct;    /**< --poll-jitter percent (default 20) */
+  unsigned parallel;      /**< --transfers (0: 4) */
+};
+
+struct wd_sync;
+
+/** Open the remote and start the sync thread. @return 0 or a status (the
+ *  message is printed). */
+int wd_sync_start(snap_store *store, struct wd_reaper *reaper,
+                  const struct wd_sync_config *cfg, struct wd_sync **out);
+/** A publish flipped: push now rather than at the next interval. NULL ok. */
+void wd_sync_kick(struct wd_sync *s);
+/** Stop the thread (an upload or download in flight is finished or abandoned;
+ *  a .replica file stays for the next start) and free. NULL ok. */
+void wd_sync_stop(struct wd_sync *s);
+/** Free without a thread (start-up failures). */
+void wd_sync_free(struct wd_sync *s);
+/** Append ,"follow":{...} or ,"push":{...} for @p dataset to a STATUS object. */
+void wd_sync_json(struct wd_sync *s, const char *dataset, struct wd_buf *b);
+/** Give the server the sync state for STATUS (after wd_server_open()). */
+void wd_server_set_sync(struct wd_server *srv, struct wd_sync *s);
 
 #endif /* WRITERD_H */
