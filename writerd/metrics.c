@@ -242,7 +242,7 @@ static void render_gauges(struct wd_buf *b) {
   if (g) memcpy(g, gauges, n * sizeof *g);
   pthread_mutex_unlock(&gauge_mu);
   if (!g) n = 0;
-  qsort(g, n, sizeof *g, gauge_cmp);
+  if (n) qsort(g, n, sizeof *g, gauge_cmp); /* qsort(NULL, 0, ...) is undefined */
   size_t i = 0;
   for (unsigned f = 0; f < N_GAUGES; f++) {
     family_head(b, gauge_families[f].name, "gauge", gauge_families[f].help);
