@@ -47,6 +47,7 @@ struct wd_sync {
   snap_pusher *pusher;
   snap_follower *follower;
   pthread_t thread;
+  unsigned list_fails;  /* consecutive failed listings (the sync thread's) */
   pthread_mutex_t lock; /* everything below */
   pthread_cond_t cond;
   int stop, kicked;
@@ -222,6 +223,7 @@ static size_t discover(struct wd_sync *s, char ***names) {
   struct snap_sync_error e = {0};
   if (snap_follow_datasets(s->follower, names, &n, &e)) {
     char q[1000];
+    s->list_fails++;
     wd_count_error(!strcmp(e.kind, "denied")    ? "s3_denied"
                    : !strcmp(e.kind, "network") ? "s3_network"
                                                 : "fetch");
@@ -229,6 +231,7 @@ static size_t discover(struct wd_sync *s, char ***names) {
     *names = NULL;
     return 0;
   }
+  s->list_fails = 0;
   return n;
 }
 
@@ -285,11 +288,12 @@ static void push_all(struct wd_sync *s) {
     if (!res.version) continue;
     wd_count(WD_C_PUSHES, 1);
     wd_log("push",
-           "dataset=%s version=%llu chunks=%llu new_chunks=%llu bytes=%llu swept=%llu "
-           "seconds=%.3f",
+           "dataset=%s version=%llu chunks=%llu new_chunks=%llu bytes=%llu pack=%s "
+           "swept=%llu seconds=%.3f",
            wd_q(q, sizeof q, ds[i].name), (unsigned long long)res.version,
            (unsigned long long)res.chunks, (unsigned long long)res.new_chunks,
-           (unsigned long long)res.bytes, (unsigned long long)res.swept, res.seconds);
+           (unsigned long long)res.bytes, res.pack[0] ? res.pack : "none",
+           (unsigned long long)res.swept, res.seconds);
     if (res.warning[0])
       wd_log("warning", "op=sweep dataset=%s message=%s", q,
              wd_q(q2, sizeof q2, res.warning));
@@ -336,6 +340,8 @@ static void *sync_thread(void *arg) {
     if (s->state_dirty || wd_now() - s->state_written > 10) state_write(s);
     /* jitter: up to jitter_pct% more, so that many followers spread out */
     unsigned ms = poll;
+    for (unsigned i = 0; i < s->list_fails && ms < BACKOFF_MAX_MS; i++) ms *= 2;
+    if (ms > BACKOFF_MAX_MS) ms = BACKOFF_MAX_MS;
     if (s->cfg.follow_url && s->cfg.jitter_pct)
       ms += (unsigned)((uint64_t)poll * s->cfg.jitter_pct / 100 * (unsigned)rand() /
                        RAND_MAX);

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,7 +209,22 @@ static int fetch_range(struct fetch *fe, struct rconn *c, const struct range *rg
   }
 }
 
+/* Fault injection for the tests of a follower killed mid-download:
+ * SNAP_SYNC_CRASH_AFTER_RANGES=N kills the process (SIGKILL) once N ranges
+ * are written. Read once; costs one load otherwise. */
+static long crash_after(void) {
+  static _Atomic long v = -1;
+  long x = atomic_load(&v);
+  if (x < 0) {
+    const char *e = getenv("SNAP_SYNC_CRASH_AFTER_RANGES");
+    x = e && *e ? strtol(e, NULL, 10) : 0;
+    atomic_store(&v, x);
+  }
+  return x;
+}
+
 static void *fetch_thread(void *arg) {
+  static _Atomic long ranges_done;
   struct fetch *fe = arg;
   struct rconn *c = NULL;
   struct snap_sync_error e = {0};
@@ -222,6 +238,8 @@ static void *fetch_thread(void *arg) {
     uint64_t i = atomic_fetch_add(&fe->next, 1);
     if (i >= fe->nranges) break;
     rc = fetch_range(fe, c, &fe->ranges[i], buf, &e);
+    if (!rc && crash_after() && atomic_fetch_add(&ranges_done, 1) + 1 >= crash_after())
+      raise(SIGKILL);
   }
   if (rc) fetch_fail(fe, &e);
   r_release(c);

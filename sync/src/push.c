@@ -515,6 +515,7 @@ int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
     else if (rc)
       rc = sync__s3(err, rc, &e, "push");
     if (rc) goto out;
+    memcpy(res->pack, packs[npacks], sizeof res->pack);
     npacks++;
     res->new_chunks = nfresh;
   }

@@ -181,8 +181,11 @@ class Server:
         self.secret = secrets.token_urlsafe(30)
         self.log = os.path.join(self.dir, "weed.log")
 
-    def start(self):
-        self.ports = free_ports(8)
+    def start(self, same_ports=False):
+        """Start weed; with same_ports, again on the ports and data of the last start
+        (a server restarted under its clients, tests/sync)."""
+        if not same_ports:
+            self.ports = free_ports(8)
         with open(os.path.join(self.dir, "owner"), "w") as f:
             f.write(" ".join(str(x) for x in [os.getpid()] + self.ports))
         (self.master, self.master_grpc, self.volume, self.volume_grpc, self.filer,
@@ -230,13 +233,20 @@ class Server:
             status, body = request(self.s3, method, path, self.access, self.secret,
                                    b"probe" if method == "PUT" and path != f"/{BUCKET}"
                                    else b"")
-            if status is not None and 200 <= status < 300:
-                steps.pop(0)
+            if status is not None and (200 <= status < 300 or (
+                    status == 409 and b"BucketAlreadyOwnedByYou" in body)):
+                steps.pop(0)  # (409: a restart, start(same_ports=True), finds it)
                 continue
             if status in (401, 403):  # the identity file was not taken: no point waiting
                 raise RuntimeError(f"{method} {path}: {status} {body[:300]!r}")
             last = body if status is None else f"{status} ".encode() + body
             time.sleep(0.1)  # polling the server until it answers, with a deadline
+
+    def halt(self):
+        """Kill the server and keep its data and ports, for start(same_ports=True)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:

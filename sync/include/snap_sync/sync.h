@@ -75,6 +75,7 @@ struct snap_push_result {
   uint64_t new_chunks; /**< chunks not in the remote before, uploaded */
   uint64_t bytes;      /**< bytes uploaded (pack and manifest) */
   uint64_t swept;      /**< objects the sweep deleted */
+  char pack[33];       /**< the new chunks' pack (D/pack/NAME), "" when none */
   double seconds;
   char warning[768]; /**< a sweep that failed (the push itself succeeded), or "" */
 };
