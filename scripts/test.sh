@@ -59,7 +59,7 @@ CC=clang cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSNAP_SANIT
 cmake --build build-tsan -j "$jobs"
 TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp die_after_fork=0 halt_on_error=1" \
   ctest --test-dir build-tsan --output-on-failure -j "$jobs" \
-  -R '^(segment_test|store_test|arrow_test|share_test|edit_test|process_test|torture|ingest_test|cli_.*|writerd_.*)$'
+  -R '^(segment_test|store_test|arrow_test|share_test|edit_test|replica_test|sync_test|process_test|torture|ingest_test|cli_.*|writerd_.*)$'
 
 echo "== valgrind memcheck (library unit tests)"
 ctest --test-dir build -T memcheck -R '^(segment_test|store_test|arrow_test)$' \

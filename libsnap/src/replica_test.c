@@ -45,6 +45,7 @@ static uint64_t edit_rows(uint32_t c, uint64_t a, uint64_t b, double value) {
   double *col = (double *)snap_edit_column(ed, c)->values;
   for (uint64_t r = a; r < b; r++) col[r] = value;
   CU_ASSERT_EQUAL_FATAL(snap_edit_commit(ed, &v, NULL), 0);
+  snap_edit_free(ed);
   return v;
 }
 
@@ -159,6 +160,7 @@ static void test_first_and_mirror(void) {
   CU_ASSERT_EQUAL_FATAL(snap_edit_begin(g_f, "d", &ed, NULL), 0);
   CU_ASSERT_EQUAL(snap_edit_commit(ed, NULL, &err), SNAP_EINVAL);
   CU_ASSERT(strstr(err.message, "follows a primary") != NULL);
+  snap_edit_free(ed);
   CU_ASSERT_EQUAL(snap_rollback(g_f, "d", v1, &err), SNAP_EINVAL);
   /* promoted: publishes again, numbered after the primary's */
   CU_ASSERT_EQUAL(snap_dataset_set_followed(g_f, "d", 0, NULL), 0);

@@ -49,6 +49,7 @@ static uint64_t edit_rows(uint32_t c, uint64_t a, uint64_t b, double value) {
   double *col = (double *)snap_edit_column(ed, c)->values;
   for (uint64_t r = a; r < b; r++) col[r] = value;
   CU_ASSERT_EQUAL_FATAL(snap_edit_commit(ed, &v, NULL), 0);
+  snap_edit_free(ed);
   return v;
 }
 
