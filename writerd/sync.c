@@ -201,11 +201,12 @@ static void follow_one(struct wd_sync *s, const char *name, int restore) {
   char q[600];
   wd_count(WD_C_FOLLOW_FLIPS, 1);
   wd_log(restore ? "restore" : "follow",
-         "dataset=%s version=%llu bytes=%llu fetched_chunks=%llu borrowed_chunks=%llu "
-         "copied_chunks=%llu zero_chunks=%llu resumed_chunks=%llu refetched=%llu "
-         "seconds=%.3f",
+         "dataset=%s version=%llu bytes=%llu manifest_bytes=%llu fetched_chunks=%llu "
+         "delta_chunks=%llu borrowed_chunks=%llu copied_chunks=%llu zero_chunks=%llu "
+         "resumed_chunks=%llu refetched=%llu seconds=%.3f",
          wd_q(q, sizeof q, name), (unsigned long long)res.local,
-         (unsigned long long)res.bytes, (unsigned long long)res.chunks.fetch,
+         (unsigned long long)res.bytes, (unsigned long long)res.manifest_bytes,
+         (unsigned long long)res.chunks.fetch, (unsigned long long)res.deltas,
          (unsigned long long)res.chunks.borrowed, (unsigned long long)res.chunks.copied,
          (unsigned long long)res.chunks.zero, (unsigned long long)res.chunks.resumed,
          (unsigned long long)res.refetched, res.seconds);
@@ -288,12 +289,12 @@ static void push_all(struct wd_sync *s) {
     if (!res.version) continue;
     wd_count(WD_C_PUSHES, 1);
     wd_log("push",
-           "dataset=%s version=%llu chunks=%llu new_chunks=%llu bytes=%llu pack=%s "
-           "swept=%llu seconds=%.3f",
+           "dataset=%s version=%llu chunks=%llu new_chunks=%llu deltas=%llu bytes=%llu "
+           "pack=%s swept=%llu seconds=%.3f",
            wd_q(q, sizeof q, ds[i].name), (unsigned long long)res.version,
            (unsigned long long)res.chunks, (unsigned long long)res.new_chunks,
-           (unsigned long long)res.bytes, res.pack[0] ? res.pack : "none",
-           (unsigned long long)res.swept, res.seconds);
+           (unsigned long long)res.deltas, (unsigned long long)res.bytes,
+           res.pack[0] ? res.pack : "none", (unsigned long long)res.swept, res.seconds);
     if (res.warning[0])
       wd_log("warning", "op=sweep dataset=%s message=%s", q,
              wd_q(q2, sizeof q2, res.warning));

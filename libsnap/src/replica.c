@@ -274,6 +274,16 @@ int snap_replica_needs(const snap_replica *r, uint64_t k, uint64_t *hash) {
   return atomic_load(&r->state[k]) == R_NEED;
 }
 
+const void *snap_replica_base(const snap_replica *r, uint64_t k, uint64_t *hash) {
+  if (!r->base || k >= r->seg.nchunks) return NULL;
+  const struct snap__segment *bs = snap__snapshot_seg(r->base);
+  uint64_t chunk = 1ull << r->seg.chunk_shift, off = r->seg.data_offset + k * chunk;
+  if (off < bs->data_offset || (off - bs->data_offset) / chunk >= bs->nchunks)
+    return NULL;
+  if (hash) *hash = bs->chunks[(off - bs->data_offset) / chunk].hash;
+  return bs->base + off;
+}
+
 /* ------------------------------------------------------------------ write */
 
 int snap_replica_write(snap_replica *r, uint64_t k, const void *buf, size_t len,

@@ -132,11 +132,19 @@ int snap_follow_datasets(snap_follower *f, char ***names, size_t *count,
 
 /* ---------------------------------------------------------------- fetches */
 
+/* One chunk to fetch: whole (@len = the chunk size) or as a delta applied to
+ * the current version's chunk at the same place. */
+struct item {
+  uint64_t k;
+  uint64_t off; /* in the pack */
+  uint32_t pack, len;
+  int delta;
+};
+
 struct range {
   uint32_t pack;
   uint64_t off, len; /* in the pack */
-  uint64_t first;    /* index into the fetch list of its first chunk */
-  uint64_t n;        /* chunks */
+  uint64_t first, n; /* its items */
 };
 
 struct fetch {
@@ -144,12 +152,12 @@ struct fetch {
   snap_replica *r;
   const struct manifest *m;
   const char *dataset;
-  const uint64_t *chunks; /* chunk indices, in range order */
+  struct item *items; /* in range order */
   struct range *ranges;
   uint64_t nranges;
   _Atomic uint64_t next;
   _Atomic int failed;
-  _Atomic uint64_t bytes, refetched;
+  _Atomic uint64_t bytes, refetched, deltas;
   pthread_mutex_t lock;
   int rc;
   struct snap_sync_error err;
@@ -165,13 +173,33 @@ static void fetch_fail(struct fetch *fe, const struct snap_sync_error *e) {
   atomic_store(&fe->failed, 1);
 }
 
-/* One range: GET, then every chunk into the replica; again when a chunk fails
- * its hash (a corrupted transfer or object). */
+/* One item of a range just read: written into the replica (its hash checked
+ * there). 1 when its bytes are not the chunk (fetch the range again). */
+static int put_item(struct fetch *fe, const struct item *it, const uint8_t *b,
+                    uint8_t *scratch, struct snap_error *se, int *rc) {
+  uint32_t chunk = 1u << fe->m->shift;
+  const uint8_t *bytes = b;
+  if (it->delta) {
+    const void *base = snap_replica_base(fe->r, it->k, NULL);
+    if (!base) return 1;
+    memcpy(scratch, base, chunk);
+    if (delta_apply(scratch, chunk, b, it->len)) return 1;
+    bytes = scratch;
+  }
+  *rc = snap_replica_write(fe->r, it->k, bytes, chunk, se);
+  if (*rc == SNAP_ECHECKSUM) {
+    *rc = 0;
+    return 1;
+  }
+  return 0;
+}
+
+/* One range: GET, then every item into the replica; again when one fails its
+ * hash (a corrupted transfer or object). */
 static int fetch_range(struct fetch *fe, struct rconn *c, const struct range *rg,
-                       uint8_t *buf, struct snap_sync_error *err) {
+                       uint8_t *buf, uint8_t *scratch, struct snap_sync_error *err) {
   char key[400], what[1400];
   key_pack(key, sizeof key, fe->dataset, fe->m->packs[rg->pack]);
-  uint64_t chunk = 1ull << fe->m->shift;
   for (unsigned round = 0;; round++) {
     size_t got;
     struct snap_s3_error e;
@@ -189,13 +217,9 @@ static int fetch_range(struct fetch *fe, struct rconn *c, const struct range *rg
     bool bad = false;
     struct snap_error se = {0};
     for (uint64_t i = 0; i < rg->n; i++) {
-      rc = snap_replica_write(fe->r, fe->chunks[rg->first + i], buf + i * chunk,
-                              (size_t)chunk, &se);
-      if (rc == SNAP_ECHECKSUM) {
-        bad = true;
-      } else if (rc) {
-        return sync__snap(err, rc, &se, "follow");
-      }
+      const struct item *it = &fe->items[rg->first + i];
+      if (put_item(fe, it, buf + (it->off - rg->off), scratch, &se, &rc)) bad = true;
+      if (rc) return sync__snap(err, rc, &se, "follow");
     }
     if (!bad) return 0;
     atomic_fetch_add(&fe->refetched, 1);
@@ -205,7 +229,7 @@ static int fetch_range(struct fetch *fe, struct rconn *c, const struct range *rg
                        " failed their chunk hashes %u times (%s); the current version "
                        "stays",
                        fe->dataset, fe->m->version, key, rg->off, rg->len, round + 1,
-                       se.message);
+                       se.message[0] ? se.message : "a delta that does not apply");
   }
 }
 
@@ -232,70 +256,79 @@ static void *fetch_thread(void *arg) {
   for (uint64_t i = 0; i < fe->nranges; i++)
     if (fe->ranges[i].len > most) most = fe->ranges[i].len;
   uint8_t *buf = malloc(most ? (size_t)most : 1);
-  int rc = !buf ? sync__err(&e, -ENOMEM, "local", "follow: out of memory")
-                : r_conn(fe->f->remote, &c, &e);
+  uint8_t *scratch = malloc((size_t)1 << fe->m->shift);
+  int rc = !buf || !scratch ? sync__err(&e, -ENOMEM, "local", "follow: out of memory")
+                            : r_conn(fe->f->remote, &c, &e);
   while (!rc && !atomic_load(&fe->failed)) {
     uint64_t i = atomic_fetch_add(&fe->next, 1);
     if (i >= fe->nranges) break;
-    rc = fetch_range(fe, c, &fe->ranges[i], buf, &e);
+    rc = fetch_range(fe, c, &fe->ranges[i], buf, scratch, &e);
     if (!rc && crash_after() && atomic_fetch_add(&ranges_done, 1) + 1 >= crash_after())
       raise(SIGKILL);
   }
   if (rc) fetch_fail(fe, &e);
   r_release(c);
   free(buf);
+  free(scratch);
   return NULL;
 }
 
-/* The chunks the replica needs, grouped into ranges of adjacent pack bytes. */
+static int item_cmp(const void *a, const void *b) {
+  const struct item *x = a, *y = b;
+  if (x->pack != y->pack) return x->pack < y->pack ? -1 : 1;
+  return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* The chunks the replica needs: each as a delta when the manifest has one
+ * against the chunk this store has at that place, else whole; grouped into
+ * ranges of adjacent pack bytes of at most @p max bytes. */
 static int plan_ranges(struct fetch *fe, uint64_t max, struct snap_sync_error *err) {
   const struct manifest *m = fe->m;
-  uint64_t chunk = 1ull << m->shift, n = 0;
-  uint64_t *ch = malloc((m->nchunks ? m->nchunks : 1) * sizeof *ch);
+  uint32_t chunk = 1u << m->shift;
+  uint64_t n = 0, nd = 0;
+  struct item *it = malloc((m->nchunks ? m->nchunks : 1) * sizeof *it);
   struct range *rg = malloc((m->nchunks ? m->nchunks : 1) * sizeof *rg);
-  if (!ch || !rg) {
-    free(ch);
+  if (!it || !rg) {
+    free(it);
     free(rg);
     return sync__err(err, -ENOMEM, "local", "follow: out of memory");
   }
   for (uint64_t k = 0; k < m->nchunks; k++) {
     if (!snap_replica_needs(fe->r, k, NULL)) continue;
+    const struct delta *d = manifest_delta(m, k);
+    uint64_t bh;
+    if (d && snap_replica_base(fe->r, k, &bh) && bh == d->base) {
+      it[n++] = (struct item){k, d->off, d->pack, d->len, 1};
+      nd++;
+      continue;
+    }
     if (m->loc[k].pack == SYNC_ZERO_PACK) {
-      free(ch);
+      free(it);
       free(rg);
       return sync__err(err, SNAP_ECORRUPT, "corrupt",
                        "follow %s version %" PRIu64 ": the locator calls chunk %" PRIu64
                        " zero, its hash says not",
                        fe->dataset, m->version, k);
     }
-    ch[n++] = k;
+    it[n++] =
+        (struct item){k, (uint64_t)m->loc[k].index << m->shift, m->loc[k].pack, chunk, 0};
   }
-  /* in pack order (a pack's chunks are mostly in chunk order already) */
-  for (uint64_t i = 1; i < n; i++) {
-    uint64_t k = ch[i], j = i;
-    while (j > 0 && (m->loc[ch[j - 1]].pack > m->loc[k].pack ||
-                     (m->loc[ch[j - 1]].pack == m->loc[k].pack &&
-                      m->loc[ch[j - 1]].off > m->loc[k].off))) {
-      ch[j] = ch[j - 1];
-      j--;
-    }
-    ch[j] = k;
-  }
+  qsort(it, n, sizeof *it, item_cmp);
   uint64_t nr = 0;
   for (uint64_t i = 0; i < n; i++) {
-    const struct loc *l = &m->loc[ch[i]];
     struct range *last = nr ? &rg[nr - 1] : NULL;
-    if (last && last->pack == l->pack && last->off + last->len == l->off &&
-        last->len + chunk <= max) {
-      last->len += chunk;
+    if (last && last->pack == it[i].pack && last->off + last->len == it[i].off &&
+        last->len + it[i].len <= max) {
+      last->len += it[i].len;
       last->n++;
     } else {
-      rg[nr++] = (struct range){l->pack, l->off, chunk, i, 1};
+      rg[nr++] = (struct range){it[i].pack, it[i].off, it[i].len, i, 1};
     }
   }
-  fe->chunks = ch;
+  fe->items = it;
   fe->ranges = rg;
   fe->nranges = nr;
+  atomic_store(&fe->deltas, nd);
   return 0;
 }
 
@@ -367,6 +400,8 @@ int snap_follow_poll(snap_follower *f, const char *dataset,
     rc = sync__s3(err, rc, &e, what);
     goto out;
   }
+  res->bytes += len;
+  res->manifest_bytes = len;
   if ((rc = manifest_parse(buf, len, dataset, key, &m, err))) goto out;
   if (m.version != d->ann.version) {
     rc = sync__err(err, SNAP_ECORRUPT, "corrupt", "%s: header version %" PRIu64, key,
@@ -396,7 +431,8 @@ int snap_follow_poll(snap_follower *f, const char *dataset,
     if (pthread_create(&th[started], NULL, fetch_thread, &fe)) break;
   if (!started && fe.nranges) fetch_thread(&fe);
   for (unsigned i = 0; i < started; i++) pthread_join(th[i], NULL);
-  res->bytes = atomic_load(&fe.bytes);
+  res->bytes += atomic_load(&fe.bytes);
+  res->deltas = atomic_load(&fe.deltas);
   res->refetched = atomic_load(&fe.refetched);
   if (fe.rc) {
     rc = fe.rc;
@@ -420,7 +456,7 @@ out:
   res->seconds = now_s() - t0;
   snap_replica_free(r);
   manifest_free(&m);
-  free((void *)fe.chunks);
+  free(fe.items);
   free(fe.ranges);
   pthread_mutex_destroy(&fe.lock);
   r_release(c);

@@ -77,14 +77,26 @@ void r_count(snap_remote *r, uint64_t up, uint64_t down);
 
 #define SYNC_PACK_NAME 32 /* hex digits of a pack's name */
 #define SYNC_ZERO_PACK UINT32_MAX
-#define SYNC_LOC_MAGIC "SNAPLOC\x01"
-#define SYNC_LOC_HEAD 24u  /* magic, npacks, reserved, nchunks */
-#define SYNC_LOC_ENTRY 16u /* u32 pack, u32 reserved, u64 offset */
+#define SYNC_LOC_MAGIC "SNAPLOC\x02"
+#define SYNC_LOC_HEAD 32u    /* magic, npacks, reserved, nchunks, ndeltas */
+#define SYNC_LOC_ENTRY 8u    /* u32 pack, u32 index of the chunk in the pack */
+#define SYNC_DELTA_ENTRY 32u /* u64 chunk, u64 base hash, u32 pack, u32 len, u64 off */
+#define SYNC_RUN_HEAD 8u     /* a delta run: u32 offset in the chunk, u32 length */
 
-/* Where a chunk is in the remote. */
+/* Where a chunk is in the remote: chunk @index of pack @pack (its bytes at
+ * index << shift), or nowhere (SYNC_ZERO_PACK: all zeros). */
 struct loc {
-  uint32_t pack; /* index into the locator's pack names, or SYNC_ZERO_PACK */
-  uint64_t off;  /* byte offset in that pack */
+  uint32_t pack;
+  uint32_t index;
+};
+
+/* A changed chunk also stored as a delta against the chunk at the same place
+ * in the version the announcement named before (hash @base): @len bytes at
+ * @off of pack @pack, runs of (u32 offset, u32 length, bytes). */
+struct delta {
+  uint64_t chunk, base;
+  uint32_t pack, len;
+  uint64_t off;
 };
 
 /* A version's manifest object, parsed: the head (header + manifest of the
@@ -98,18 +110,31 @@ struct manifest {
   struct loc *loc; /* per chunk (owned) */
   uint32_t npacks;
   char (*packs)[SYNC_PACK_NAME + 1]; /* owned */
+  struct delta *deltas;              /* sorted by chunk (owned) */
+  uint64_t ndeltas;
 };
 /* Parse and check a manifest object of @p dataset (taking @p buf). */
 int manifest_parse(uint8_t *buf, size_t len, const char *dataset, const char *key,
                    struct manifest *m, struct snap_sync_error *err);
 void manifest_free(struct manifest *m);
+/* The delta of chunk @p k, or NULL. */
+const struct delta *manifest_delta(const struct manifest *m, uint64_t k);
 /* Serialize: @p head (data_offset bytes) then the locator. malloc'd. */
 int manifest_build(const void *head, uint64_t data_offset, uint64_t nchunks,
                    const struct loc *loc, char (*packs)[SYNC_PACK_NAME + 1],
-                   uint32_t npacks, uint8_t **out, size_t *len);
-/* A pack's name: the XXH3-128 of its chunk hashes, the shift and the count. */
-void pack_name(const uint64_t *hashes, uint64_t n, uint32_t shift,
-               char out[SYNC_PACK_NAME + 1]);
+                   uint32_t npacks, const struct delta *deltas, uint64_t ndeltas,
+                   uint8_t **out, size_t *len);
+/* A pack's name: the XXH3-128 of its chunk hashes, the shift, the count and its
+ * delta bytes. */
+void pack_name(const uint64_t *hashes, uint64_t n, uint32_t shift, const void *deltas,
+               size_t dlen, char out[SYNC_PACK_NAME + 1]);
+/* The runs where @p b differs from @p a (@p len bytes), appended to @p out
+ * (*n bytes used of *cap, grown); fails (returns 1) when they would take more
+ * than @p most bytes. */
+int delta_make(const uint8_t *a, const uint8_t *b, uint32_t len, uint32_t most,
+               uint8_t **out, size_t *n, size_t *cap);
+/* Apply @p len bytes of runs to @p chunk (@p size bytes); -1 if they do not fit. */
+int delta_apply(uint8_t *chunk, uint32_t size, const uint8_t *runs, uint32_t len);
 
 /* Keys. */
 void key_announce(char *buf, size_t cap, const char *dataset);

@@ -50,25 +50,88 @@ void key_pack(char *buf, size_t cap, const char *dataset, const char *pack) {
   snprintf(buf, cap, "%s/pack/%s", dataset, pack);
 }
 
-void pack_name(const uint64_t *hashes, uint64_t n, uint32_t shift,
-               char out[SYNC_PACK_NAME + 1]) {
+void pack_name(const uint64_t *hashes, uint64_t n, uint32_t shift, const void *deltas,
+               size_t dlen, char out[SYNC_PACK_NAME + 1]) {
   XXH3_state_t st;
   XXH3_128bits_reset(&st);
   XXH3_128bits_update(&st, hashes, n * 8);
   XXH3_128bits_update(&st, &shift, 4);
   XXH3_128bits_update(&st, &n, 8);
+  if (dlen) XXH3_128bits_update(&st, deltas, dlen);
   XXH128_hash_t h = XXH3_128bits_digest(&st);
   snprintf(out, SYNC_PACK_NAME + 1, "%016" PRIx64 "%016" PRIx64, (uint64_t)h.high64,
            (uint64_t)h.low64);
+}
+
+/* ------------------------------------------------------------------ deltas */
+
+/* Runs closer than this are merged: a run header costs 8 bytes. */
+#define RUN_GAP 32u
+
+int delta_make(const uint8_t *a, const uint8_t *b, uint32_t len, uint32_t most,
+               uint8_t **out, size_t *n, size_t *cap) {
+  size_t start = *n;
+  uint32_t i = 0;
+  while (i < len) {
+    /* the next differing byte, 8 at a time */
+    while (i + 8 <= len && !memcmp(a + i, b + i, 8)) i += 8;
+    while (i < len && a[i] == b[i]) i++;
+    if (i >= len) break;
+    uint32_t lo = i, hi = i + 1, same = 0;
+    for (uint32_t j = i + 1; j < len && same < RUN_GAP; j++) {
+      if (a[j] == b[j]) {
+        same++;
+      } else {
+        same = 0;
+        hi = j + 1;
+      }
+    }
+    uint32_t rl = hi - lo;
+    if (*n - start + SYNC_RUN_HEAD + rl > most) {
+      *n = start;
+      return 1;
+    }
+    if (*n + SYNC_RUN_HEAD + rl > *cap) {
+      size_t c = (*cap ? *cap * 2 : 1 << 16) + SYNC_RUN_HEAD + rl;
+      void *p = realloc(*out, c);
+      if (!p) {
+        *n = start;
+        return 1;
+      }
+      *out = p;
+      *cap = c;
+    }
+    memcpy(*out + *n, &lo, 4);
+    memcpy(*out + *n + 4, &rl, 4);
+    memcpy(*out + *n + SYNC_RUN_HEAD, b + lo, rl);
+    *n += SYNC_RUN_HEAD + rl;
+    i = hi;
+  }
+  return 0;
+}
+
+int delta_apply(uint8_t *chunk, uint32_t size, const uint8_t *runs, uint32_t len) {
+  for (uint32_t i = 0; i < len;) {
+    uint32_t off, rl;
+    if (len - i < SYNC_RUN_HEAD) return -1;
+    memcpy(&off, runs + i, 4);
+    memcpy(&rl, runs + i + 4, 4);
+    i += SYNC_RUN_HEAD;
+    if (rl > len - i || off > size || rl > size - off) return -1;
+    memcpy(chunk + off, runs + i, rl);
+    i += rl;
+  }
+  return 0;
 }
 
 /* --------------------------------------------------------------- manifest */
 
 int manifest_build(const void *head, uint64_t data_offset, uint64_t nchunks,
                    const struct loc *loc, char (*packs)[SYNC_PACK_NAME + 1],
-                   uint32_t npacks, uint8_t **out, size_t *len) {
+                   uint32_t npacks, const struct delta *deltas, uint64_t ndeltas,
+                   uint8_t **out, size_t *len) {
   size_t n = (size_t)data_offset + SYNC_LOC_HEAD + (size_t)npacks * SYNC_PACK_NAME +
-             (size_t)nchunks * SYNC_LOC_ENTRY + 8;
+             (size_t)nchunks * SYNC_LOC_ENTRY + (size_t)ndeltas * SYNC_DELTA_ENTRY + 8;
   uint8_t *b = calloc(1, n), *p;
   if (!b) return -ENOMEM;
   memcpy(b, head, data_offset);
@@ -76,11 +139,19 @@ int manifest_build(const void *head, uint64_t data_offset, uint64_t nchunks,
   memcpy(p, SYNC_LOC_MAGIC, 8);
   memcpy(p + 8, &npacks, 4);
   memcpy(p + 16, &nchunks, 8);
+  memcpy(p + 24, &ndeltas, 8);
   p += SYNC_LOC_HEAD;
   for (uint32_t i = 0; i < npacks; i++, p += SYNC_PACK_NAME) memcpy(p, packs[i], 32);
   for (uint64_t k = 0; k < nchunks; k++, p += SYNC_LOC_ENTRY) {
     memcpy(p, &loc[k].pack, 4);
-    memcpy(p + 8, &loc[k].off, 8);
+    memcpy(p + 4, &loc[k].index, 4);
+  }
+  for (uint64_t i = 0; i < ndeltas; i++, p += SYNC_DELTA_ENTRY) {
+    memcpy(p, &deltas[i].chunk, 8);
+    memcpy(p + 8, &deltas[i].base, 8);
+    memcpy(p + 16, &deltas[i].pack, 4);
+    memcpy(p + 20, &deltas[i].len, 4);
+    memcpy(p + 24, &deltas[i].off, 8);
   }
   uint64_t h = XXH3_64bits(b + data_offset, (size_t)(p - b - data_offset));
   memcpy(p, &h, 8);
@@ -96,7 +167,7 @@ static int bad(struct snap_sync_error *err, const char *key, const char *fmt,
   return sync__err(err, SNAP_ECORRUPT, "corrupt", "%s: %s", key, what);
 }
 
-static bool hex_name(const char *p) {
+static bool hex_name(const uint8_t *p) {
   for (int i = 0; i < SYNC_PACK_NAME; i++)
     if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) return false;
   return true;
@@ -135,15 +206,18 @@ int manifest_parse(uint8_t *buf, size_t len, const char *dataset, const char *ke
                m->total);
   const uint8_t *p = buf + m->data_offset;
   if (memcmp(p, SYNC_LOC_MAGIC, 8))
-    return bad(err, key, "no locator after the %" PRIu64 " bytes of head",
+    return bad(err, key, "no locator (version 2) after the %" PRIu64 " bytes of head",
                m->data_offset);
   m->npacks = get32(p + 8);
+  m->ndeltas = get64(p + 24);
   if (get64(p + 16) != m->nchunks)
     return bad(err, key, "locator nchunks = %" PRIu64 ", the header's differs",
                get64(p + 16));
+  if (m->npacks > m->nchunks + 1 || m->ndeltas > m->nchunks)
+    return bad(err, key, "locator counts out of range (%" PRIu64 " packs)", m->npacks);
   uint64_t need = (uint64_t)SYNC_LOC_HEAD + (uint64_t)m->npacks * SYNC_PACK_NAME +
-                  m->nchunks * SYNC_LOC_ENTRY + 8;
-  if (m->npacks > m->nchunks + 1 || need != len - m->data_offset)
+                  m->nchunks * SYNC_LOC_ENTRY + m->ndeltas * SYNC_DELTA_ENTRY + 8;
+  if (need != len - m->data_offset)
     return bad(err, key, "locator of %" PRIu64 " bytes: its counts disagree",
                (uint64_t)(len - m->data_offset));
   if (XXH3_64bits(p, (size_t)need - 8) != get64(p + need - 8))
@@ -151,24 +225,46 @@ int manifest_parse(uint8_t *buf, size_t len, const char *dataset, const char *ke
   m->hash = malloc((m->nchunks ? m->nchunks : 1) * sizeof *m->hash);
   m->loc = malloc((m->nchunks ? m->nchunks : 1) * sizeof *m->loc);
   m->packs = malloc((m->npacks ? m->npacks : 1) * sizeof *m->packs);
-  if (!m->hash || !m->loc || !m->packs)
+  m->deltas = malloc((m->ndeltas ? m->ndeltas : 1) * sizeof *m->deltas);
+  if (!m->hash || !m->loc || !m->packs || !m->deltas)
     return sync__err(err, -ENOMEM, "local", "%s: out of memory", key);
   p += SYNC_LOC_HEAD;
   for (uint32_t i = 0; i < m->npacks; i++, p += SYNC_PACK_NAME) {
-    if (!hex_name((const char *)p))
-      return bad(err, key, "locator pack %" PRIu64 " name", i);
+    if (!hex_name(p)) return bad(err, key, "locator pack %" PRIu64 " name", i);
     memcpy(m->packs[i], p, SYNC_PACK_NAME);
     m->packs[i][SYNC_PACK_NAME] = 0;
   }
   for (uint64_t k = 0; k < m->nchunks; k++, p += SYNC_LOC_ENTRY) {
     m->hash[k] = get64(buf + table + 16 * k);
     m->loc[k].pack = get32(p);
-    m->loc[k].off = get64(p + 8);
-    if ((m->loc[k].pack != SYNC_ZERO_PACK && m->loc[k].pack >= m->npacks) ||
-        get32(p + 4) || m->loc[k].off > (1ull << 50))
-      return bad(err, key, "locator entry of chunk %" PRIu64 " out of range", k);
+    m->loc[k].index = get32(p + 4);
+    if (m->loc[k].pack != SYNC_ZERO_PACK && m->loc[k].pack >= m->npacks)
+      return bad(err, key, "locator entry of chunk %" PRIu64 ": no such pack", k);
+  }
+  for (uint64_t i = 0; i < m->ndeltas; i++, p += SYNC_DELTA_ENTRY) {
+    struct delta *d = &m->deltas[i];
+    d->chunk = get64(p);
+    d->base = get64(p + 8);
+    d->pack = get32(p + 16);
+    d->len = get32(p + 20);
+    d->off = get64(p + 24);
+    if (d->chunk >= m->nchunks || (i && d->chunk <= m->deltas[i - 1].chunk) ||
+        d->pack >= m->npacks || d->len > (1u << m->shift) * 2 || d->off > (1ull << 50))
+      return bad(err, key, "locator delta %" PRIu64 " out of range or order", i);
   }
   return 0;
+}
+
+const struct delta *manifest_delta(const struct manifest *m, uint64_t k) {
+  uint64_t lo = 0, hi = m->ndeltas;
+  while (lo < hi) {
+    uint64_t mid = lo + (hi - lo) / 2;
+    if (m->deltas[mid].chunk < k)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < m->ndeltas && m->deltas[lo].chunk == k ? &m->deltas[lo] : NULL;
 }
 
 void manifest_free(struct manifest *m) {
@@ -176,6 +272,7 @@ void manifest_free(struct manifest *m) {
   free(m->hash);
   free(m->loc);
   free(m->packs);
+  free(m->deltas);
   memset(m, 0, sizeof *m);
 }
 

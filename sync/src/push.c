@@ -187,27 +187,33 @@ struct upload {
   uint32_t shift;
   const uint64_t *chunks; /* the pack's chunks, by index in the version */
   uint64_t n, per_part;   /* chunks, and chunks per part */
-  _Atomic uint64_t next;  /* next part to send (0-based) */
+  const uint8_t *deltas;  /* the delta bytes that end the pack */
+  size_t dlen;
+  uint64_t parts;        /* the last one also carries the deltas */
+  _Atomic uint64_t next; /* next part to send (0-based) */
   _Atomic int failed;
-  pthread_mutex_t lock;
   int rc;
   struct snap_s3_error e;
 };
 
 /* Part @p i's bytes: a pointer into the view when its chunks are adjacent
- * there (a full publish: no copy), else copied into @p buf. */
+ * there and no delta rides along (a full publish: no copy), else copied into
+ * @p buf (per_part chunks + dlen bytes). */
 static const void *part_bytes(struct upload *up, uint64_t i, uint8_t *buf, size_t *len) {
   uint64_t first = i * up->per_part, last = first + up->per_part;
+  if (first > up->n) first = up->n;
   if (last > up->n) last = up->n;
   uint64_t chunk = 1ull << up->shift;
-  *len = (size_t)((last - first) * chunk);
-  bool adjacent = true;
+  bool tail = i + 1 == up->parts && up->dlen;
+  *len = (size_t)((last - first) * chunk) + (tail ? up->dlen : 0);
+  bool adjacent = !tail && last > first;
   for (uint64_t k = first + 1; k < last && adjacent; k++)
     adjacent = up->chunks[k] == up->chunks[k - 1] + 1;
   if (adjacent) return up->view + up->data_offset + (up->chunks[first] << up->shift);
   for (uint64_t k = first; k < last; k++)
     memcpy(buf + (k - first) * chunk,
            up->view + up->data_offset + (up->chunks[k] << up->shift), chunk);
+  if (tail) memcpy(buf + (last - first) * chunk, up->deltas, up->dlen);
   return buf;
 }
 
@@ -215,13 +221,12 @@ static void *upload_thread(void *arg) {
   struct upload *up = arg;
   struct rconn *c = NULL;
   struct snap_sync_error se;
-  uint8_t *buf = malloc((size_t)(up->per_part << up->shift));
+  uint8_t *buf = malloc((size_t)(up->per_part << up->shift) + up->dlen);
   int rc = buf ? r_conn(up->p->remote, &c, &se) : -ENOMEM;
-  uint64_t parts = (up->n + up->per_part - 1) / up->per_part;
   struct snap_s3_error e = {0};
   while (!rc && !atomic_load(&up->failed)) {
     uint64_t i = atomic_fetch_add(&up->next, 1);
-    if (i >= parts) break;
+    if (i >= up->parts) break;
     size_t len;
     const void *b = part_bytes(up, i, buf, &len);
     rc =
@@ -238,11 +243,12 @@ static void *upload_thread(void *arg) {
   return NULL;
 }
 
+/* The pack: @p n chunks of the view, then @p dlen bytes of deltas. */
 static int pack_upload(snap_pusher *p, struct rconn *c, const char *key,
                        const uint8_t *view, const struct snap_chunk_layout *l,
-                       const uint64_t *chunks, uint64_t n, uint64_t *bytes,
-                       struct snap_sync_error *err) {
-  uint64_t chunk = 1ull << l->shift, size = n * chunk;
+                       const uint64_t *chunks, uint64_t n, const uint8_t *deltas,
+                       size_t dlen, uint64_t *bytes, struct snap_sync_error *err) {
+  uint64_t chunk = 1ull << l->shift, size = n * chunk + dlen;
   struct upload up = {
       .p = p,
       .view = view,
@@ -250,12 +256,16 @@ static int pack_upload(snap_pusher *p, struct rconn *c, const char *key,
       .shift = l->shift,
       .chunks = chunks,
       .n = n,
-      .per_part = p->opt.part_size >= chunk ? p->opt.part_size / chunk : 1};
+      .per_part = p->opt.part_size >= chunk ? p->opt.part_size / chunk : 1,
+      .deltas = deltas,
+      .dlen = dlen};
+  up.parts = (n + up.per_part - 1) / up.per_part;
+  if (dlen && (n % up.per_part == 0)) up.parts++; /* the deltas alone, last */
   char what[1400];
   snprintf(what, sizeof what, "push: %s", key);
   struct snap_s3_error e;
   int rc;
-  if (n <= up.per_part) { /* one PUT */
+  if (up.parts == 1) { /* one PUT */
     uint8_t *buf = malloc((size_t)size);
     if (!buf) return sync__err(err, -ENOMEM, "local", "%s: out of memory", what);
     size_t len;
@@ -268,8 +278,7 @@ static int pack_upload(snap_pusher *p, struct rconn *c, const char *key,
   }
   if ((rc = r_up_begin(c, key, size, &up.u, &e))) return sync__s3(err, rc, &e, what);
   unsigned nt = p->opt.parallel;
-  uint64_t parts = (n + up.per_part - 1) / up.per_part;
-  if (nt > parts) nt = (unsigned)parts;
+  if (nt > up.parts) nt = (unsigned)up.parts;
   pthread_t th[64];
   unsigned started = 0;
   for (; started < nt; started++)
@@ -429,9 +438,9 @@ static int locate(const struct pushed *d, const struct snap_chunk_layout *l,
         memcpy(packs[*npacks], m->packs[op], SYNC_PACK_NAME + 1);
         map[op] = ++*npacks;
       }
-      loc[k] = (struct loc){map[op] - 1, m->loc[pk].off};
+      loc[k] = (struct loc){map[op] - 1, m->loc[pk].index};
     } else {
-      loc[k] = (struct loc){UINT32_MAX - 1, *nfresh << l->shift}; /* the new pack */
+      loc[k] = (struct loc){UINT32_MAX - 1, (uint32_t)*nfresh}; /* the new pack */
       fresh[(*nfresh)++] = k;
     }
   }
@@ -440,6 +449,38 @@ static int locate(const struct pushed *d, const struct snap_chunk_layout *l,
     for (uint64_t k = 0; k < l->nchunks; k++)
       if (loc[k].pack == UINT32_MAX - 1) loc[k].pack = *npacks;
   return 0;
+}
+
+/* Deltas of the fresh chunks against the announced version's chunk at the same
+ * place, where that version is still pinnable here and a delta takes at most
+ * half a chunk: followers that have it fetch the delta instead of the chunk
+ * (the chunk stays in the pack for the others). The deltas' offsets are within
+ * the delta region, which ends the pack after the @p nfresh chunks. */
+static void deltas_make(snap_pusher *p, const struct pushed *d, const uint8_t *view,
+                        const struct snap_chunk_layout *l, const uint64_t *fresh,
+                        uint64_t nfresh, uint32_t pack, struct delta *out,
+                        uint64_t *ndeltas, uint8_t **buf, size_t *dlen) {
+  *ndeltas = 0;
+  *dlen = 0;
+  const struct manifest *m = d->man.buf ? &d->man : NULL;
+  snap_snapshot *prev = NULL;
+  if (!m || m->shift != l->shift ||
+      snap_pin_version(p->store, d->dataset, m->version, &prev, NULL))
+    return;
+  size_t plen, cap = 0;
+  const uint8_t *pv = snap_snapshot_segment(prev, &plen);
+  uint32_t chunk = 1u << l->shift;
+  for (uint64_t i = 0; i < nfresh; i++) {
+    uint64_t k = fresh[i], off = l->data_offset + (k << l->shift), pk;
+    if (off < m->data_offset || (pk = (off - m->data_offset) >> l->shift) >= m->nchunks ||
+        off + chunk > plen)
+      continue;
+    size_t at = *dlen;
+    if (delta_make(pv + off, view + off, chunk, chunk / 2, buf, dlen, &cap)) continue;
+    out[(*ndeltas)++] = (struct delta){k, m->hash[pk], pack, (uint32_t)(*dlen - at),
+                                       ((uint64_t)nfresh << l->shift) + at};
+  }
+  snap_unpin(prev);
 }
 
 int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
@@ -459,8 +500,10 @@ int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
   struct loc *loc = NULL;
   uint64_t *fresh = NULL, *fh = NULL;
   char(*packs)[SYNC_PACK_NAME + 1] = NULL;
-  uint8_t *mbuf = NULL;
-  size_t mlen = 0;
+  uint8_t *mbuf = NULL, *dbuf = NULL;
+  size_t mlen = 0, dlen = 0;
+  struct delta *deltas = NULL;
+  uint64_t ndeltas = 0;
   char key[400], what[1400];
   int rc = snap_pin(p->store, dataset, &snap, &se);
   if (rc) return sync__snap(err, rc, &se, "push");
@@ -505,13 +548,18 @@ int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
       goto out;
     }
     for (uint64_t i = 0; i < nfresh; i++) fh[i] = ci[fresh[i]].hash;
-    pack_name(fh, nfresh, l.shift, packs[npacks]);
+    if (!(deltas = malloc(nfresh * sizeof *deltas))) {
+      rc = sync__err(err, -ENOMEM, "local", "push %s: out of memory", dataset);
+      goto out;
+    }
+    deltas_make(p, d, view, &l, fresh, nfresh, npacks, deltas, &ndeltas, &dbuf, &dlen);
+    pack_name(fh, nfresh, l.shift, dbuf, dlen, packs[npacks]);
     key_pack(key, sizeof key, dataset, packs[npacks]);
     struct snap_s3_object info;
     struct snap_s3_error e;
     rc = r_head(c, key, &info, &e);
-    if (rc == SNAP_S3_ENOTFOUND || (!rc && info.size != nfresh << l.shift))
-      rc = pack_upload(p, c, key, view, &l, fresh, nfresh, &res->bytes, err);
+    if (rc == SNAP_S3_ENOTFOUND || (!rc && info.size != (nfresh << l.shift) + dlen))
+      rc = pack_upload(p, c, key, view, &l, fresh, nfresh, dbuf, dlen, &res->bytes, err);
     else if (rc)
       rc = sync__s3(err, rc, &e, "push");
     if (rc) goto out;
@@ -520,8 +568,9 @@ int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
     res->new_chunks = nfresh;
   }
   /* the manifest: the head as sealed, then the locator */
-  if ((rc = manifest_build(view, l.data_offset, l.nchunks, loc, packs, npacks, &mbuf,
-                           &mlen))) {
+  res->deltas = ndeltas;
+  if ((rc = manifest_build(view, l.data_offset, l.nchunks, loc, packs, npacks, deltas,
+                           ndeltas, &mbuf, &mlen))) {
     rc = sync__err(err, rc, "local", "push %s: out of memory", dataset);
     goto out;
   }
@@ -593,6 +642,8 @@ int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
 out:
   res->seconds = now_s() - t0;
   free(mbuf);
+  free(dbuf);
+  free(deltas);
   free(ci);
   free(loc);
   free(fresh);

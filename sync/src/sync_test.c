@@ -113,23 +113,27 @@ static void test_push_follow(void) {
   CU_ASSERT_EQUAL(fr.flipped, 1);
   CU_ASSERT_EQUAL(fr.announced, v1);
   CU_ASSERT_EQUAL(fr.chunks.fetch, NCHUNKS);
-  CU_ASSERT_EQUAL(fr.bytes, NCHUNKS * CHUNK);
+  CU_ASSERT_EQUAL(fr.bytes - fr.manifest_bytes, NCHUNKS * CHUNK);
+  CU_ASSERT_EQUAL(fr.deltas, 0);
   same_data(v1);
   /* unchanged: a poll costs nothing */
   CU_ASSERT_EQUAL(follow(f, &fr, &err), 0);
   CU_ASSERT_EQUAL(fr.unchanged, 1);
   CU_ASSERT_EQUAL(fr.flipped, 0);
   CU_ASSERT_EQUAL(fr.bytes, 0);
-  /* a change of one chunk: one chunk up, one chunk down */
+  /* a change of 800 bytes in one chunk: the chunk and its delta up, the delta
+   * (its 800 bytes and a run header) down */
   uint64_t v2 = edit_rows(2, 5000, 5100, 3.25);
   CU_ASSERT_EQUAL_FATAL(push(p, &pr), 0);
   CU_ASSERT_EQUAL(pr.version, v2);
   CU_ASSERT_EQUAL(pr.new_chunks, 1);
+  CU_ASSERT_EQUAL(pr.deltas, 1);
   CU_ASSERT_EQUAL_FATAL(follow(f, &fr, &err), 0);
   CU_ASSERT_EQUAL(fr.flipped, 1);
   CU_ASSERT_EQUAL(fr.chunks.fetch, 1);
+  CU_ASSERT_EQUAL(fr.deltas, 1);
   CU_ASSERT_EQUAL(fr.chunks.borrowed, NCHUNKS - 1);
-  CU_ASSERT_EQUAL(fr.bytes, CHUNK);
+  CU_ASSERT(fr.bytes - fr.manifest_bytes > 0 && fr.bytes - fr.manifest_bytes <= 800 + 8);
   same_data(v2);
   /* the follower refuses local publishes */
   CU_ASSERT_EQUAL(tu_publish_f64(g_f, "d", 10, 1, 1, NULL), SNAP_EINVAL);
@@ -173,8 +177,12 @@ static void test_jump_and_restart(void) {
   CU_ASSERT_EQUAL_FATAL(push(p, &pr), 0);
   CU_ASSERT_EQUAL(pr.new_chunks, 1); /* the rest is located in the remote */
   CU_ASSERT_EQUAL_FATAL(follow(f, &fr, &err), 0);
+  /* chunk 0 changed in v2, which this follower skipped: whole; the last one
+   * changed in v3 only: its delta against v2, which equals v1 there */
   CU_ASSERT_EQUAL(fr.chunks.fetch, 2);
-  CU_ASSERT_EQUAL(fr.bytes, 2 * CHUNK);
+  CU_ASSERT_EQUAL(fr.deltas, 1);
+  CU_ASSERT(fr.bytes - fr.manifest_bytes > CHUNK &&
+            fr.bytes - fr.manifest_bytes <= CHUNK + 8 + 8);
   same_data(v3);
   snap_pusher_free(p);
   snap_follower_free(f);
@@ -228,7 +236,7 @@ static void test_corrupt_pack(void) {
   CU_ASSERT_EQUAL_FATAL(follow(f, &fr, &err), 0);
   CU_ASSERT_EQUAL(fr.flipped, 1);
   CU_ASSERT_EQUAL(fr.chunks.resumed, NCHUNKS - 1);
-  CU_ASSERT_EQUAL(fr.bytes, CHUNK);
+  CU_ASSERT_EQUAL(fr.bytes - fr.manifest_bytes, CHUNK);
   same_data(v1);
   snap_pusher_free(p);
   snap_follower_free(f);
@@ -301,6 +309,48 @@ static void test_announce_parser(void) {
   CU_ASSERT_EQUAL(announce_parse(newer, strlen(newer), "k", &b, &err), 0);
 }
 
+/* Deltas rebuild the chunk exactly, stay within their bound, and refuse runs
+ * that do not fit. */
+static void test_deltas(void) {
+  enum { N = 1 << 16 };
+  static uint8_t a[N], b[N], c[N];
+  srand(7);
+  for (int round = 0; round < 200; round++) {
+    for (int i = 0; i < N; i++) a[i] = (uint8_t)rand();
+    memcpy(b, a, N);
+    int spans = rand() % 20;
+    for (int k = 0; k < spans; k++) {
+      int at = rand() % N, len = rand() % 300;
+      for (int i = at; i < at + len && i < N; i++)
+        b[i] = (uint8_t)(b[i] + 1 + rand() % 255);
+    }
+    uint8_t *d = NULL;
+    size_t n = 0, cap = 0;
+    CU_ASSERT_EQUAL_FATAL(delta_make(a, b, N, N, &d, &n, &cap), 0);
+    memcpy(c, a, N);
+    CU_ASSERT_EQUAL(delta_apply(c, N, d, (uint32_t)n), 0);
+    CU_ASSERT(!memcmp(c, b, N));
+    if (!spans) CU_ASSERT_EQUAL(n, 0);
+    /* a bound below the delta's size: refused, nothing appended */
+    if (n > 16) {
+      size_t m = 0, mcap = 0;
+      uint8_t *e = NULL;
+      CU_ASSERT_EQUAL(delta_make(a, b, N, (uint32_t)n - 1, &e, &m, &mcap), 1);
+      CU_ASSERT_EQUAL(m, 0);
+      free(e);
+      /* truncated: refused */
+      CU_ASSERT_EQUAL(delta_apply(c, N, d, (uint32_t)n - 1), -1);
+    }
+    free(d);
+  }
+  /* a run past the chunk's end: refused */
+  uint8_t run[16] = {0};
+  uint32_t off = N - 4, len = 8;
+  memcpy(run, &off, 4);
+  memcpy(run + 4, &len, 4);
+  CU_ASSERT_EQUAL(delta_apply(c, N, run, 16), -1);
+}
+
 int main(void) {
   setenv("LIBSNAP_CHUNK_SHIFT", "16", 1);
   static const tu_test tests[] = {
@@ -310,6 +360,7 @@ int main(void) {
       {"a corrupted pack is refused, then fetched again", test_corrupt_pack},
       {"two primaries on one prefix", test_two_primaries},
       {"the announcement's parser", test_announce_parser},
+      {"deltas", test_deltas},
       {NULL, NULL}};
   return tu_run("sync", tests);
 }

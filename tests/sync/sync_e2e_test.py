@@ -244,10 +244,13 @@ class SyncTest(unittest.TestCase):
             p.wait_log(r"^push dataset=d version=%d " % v)
             for f in fs:
                 i, line = f.wait_log(r"^follow dataset=d version=%d " % v)
-                # a 1% change: the rest is borrowed from the follower's last version
+                # a 1% change: the rest is borrowed from the follower's last
+                # version, and what changed comes as deltas against it
                 fetched = int(re.search(r"fetched_chunks=(\d+)", line).group(1))
+                deltas = int(re.search(r"delta_chunks=(\d+)", line).group(1))
                 borrowed = int(re.search(r"borrowed_chunks=(\d+)", line).group(1))
                 self.assertLess(fetched, borrowed, line)
+                self.assertEqual(deltas, fetched, line)
         for r in readers:
             reads, wrong, versions, last = self.reader_done(r)
             self.assertEqual(wrong, 0)

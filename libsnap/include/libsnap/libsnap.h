@@ -1051,6 +1051,14 @@ SNAP_API void snap_replica_stats(const snap_replica *r, struct snap_replica_stat
  */
 SNAP_API int snap_replica_needs(const snap_replica *r, uint64_t k, uint64_t *hash);
 /**
+ * The current version's bytes at the place of chunk @p k (pinned until commit
+ * or free), for a caller that rebuilds a changed chunk from them and a delta.
+ * @param hash if not NULL, receives their chunk hash.
+ * @return a pointer to 2^shift bytes, or NULL when the current version has no
+ *         chunk there (or there is no current version).
+ */
+SNAP_API const void *snap_replica_base(const snap_replica *r, uint64_t k, uint64_t *hash);
+/**
  * Write chunk @p k: @p len must be the chunk size and the bytes must hash to
  * the table's value. Writing a chunk already present is a no-op.
  * @return 0; SNAP_ECHECKSUM (the bytes are not the chunk: nothing written, the

@@ -73,6 +73,8 @@ struct snap_push_result {
   uint64_t version;    /**< the version announced; 0: nothing to do */
   uint64_t chunks;     /**< chunks of the version */
   uint64_t new_chunks; /**< chunks not in the remote before, uploaded */
+  uint64_t deltas;     /**< of them, also uploaded as a delta against the version
+                            announced before (what followers in step fetch) */
   uint64_t bytes;      /**< bytes uploaded (pack and manifest) */
   uint64_t swept;      /**< objects the sweep deleted */
   char pack[33];       /**< the new chunks' pack (D/pack/NAME), "" when none */
@@ -121,7 +123,9 @@ struct snap_follow_result {
   int flipped;           /**< 1: a new version became current */
   int unchanged;         /**< 1: the announcement had not changed (304) */
   struct snap_replica_stats chunks; /**< of the version adopted */
-  uint64_t bytes;                   /**< bytes fetched by this poll */
+  uint64_t bytes;                   /**< bytes fetched by this poll (manifest included) */
+  uint64_t manifest_bytes;          /**< of them, the manifest's */
+  uint64_t deltas;                  /**< chunks rebuilt from a delta and the local copy */
   uint64_t refetched;               /**< chunks that failed their hash, fetched again */
   double seconds;
 };
