@@ -24,6 +24,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "internal.h"
 
@@ -42,6 +43,8 @@ struct snap_replica {
   snap_snapshot *base;      /* the current version, pinned; NULL if none usable */
   uint64_t *holder;         /* per chunk: 0 own, else the local version lending it */
   _Atomic uint8_t *state;   /* per chunk: R_NEED or R_HAVE */
+  XXH3_state_t **hs; /* per chunk being fed (snap_replica_feed()): its hash so far */
+  uint64_t *fed;     /* ... and its bytes so far */
   _Atomic uint64_t missing;
   struct snap_replica_stats stats;
 };
@@ -242,7 +245,9 @@ int snap_replica_begin(snap_store *s, const char *dataset, const void *head, siz
   uint64_t n = r->seg.nchunks ? r->seg.nchunks : 1;
   r->holder = calloc(n, sizeof *r->holder);
   r->state = calloc(n, sizeof *r->state);
-  if (!r->holder || !r->state) {
+  r->hs = calloc(n, sizeof *r->hs);
+  r->fed = calloc(n, sizeof *r->fed);
+  if (!r->holder || !r->state || !r->hs || !r->fed) {
     rc = snap__errno(err, -ENOMEM, "%s: %llu chunks", r->what,
                      (unsigned long long)r->seg.nchunks);
     goto fail;
@@ -286,6 +291,34 @@ const void *snap_replica_base(const snap_replica *r, uint64_t k, uint64_t *hash)
 
 /* ------------------------------------------------------------------ write */
 
+static int write_at(snap_replica *r, uint64_t k, uint64_t off, const void *buf,
+                    size_t len, struct snap_error *err) {
+  for (size_t done = 0; done < len;) {
+    ssize_t w =
+        pwrite(r->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
+    if (w <= 0)
+      return snap__errno(err, w < 0 ? -errno : -EIO, "%s: writing chunk %llu", r->what,
+                         (unsigned long long)k);
+    done += (size_t)w;
+  }
+  return 0;
+}
+
+/* Chunk @p k's bytes hash to @p got: present when that is the table's hash. */
+static int arrived(snap_replica *r, uint64_t k, uint64_t got, struct snap_error *err) {
+  uint64_t want = r->seg.chunks[k].hash;
+  if (got != want)
+    return snap__err(err, SNAP_ECHECKSUM,
+                     "dataset \"%s\" version %llu chunk %llu: XXH3-64 = %016llx, the "
+                     "chunk table says %016llx",
+                     r->dataset, (unsigned long long)r->version, (unsigned long long)k,
+                     (unsigned long long)got, (unsigned long long)want);
+  uint8_t expect = R_NEED;
+  if (atomic_compare_exchange_strong(&r->state[k], &expect, R_HAVE))
+    atomic_fetch_sub(&r->missing, 1);
+  return 0;
+}
+
 int snap_replica_write(snap_replica *r, uint64_t k, const void *buf, size_t len,
                        struct snap_error *err) {
   uint64_t chunk = 1ull << r->seg.chunk_shift;
@@ -295,26 +328,38 @@ int snap_replica_write(snap_replica *r, uint64_t k, const void *buf, size_t len,
                      (unsigned long long)k, (unsigned long long)r->seg.nchunks, len,
                      (unsigned long long)chunk);
   if (atomic_load(&r->state[k]) == R_HAVE) return 0;
-  uint64_t got = snap__chunk_hash(buf, len), want = r->seg.chunks[k].hash;
-  if (got != want)
-    return snap__err(err, SNAP_ECHECKSUM,
-                     "dataset \"%s\" version %llu chunk %llu: XXH3-64 = %016llx, the "
-                     "chunk table says %016llx",
-                     r->dataset, (unsigned long long)r->version, (unsigned long long)k,
-                     (unsigned long long)got, (unsigned long long)want);
-  uint64_t off = r->seg.data_offset + k * chunk;
-  for (size_t done = 0; done < len;) {
-    ssize_t w =
-        pwrite(r->fd, (const uint8_t *)buf + done, len - done, (off_t)(off + done));
-    if (w <= 0)
-      return snap__errno(err, w < 0 ? -errno : -EIO, "%s: writing chunk %llu", r->what,
-                         (unsigned long long)k);
-    done += (size_t)w;
+  uint64_t got = snap__chunk_hash(buf, len);
+  if (got != r->seg.chunks[k].hash) return arrived(r, k, got, err); /* nothing written */
+  int rc = write_at(r, k, r->seg.data_offset + k * chunk, buf, len, err);
+  return rc ? rc : arrived(r, k, got, err);
+}
+
+int snap_replica_feed(snap_replica *r, uint64_t k, uint64_t pos, const void *data,
+                      size_t len, struct snap_error *err) {
+  uint64_t chunk = 1ull << r->seg.chunk_shift;
+  if (k >= r->seg.nchunks || pos > chunk || len > chunk - pos)
+    return snap__err(err, SNAP_EINVAL, "%s: chunk %llu of %llu, bytes %llu+%zu", r->what,
+                     (unsigned long long)k, (unsigned long long)r->seg.nchunks,
+                     (unsigned long long)pos, len);
+  if (atomic_load(&r->state[k]) == R_HAVE) return 0;
+  if (pos == 0) {
+    if (!r->hs[k] && !(r->hs[k] = XXH3_createState()))
+      return snap__errno(err, -ENOMEM, "%s: chunk %llu", r->what, (unsigned long long)k);
+    XXH3_64bits_reset(r->hs[k]);
+    r->fed[k] = 0;
+  } else if (!r->hs[k] || r->fed[k] != pos) {
+    return snap__err(err, SNAP_EINVAL, "%s: chunk %llu fed at %llu after %llu bytes",
+                     r->what, (unsigned long long)k, (unsigned long long)pos,
+                     (unsigned long long)(r->hs[k] ? r->fed[k] : 0));
   }
-  uint8_t expect = R_NEED;
-  if (atomic_compare_exchange_strong(&r->state[k], &expect, R_HAVE))
-    atomic_fetch_sub(&r->missing, 1);
-  return 0;
+  int rc = write_at(r, k, r->seg.data_offset + k * chunk + pos, data, len, err);
+  if (rc) return rc;
+  XXH3_64bits_update(r->hs[k], data, len);
+  if ((r->fed[k] += len) < chunk) return 0;
+  uint64_t got = XXH3_64bits_digest(r->hs[k]);
+  XXH3_freeState(r->hs[k]);
+  r->hs[k] = NULL;
+  return arrived(r, k, got, err);
 }
 
 /* ----------------------------------------------------------------- commit */
@@ -485,6 +530,9 @@ void snap_replica_free(snap_replica *r) {
   if (r->map) snap__unmap(r->map, r->total);
   if (r->fd >= 0) close(r->fd);
   if (r->dsfd >= 0) close(r->dsfd);
+  for (uint64_t k = 0; r->hs && k < r->seg.nchunks; k++) XXH3_freeState(r->hs[k]);
+  free(r->hs);
+  free(r->fed);
   free(r->holder);
   free((void *)r->state);
   free(r);

@@ -228,6 +228,44 @@ static void test_copied(void) {
   close_stores();
 }
 
+/* A chunk written piece by piece: in order, restartable, hash checked at its
+ * last piece. */
+static void test_feed(void) {
+  open_stores();
+  struct snap_error err;
+  snap_snapshot *s;
+  snap_replica *r;
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_p, "d", NROWS, NCOLS, 7, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_p, "d", &s, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(begin(s, &r, NULL), 0);
+  struct snap_chunk_layout l;
+  snap_replica_layout(r, &l);
+  const uint8_t *base = snap_snapshot_segment(s, NULL);
+  for (uint64_t k = 0; k < l.nchunks; k++) {
+    const uint8_t *c = base + l.data_offset + (k << l.shift);
+    if (k == 2) { /* a wrong byte: refused at the last piece, fed again from 0 */
+      static uint8_t bad[CHUNK];
+      memcpy(bad, c, CHUNK);
+      bad[100] ^= 1;
+      CU_ASSERT_EQUAL(snap_replica_feed(r, k, 0, bad, 1000, NULL), 0);
+      CU_ASSERT_EQUAL(snap_replica_feed(r, k, 2000, bad + 2000, 10, &err), SNAP_EINVAL);
+      CU_ASSERT_EQUAL(snap_replica_feed(r, k, 1000, bad + 1000, CHUNK - 1000, &err),
+                      SNAP_ECHECKSUM);
+      CU_ASSERT_EQUAL(snap_replica_needs(r, k, NULL), 1);
+    }
+    for (uint64_t pos = 0; pos < CHUNK; pos += 4096 + 17) {
+      size_t n = CHUNK - pos < 4096 + 17 ? CHUNK - pos : 4096 + 17;
+      CU_ASSERT_EQUAL(snap_replica_feed(r, k, pos, c + pos, n, NULL), 0);
+    }
+    CU_ASSERT_EQUAL(snap_replica_needs(r, k, NULL), 0);
+  }
+  CU_ASSERT_EQUAL(snap_replica_feed(r, l.nchunks, 0, base, 1, &err), SNAP_EINVAL);
+  CU_ASSERT_EQUAL_FATAL(snap_replica_commit(r, NULL, &err), 0);
+  snap_unpin(s);
+  same_data(1);
+  close_stores();
+}
+
 static void test_bad_chunks(void) {
   open_stores();
   struct snap_error err;
@@ -314,6 +352,7 @@ int main(void) {
       {"a follower that jumps versions fetches only what differs", test_jump},
       {"a full republish is copied locally, not fetched", test_copied},
       {"bad chunks, missing chunks and damaged heads are refused", test_bad_chunks},
+      {"a chunk fed piece by piece", test_feed},
       {"a follower killed mid-way resumes", test_resume_after_kill},
       {NULL, NULL}};
   return tu_run("replica", tests);

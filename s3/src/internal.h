@@ -78,7 +78,7 @@ int s3__parse_u64(const char *s, const char *e, uint64_t *out);
 
 /* ---- request.c: one operation = one request, retried. */
 enum s3_body { BODY_NONE, BODY_MEM, BODY_FD };
-enum s3_sink { SINK_NONE, SINK_MEM, SINK_FD, SINK_XML };
+enum s3_sink { SINK_NONE, SINK_MEM, SINK_FD, SINK_XML, SINK_CB };
 
 struct s3_growbuf {
   char *p;
@@ -106,6 +106,8 @@ struct s3_req {
   size_t cap;
   int out_fd; /* SINK_FD */
   uint64_t out_off;
+  snap_s3_sink cb; /* SINK_CB */
+  void *cb_arg;
   int error_in_200; /* a 200 answer may carry an <Error> (CompleteMultipartUpload) */
 
   /* what came back, reset at each attempt */

@@ -172,6 +172,17 @@ int snap_s3_get_fd(snap_s3 *s3, const char *key, uint64_t offset, uint64_t lengt
   return rc;
 }
 
+int snap_s3_get_cb(snap_s3 *s3, const char *key, uint64_t offset, uint64_t length,
+                   snap_s3_sink sink, void *arg, uint64_t *got,
+                   struct snap_s3_object *info, struct snap_s3_error *err) {
+  *got = 0;
+  if (!sink) return s3__err(err, SNAP_S3_EINVAL, "GET %s: no sink", key ? key : "(null)");
+  struct s3_req r = {.sink = SINK_CB, .cb = sink, .cb_arg = arg};
+  int rc = get_common(s3, key, offset, length, &r, info, err);
+  if (rc == 0) *got = r.got;
+  return rc;
+}
+
 int snap_s3_head(snap_s3 *s3, const char *key, struct snap_s3_object *out,
                  struct snap_s3_error *err) {
   char name[S3_NAME_MAX + 1];

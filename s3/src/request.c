@@ -200,6 +200,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg) {
       }
       memcpy((char *)r->buf + r->got, data, n);
       break;
+    case SINK_CB: {
+      int rc = r->cb(r->cb_arg, r->got, data, n);
+      if (rc) {
+        r->local_status = rc < 0 ? rc : -EIO;
+        r->local_what = "the caller's sink";
+        return 0;
+      }
+      break;
+    }
     case SINK_FD:
       for (size_t done = 0; done < n;) {
         ssize_t w =
@@ -428,6 +437,10 @@ static int judge(snap_s3 *s3, struct s3_req *r, CURLcode cr, const char *url, in
                    where, (unsigned long long)(r->off + r->sent),
                    r->local_status == -EIO ? "file shorter than the range"
                                            : strerror(-r->local_status));
+  if (r->local_status && r->sink == SINK_CB)
+    return s3__err(err, r->local_status, "%s %s: %s refused the bytes at %llu: %s", r->op,
+                   where, r->local_what, (unsigned long long)r->got,
+                   strerror(-r->local_status));
   if (r->local_status)
     return s3__err(err, r->local_status, "%s %s: pwrite of the destination at %llu: %s",
                    r->op, where, (unsigned long long)(r->out_off + r->got),

@@ -173,63 +173,96 @@ static void fetch_fail(struct fetch *fe, const struct snap_sync_error *e) {
   atomic_store(&fe->failed, 1);
 }
 
-/* One item of a range just read: written into the replica (its hash checked
- * there). 1 when its bytes are not the chunk (fetch the range again). */
-static int put_item(struct fetch *fe, const struct item *it, const uint8_t *b,
-                    uint8_t *scratch, struct snap_error *se, int *rc) {
+/* A range's bytes as they arrive: whole chunks go straight into the replica's
+ * file (hashed on the way), delta blobs into @blob until complete, then applied
+ * to the local chunk. A retry starts again at pos 0. */
+struct sink {
+  struct fetch *fe;
+  const struct range *rg;
+  uint64_t item, ipos; /* the item being received, and its bytes so far */
+  uint8_t *blob, *scratch;
+  bool bad; /* a chunk failed its hash: fetch the range again */
+  int rc;   /* another failure */
+  struct snap_error se;
+};
+
+/* A complete delta item: the local chunk, the runs, the hash check. */
+static int delta_done(struct sink *st, const struct item *it) {
+  struct fetch *fe = st->fe;
   uint32_t chunk = 1u << fe->m->shift;
-  const uint8_t *bytes = b;
-  if (it->delta) {
-    const void *base = snap_replica_base(fe->r, it->k, NULL);
-    if (!base) return 1;
-    memcpy(scratch, base, chunk);
-    if (delta_apply(scratch, chunk, b, it->len)) return 1;
-    bytes = scratch;
+  const void *base = snap_replica_base(fe->r, it->k, NULL);
+  if (!base) return SNAP_ECHECKSUM;
+  memcpy(st->scratch, base, chunk);
+  if (delta_apply(st->scratch, chunk, st->blob, it->len)) return SNAP_ECHECKSUM;
+  return snap_replica_write(fe->r, it->k, st->scratch, chunk, &st->se);
+}
+
+static int sink_bytes(void *arg, uint64_t pos, const void *data, size_t len) {
+  struct sink *st = arg;
+  struct fetch *fe = st->fe;
+  const uint8_t *p = data;
+  if (pos == 0) {
+    st->item = st->ipos = 0;
+    st->bad = false;
   }
-  *rc = snap_replica_write(fe->r, it->k, bytes, chunk, se);
-  if (*rc == SNAP_ECHECKSUM) {
-    *rc = 0;
-    return 1;
+  while (len) {
+    if (st->item >= st->rg->n) return -EIO; /* more than asked for */
+    const struct item *it = &fe->items[st->rg->first + st->item];
+    size_t take = len < it->len - st->ipos ? len : (size_t)(it->len - st->ipos);
+    int rc = 0;
+    if (!it->delta)
+      rc = snap_replica_feed(fe->r, it->k, st->ipos, p, take, &st->se);
+    else
+      memcpy(st->blob + st->ipos, p, take);
+    st->ipos += take;
+    p += take;
+    len -= take;
+    if (st->ipos == it->len) {
+      if (it->delta) rc = delta_done(st, it);
+      st->item++;
+      st->ipos = 0;
+    }
+    if (rc == SNAP_ECHECKSUM) {
+      st->bad = true;
+    } else if (rc) {
+      st->rc = rc;
+      return rc < 0 ? rc : -EIO;
+    }
   }
   return 0;
 }
 
-/* One range: GET, then every item into the replica; again when one fails its
- * hash (a corrupted transfer or object). */
+/* One range: GET it through the sink; again when a chunk fails its hash (a
+ * corrupted transfer or object). */
 static int fetch_range(struct fetch *fe, struct rconn *c, const struct range *rg,
-                       uint8_t *buf, uint8_t *scratch, struct snap_sync_error *err) {
+                       struct sink *st, struct snap_sync_error *err) {
   char key[400], what[1400];
   key_pack(key, sizeof key, fe->dataset, fe->m->packs[rg->pack]);
+  snprintf(what, sizeof what, "follow %s version %" PRIu64, fe->dataset, fe->m->version);
+  st->rg = rg;
   for (unsigned round = 0;; round++) {
-    size_t got;
+    uint64_t got;
     struct snap_s3_error e;
-    int rc = r_get(c, key, rg->off, rg->len, buf, (size_t)rg->len, &got, NULL, &e);
-    if (rc) {
-      snprintf(what, sizeof what, "follow %s version %" PRIu64, fe->dataset,
-               fe->m->version);
-      return sync__s3(err, rc, &e, what);
-    }
-    if (got != rg->len)
-      return sync__err(err, SNAP_ECORRUPT, "corrupt",
-                       "follow %s: %s: %zu bytes at %" PRIu64 ", expected %" PRIu64,
-                       fe->dataset, key, got, rg->off, rg->len);
+    st->rc = 0;
+    st->se.message[0] = 0;
+    int rc = r_get_cb(c, key, rg->off, rg->len, sink_bytes, st, &got, &e);
+    if (st->rc) return sync__snap(err, st->rc, &st->se, what);
+    if (rc) return sync__s3(err, rc, &e, what);
     atomic_fetch_add(&fe->bytes, got);
-    bool bad = false;
-    struct snap_error se = {0};
-    for (uint64_t i = 0; i < rg->n; i++) {
-      const struct item *it = &fe->items[rg->first + i];
-      if (put_item(fe, it, buf + (it->off - rg->off), scratch, &se, &rc)) bad = true;
-      if (rc) return sync__snap(err, rc, &se, "follow");
-    }
-    if (!bad) return 0;
+    if (got != rg->len || st->item != rg->n)
+      return sync__err(err, SNAP_ECORRUPT, "corrupt",
+                       "%s: %s: %" PRIu64 " bytes at %" PRIu64 ", expected %" PRIu64,
+                       what, key, got, rg->off, rg->len);
+    if (!st->bad) return 0;
     atomic_fetch_add(&fe->refetched, 1);
     if (round + 1 >= fe->f->opt.retries)
-      return sync__err(err, SNAP_ECHECKSUM, "verify",
-                       "follow %s version %" PRIu64 ": %s bytes %" PRIu64 "+%" PRIu64
-                       " failed their chunk hashes %u times (%s); the current version "
-                       "stays",
-                       fe->dataset, fe->m->version, key, rg->off, rg->len, round + 1,
-                       se.message[0] ? se.message : "a delta that does not apply");
+      return sync__err(
+          err, SNAP_ECHECKSUM, "verify",
+          "%s: %s bytes %" PRIu64 "+%" PRIu64
+          " failed their chunk hashes %u times (%s); the current version "
+          "stays",
+          what, key, rg->off, rg->len, round + 1,
+          st->se.message[0] ? st->se.message : "a delta that does not apply");
   }
 }
 
@@ -252,24 +285,23 @@ static void *fetch_thread(void *arg) {
   struct fetch *fe = arg;
   struct rconn *c = NULL;
   struct snap_sync_error e = {0};
-  uint64_t most = 0;
-  for (uint64_t i = 0; i < fe->nranges; i++)
-    if (fe->ranges[i].len > most) most = fe->ranges[i].len;
-  uint8_t *buf = malloc(most ? (size_t)most : 1);
-  uint8_t *scratch = malloc((size_t)1 << fe->m->shift);
-  int rc = !buf || !scratch ? sync__err(&e, -ENOMEM, "local", "follow: out of memory")
-                            : r_conn(fe->f->remote, &c, &e);
+  uint32_t chunk = 1u << fe->m->shift;
+  struct sink st = {
+      .fe = fe, .blob = malloc(2 * (size_t)chunk), .scratch = malloc(chunk)};
+  int rc = !st.blob || !st.scratch
+               ? sync__err(&e, -ENOMEM, "local", "follow: out of memory")
+               : r_conn(fe->f->remote, &c, &e);
   while (!rc && !atomic_load(&fe->failed)) {
     uint64_t i = atomic_fetch_add(&fe->next, 1);
     if (i >= fe->nranges) break;
-    rc = fetch_range(fe, c, &fe->ranges[i], buf, scratch, &e);
+    rc = fetch_range(fe, c, &fe->ranges[i], &st, &e);
     if (!rc && crash_after() && atomic_fetch_add(&ranges_done, 1) + 1 >= crash_after())
       raise(SIGKILL);
   }
   if (rc) fetch_fail(fe, &e);
   r_release(c);
-  free(buf);
-  free(scratch);
+  free(st.blob);
+  free(st.scratch);
   return NULL;
 }
 

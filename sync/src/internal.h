@@ -45,6 +45,9 @@ int r_get(struct rconn *c, const char *key, uint64_t off, uint64_t len, void *bu
           size_t cap, size_t *got, struct snap_s3_object *info, struct snap_s3_error *e);
 /* The whole object into a malloc'd buffer (*buf, *len), at most @p max bytes;
  * unless its ETag is @p etag (SNAP_S3_ENOTMODIFIED). */
+/* The same, the bytes handed to @p sink as they arrive (snap_s3_get_cb()). */
+int r_get_cb(struct rconn *c, const char *key, uint64_t off, uint64_t len,
+             snap_s3_sink sink, void *arg, uint64_t *got, struct snap_s3_error *e);
 int r_get_all(struct rconn *c, const char *key, const char *etag, size_t max,
               uint8_t **buf, size_t *len, struct snap_s3_object *info,
               struct snap_s3_error *e);

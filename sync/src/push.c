@@ -452,10 +452,10 @@ static int locate(const struct pushed *d, const struct snap_chunk_layout *l,
 }
 
 /* Deltas of the fresh chunks against the announced version's chunk at the same
- * place, where that version is still pinnable here and a delta takes at most
- * half a chunk: followers that have it fetch the delta instead of the chunk
- * (the chunk stays in the pack for the others). The deltas' offsets are within
- * the delta region, which ends the pack after the @p nfresh chunks. */
+ * place, where that version is still pinnable here and a delta is at least a
+ * sixteenth smaller than the chunk: followers that have it fetch the delta instead of the
+ * chunk (the chunk stays in the pack for the others). The deltas' offsets are within the
+ * delta region, which ends the pack after the @p nfresh chunks. */
 static void deltas_make(snap_pusher *p, const struct pushed *d, const uint8_t *view,
                         const struct snap_chunk_layout *l, const uint64_t *fresh,
                         uint64_t nfresh, uint32_t pack, struct delta *out,
@@ -476,7 +476,8 @@ static void deltas_make(snap_pusher *p, const struct pushed *d, const uint8_t *v
         off + chunk > plen)
       continue;
     size_t at = *dlen;
-    if (delta_make(pv + off, view + off, chunk, chunk / 2, buf, dlen, &cap)) continue;
+    if (delta_make(pv + off, view + off, chunk, chunk - chunk / 16, buf, dlen, &cap))
+      continue;
     out[(*ndeltas)++] = (struct delta){k, m->hash[pk], pack, (uint32_t)(*dlen - at),
                                        ((uint64_t)nfresh << l->shift) + at};
   }

@@ -292,6 +292,37 @@ int r_get(struct rconn *c, const char *key, uint64_t off, uint64_t len, void *bu
   return rc;
 }
 
+int r_get_cb(struct rconn *c, const char *key, uint64_t off, uint64_t len,
+             snap_s3_sink sink, void *arg, uint64_t *got, struct snap_s3_error *e) {
+  *got = 0;
+  int rc;
+  if (c->s3) {
+    rc = snap_s3_get_cb(c->s3, key, off, len, sink, arg, got, NULL, e);
+  } else {
+    struct snap_s3_object o;
+    int fd = dir_open(c->r, key, &o);
+    if (fd < 0) return dir_fail(e, fd, "GET", c->r, key);
+    uint64_t want = off >= o.size ? 0 : o.size - off < len ? o.size - off : len;
+    rc = off >= o.size && o.size ? SNAP_S3_ERANGE : 0;
+    static __thread uint8_t piece[1 << 20];
+    for (uint64_t done = 0; !rc && done < want;) {
+      size_t n = want - done < sizeof piece ? (size_t)(want - done) : sizeof piece;
+      ssize_t k = pread(fd, piece, n, (off_t)(off + done));
+      if (k <= 0) {
+        rc = k < 0 ? -errno : -EIO;
+        break;
+      }
+      if ((rc = sink(arg, done, piece, (size_t)k))) break;
+      done += (uint64_t)k;
+      *got = done;
+    }
+    close(fd);
+    if (rc) return dir_fail(e, rc, "GET", c->r, key);
+  }
+  if (!rc) r_count(c->r, 0, *got);
+  return rc;
+}
+
 int r_get_all(struct rconn *c, const char *key, const char *etag, size_t max,
               uint8_t **buf, size_t *len, struct snap_s3_object *info,
               struct snap_s3_error *e) {

@@ -1069,6 +1069,18 @@ SNAP_API const void *snap_replica_base(const snap_replica *r, uint64_t k, uint64
 SNAP_API int snap_replica_write(snap_replica *r, uint64_t k, const void *buf, size_t len,
                                 struct snap_error *err);
 /**
+ * Write chunk @p k piece by piece as it arrives (a download straight into
+ * place, no buffer of the chunk): @p len bytes at @p pos within the chunk, in
+ * order from 0; @p pos 0 starts the chunk again (a retried transfer). The
+ * bytes are hashed as they pass; the piece that completes the chunk checks its
+ * hash: SNAP_ECHECKSUM then, and the chunk is still needed (its bytes in the
+ * file are overwritten by the next try). A chunk already present ignores it.
+ * @return 0; SNAP_ECHECKSUM; SNAP_EINVAL (out of range, or out of order);
+ *         -ENOMEM; or -errno. Thread-safe for distinct chunks.
+ */
+SNAP_API int snap_replica_feed(snap_replica *r, uint64_t k, uint64_t pos,
+                               const void *data, size_t len, struct snap_error *err);
+/**
  * Seal the replica and make it the current version of its dataset, under the
  * primary's number (the dataset's next local number moves past it), marking
  * the dataset followed; then retention runs as after a publish. Frees @p r

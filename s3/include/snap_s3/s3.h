@@ -282,6 +282,23 @@ int snap_s3_get_fd(snap_s3 *s3, const char *key, uint64_t offset, uint64_t lengt
                    struct snap_s3_error *err);
 
 /**
+ * Where snap_s3_get_cb() hands a GET's body: @p len bytes at @p pos from the
+ * range's first byte, in order. A retry starts again at @p pos 0 (undo what
+ * the earlier attempt gave). Return 0 to go on, or a negative errno to stop
+ * the request with that status (not retried).
+ */
+typedef int (*snap_s3_sink)(void *arg, uint64_t pos, const void *data, size_t len);
+
+/**
+ * As snap_s3_get(), but the body goes to @p sink as it arrives (no buffer of
+ * the whole range): for a caller that checks or places it piece by piece.
+ * @return as snap_s3_get() (no SNAP_S3_ETOOBIG), or the sink's status.
+ */
+int snap_s3_get_cb(snap_s3 *s3, const char *key, uint64_t offset, uint64_t length,
+                   snap_s3_sink sink, void *arg, uint64_t *got,
+                   struct snap_s3_object *info, struct snap_s3_error *err);
+
+/**
  * HEAD @p key: its size and ETag into @p out.
  * @return 0, SNAP_S3_ENOTFOUND, or another request status.
  */
