@@ -290,11 +290,11 @@ def main():
         ("  of which one follower's fetch and flip (three at once)",
          "%.2f s" % med["follow1"], "D3 %.2f s: %.2fx" % (med["d3"],
                                                          med["follow1"] / med["d3"]), ""),
-        ("1%% change: bytes fetched per follower", "%.2f MB" % (med["chg_fetched"] / 1e6),
+        ("1% change: bytes fetched per follower", "%.2f MB" % (med["chg_fetched"] / 1e6),
          "changed %.2f MB: **%.3fx**" % (med["chg_bytes"] / 1e6,
                                          med["chg_fetched"] / med["chg_bytes"]),
          "<= 1.1x"),
-        ("1%% change: flip -> 3 followers flipped", "%.3f s" % med["chg_time"],
+        ("1% change: flip -> 3 followers flipped", "%.3f s" % med["chg_time"],
          "poll %.3f s + 2 x GET %.3f s = %.3f s: **%.2fx**" % (
              a.poll_ms / 1000, med["chg_get"], a.poll_ms / 1000 + 2 * med["chg_get"],
              med["chg_time"] / (a.poll_ms / 1000 + 2 * med["chg_get"])), "<= 1x"),
