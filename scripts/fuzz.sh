@@ -12,7 +12,7 @@ CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DSNAP_FUZZ=ON -DSNAP_SANITIZE=address,undefined -DSNAP_BUILD_BENCH=OFF \
   -DSNAP_BUILD_PYTHON=OFF >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target fuzz_segment fuzz_csv fuzz_npy fuzz_protocol fuzz_control \
-  fuzz_compose fuzz_s3_xml fuzz_http
+  fuzz_compose fuzz_s3_xml fuzz_http fuzz_sync
 mkdir -p build-fuzz/crashes
 SNAP_FUZZ_DIR=$(mktemp -d /dev/shm/snapfuzz-run-XXXXXX)
 export SNAP_FUZZ_DIR
@@ -51,5 +51,6 @@ run s3_xml & p7=$!
 run http & p8=$!
 wait $p7 || status=1
 wait $p8 || status=1
+run sync || status=1
 ctest --test-dir build-fuzz -R fuzz_ --output-on-failure || status=1
 exit $status

@@ -337,6 +337,13 @@ static bool eat(struct jr *j, char c) {
   }
   return false;
 }
+static int hexval(char c) {
+  return c >= '0' && c <= '9'   ? c - '0'
+         : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                : -1;
+}
+
 static bool jstring(struct jr *j, char *out, size_t cap) {
   if (!eat(j, '"')) return false;
   size_t n = 0;
@@ -345,11 +352,13 @@ static bool jstring(struct jr *j, char *out, size_t cap) {
     if (c == '\\') {
       if (j->p >= j->end) return false;
       c = *j->p++;
-      if (c == 'u') { /* only what our writer emits: \u00XX */
-        if (j->end - j->p < 4 || strncmp(j->p, "00", 2)) return false;
-        unsigned v;
-        if (sscanf(j->p + 2, "%2x", &v) != 1) return false;
-        c = (char)v;
+      if (c == 'u') { /* only what our writer emits: \u00XX (the bytes are not
+                       * NUL-terminated: no sscanf) */
+        int hi, lo;
+        if (j->end - j->p < 4 || j->p[0] != '0' || j->p[1] != '0' ||
+            (hi = hexval(j->p[2])) < 0 || (lo = hexval(j->p[3])) < 0)
+          return false;
+        c = (char)(hi << 4 | lo);
         j->p += 4;
       } else if (c != '"' && c != '\\' && c != '/') {
         return false;
