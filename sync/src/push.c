@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -30,6 +31,8 @@ struct pushed {
   bool stopped;   /* another writer changed the announcement: no more pushes */
   struct announce ann;
   struct manifest man; /* the announced version's, when loaded */
+  snap_snapshot *last; /* the version this pusher announced last, pinned: the
+                          base of the next push's deltas whatever retention does */
   /* the packs of kept versions, for the sweep */
   struct kept {
     uint64_t version;
@@ -93,6 +96,7 @@ void snap_pusher_free(snap_pusher *p) {
   if (!p) return;
   for (size_t i = 0; i < p->nds; i++) {
     manifest_free(&p->ds[i].man);
+    snap_unpin(p->ds[i].last);
     for (unsigned k = 0; k < p->ds[i].nkept; k++) kept_free(&p->ds[i].kept[k]);
   }
   free(p->ds);
@@ -217,6 +221,31 @@ static const void *part_bytes(struct upload *up, uint64_t i, uint8_t *buf, size_
   return buf;
 }
 
+/* Fault injection for the test of a server stopped mid-upload:
+ * SNAP_SYNC_PAUSE_AFTER_PART=DIR (two FIFOs there, "reached" and "go"): once,
+ * after the first part of a multipart upload is sent, write a byte to
+ * DIR/reached, then wait for one on DIR/go. Blocking on pipes, not on time. */
+static void pause_after_part(void) {
+  static _Atomic int done;
+  const char *dir = getenv("SNAP_SYNC_PAUSE_AFTER_PART");
+  if (!dir || !*dir || atomic_exchange(&done, 1)) return;
+  char path[4096];
+  char b = 'p';
+  snprintf(path, sizeof path, "%s/reached", dir);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (write(fd, &b, 1) < 0) {
+    }
+    close(fd);
+  }
+  snprintf(path, sizeof path, "%s/go", dir);
+  if ((fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0) {
+    if (read(fd, &b, 1) < 0) {
+    }
+    close(fd);
+  }
+}
+
 static void *upload_thread(void *arg) {
   struct upload *up = arg;
   struct rconn *c = NULL;
@@ -231,6 +260,7 @@ static void *upload_thread(void *arg) {
     const void *b = part_bytes(up, i, buf, &len);
     rc =
         r_up_part(c, up->u, (unsigned)i + 1, (i * up->per_part) << up->shift, b, len, &e);
+    if (!rc) pause_after_part();
   }
   if (rc && !atomic_exchange(&up->failed, 1)) {
     up->rc = rc;
@@ -456,7 +486,7 @@ static int locate(const struct pushed *d, const struct snap_chunk_layout *l,
  * sixteenth smaller than the chunk: followers that have it fetch the delta instead of the
  * chunk (the chunk stays in the pack for the others). The deltas' offsets are within the
  * delta region, which ends the pack after the @p nfresh chunks. */
-static void deltas_make(snap_pusher *p, const struct pushed *d, const uint8_t *view,
+static void deltas_make(snap_pusher *p, struct pushed *d, const uint8_t *view,
                         const struct snap_chunk_layout *l, const uint64_t *fresh,
                         uint64_t nfresh, uint32_t pack, struct delta *out,
                         uint64_t *ndeltas, uint8_t **buf, size_t *dlen) {
@@ -464,8 +494,10 @@ static void deltas_make(snap_pusher *p, const struct pushed *d, const uint8_t *v
   *dlen = 0;
   const struct manifest *m = d->man.buf ? &d->man : NULL;
   snap_snapshot *prev = NULL;
-  if (!m || m->shift != l->shift ||
-      snap_pin_version(p->store, d->dataset, m->version, &prev, NULL))
+  if (!m || m->shift != l->shift) return;
+  if (d->last && snap_snapshot_version(d->last) == m->version)
+    prev = snap_snapshot_ref(d->last);
+  else if (snap_pin_version(p->store, d->dataset, m->version, &prev, NULL))
     return;
   size_t plen, cap = 0;
   const uint8_t *pv = snap_snapshot_segment(prev, &plen);
@@ -623,6 +655,8 @@ int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
   }
   snprintf(d->etag, sizeof d->etag, "%s", ainfo.etag);
   d->ann = a;
+  snap_unpin(d->last);
+  d->last = snap_snapshot_ref(snap);
   res->bytes += (uint64_t)tn;
   res->version = v;
   res->chunks = l.nchunks;

@@ -45,19 +45,6 @@ DEADLINE = 90.0
 CHUNK = 64 << 10
 
 
-def wait_for(cond, what, timeout=DEADLINE):
-    end = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError("timed out waiting for " + what)
-        time.sleep(delay)  # polling a file or a process, with a deadline
-        delay = min(delay * 2, 0.05)
-
-
 def table(version, nrows, ncols, stamp_rows):
     """The .npy of version @version: rows [0, stamp_rows) carry it, the rest 1."""
     a = array.array("q", bytes(8 * nrows * ncols))
@@ -308,14 +295,26 @@ class SyncTest(unittest.TestCase):
         self.assertFalse(os.path.exists(part))
         self.assertEqual(self.pinned_sum("f"), self.pinned_sum("p"))
 
-    def test_server_stopped_and_restarted(self):
-        p = self.writerd("p", "--push", self.url, "--poll-interval", "100")
+    def test_server_stopped_mid_upload_and_restarted(self):
+        # the primary pauses after the first part of its multipart upload (a pipe
+        # hook): the server is killed there, then the upload goes on and fails
+        pause = os.path.join(self.tmp, "pause")
+        os.mkdir(pause)
+        for name in ("reached", "go"):
+            os.mkfifo(os.path.join(pause, name))
+        env = dict(self.env, SNAP_SYNC_PAUSE_AFTER_PART=pause)
+        p = self.writerd("p", "--push", self.url, "--poll-interval", "100",
+                         "--transfers", "1", env=env)
         f = self.writerd("f", "--follow", self.url, "--poll-interval", "100")
         self.publish("p", 1)
         f.wait_log(r"^follow dataset=d version=1 ")
-        self.server.halt()
         n = len(p.lines)
-        self.publish("p", 2)
+        self.publish("p", 2, nrows=600000)  # 36.6 MiB, all new: three 16 MiB parts
+        with open(os.path.join(pause, "reached"), "rb") as r:
+            self.assertEqual(r.read(1), b"p")  # blocks until the first part is sent
+        self.server.halt()
+        with open(os.path.join(pause, "go"), "wb") as g:
+            g.write(b"g")
         _, line = p.wait_log(r"^error op=push dataset=d kind=network ", start=n)
         self.assertNotIn(self.server.secret, line)
         f.wait_log(r"^error op=(follow|list) .*kind=network ")
