@@ -330,6 +330,11 @@ static int setup(snap_s3 *s3, struct s3_req *r, const char *url,
   curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L); /* the path is signed as sent */
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+  /* the largest buffers libcurl allows: a 16 KiB receive buffer costs a write
+   * callback (and the caller's pwrite) per 16 KiB, which for a 1 GiB body is
+   * 65536 system calls of page allocation on a tmpfs */
+  curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 512L * 1024);
+  curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 2L * 1024 * 1024);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s3->curl_error);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
   curl_easy_setopt(c, CURLOPT_AWS_SIGV4, s3->sigv4);
