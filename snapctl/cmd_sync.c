@@ -98,11 +98,11 @@ static int run_push(struct ctl *c, int argc, char **argv) {
     char b[32];
     if (res.version)
       printf(
-          "%s: version %llu pushed: %llu of %llu chunks new, %s sent, %llu objects "
-          "swept, %.3f s\n",
+          "%s: version %llu pushed: %llu of %llu chunks new (%llu also as deltas), "
+          "%s sent, %llu objects swept, %.3f s\n",
           ds[i].name, (unsigned long long)res.version, (unsigned long long)res.new_chunks,
-          (unsigned long long)res.chunks, ctl_bytes(b, sizeof b, res.bytes),
-          (unsigned long long)res.swept, res.seconds);
+          (unsigned long long)res.chunks, (unsigned long long)res.deltas,
+          ctl_bytes(b, sizeof b, res.bytes), (unsigned long long)res.swept, res.seconds);
     else
       printf("%s: version %llu is announced already\n", ds[i].name,
              (unsigned long long)ds[i].current);
@@ -151,12 +151,13 @@ static int run_pull(struct ctl *c, int argc, char **argv) {
     char b[32];
     if (res.flipped)
       printf(
-          "%s: version %llu adopted: %llu chunks fetched (%s), %llu borrowed, %llu "
-          "copied, %llu zero, %llu resumed, %.3f s\n",
+          "%s: version %llu adopted: %llu chunks fetched (%llu as deltas; %s with the "
+          "manifest), %llu borrowed, %llu copied, %llu zero, %llu resumed, %.3f s\n",
           names[i], (unsigned long long)res.local, (unsigned long long)res.chunks.fetch,
-          ctl_bytes(b, sizeof b, res.bytes), (unsigned long long)res.chunks.borrowed,
-          (unsigned long long)res.chunks.copied, (unsigned long long)res.chunks.zero,
-          (unsigned long long)res.chunks.resumed, res.seconds);
+          (unsigned long long)res.deltas, ctl_bytes(b, sizeof b, res.bytes),
+          (unsigned long long)res.chunks.borrowed, (unsigned long long)res.chunks.copied,
+          (unsigned long long)res.chunks.zero, (unsigned long long)res.chunks.resumed,
+          res.seconds);
     else
       printf("%s: version %llu is current (announced: %llu)\n", names[i],
              (unsigned long long)res.local, (unsigned long long)res.announced);

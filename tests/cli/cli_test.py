@@ -260,6 +260,56 @@ class CliTest(StoreCase, unittest.TestCase):
         self.run_ctl("compact", "nosuch", code=1)
         self.run_ctl("compact", code=2)
 
+    def test_push_pull_unfollow(self):
+        # a primary pushes to a directory remote, a second store pulls from it: the
+        # same data under the same version numbers, followed (local publishes
+        # refused) until unfollow; a change travels as a delta
+        remote = os.path.join(self.tmp, "remote")
+        other = self.store + ".follower"
+        self.addCleanup(shutil.rmtree, other, True)
+        self.run_ctl("init")
+        rows = "".join(f"{i},{i * 0.5}\n" for i in range(100000))
+        self.run_ctl("publish", "t", self.write("t.csv", "a,b\n" + rows))
+        p = self.run_ctl("push", remote)
+        self.assertRegex(p.stdout, r"^t: version 1 pushed: (\d+) of \1 chunks new")
+        self.assertIn("t: version 1 is announced already", self.run_ctl("push", remote).stdout)
+        p = self.run_ctl("--store", other, "pull", remote, store=False)
+        self.assertRegex(p.stdout, r"^t: version 1 adopted: \d+ chunks fetched \(0 as deltas")
+        ours = self.json("list", "--json")["datasets"][0]
+        theirs = json.loads(self.run_ctl("--store", other, "list", "--json",
+                                         store=False).stdout)["datasets"][0]
+        self.assertEqual(theirs["current"], 1)
+        self.assertTrue(theirs["followed"])
+        self.assertFalse(ours["followed"])
+        self.assertEqual(theirs["versions"][0]["created_ns"], ours["versions"][0]["created_ns"])
+        self.run_ctl("--store", other, "verify", "t", store=False)
+        # one value changed: one chunk new, fetched as a delta
+        self.run_ctl("publish", "t", self.write("t.csv", "a,b\n" + rows.replace(
+            "\n5,2.5\n", "\n5,9.5\n")))
+        self.assertIn("1 of", self.run_ctl("push", remote).stdout)
+        p = self.run_ctl("--store", other, "pull", remote, store=False)
+        self.assertIn("t: version 2 adopted: 1 chunks fetched (1 as deltas", p.stdout)
+        self.assertIn("followed", self.run_ctl("--store", other, "list", store=False).stdout)
+        out = subprocess.run([SNAPCTL, "--store", other, "export", "t", "--format", "csv"],
+                             capture_output=True, text=True).stdout
+        self.assertIn("\n5,9.5\n", out)
+        # followed: a local publish is refused, with the way out in the message
+        p = self.run_ctl("--store", other, "publish", "--direct", "t",
+                         self.write("u.csv", "a,b\n1,2\n"), code=1, store=False)
+        self.assertIn("snapctl unfollow t", p.stderr)
+        self.run_ctl("--store", other, "unfollow", "t", store=False)
+        self.run_ctl("--store", other, "publish", "--direct", "t",
+                     self.write("u.csv", "a,b\n1,2\n"), store=False)
+        self.assertEqual(json.loads(self.run_ctl("--store", other, "list", "--json",
+                                                 store=False).stdout)
+                         ["datasets"][0]["current"], 3)
+        # errors: a remote that is neither, an unknown dataset, bad options
+        self.run_ctl("push", "s3://", code=1)
+        self.run_ctl("pull", remote, "nosuch", code=1)
+        self.run_ctl("push", code=2)
+        self.run_ctl("push", "--transfers", "0", remote, code=2)
+        self.run_ctl("unfollow", "nosuch", code=1)
+
     def test_append_npy(self):
         self.run_ctl("init")
         n, k = 100000, 4
