@@ -39,13 +39,8 @@ static void close_stores(void) {
 /* The primary's current version edited in place: rows [a, b) of column c get
  * a new value, the rest is borrowed. */
 static uint64_t edit_rows(uint32_t c, uint64_t a, uint64_t b, double value) {
-  snap_edit *ed;
   uint64_t v = 0;
-  CU_ASSERT_EQUAL_FATAL(snap_edit_begin(g_p, "d", &ed, NULL), 0);
-  double *col = (double *)snap_edit_column(ed, c)->values;
-  for (uint64_t r = a; r < b; r++) col[r] = value;
-  CU_ASSERT_EQUAL_FATAL(snap_edit_commit(ed, &v, NULL), 0);
-  snap_edit_free(ed);
+  CU_ASSERT_EQUAL_FATAL(tu_edit_f64(g_p, "d", c, a, b, value, &v), 0);
   return v;
 }
 
@@ -60,6 +55,13 @@ static int begin_on(snap_store *st, const snap_snapshot *snap, snap_replica **r,
 
 static int begin(const snap_snapshot *snap, snap_replica **r, struct snap_error *err) {
   return begin_on(g_f, snap, r, err);
+}
+
+/* The primary's first version, pinned into *s, and a replica of it begun. */
+static void start_v1(snap_snapshot **s, snap_replica **r) {
+  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_p, "d", NROWS, NCOLS, 7, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(snap_pin(g_p, "d", s, NULL), 0);
+  CU_ASSERT_EQUAL_FATAL(begin(*s, r, NULL), 0);
 }
 
 /* Write every chunk the replica still needs (at most @p max), from @p snap. */
@@ -208,9 +210,7 @@ static void test_copied(void) {
   open_stores();
   snap_snapshot *s;
   snap_replica *r;
-  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_p, "d", NROWS, NCOLS, 7, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(snap_pin(g_p, "d", &s, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(begin(s, &r, NULL), 0);
+  start_v1(&s, &r);
   fill(r, s, UINT64_MAX);
   CU_ASSERT_EQUAL_FATAL(snap_replica_commit(r, NULL, NULL), 0);
   snap_unpin(s);
@@ -235,9 +235,7 @@ static void test_feed(void) {
   struct snap_error err;
   snap_snapshot *s;
   snap_replica *r;
-  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_p, "d", NROWS, NCOLS, 7, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(snap_pin(g_p, "d", &s, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(begin(s, &r, NULL), 0);
+  start_v1(&s, &r);
   struct snap_chunk_layout l;
   snap_replica_layout(r, &l);
   const uint8_t *base = snap_snapshot_segment(s, NULL);
@@ -271,9 +269,7 @@ static void test_bad_chunks(void) {
   struct snap_error err;
   snap_snapshot *s;
   snap_replica *r;
-  CU_ASSERT_EQUAL_FATAL(tu_publish_f64(g_p, "d", NROWS, NCOLS, 7, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(snap_pin(g_p, "d", &s, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(begin(s, &r, NULL), 0);
+  start_v1(&s, &r);
   static uint8_t junk[CHUNK];
   memset(junk, 0x5a, sizeof junk);
   CU_ASSERT_EQUAL(snap_replica_write(r, 3, junk, CHUNK, &err), SNAP_ECHECKSUM);

@@ -97,6 +97,21 @@ int tu_publish_f64(snap_store *s, const char *dataset, uint64_t nrows, uint32_t 
   return rc;
 }
 
+int tu_edit_f64(snap_store *s, const char *dataset, uint32_t col, uint64_t a, uint64_t b,
+                double value, uint64_t *version) {
+  snap_edit *ed;
+  struct snap_error err = {0};
+  int rc = snap_edit_begin(s, dataset, &ed, &err);
+  if (!rc) {
+    double *v = (double *)snap_edit_column(ed, col)->values;
+    for (uint64_t r = a; r < b; r++) v[r] = value;
+    rc = snap_edit_commit(ed, version, &err);
+    snap_edit_free(ed);
+  }
+  if (rc) fprintf(stderr, "tu_edit_f64: %s\n", err.message);
+  return rc;
+}
+
 int64_t tu_check_f64(const snap_snapshot *snap) {
   size_t len;
   const void *meta = snap_snapshot_metadata(snap, &len);

@@ -30,6 +30,10 @@ int tu_publish_f64(snap_store *s, const char *dataset, uint64_t nrows, uint32_t 
 static inline double tu_cell(uint64_t seed, uint64_t r, uint32_t c) {
   return (double)(seed * 1000003u + r * 131u + c);
 }
+/* Edit the current version of @p dataset in place (snap_edit_*): rows [a, b)
+ * of column @p col become @p value; the new version into *version. */
+int tu_edit_f64(snap_store *s, const char *dataset, uint32_t col, uint64_t a, uint64_t b,
+                double value, uint64_t *version);
 /* Check every cell of a pinned tu_publish_f64 table; returns the seed or -1. */
 int64_t tu_check_f64(const snap_snapshot *snap);
 
