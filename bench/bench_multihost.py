@@ -106,6 +106,8 @@ def wait_flips(p, fs, marks, v):
     written), and each follower's flip: (push line, its arrival time, the
     followers' arrival times, their lines), searched from @marks."""
     tp, pline = p.wait(r"^push dataset=t version=%d " % v, marks[0])
+    # the line comes after the sweep: the announcement was written earlier
+    tp -= field(pline, "seconds") - field(pline, "announce_seconds")
     got = [d.wait(r"^follow dataset=t version=%d " % v, m) for d, m in zip(fs, marks[1:])]
     return pline, tp, [t for t, _ in got], [line for _, line in got]
 
@@ -256,7 +258,7 @@ def main():
                                                   for i in range(4)], tmp, copies=3)
             d1 = curl_get(env, url_base, key, quarters(size), tmp)
             fig["full"].append(full)
-            fig["push"].append(field(pline, "seconds"))
+            fig["push"].append(field(pline, "announce_seconds"))
             fig["follow1"].append(statistics.median(follows))
             fig["d1"].append(d1)
             fig["d3"].append(d3)
@@ -276,7 +278,7 @@ def main():
             pline, tp, arrivals, lines = wait_flips(p, fs, marks, v)
             fetched = [field(line, "bytes") for line in lines]
             fig["chg_ann"].append(max(arrivals) - tp)
-            fig["chg_push"].append(field(pline, "seconds"))
+            fig["chg_push"].append(field(pline, "announce_seconds"))
             pack = re.search(r" pack=([0-9a-f]{32}) ", pline).group(1)
             # the deltas end the pack, after its whole chunks: what a follower in
             # step fetches of it
@@ -345,7 +347,7 @@ def main():
          "poll + 2 x GET = %.3f s: **%.2fx**" % (
              a.poll_ms / 1000 + 2 * med["chg_get"],
              med["chg_ann"] / (a.poll_ms / 1000 + 2 * med["chg_get"])), "<= 1x"),
-        ("1% change: the push", "%.3f s" % med["chg_push"], "", ""),
+        ("1% change: the push, to the announcement", "%.3f s" % med["chg_push"], "", ""),
         ("restore of the store (snapctl pull)", "%.2f s" % med["restore"],
          "D1 %.2f s: **%.2fx**" % (med["restore_d1"], med["restore"] / med["restore_d1"]),
          "<= 1.3x"),

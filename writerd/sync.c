@@ -290,11 +290,12 @@ static void push_all(struct wd_sync *s) {
     wd_count(WD_C_PUSHES, 1);
     wd_log("push",
            "dataset=%s version=%llu chunks=%llu new_chunks=%llu deltas=%llu bytes=%llu "
-           "pack=%s swept=%llu seconds=%.3f",
+           "pack=%s swept=%llu announce_seconds=%.3f seconds=%.3f",
            wd_q(q, sizeof q, ds[i].name), (unsigned long long)res.version,
            (unsigned long long)res.chunks, (unsigned long long)res.new_chunks,
            (unsigned long long)res.deltas, (unsigned long long)res.bytes,
-           res.pack[0] ? res.pack : "none", (unsigned long long)res.swept, res.seconds);
+           res.pack[0] ? res.pack : "none", (unsigned long long)res.swept,
+           res.announce_seconds, res.seconds);
     if (res.warning[0])
       wd_log("warning", "op=sweep dataset=%s message=%s", q,
              wd_q(q2, sizeof q2, res.warning));

@@ -659,6 +659,7 @@ int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
   d->last = snap_snapshot_ref(snap);
   res->bytes += (uint64_t)tn;
   res->version = v;
+  res->announce_seconds = now_s() - t0;
   res->chunks = l.nchunks;
   manifest_free(&d->man);
   if (!manifest_parse(mbuf, mlen, dataset, key, &d->man, NULL)) {

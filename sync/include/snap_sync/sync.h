@@ -79,7 +79,9 @@ struct snap_push_result {
   uint64_t swept;      /**< objects the sweep deleted */
   char pack[33];       /**< the new chunks' pack (D/pack/NAME), "" when none */
   double seconds;
-  char warning[768]; /**< a sweep that failed (the push itself succeeded), or "" */
+  double announce_seconds; /**< from the start to the announcement's write (the
+                                rest is the sweep) */
+  char warning[768];       /**< a sweep that failed (the push itself succeeded), or "" */
 };
 
 typedef struct snap_pusher snap_pusher;
