@@ -10,7 +10,8 @@
  *
  * usage: reader_load STORE DATASET
  * prints "ready" once it has pinned, then at the end
- * "reads N wrong M versions K last V" (exit 1 when M > 0).
+ * "reads N wrong M versions K last V" (exit 1 when M > 0), V being what its
+ * last read, taken after its input ended, saw.
  */
 #include <libsnap/libsnap.h>
 #include <poll.h>
@@ -48,11 +49,12 @@ int main(int argc, char **argv) {
   }
   uint64_t reads = 0, wrong = 0, versions = 0, last = 0;
   int said = 0;
-  for (;;) {
+  for (int end = 0; !end;) {
+    /* end of input: one more read, which must see what is current by then */
     struct pollfd p = {STDIN_FILENO, POLLIN, 0};
     if (poll(&p, 1, 0) > 0) {
       char b[64];
-      if (read(STDIN_FILENO, b, sizeof b) <= 0) break;
+      if (read(STDIN_FILENO, b, sizeof b) <= 0) end = 1;
     }
     snap_snapshot *s;
     if (snap_pin(store, argv[2], &s, &err)) {
