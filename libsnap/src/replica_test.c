@@ -81,17 +81,7 @@ static uint64_t fill(snap_replica *r, const snap_snapshot *snap, uint64_t max) {
 }
 
 static void same_data(uint64_t v) {
-  snap_snapshot *a, *b;
-  CU_ASSERT_EQUAL_FATAL(snap_pin_version(g_p, "d", v, &a, NULL), 0);
-  CU_ASSERT_EQUAL_FATAL(snap_pin(g_f, "d", &b, NULL), 0);
-  CU_ASSERT_EQUAL(snap_snapshot_version(b), v);
-  CU_ASSERT_EQUAL(snap_snapshot_nrows(a), snap_snapshot_nrows(b));
-  for (uint32_t c = 0; c < NCOLS; c++)
-    CU_ASSERT(!memcmp(snap_snapshot_column(a, c)->values,
-                      snap_snapshot_column(b, c)->values, (size_t)NROWS * 8));
-  CU_ASSERT_EQUAL(snap_snapshot_verify(b, NULL), 0);
-  snap_unpin(a);
-  snap_unpin(b);
+  CU_ASSERT_EQUAL(tu_same_version(g_p, g_f, "d", v), 0);
 }
 
 /* Bytes the follower's file of version @p v holds. */

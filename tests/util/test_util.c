@@ -112,6 +112,29 @@ int tu_edit_f64(snap_store *s, const char *dataset, uint32_t col, uint64_t a, ui
   return rc;
 }
 
+int tu_same_version(snap_store *primary, snap_store *follower, const char *dataset,
+                    uint64_t v) {
+  snap_snapshot *a = NULL, *b = NULL;
+  int same = !snap_pin_version(primary, dataset, v, &a, NULL) &&
+             !snap_pin(follower, dataset, &b, NULL) && snap_snapshot_version(b) == v &&
+             snap_snapshot_nrows(a) == snap_snapshot_nrows(b) &&
+             snap_snapshot_ncols(a) == snap_snapshot_ncols(b);
+  for (uint32_t c = 0; same && c < snap_snapshot_ncols(a); c++) {
+    const struct snap_column *x = snap_snapshot_column(a, c),
+                             *y = snap_snapshot_column(b, c);
+    same =
+        x->type == y->type &&
+        !memcmp(x->values, y->values, snap_snapshot_nrows(a) * snap_type_size(x->type));
+  }
+  if (same) same = !snap_snapshot_verify(b, NULL);
+  if (!same)
+    fprintf(stderr, "tu_same_version: %s version %llu differs\n", dataset,
+            (unsigned long long)v);
+  snap_unpin(a);
+  snap_unpin(b);
+  return same ? 0 : -1;
+}
+
 int64_t tu_check_f64(const snap_snapshot *snap) {
   size_t len;
   const void *meta = snap_snapshot_metadata(snap, &len);

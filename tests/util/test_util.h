@@ -34,6 +34,11 @@ static inline double tu_cell(uint64_t seed, uint64_t r, uint32_t c) {
  * of column @p col become @p value; the new version into *version. */
 int tu_edit_f64(snap_store *s, const char *dataset, uint32_t col, uint64_t a, uint64_t b,
                 double value, uint64_t *version);
+/* 0 when @p follower's current version of @p dataset is version @p v of
+ * @p primary: the same number, rows and column bytes (every column holding
+ * its type's values), and it verifies; else -1 (printed). */
+int tu_same_version(snap_store *primary, snap_store *follower, const char *dataset,
+                    uint64_t v);
 /* Check every cell of a pinned tu_publish_f64 table; returns the seed or -1. */
 int64_t tu_check_f64(const snap_snapshot *snap);
 
