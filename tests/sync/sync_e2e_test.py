@@ -28,7 +28,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
@@ -36,6 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "s3"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 import seaweed  # noqa: E402
+import snaptest  # noqa: E402
 
 WRITERD = os.environ.get("WRITERD", "writerd")
 SNAPCTL = os.environ.get("SNAPCTL", "snapctl")
@@ -60,50 +60,18 @@ def table(version, nrows, ncols, stamp_rows):
             a.tobytes())
 
 
-class Daemon:
-    """A writerd in the foreground, its stderr read line by line by a thread."""
+class Daemon(snaptest.Daemon):
+    """tests/snaptest.py's writerd without an inbox, ready, with a socket client."""
 
     def __init__(self, store, args, env):
-        self.store = store
-        self.lines = []
-        self.cond = threading.Condition()
-        self.proc = subprocess.Popen([WRITERD, "--store", store, "--no-inbox",
-                                      "--foreground"] + args, env=env,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-        self.wait_log(r"^ready ")
+        super().__init__(store, "--no-inbox", *args, writerd=WRITERD, env=env,
+                         deadline=DEADLINE)
+        self.wait_line(r"^ready ")
 
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def wait_log(self, pattern, start=0, timeout=DEADLINE):
-        """The first log line from index @start matching @pattern (re.search)."""
-        rx = re.compile(pattern)
-        end = time.monotonic() + timeout
-        with self.cond:
-            i = start
-            while True:
-                while i < len(self.lines):
-                    if rx.search(self.lines[i]):
-                        return i, self.lines[i]
-                    i += 1
-                left = end - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None and not self.thread.is_alive():
-                    raise AssertionError("no log line /%s/ from writerd %s; log:\n%s" % (
-                        pattern, self.store, "\n".join(self.lines[-30:])))
-                self.cond.wait(min(left, 1.0))
-
-    def count(self, pattern):
-        rx = re.compile(pattern)
-        with self.cond:
-            return sum(1 for line in self.lines if rx.search(line))
+    def wait_line(self, pattern, start=0):
+        """(index, line) of the first log line from @start matching @pattern."""
+        m, i = self.wait_log(pattern, start)
+        return i, m.string
 
     def request(self, line):
         s = socket.socket(socket.AF_UNIX)
@@ -123,12 +91,6 @@ class Daemon:
         reply = self.request("STATUS")
         assert reply.startswith("OK "), reply
         return json.loads(reply[3:])
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(DEADLINE)
-        self.thread.join(DEADLINE)
 
 
 class SyncTest(unittest.TestCase):
@@ -222,15 +184,15 @@ class SyncTest(unittest.TestCase):
                            *(["--metrics", "127.0.0.1:0"] if i == 0 else []))
               for i in range(3)]
         self.publish("p", 1)
-        p.wait_log(r"^push dataset=d version=1 ")
+        p.wait_line(r"^push dataset=d version=1 ")
         for f in fs:
-            f.wait_log(r"^follow dataset=d version=1 ")
+            f.wait_line(r"^follow dataset=d version=1 ")
         readers = [self.reader("f%d" % i) for i in range(3)]
         for v in range(2, 6):
             self.publish("p", v)
-            p.wait_log(r"^push dataset=d version=%d " % v)
+            p.wait_line(r"^push dataset=d version=%d " % v)
             for f in fs:
-                i, line = f.wait_log(r"^follow dataset=d version=%d " % v)
+                i, line = f.wait_line(r"^follow dataset=d version=%d " % v)
                 # a 1% change: the rest is borrowed from the follower's last
                 # version, and what changed comes as deltas against it
                 fetched = int(re.search(r"fetched_chunks=(\d+)", line).group(1))
@@ -259,7 +221,7 @@ class SyncTest(unittest.TestCase):
         self.assertEqual(ls.returncode, 0, ls.stderr)
         sync = json.loads(ls.stdout)["datasets"][0]["sync"]
         self.assertEqual((sync["mode"], sync["announced"], sync["local"]), ("follow", 5, 5))
-        _, line = fs[0].wait_log(r"^metrics listen=")
+        _, line = fs[0].wait_line(r"^metrics listen=")
         port = int(line.rsplit(":", 1)[1])
         import urllib.request
         text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port,
@@ -280,7 +242,7 @@ class SyncTest(unittest.TestCase):
     def test_follower_killed_mid_download_resumes(self):
         p = self.writerd("p", "--push", self.url, "--poll-interval", "100")
         self.publish("p", 1, nrows=600000, ncols=8)  # 36.6 MiB: 3 ranges of 16 MiB
-        _, line = p.wait_log(r"^push dataset=d version=1 ")
+        _, line = p.wait_line(r"^push dataset=d version=1 ")
         chunks = int(re.search(r" chunks=(\d+)", line).group(1))
         env = dict(self.env, SNAP_SYNC_CRASH_AFTER_RANGES="1")
         f = Daemon(self.store("f"), ["--follow", self.url, "--transfers", "1"], env)
@@ -289,7 +251,7 @@ class SyncTest(unittest.TestCase):
         part = os.path.join(self.store("f"), "segments", "d", ".replica-1")
         self.assertTrue(os.path.exists(part))
         f = self.writerd("f", "--follow", self.url)
-        _, line = f.wait_log(r"^follow dataset=d version=1 ")
+        _, line = f.wait_line(r"^follow dataset=d version=1 ")
         self.assertIn("resumed_chunks=%d " % (16 << 20 >> 16), line)
         self.assertIn("fetched_chunks=%d " % (chunks - 256), line)
         self.assertFalse(os.path.exists(part))
@@ -307,30 +269,30 @@ class SyncTest(unittest.TestCase):
                          "--transfers", "1", env=env)
         f = self.writerd("f", "--follow", self.url, "--poll-interval", "100")
         self.publish("p", 1)
-        f.wait_log(r"^follow dataset=d version=1 ")
-        n = len(p.lines)
+        f.wait_line(r"^follow dataset=d version=1 ")
+        n = p.mark()
         self.publish("p", 2, nrows=600000)  # 36.6 MiB, all new: three 16 MiB parts
         with open(os.path.join(pause, "reached"), "rb") as r:
             self.assertEqual(r.read(1), b"p")  # blocks until the first part is sent
         self.server.halt()
         with open(os.path.join(pause, "go"), "wb") as g:
             g.write(b"g")
-        _, line = p.wait_log(r"^error op=push dataset=d kind=network ", start=n)
+        _, line = p.wait_line(r"^error op=push dataset=d kind=network ", start=n)
         self.assertNotIn(self.server.secret, line)
-        f.wait_log(r"^error op=(follow|list) .*kind=network ")
+        f.wait_line(r"^error op=(follow|list) .*kind=network ")
         self.assertEqual(p.request("PING")[:2], "OK")
         self.assertEqual(f.request("PING")[:2], "OK")
         self.assertEqual(self.pinned_sum("f")[0], "1")  # the current version stays
         self.server.start(same_ports=True)
         self.server.wait_ready()
-        p.wait_log(r"^push dataset=d version=2 ")
-        f.wait_log(r"^follow dataset=d version=2 ")
+        p.wait_line(r"^push dataset=d version=2 ")
+        f.wait_line(r"^follow dataset=d version=2 ")
         self.assertEqual(self.pinned_sum("f"), self.pinned_sum("p"))
 
     def test_corrupted_object_refused_then_fetched(self):
         p = self.writerd("p", "--push", self.url, "--poll-interval", "100")
         self.publish("p", 1)
-        _, line = p.wait_log(r"^push dataset=d version=1 ")
+        _, line = p.wait_line(r"^push dataset=d version=1 ")
         pack = re.search(r" pack=([0-9a-f]{32}) ", line).group(1)
         status, good = self.object("GET", "d/pack/" + pack)
         self.assertEqual(status, 200)
@@ -338,30 +300,30 @@ class SyncTest(unittest.TestCase):
         bad[5 * CHUNK + 100] ^= 0xFF
         self.assertEqual(self.object("PUT", "d/pack/" + pack, bytes(bad))[0], 200)
         f = self.writerd("f", "--follow", self.url, "--poll-interval", "100")
-        _, line = f.wait_log(r"^error op=follow dataset=d kind=verify ")
+        _, line = f.wait_line(r"^error op=follow dataset=d kind=verify ")
         self.assertIn("failed their chunk hashes 3 times", line)
         self.assertEqual(self.snapctl("f", "list", "d").returncode, 1)  # nothing adopted
         self.assertEqual(self.object("PUT", "d/pack/" + pack, good)[0], 200)
-        _, line = f.wait_log(r"^follow dataset=d version=1 ")
+        _, line = f.wait_line(r"^follow dataset=d version=1 ")
         self.assertIn("fetched_chunks=1 ", line)  # the rest was kept from the first try
         self.assertEqual(self.pinned_sum("f"), self.pinned_sum("p"))
 
     def test_wrong_credentials_and_unreachable_endpoint(self):
         p = self.writerd("p", "--push", self.url)
         self.publish("p", 1)
-        p.wait_log(r"^push dataset=d version=1 ")
+        p.wait_line(r"^push dataset=d version=1 ")
         env = dict(self.env, AWS_SECRET_ACCESS_KEY="not-the-secret-" + secrets.token_hex(8))
         f = self.writerd("f", "--follow", self.url, "--poll-interval", "100",
                          "--poll-jitter", "0", env=env)
         stamps = []
         for k in range(4):
-            i, line = f.wait_log(r"^error op=list kind=denied ",
+            i, line = f.wait_line(r"^error op=list kind=denied ",
                                  start=0 if not stamps else stamps[-1][0] + 1)
             stamps.append((i, time.monotonic(), line))
         line = stamps[0][2]
         self.assertIn(self.server.access, line)  # the key id names the identity
-        self.assertNotIn(env["AWS_SECRET_ACCESS_KEY"], "\n".join(f.lines))
-        self.assertNotIn(self.server.secret, "\n".join(f.lines))
+        self.assertNotIn(env["AWS_SECRET_ACCESS_KEY"], f.log())
+        self.assertNotIn(self.server.secret, f.log())
         # backoff: the fourth try comes at least 0.8 s (100 ms doubled thrice) after
         # the third
         self.assertGreaterEqual(stamps[3][1] - stamps[2][1], 0.7)
@@ -369,7 +331,7 @@ class SyncTest(unittest.TestCase):
         f.stop()
         env = dict(self.env, AWS_ENDPOINT_URL="http://127.0.0.1:1")
         g = self.writerd("g", "--follow", self.url, env=env)
-        _, line = g.wait_log(r"^error op=list kind=network ")
+        _, line = g.wait_line(r"^error op=list kind=network ")
         self.assertIn("127.0.0.1:1", line)
         self.assertEqual(g.request("PING")[:2], "OK")
 
@@ -378,24 +340,24 @@ class SyncTest(unittest.TestCase):
         f = self.writerd("f", "--follow", self.url, "--poll-interval", "100")
         for v in (1, 2):
             self.publish("p", v)
-            f.wait_log(r"^follow dataset=d version=%d " % v)
+            f.wait_line(r"^follow dataset=d version=%d " % v)
         # the follower's host reboots: its tmpfs store is empty
         f.stop()
         shutil.rmtree(self.store("f"))
         f = self.writerd("f", "--follow", self.url, "--poll-interval", "100")
-        _, line = f.wait_log(r"^follow dataset=d version=2 ")
+        _, line = f.wait_line(r"^follow dataset=d version=2 ")
         self.assertEqual(self.pinned_sum("f"), self.pinned_sum("p"))
         # the primary's too: --restore rebuilds it, then it publishes on
         p.stop()
         shutil.rmtree(self.store("p"))
         p = self.writerd("p", "--push", self.url, "--restore", "--poll-interval", "100")
-        p.wait_log(r"^restore dataset=d version=2 ")
-        p.wait_log(r"^restored datasets=1 ")
+        p.wait_line(r"^restore dataset=d version=2 ")
+        p.wait_line(r"^restored datasets=1 ")
         ls = json.loads(self.snapctl("p", "list", "--json").stdout)
         self.assertFalse(ls["datasets"][0]["followed"])
         self.publish("p", 3)
-        p.wait_log(r"^push dataset=d version=3 ")
-        f.wait_log(r"^follow dataset=d version=3 ")
+        p.wait_line(r"^push dataset=d version=3 ")
+        f.wait_line(r"^follow dataset=d version=3 ")
         self.assertEqual(self.pinned_sum("f"), self.pinned_sum("p"))
 
     def test_mirror_directory(self):
@@ -403,15 +365,15 @@ class SyncTest(unittest.TestCase):
         p = self.writerd("p", "--mirror", mirror, "--poll-interval", "100")
         for v in (1, 2):
             self.publish("p", v)
-            p.wait_log(r"^push dataset=d version=%d " % v)
+            p.wait_line(r"^push dataset=d version=%d " % v)
         before = self.pinned_sum("p")
         p.stop()
         shutil.rmtree(self.store("p"))
         p = self.writerd("p", "--mirror", mirror, "--poll-interval", "100")
-        p.wait_log(r"^restore dataset=d version=2 ")
+        p.wait_line(r"^restore dataset=d version=2 ")
         self.assertEqual(self.pinned_sum("p"), before)
         self.publish("p", 3)
-        p.wait_log(r"^push dataset=d version=3 ")
+        p.wait_line(r"^push dataset=d version=3 ")
 
 
 if __name__ == "__main__":

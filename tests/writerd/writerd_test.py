@@ -20,7 +20,6 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import unittest
 import urllib.error
@@ -28,6 +27,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from snaptest import StoreCase  # noqa: E402
+import snaptest  # noqa: E402
 
 try:  # the reference parser, for a second reading of the metrics (python/requirements-test.txt)
     from prometheus_client.parser import text_string_to_metric_families
@@ -203,68 +203,6 @@ def http_raw(port, data, shut=True, host="127.0.0.1"):
         s.close()
 
 
-class Daemon:
-    """A writerd process whose stderr log lines are collected by a thread."""
-
-    def __init__(self, store, *args):
-        self.store = store
-        self.argv = [WRITERD, "--store", store, "--foreground"] + list(args)
-        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
-        self.lines = []
-        self.cond = threading.Condition()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self):
-        for line in self.proc.stderr:
-            with self.cond:
-                self.lines.append(line.rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append(None)  # end of the log
-            self.cond.notify_all()
-
-    def wait_log(self, pattern, start=0, timeout=DEADLINE):
-        """Wait for a log line matching pattern (from line index start); returns
-        (match, index)."""
-        rx = re.compile(pattern)
-        end = time.monotonic() + timeout
-        i = start
-        with self.cond:
-            while True:
-                while i < len(self.lines):
-                    line = self.lines[i]
-                    if line is None:
-                        raise AssertionError("writerd exited before logging %r; log:\n%s"
-                                             % (pattern, self.log()))
-                    m = rx.search(line)
-                    if m:
-                        return m, i
-                    i += 1
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise AssertionError("no log line %r within %ds; log:\n%s"
-                                         % (pattern, timeout, self.log()))
-                self.cond.wait(left)
-
-    def mark(self):
-        with self.cond:
-            return len(self.lines)
-
-    def log(self):
-        with self.cond:
-            return "\n".join(l for l in self.lines if l is not None)
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout=DEADLINE)
-        self.thread.join(timeout=DEADLINE)
-        return rc
-
-
 class Client:
     """A protocol client: one request line out, one reply line back."""
 
@@ -336,7 +274,7 @@ class WriterdTest(StoreCase, unittest.TestCase):
     # -------------------------------------------------------------- helpers
 
     def start(self, *args):
-        d = Daemon(self.store, *args)
+        d = snaptest.Daemon(self.store, *args, writerd=WRITERD, deadline=DEADLINE)
         self.daemons.append(d)
         d.wait_log(r"^ready pid=%d$" % d.proc.pid)
         return d
