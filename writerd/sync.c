@@ -135,6 +135,16 @@ static void metrics_update(struct wd_sync *s) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* The metrics' error kind of a failure of @p op ("push", "follow", "list", ...). */
+static const char *error_metric(const struct snap_sync_error *e, const char *op) {
+  return !strcmp(e->kind, "verify")    ? "verify"
+         : !strcmp(e->kind, "denied")  ? "s3_denied"
+         : !strcmp(e->kind, "network") ? "s3_network"
+         : !strcmp(e->kind, "server")  ? "s3_server"
+         : !strcmp(op, "push")         ? "push"
+                                       : "fetch";
+}
+
 /* A failure: logged, counted, and the dataset waits before its next try. */
 static void failed(struct wd_sync *s, struct ds_state *d, const char *op,
                    const struct snap_sync_error *e) {
@@ -149,12 +159,7 @@ static void failed(struct wd_sync *s, struct ds_state *d, const char *op,
   d->error_at = wd_now();
   s->state_dirty = 1;
   pthread_mutex_unlock(&s->lock);
-  wd_count_error(!strcmp(e->kind, "verify")    ? "verify"
-                 : !strcmp(e->kind, "denied")  ? "s3_denied"
-                 : !strcmp(e->kind, "network") ? "s3_network"
-                 : !strcmp(e->kind, "server")  ? "s3_server"
-                 : !strcmp(op, "push")         ? "push"
-                                               : "fetch");
+  wd_count_error(error_metric(e, op));
   wd_log("error", "op=%s dataset=%s kind=%s retry_in_ms=%u message=%s", op,
          wd_q(q2, sizeof q2, d->name), e->kind, ms, wd_q(q, sizeof q, e->message));
 }
@@ -225,9 +230,7 @@ static size_t discover(struct wd_sync *s, char ***names) {
   if (snap_follow_datasets(s->follower, names, &n, &e)) {
     char q[1000];
     s->list_fails++;
-    wd_count_error(!strcmp(e.kind, "denied")    ? "s3_denied"
-                   : !strcmp(e.kind, "network") ? "s3_network"
-                                                : "fetch");
+    wd_count_error(error_metric(&e, "list"));
     wd_log("error", "op=list kind=%s message=%s", e.kind, wd_q(q, sizeof q, e.message));
     *names = NULL;
     return 0;

@@ -34,12 +34,7 @@ static void open_store(uint64_t *v1) {
 static void close_store(void) { tu_store_destroy(g_store, g_dir); }
 
 /* Bytes the tmpfs holds for version @p v's file; -1 when it is gone. */
-static int64_t held(uint64_t v) {
-  char path[4096];
-  struct stat st;
-  snprintf(path, sizeof path, "%s/segments/d/%llu.seg", g_dir, (unsigned long long)v);
-  return stat(path, &st) ? -1 : (int64_t)st.st_blocks * 512;
-}
+static int64_t held(uint64_t v) { return tu_held(g_dir, "d", v); }
 
 static uint64_t current(void) {
   uint64_t v = 0;

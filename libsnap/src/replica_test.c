@@ -85,12 +85,7 @@ static void same_data(uint64_t v) {
 }
 
 /* Bytes the follower's file of version @p v holds. */
-static int64_t held(uint64_t v) {
-  char path[4096];
-  struct stat st;
-  snprintf(path, sizeof path, "%s/segments/d/%llu.seg", g_fdir, (unsigned long long)v);
-  return stat(path, &st) ? -1 : (int64_t)st.st_blocks * 512;
-}
+static int64_t held(uint64_t v) { return tu_held(g_fdir, "d", v); }
 
 static void test_first_and_mirror(void) {
   open_stores();

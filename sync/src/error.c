@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* struct snap_sync_error: one line, a status and a kind for metrics. */
+/* struct snap_sync_error (one line, a status and a kind for metrics), and the clock. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -55,4 +56,10 @@ int sync__snap(struct snap_sync_error *err, int code, const struct snap_error *e
                                                                      : "local";
   return sync__err(err, code, kind, "%s: %s", what,
                    e && e->message[0] ? e->message : snap_strerror(code));
+}
+
+double sync__now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }

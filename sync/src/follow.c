@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
 
@@ -33,12 +32,6 @@ struct snap_follower {
   struct followed *ds;
   size_t nds;
 };
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 int snap_follower_create(snap_store *store, snap_remote *remote,
                          const struct snap_follow_options *opt, snap_follower **out,
@@ -366,7 +359,7 @@ static int plan_ranges(struct fetch *fe, uint64_t max, struct snap_sync_error *e
 
 /* ------------------------------------------------------------------- poll */
 
-static int poll_announce(snap_follower *f, struct rconn *c, struct followed *d,
+static int poll_announce(struct rconn *c, struct followed *d,
                          struct snap_follow_result *res, struct snap_sync_error *err) {
   char key[400];
   key_announce(key, sizeof key, d->dataset);
@@ -391,7 +384,6 @@ static int poll_announce(snap_follower *f, struct rconn *c, struct followed *d,
   if (strcmp(a.dataset, d->dataset))
     return sync__err(err, SNAP_ECORRUPT, "corrupt", "%s: names dataset \"%s\"", key,
                      a.dataset);
-  (void)f;
   d->ann = a;
   snprintf(d->etag, sizeof d->etag, "%s", info.etag);
   return 0;
@@ -400,7 +392,7 @@ static int poll_announce(snap_follower *f, struct rconn *c, struct followed *d,
 int snap_follow_poll(snap_follower *f, const char *dataset,
                      struct snap_follow_result *res, struct snap_sync_error *err) {
   memset(res, 0, sizeof *res);
-  double t0 = now_s();
+  double t0 = sync__now();
   struct followed *d = followed_of(f, dataset);
   if (!d) return sync__err(err, -ENOMEM, "local", "follow %s: out of memory", dataset);
   struct rconn *c = NULL;
@@ -412,7 +404,7 @@ int snap_follow_poll(snap_follower *f, const char *dataset,
   char key[400], what[600];
   snprintf(what, sizeof what, "follow %s", dataset);
   int rc = r_conn(f->remote, &c, err);
-  if (rc || (rc = poll_announce(f, c, d, res, err))) goto out;
+  if (rc || (rc = poll_announce(c, d, res, err))) goto out;
   res->announced = d->ann.version;
   res->announced_ns = d->ann.published_ns;
   rc = snap_current_version(f->store, dataset, &res->local, &se);
@@ -485,7 +477,7 @@ int snap_follow_poll(snap_follower *f, const char *dataset,
   res->local = v;
   res->flipped = 1;
 out:
-  res->seconds = now_s() - t0;
+  res->seconds = sync__now() - t0;
   snap_replica_free(r);
   manifest_free(&m);
   free(fe.items);

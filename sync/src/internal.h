@@ -2,7 +2,7 @@
 /*
  * Internal interfaces of snap_sync. Layering (a file calls only files above it):
  *
- *   error.c      struct snap_sync_error helpers
+ *   error.c      struct snap_sync_error helpers, the clock
  *   remote.c     the object store: S3 through snap_s3, or a directory
  *   objects.c    the objects' formats: keys, pack names, the locator, the
  *                announcement (JSON)
@@ -27,6 +27,8 @@ int sync__s3(struct snap_sync_error *err, int code, const struct snap_s3_error *
 /* From a libsnap failure. */
 int sync__snap(struct snap_sync_error *err, int code, const struct snap_error *e,
                const char *what);
+/* Seconds on CLOCK_MONOTONIC, for the durations in results. */
+double sync__now(void);
 /* The kind of a snap_s3 status. */
 const char *sync__s3_kind(int code);
 

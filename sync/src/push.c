@@ -51,12 +51,6 @@ struct snap_pusher {
   char host[128];
 };
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 int snap_pusher_create(snap_store *store, snap_remote *remote,
                        const struct snap_push_options *opt, snap_pusher **out,
                        struct snap_sync_error *err) {
@@ -519,7 +513,7 @@ static void deltas_make(snap_pusher *p, struct pushed *d, const uint8_t *view,
 int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
               struct snap_sync_error *err) {
   memset(res, 0, sizeof *res);
-  double t0 = now_s();
+  double t0 = sync__now();
   struct pushed *d = pushed_of(p, dataset);
   if (!d) return sync__err(err, -ENOMEM, "local", "push %s: out of memory", dataset);
   if (d->stopped)
@@ -659,7 +653,7 @@ int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
   d->last = snap_snapshot_ref(snap);
   res->bytes += (uint64_t)tn;
   res->version = v;
-  res->announce_seconds = now_s() - t0;
+  res->announce_seconds = sync__now() - t0;
   res->chunks = l.nchunks;
   manifest_free(&d->man);
   if (!manifest_parse(mbuf, mlen, dataset, key, &d->man, NULL)) {
@@ -676,7 +670,7 @@ int snap_push(snap_pusher *p, const char *dataset, struct snap_push_result *res,
     res->swept = 0;
   }
 out:
-  res->seconds = now_s() - t0;
+  res->seconds = sync__now() - t0;
   free(mbuf);
   free(dbuf);
   free(deltas);

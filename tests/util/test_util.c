@@ -76,6 +76,14 @@ void tu_f64_fields(struct snap_field *f, char (*names)[16], uint32_t ncols) {
   }
 }
 
+int64_t tu_held(const char *dir, const char *dataset, uint64_t version) {
+  char path[4096];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/segments/%s/%llu.seg", dir, dataset,
+           (unsigned long long)version);
+  return stat(path, &st) ? -1 : (int64_t)st.st_blocks * 512;
+}
+
 int tu_publish_f64(snap_store *s, const char *dataset, uint64_t nrows, uint32_t ncols,
                    uint64_t seed, uint64_t *version) {
   struct snap_field *f = calloc(ncols ? ncols : 1, sizeof *f);

@@ -18,6 +18,9 @@ void tu_store_destroy(snap_store *s, char *dir);
 /* The segment file of @p dataset @p version in store directory @p dir, opened
  * read-write behind the library's back (for damage tests); -1 on failure. */
 int tu_segment_open_rw(const char *dir, const char *dataset, uint64_t version);
+/* Bytes the tmpfs holds for the file of @p dataset @p version in store
+ * directory @p dir (st_blocks); -1 when there is none. */
+int64_t tu_held(const char *dir, const char *dataset, uint64_t version);
 /* Number of regular files below dir (recursive). */
 int tu_count_files(const char *dir);
 
