@@ -599,6 +599,13 @@ SNAP__INTERNAL int snap__ds_get_or_create(snap_store *s, struct snap__txn *t,
                                           const char *dataset, bool replica,
                                           struct snap__dsrec *ds, bool *created,
                                           struct snap_error *err);
+/* In write txn @p t: version @p version (record @p vr) becomes the current one
+ * of @p dataset (record @p ds, written back), the old current is retained and
+ * retention runs. A crash point sits between the two version records. */
+SNAP__INTERNAL int snap__make_current(struct snap__txn *t, const char *dataset,
+                                      struct snap__dsrec *ds, uint64_t version,
+                                      const struct snap__verrec *vr,
+                                      struct snap_error *err);
 /* @p p publishes @p dataset of store @p s. */
 SNAP__INTERNAL bool snap__publish_is_of(const snap_publish *p, const snap_store *s,
                                         const char *dataset);

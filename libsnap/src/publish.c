@@ -576,6 +576,22 @@ static int conflict(const snap_publish *p, uint64_t current, struct snap_error *
                    (unsigned long long)current);
 }
 
+int snap__make_current(struct snap__txn *t, const char *dataset, struct snap__dsrec *ds,
+                       uint64_t version, const struct snap__verrec *vr,
+                       struct snap_error *err) {
+  struct snap__verrec old;
+  int rc;
+  if (ds->current && !snap__ver_get(t, ds->id, ds->current, &old, NULL)) {
+    old.state = SNAP_STATE_RETAINED;
+    if ((rc = snap__ver_put(t, ds->id, ds->current, &old, err))) return rc;
+  }
+  snap__crash_point();
+  if ((rc = snap__ver_put(t, ds->id, version, vr, err))) return rc;
+  ds->current = version;
+  if ((rc = snap__ds_put(t, dataset, ds, err))) return rc;
+  return snap__retain(t, ds, err);
+}
+
 /* Link the sealed file in and make it current, all in one transaction. */
 static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_error *err) {
   snap_store *s = p->store;
@@ -583,7 +599,6 @@ static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_erro
   int rc = snap__store_txn(s, true, &t, err);
   if (rc) return rc;
   struct snap__dsrec ds;
-  struct snap__verrec old;
   char name[32], proc[64];
   snap__seg_name(name, sizeof name, p->version);
   if ((rc = snap__ds_get(t, p->dataset, &ds, err)) ||
@@ -593,15 +608,7 @@ static int flip(snap_publish *p, const struct snap__verrec *vr, struct snap_erro
     rc = conflict(p, ds.current, err);
     goto fail;
   }
-  if (ds.current && !snap__ver_get(t, ds.id, ds.current, &old, NULL)) {
-    old.state = SNAP_STATE_RETAINED;
-    if ((rc = snap__ver_put(t, ds.id, ds.current, &old, err))) goto fail;
-  }
-  snap__crash_point();
-  if ((rc = snap__ver_put(t, ds.id, p->version, vr, err))) goto fail;
-  ds.current = p->version;
-  if ((rc = snap__ds_put(t, p->dataset, &ds, err))) goto fail;
-  if ((rc = snap__retain(t, &ds, err))) goto fail;
+  if ((rc = snap__make_current(t, p->dataset, &ds, p->version, vr, err))) goto fail;
   snap__crash_point();
   /* Link last, just before the commit: a failure above leaves no name. */
   snprintf(proc, sizeof proc, "/proc/self/fd/%d", p->fd);

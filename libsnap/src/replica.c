@@ -457,17 +457,9 @@ static int replica_flip(snap_replica *r, const struct snap__verrec *vr,
                    (unsigned long long)r->version);
     goto fail;
   }
-  if (ds.current && !snap__ver_get(t, ds.id, ds.current, &old, NULL)) {
-    old.state = SNAP_STATE_RETAINED;
-    if ((rc = snap__ver_put(t, ds.id, ds.current, &old, err))) goto fail;
-  }
-  snap__crash_point();
-  if ((rc = snap__ver_put(t, ds.id, r->version, vr, err))) goto fail;
-  ds.current = r->version;
   if (ds.next_version <= r->version) ds.next_version = r->version + 1;
   ds.flags |= SNAP__DS_FOLLOWED;
-  if ((rc = snap__ds_put(t, r->dataset, &ds, err)) || (rc = snap__retain(t, &ds, err)))
-    goto fail;
+  if ((rc = snap__make_current(t, r->dataset, &ds, r->version, vr, err))) goto fail;
   /* name it last, just before the commit; RENAME_NOREPLACE: never over a file */
   if (renameat2(r->dsfd, r->part, r->dsfd, name, RENAME_NOREPLACE)) {
     rc = snap__errno(err, -errno, "%s: rename to %s", r->what, name);
