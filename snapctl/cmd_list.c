@@ -115,11 +115,11 @@ static void print_sync(const struct snap_dataset_info *ds, size_t nds, const cha
     ctl_table_cell(&t, "%s", r && r->error[0] ? r->error : "-");
   }
   if (t.ncells > 7) {
-    printf("\n%s %s%s\n",
+    printf("\n%s %s\n",
            follow    ? "followed from"
            : mode[0] ? "pushed to"
                      : "followed",
-           remote[0] ? remote : "(writerd not running)", "");
+           remote[0] ? remote : "(writerd not running)");
     ctl_table_print(&t, stdout);
   }
   ctl_table_free(&t);
